@@ -1,0 +1,327 @@
+"""The ``speckle`` command line.
+
+``speckle xpcs INPUT --out RESULT.h5`` runs the XPCS quick check and writes the result file
+(pyXpcsViewer opens it), optionally CSV tables and PNG plots, and with ``--json`` prints a
+summary as one JSON document on stdout. ``speckle demo`` runs it on the bundled demo data.
+
+Bad input exits with status 2 and one line on stderr; no result file is left half-written
+(every writer replaces its target atomically).
+
+Quantities may carry a unit: ``2230mm``, ``108um``, ``1.3ms``, ``8keV``, ``0.0016/A``; without
+one they are SI (m, s, eV) and q is in 1/Å.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import InvalidInputError, SpeckleError
+
+__all__ = ["main", "parse_quantity"]
+
+_UNITS = {
+    "length": {"": 1.0, "m": 1.0, "mm": 1e-3, "um": 1e-6, "µm": 1e-6, "nm": 1e-9},
+    "time": {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9},
+    "energy": {"": 1.0, "ev": 1.0, "kev": 1e3},
+    "q": {"": 1e10, "/a": 1e10, "1/a": 1e10, "/å": 1e10, "1/å": 1e10, "/nm": 1e9, "1/nm": 1e9,
+          "/m": 1.0, "1/m": 1.0},
+}
+
+
+def parse_quantity(text: str, kind: str) -> float:
+    """Parse ``"2230mm"``-style text into SI units (q into 1/m).
+
+    Parameters
+    ----------
+    text : str
+    kind : {"length", "time", "energy", "q"}
+
+    Returns
+    -------
+    float
+    """
+    m = re.fullmatch(r"\s*([-+0-9.eE]+)\s*([^\s]*)\s*", str(text))
+    units = _UNITS[kind]
+    if not m or m.group(2).lower() not in units:
+        raise InvalidInputError(
+            f"cannot read {text!r} as a {kind}: give a number with one of the units "
+            f"{', '.join(u for u in units if u) or 'none'}")
+    try:
+        value = float(m.group(1)) * units[m.group(2).lower()]
+    except ValueError:
+        raise InvalidInputError(f"cannot read {text!r} as a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidInputError(f"{kind} {text!r} must be positive")
+    return value
+
+
+def _pair(text: str, kind: str | None) -> tuple[float, float]:
+    parts = str(text).split(",")
+    if len(parts) not in (1, 2):
+        raise InvalidInputError(f"cannot read {text!r}: give one value or two separated by a comma")
+    if kind is None:
+        try:
+            vals = [float(p) for p in parts]
+        except ValueError:
+            raise InvalidInputError(f"cannot read {text!r}: give ROW,COL in pixels") from None
+    else:
+        vals = [parse_quantity(p, kind) for p in parts]
+    return (vals[0], vals[-1])
+
+
+def _frames(text: str) -> list[int]:
+    """Parse ``"3,10-20,55"`` into frame numbers."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise InvalidInputError(
+                f"cannot read the frame list {text!r}: write it like 3,10-20,55")
+        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
+        out.extend(range(a, b + 1))
+    return out
+
+
+def _fixed(items) -> dict:
+    out = {}
+    for item in items or ():
+        name, _, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise InvalidInputError(f"cannot read --fix {item!r}: write NAME=VALUE, "
+                                    "e.g. baseline=1") from None
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``speckle`` command."""
+    parser = argparse.ArgumentParser(
+        prog="speckle", description="Coherent X-ray scattering analysis (speckle hub).")
+    parser.add_argument("--version", action="version", version=f"speckle {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    x = sub.add_parser("xpcs", help="XPCS quick check: g2, fits and a verdict",
+                       description="XPCS quick check: g2, two-time, fits and a quality verdict.")
+    x.add_argument("input", help="HDF5/NeXus, TIFF (file, folder or pattern), FITS or NumPy file")
+    x.add_argument("--dataset", help="dataset inside an HDF5 file or a zip (default: "
+                                     "/entry/data/data or the only one)")
+    where = x.add_argument_group("which pixels (default: q-rings from the geometry when known, "
+                                 "else the whole detector)")
+    where.add_argument("--qmap", help="APS q-map file (/qmap/dynamic_roi_map, static_roi_map, mask)")
+    where.add_argument("--roi", action="append", metavar="ROW0:ROW1,COL0:COL1",
+                       help="rectangular region (repeat for several)")
+    where.add_argument("--q-rings", type=int, metavar="N", help="number of q-rings")
+    where.add_argument("--q-min", help="q of the first ring's inner edge (default unit 1/Å)")
+    where.add_argument("--q-width", help="ring width (default unit 1/Å)")
+    where.add_argument("--q-step", help="distance between ring starts (default: the width)")
+    where.add_argument("--static-per-ring", type=int, default=1,
+                       help="static bins per ring for the normalisation (default 1)")
+    geo = x.add_argument_group("acquisition (overrides what the file says)")
+    geo.add_argument("--frame-time", help="time between frames (default unit s)")
+    geo.add_argument("--energy", help="photon energy (default unit eV)")
+    geo.add_argument("--distance", help="sample-detector distance (default unit m)")
+    geo.add_argument("--pixel-size", help="pixel size, or ROW,COL sizes (default unit m)")
+    geo.add_argument("--beam-center", metavar="ROW,COL", help="direct beam position, pixels")
+    ana = x.add_argument_group("analysis")
+    ana.add_argument("--all-lags", action="store_true",
+                     help="every lag up to half the series (FFT) instead of multi-tau")
+    ana.add_argument("--buffers", type=int, default=8, help="multi-tau lags per level (8)")
+    ana.add_argument("--normalize-frames", action="store_true",
+                     help="divide every frame by its mean (beam fluctuations)")
+    ana.add_argument("--exclude-frames", default="", metavar="LIST",
+                     help="frames to leave out, e.g. 3,10-20")
+    ana.add_argument("--no-twotime", action="store_true", help="skip the two-time maps")
+    ana.add_argument("--model", default="single", choices=("single", "stretched", "double"),
+                     help="g2 fit model (default single exponential)")
+    ana.add_argument("--fix", action="append", metavar="NAME=VALUE",
+                     help="hold a fit parameter fixed, e.g. baseline=1")
+    ana.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
+    out = x.add_argument_group("output")
+    out.add_argument("--out", required=True, help="result file (HDF5, APS layout)")
+    out.add_argument("--csv-dir", help="also write g2 and fit tables as CSV here")
+    out.add_argument("--png-dir", help="also write plots as PNG here")
+    out.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+
+    d = sub.add_parser("demo", help="run the XPCS quick check on the bundled demo data")
+    d.add_argument("--out", help="result file (default: a temporary file)")
+    d.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    return parser
+
+
+def _partition(args, ds, md):
+    from .xpcs.geometry import Geometry
+    from .xpcs.partitions import q_rings, read_aps_qmap, rectangles
+
+    chosen = [bool(args.qmap), bool(args.roi), args.q_rings is not None]
+    if sum(chosen) > 1:
+        raise InvalidInputError("choose one of --qmap, --roi and --q-rings")
+    if args.qmap:
+        return read_aps_qmap(args.qmap)
+    if args.roi:
+        return rectangles(ds.frame_shape, args.roi)
+    geometry_known = all(v is not None for v in (md.energy, md.distance, md.pixel_size,
+                                                 md.beam_center))
+    if args.q_rings is not None or geometry_known:
+        geometry = Geometry.from_metadata(md)
+        n = args.q_rings or 8
+        if args.q_min is None or args.q_width is None:
+            if args.q_rings is not None and (args.q_min or args.q_width):
+                raise InvalidInputError("give both --q-min and --q-width (or neither)")
+            q = geometry.q_map(ds.frame_shape)
+            q_lo, q_hi = np.percentile(q, [2, 90])
+            q_min, q_width, q_step = q_lo, (q_hi - q_lo) / n, None
+        else:
+            q_min, q_width = parse_quantity(args.q_min, "q"), parse_quantity(args.q_width, "q")
+            q_step = parse_quantity(args.q_step, "q") if args.q_step else None
+        return q_rings(ds.frame_shape, geometry, q_min=q_min, q_width=q_width, q_step=q_step,
+                       n_rings=n, static_per_dynamic=args.static_per_ring)
+    rows, cols = ds.frame_shape
+    return rectangles(ds.frame_shape, [(0, rows, 0, cols)])
+
+
+def _summary(result, out_path) -> dict:
+    part = result.partition
+    bins = []
+    for b in range(part.n_dynamic):
+        fit = result.fits[b] if b < len(result.fits) else None
+        bv = result.verdict.bins[b]
+        q = part.dynamic_q[b]
+        ok = fit is not None and fit.success
+        bins.append({
+            "bin": b + 1,
+            "label": part.labels[b],
+            "q_inv_angstrom": None if not np.isfinite(q) else q * 1e-10,
+            "tau_s": fit.params.get("tau") if ok else None,
+            "tau_err_s": fit.errors.get("tau") if ok else None,
+            "beta": fit.params.get("contrast") if ok else None,
+            "verdict": bv.level,
+            "reasons": [f.message + (f" — {f.action}" if f.action else "")
+                        for f in bv.findings if f.level != "good"],
+        })
+    clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
+    return {
+        "input": result.parameters.get("source"),
+        "output": str(out_path),
+        "frames": result.parameters.get("n_frames"),
+        "frame_time_s": result.metadata.frame_time,
+        "verdict": result.verdict.level,
+        "summary": result.verdict.summary,
+        "reasons": result.verdict.reasons(),
+        "bins": [{k: clean(v) for k, v in b.items()} for b in bins],
+    }
+
+
+def _write_outputs(result, out, csv_dir, png_dir):
+    from .io.aps_result import write_aps_result
+
+    write_aps_result(result, out)
+    if csv_dir:
+        from .io.tables import write_fits_csv, write_g2_csv
+
+        Path(csv_dir).mkdir(parents=True, exist_ok=True)
+        write_g2_csv(result, Path(csv_dir) / "g2.csv")
+        write_fits_csv(result, Path(csv_dir) / "fits.csv")
+    if png_dir:
+        from . import plots
+
+        Path(png_dir).mkdir(parents=True, exist_ok=True)
+        plots.save_png(plots.plot_g2(result), Path(png_dir) / "g2.png")
+        plots.save_png(plots.plot_intensity(result), Path(png_dir) / "intensity.png")
+        plots.save_png(plots.plot_image(result.mean_image, "log", result.partition),
+                       Path(png_dir) / "mean_image.png")
+        for b in sorted(result.twotime):
+            plots.save_png(plots.plot_twotime(result, b), Path(png_dir) / f"twotime_{b:03d}.png")
+
+
+def _print_human(summary, stream):
+    print(f"verdict: {summary['verdict'].upper()} — {summary['summary']}", file=stream)
+    for b in summary["bins"]:
+        tau = f"τ = {b['tau_s']:.4g} s" if b["tau_s"] is not None else "no fit"
+        beta = f", β = {b['beta']:.3g}" if b["beta"] is not None else ""
+        print(f"  {b['label']}: {b['verdict']} ({tau}{beta})", file=stream)
+    for r in summary["reasons"]:
+        print(f"  - {r}", file=stream)
+    print(f"result: {summary['output']}", file=stream)
+
+
+def _run_xpcs(args) -> int:
+    from .io.open import open_dataset
+    from .xpcs.analysis import XpcsOptions, analyze
+
+    overrides = {
+        "frame_time": parse_quantity(args.frame_time, "time") if args.frame_time else None,
+        "energy": parse_quantity(args.energy, "energy") if args.energy else None,
+        "distance": parse_quantity(args.distance, "length") if args.distance else None,
+        "pixel_size": _pair(args.pixel_size, "length") if args.pixel_size else None,
+        "beam_center": _pair(args.beam_center, None) if args.beam_center else None,
+    }
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise InvalidInputError(f"the output folder {out.parent} does not exist")
+    options = XpcsOptions(mode="alllags" if args.all_lags else "multitau", buffers=args.buffers,
+                          normalize_frames=args.normalize_frames,
+                          exclude_frames=tuple(_frames(args.exclude_frames)),
+                          twotime=not args.no_twotime, fit_model=args.model,
+                          fit_fixed=_fixed(args.fix) or None, device=args.device)
+    with open_dataset(args.input, dataset=args.dataset,
+                      metadata={k: v for k, v in overrides.items() if v is not None}) as ds:
+        partition = _partition(args, ds, ds.metadata)
+        result = analyze(ds, partition, options)
+    _write_outputs(result, out, args.csv_dir, args.png_dir)
+    summary = _summary(result, out)
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2, allow_nan=False)
+        print()
+    else:
+        _print_human(summary, sys.stdout)
+    return 0
+
+
+def _run_demo(args) -> int:
+    from .demo import demo_metadata, demo_path
+
+    md = demo_metadata("xpcs")
+    out = args.out or str(Path(tempfile.mkdtemp(prefix="speckle-demo-")) / "xpcs_demo_result.h5")
+    argv = ["xpcs", str(demo_path("xpcs")), "--out", out,
+            "--frame-time", repr(md["frame_time"]), "--energy", repr(md["energy"]),
+            "--distance", repr(md["distance"]), "--pixel-size", repr(md["pixel_size"][0]),
+            "--beam-center", ",".join(repr(v) for v in md["beam_center"]),
+            # the published example: 8 rings from 0.0016 1/Å, 2e-4 wide, 2e-4 apart
+            "--q-rings", "8", "--q-min", "0.0016", "--q-width", "0.0002", "--q-step", "0.0002"]
+    if args.json:
+        argv.append("--json")
+    return _run_xpcs(build_parser().parse_args(argv))
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``speckle`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "xpcs":
+            return _run_xpcs(args)
+        return _run_demo(args)
+    except SpeckleError as exc:
+        print(f"speckle: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"speckle: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+              file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("speckle: error: not enough memory for this analysis: use fewer frames or a "
+              "smaller region", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Demonstration datasets shipped inside the package (provenance in PROVENANCE.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+
+#: Planck constant times speed of light, in eV·m (CODATA 2018).
+HC_EV_M = 1.239841984e-6
+
+#: name -> (file, metadata overrides from the dataset's published geometry)
+DEMOS = {
+    "xpcs": (
+        "xpcs_img_stack5301_5401.npy.zip",
+        {
+            "frame_time": 1.30068e-3,
+            "energy": HC_EV_M / 1.546e-10,  # published wavelength 1.546 Å
+            "distance": 2.230,
+            "pixel_size": (108e-6, 108e-6),
+            "beam_center": (143.0, 123.0),
+        },
+    ),
+}
+
+
+def demo_path(name: str = "xpcs") -> Path:
+    """Return the path of a bundled demo dataset.
+
+    Parameters
+    ----------
+    name : str
+        One of ``speckle.demo.DEMOS``.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    if name not in DEMOS:
+        raise KeyError(f"unknown demo {name!r}; choose one of {sorted(DEMOS)}")
+    return _HERE / DEMOS[name][0]
+
+
+def demo_metadata(name: str = "xpcs") -> dict:
+    """Return the published acquisition geometry of a demo dataset (SI units)."""
+    return dict(DEMOS[name][1])

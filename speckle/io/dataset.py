@@ -1,0 +1,196 @@
+"""The validated, lazily read stack of frames that every analysis consumes.
+
+A :class:`Dataset` exposes its shape, dtype and :class:`Metadata` without reading frames, and
+hands out frames in chunks (:meth:`Dataset.iter_chunks`), so that correlators stream data that
+does not fit in memory. Readers (``speckle.io.readers_*``) subclass it; :class:`ArrayDataset`
+wraps an array already in memory (tests, simulations, uploads already decoded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InvalidInputError
+
+__all__ = ["ArrayDataset", "Dataset", "Metadata", "DEFAULT_CHUNK_BYTES"]
+
+#: Target size of one chunk of frames handed to a correlator (bytes of the stored dtype).
+DEFAULT_CHUNK_BYTES = 64 * 2**20
+
+HC_EV_M = 1.239841984e-6  # Planck constant × speed of light, eV·m
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """Acquisition metadata, in SI units (seconds, eV, metres, pixels).
+
+    Every field may be None when the file does not say; analyses that need a missing value raise
+    an :class:`~speckle.errors.InvalidInputError` naming the option that supplies it.
+
+    Attributes
+    ----------
+    frame_time : float or None
+        Time between the starts of consecutive frames, s.
+    count_time : float or None
+        Exposure time of one frame, s.
+    energy : float or None
+        Photon energy, eV.
+    distance : float or None
+        Sample to detector distance, m.
+    pixel_size : tuple of float or None
+        Pixel pitch (row, column), m.
+    beam_center : tuple of float or None
+        Direct beam position (row, column), pixels, 0-based.
+    extra : dict
+        Other key/value pairs the reader found (strings or numbers), for provenance.
+    """
+
+    frame_time: float | None = None
+    count_time: float | None = None
+    energy: float | None = None
+    distance: float | None = None
+    pixel_size: tuple[float, float] | None = None
+    beam_center: tuple[float, float] | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def wavelength(self) -> float | None:
+        """Wavelength in metres, from :attr:`energy`."""
+        return None if not self.energy else HC_EV_M / self.energy
+
+    def updated(self, **overrides) -> "Metadata":
+        """Return a copy with the given fields replaced; None values are ignored.
+
+        Raises
+        ------
+        InvalidInputError
+            For an unknown field or a non-positive physical value.
+        """
+        names = {f.name for f in dataclasses.fields(self)}
+        clean = {}
+        for key, value in overrides.items():
+            if key not in names:
+                raise InvalidInputError(f"unknown metadata field {key!r}; known: {sorted(names)}")
+            if value is None:
+                continue
+            if key in ("pixel_size", "beam_center"):
+                value = tuple(float(v) for v in np.broadcast_to(np.asarray(value, float), (2,)))
+                if key == "pixel_size" and min(value) <= 0:
+                    raise InvalidInputError(f"pixel size must be positive, got {value}")
+            elif key != "extra":
+                value = float(value)
+                if not np.isfinite(value) or value <= 0:
+                    raise InvalidInputError(f"{key.replace('_', ' ')} must be positive, got {value}")
+            clean[key] = value
+        return dataclasses.replace(self, **clean)
+
+
+class Dataset(ABC):
+    """A stack of 2D frames read lazily from a validated source.
+
+    Subclasses set ``shape`` (n_frames, rows, cols), ``dtype``, ``metadata``, ``source`` (a path
+    or a description) and ``format`` (a short name such as ``"hdf5"``), and implement
+    :meth:`_read`.
+    """
+
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    metadata: Metadata
+    source: str
+    format: str
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames."""
+        return int(self.shape[0])
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        """(rows, cols) of one frame."""
+        return (int(self.shape[1]), int(self.shape[2]))
+
+    @abstractmethod
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        """Return frames ``start:stop`` as a (stop-start, rows, cols) numpy array."""
+
+    def read_frames(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Read frames ``start:stop`` (clipped to the dataset) as a numpy array."""
+        stop = self.n_frames if stop is None else min(int(stop), self.n_frames)
+        start = max(0, int(start))
+        if stop <= start:
+            return np.empty((0, *self.frame_shape), self.dtype)
+        return self._read(start, stop)
+
+    def frame(self, index: int) -> np.ndarray:
+        """Read one frame (negative indices count from the end)."""
+        if index < 0:
+            index += self.n_frames
+        if not 0 <= index < self.n_frames:
+            raise IndexError(f"frame {index} out of range for {self.n_frames} frames")
+        return self._read(index, index + 1)[0]
+
+    def default_chunk_frames(self, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+        """Number of frames per chunk that keeps one chunk near ``chunk_bytes``."""
+        per_frame = self.frame_shape[0] * self.frame_shape[1] * np.dtype(self.dtype).itemsize
+        return int(max(1, min(self.n_frames, chunk_bytes // max(per_frame, 1))))
+
+    def iter_chunks(self, chunk_frames: int | None = None, start: int = 0,
+                    stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(first_frame_index, frames)`` chunks covering ``start:stop`` in order."""
+        chunk = int(chunk_frames or self.default_chunk_frames())
+        if chunk < 1:
+            raise InvalidInputError(f"chunk size must be at least one frame, got {chunk}")
+        stop = self.n_frames if stop is None else min(stop, self.n_frames)
+        for first in range(start, stop, chunk):
+            yield first, self.read_frames(first, min(first + chunk, stop))
+
+    def close(self) -> None:
+        """Release open file handles (idempotent)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} {self.format} {self.shape} {np.dtype(self.dtype).name} "
+                f"from {self.source}>")
+
+
+class ArrayDataset(Dataset):
+    """A dataset over an array already in memory.
+
+    Parameters
+    ----------
+    frames : array_like
+        (n_frames, rows, cols) or one (rows, cols) image.
+    metadata : Metadata, optional
+    source : str
+        A description shown in messages and written to results.
+    """
+
+    def __init__(self, frames, metadata: Metadata | None = None, source: str = "<array>",
+                 format: str = "array"):
+        frames = np.asarray(frames)
+        if frames.ndim == 2:
+            frames = frames[None]
+        if frames.ndim != 3 or 0 in frames.shape:
+            raise InvalidInputError(
+                f"expected a stack of 2D frames, got an array of shape {frames.shape}")
+        if not (np.issubdtype(frames.dtype, np.number) and not np.iscomplexobj(frames)):
+            raise InvalidInputError(f"frames must be real numbers, got dtype {frames.dtype}")
+        self._frames = frames
+        self.shape = tuple(int(s) for s in frames.shape)
+        self.dtype = frames.dtype
+        self.metadata = metadata or Metadata()
+        self.source = source
+        self.format = format
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        return self._frames[start:stop]

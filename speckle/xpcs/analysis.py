@@ -1,0 +1,153 @@
+"""The XPCS quick check end to end: one call from a dataset and a partition to a verdict.
+
+``analyze`` streams the frames once through the correlator and the frame statistics, builds
+the two-time maps, fits every g2 curve and judges the result. The command line and the
+dashboards call exactly this.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .. import __version__
+from ..errors import InvalidInputError
+from .alllags import alllags_g2
+from .fitting import fit_all
+from .multitau import multitau_g2
+from .partitions import Partition
+from .passes import as_dataset, frame_weights, stream_frames
+from .result import XpcsResult
+from .statistics import FrameStatistics, saturation_level
+from .twotime import choose_bin_frames, twotime_maps
+from .verdict import Rules, judge
+
+__all__ = ["XpcsOptions", "analyze"]
+
+
+@dataclass(frozen=True)
+class XpcsOptions:
+    """Options of an XPCS analysis (all have working defaults).
+
+    Attributes
+    ----------
+    mode : {"multitau", "alllags"}
+        Multi-tau lags, or every lag up to half the series (FFT).
+    buffers : int
+        Multi-tau lags per level.
+    normalize_frames : bool
+        Divide each frame by its mean first.
+    exclude_frames : tuple of int
+        Frames left out.
+    twotime : bool
+        Compute two-time maps (needed for the stationarity rule).
+    twotime_max_size : int
+        Largest two-time map side (frames are averaged to fit).
+    fit_model : {"single", "stretched", "double"}
+    fit_fixed : dict
+        Parameters held fixed in the fits, e.g. ``{"baseline": 1.0}``.
+    chunk_frames : int or None
+        Frames per chunk read from the dataset.
+    device : {"auto", "cpu", "gpu"}
+    saturation : float or None
+        Count at which the detector saturates; default the integer dtype's maximum.
+    """
+
+    mode: str = "multitau"
+    buffers: int = 8
+    normalize_frames: bool = False
+    exclude_frames: tuple = ()
+    twotime: bool = True
+    twotime_max_size: int = 512
+    fit_model: str = "single"
+    fit_fixed: dict | None = None
+    chunk_frames: int | None = None
+    device: str = "auto"
+    saturation: float | None = None
+
+    def __post_init__(self):
+        if self.mode not in ("multitau", "alllags"):
+            raise InvalidInputError(f"mode must be 'multitau' or 'alllags', not {self.mode!r}")
+
+
+def analyze(data, partition: Partition, options: XpcsOptions | None = None, *,
+            rules: Rules | None = None, progress: Callable | None = None,
+            cancel: Callable | None = None) -> XpcsResult:
+    """Analyse an XPCS series: g2, two-time, fits and the quality verdict.
+
+    Parameters
+    ----------
+    data : Dataset or ndarray
+        Frames; the dataset's metadata (frame time...) goes into the result.
+    partition : Partition
+    options : XpcsOptions, optional
+    rules : Rules, optional
+        Verdict thresholds.
+    progress : callable, optional
+        ``progress(fraction, stage)`` with fraction in [0, 1] and a short stage name.
+    cancel : callable, optional
+        Polled between chunks; returning True stops with ``speckle.xpcs.passes.Cancelled``.
+
+    Returns
+    -------
+    XpcsResult
+    """
+    opts = options or XpcsOptions()
+    ds = as_dataset(data)
+    if partition.shape != ds.frame_shape:
+        raise InvalidInputError(
+            f"the regions / q-map are for a {partition.shape[0]}×{partition.shape[1]} detector but "
+            f"the frames are {ds.frame_shape[0]}×{ds.frame_shape[1]}")
+    t0 = time.perf_counter()
+    report = progress or (lambda fraction, stage: None)
+    weights = frame_weights(ds.n_frames, list(opts.exclude_frames) or None)
+    saturation = opts.saturation if opts.saturation is not None else saturation_level(ds.dtype)
+    stats = FrameStatistics(ds.n_frames, ds.frame_shape, saturation)
+    pixels = np.flatnonzero(partition.mask.ravel())
+    share = 0.6 if opts.twotime else 0.9
+
+    exclude = list(opts.exclude_frames) or None
+    on_progress = lambda done, total: report(share * done / total, "correlating")  # noqa: E731
+    if opts.mode == "multitau":
+        g2 = multitau_g2(ds, partition, buffers=opts.buffers, chunk_frames=opts.chunk_frames,
+                         exclude_frames=exclude, normalize_frames=opts.normalize_frames,
+                         device=opts.device, progress=on_progress, cancel=cancel,
+                         consumers=(stats,))
+    else:
+        for _ in stream_frames(ds, pixels, weights, chunk_frames=opts.chunk_frames,
+                               consumers=(stats,), cancel=cancel):
+            pass
+        g2 = alllags_g2(ds, partition, exclude_frames=exclude,
+                        normalize_frames=opts.normalize_frames, device=opts.device,
+                        cancel=cancel, progress=on_progress)
+
+    twotime, bin_frames = {}, 1
+    if opts.twotime:
+        bin_frames = choose_bin_frames(ds.n_frames, opts.twotime_max_size)
+        if ds.n_frames // bin_frames >= 2:
+            twotime = twotime_maps(
+                ds, partition, bin_frames=bin_frames, chunk_frames=opts.chunk_frames,
+                device=opts.device, cancel=cancel,
+                progress=lambda done, total: report(0.6 + 0.3 * done / total, "two-time"))
+    report(0.92, "fitting")
+    md = ds.metadata
+    frame_time = md.frame_time or 1.0
+    fits = fit_all(g2.tau_frames * frame_time, g2.g2, g2.g2_err, opts.fit_model,
+                   fixed=opts.fit_fixed)
+    parameters = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()}
+    parameters.update(source=str(ds.source), format=ds.format, n_frames=ds.n_frames,
+                      frame_shape=list(ds.frame_shape), speckle_version=__version__,
+                      frame_time_assumed=md.frame_time is None,
+                      twotime_bin_frames=bin_frames,
+                      elapsed_s=round(time.perf_counter() - t0, 3))
+    result = XpcsResult(g2=g2, partition=partition, metadata=md,
+                        intensity_vs_time=stats.intensity, mean_image=stats.mean_image,
+                        static_intensity=stats.static_intensity(partition), twotime=twotime,
+                        twotime_bin_frames=bin_frames, fits=fits, parameters=parameters)
+    result.verdict = judge(result, rules, weights=weights,
+                           saturated=stats.saturated if saturation is not None else None)
+    report(1.0, "done")
+    return result

@@ -1,0 +1,407 @@
+"""Streaming multi-tau correlator with the APS ("symmetric") normalisation.
+
+Definitions (XPCS-Eigen / boost_corr, see FIELD-NOTES). Level ``l`` holds the series binned by
+``2**l`` (pairs of level ``l-1`` entries averaged, starting at frame 0; an odd last entry does not
+reach the next level). For a lag of ``k`` level-``l`` entries and the ``N = T_l - k`` pairs of the
+series (fewer when frames are excluded), per pixel ``p``::
+
+    G_p  = sum_j I_p(j) I_p(j+k) / N
+    IP_p = sum_j I_p(j)          / N     (the first members of the pairs)
+    IF_p = sum_j I_p(j+k)        / N     (the second members)
+
+Per static bin ``s``: ``g2_s = <G>_s / (<IP>_s <IF>_s)``; per dynamic bin the unweighted mean of
+its static bins; the error is the standard deviation over the bin's pixels of
+``G_p / (IP_p IF_p)`` divided by the square root of their number.
+
+Lag grid with ``B`` buffers (``B`` even): lags ``1..B`` frames, then ``(B/2+1..B) * 2**l`` for
+``l = 1, 2, ...`` while the lag is shorter than the level's series. ``B = 8`` is boost_corr's grid.
+
+Frames are consumed chunk by chunk; the state is ``B`` entries of history per level plus the
+accumulators, so memory does not grow with the number of frames and results do not depend on
+the chunk size. Excluded frames are given weight 0: every pair that contains one is dropped
+(binned entries that contain one are excluded at the higher levels too).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend import asnumpy, get_xp
+from ..errors import AnalysisError, InvalidInputError
+from .passes import as_dataset, frame_weights, stream_frames
+from .partitions import Partition
+from .result import MultiTauG2
+
+__all__ = ["LagGrid", "MultiTauCorrelator", "lag_grid", "multitau_g2", "normalize_symmetric"]
+
+#: Pixels handled by one task of the thread pool (CPU); keeps a task's working set in cache.
+_PIXEL_BLOCK = 8192
+
+
+@dataclass(frozen=True)
+class LagGrid:
+    """The multi-tau lags.
+
+    Attributes
+    ----------
+    tau_frames : ndarray of int, (n_tau,)
+        Lags in frames, increasing.
+    level : ndarray of int, (n_tau,)
+        Level of each lag (the series is binned by ``2**level`` there).
+    per_level : tuple of ndarray
+        For each level, the lags in units of that level's entries.
+    buffers : int
+    """
+
+    tau_frames: np.ndarray
+    level: np.ndarray
+    per_level: tuple
+    buffers: int
+
+
+def lag_grid(n_frames: int, buffers: int = 8) -> LagGrid:
+    """Return the multi-tau lag grid for a series of ``n_frames`` frames.
+
+    Parameters
+    ----------
+    n_frames : int
+        Number of frames in the series (at least 2).
+    buffers : int
+        Lags per level at level 0; an even number >= 4. Higher levels add ``buffers / 2`` lags.
+
+    Returns
+    -------
+    LagGrid
+    """
+    if buffers < 4 or buffers % 2:
+        raise InvalidInputError(f"buffers per level must be an even number >= 4, got {buffers}")
+    if n_frames < 2:
+        raise AnalysisError(f"a correlation needs at least 2 frames, the data has {n_frames}")
+    taus, levels, per_level = [], [], []
+    level = 0
+    while True:
+        n_level = n_frames >> level
+        first = 1 if level == 0 else buffers // 2 + 1
+        lags = [k for k in range(first, buffers + 1) if k < n_level]
+        if not lags:
+            break
+        per_level.append(np.array(lags, np.int64))
+        taus.extend(k << level for k in lags)
+        levels.extend([level] * len(lags))
+        level += 1
+    return LagGrid(np.array(taus, np.int64), np.array(levels, np.int64), tuple(per_level),
+                   buffers)
+
+
+class _Level:
+    """State of one level of the correlator for one block of pixels."""
+
+    def __init__(self, lags, buffers, n_pixels, xp):
+        self.lags = lags
+        self.buffers = buffers
+        self.xp = xp
+        n_lags = len(lags)
+        self.G = xp.zeros((n_lags, n_pixels), np.float64)
+        self.ip_drop = xp.zeros((n_lags, n_pixels), np.float64)
+        self.if_drop = xp.zeros((n_lags, n_pixels), np.float64)
+        self.n_pairs = np.zeros(n_lags, np.int64)
+        self.total = xp.zeros(n_pixels, np.float64)
+        self.count = 0
+        self.hist = xp.zeros((0, n_pixels), np.float32)
+        self.hist_w = np.zeros(0, np.float32)
+        self.head = xp.zeros((0, n_pixels), np.float64)
+        self.pending = xp.zeros((0, n_pixels), np.float32)
+        self.pending_w = np.zeros(0, np.float32)
+
+    def feed(self, x, w):
+        """Correlate entries ``x`` (n, P) with weights ``w`` (n,); return the next level's."""
+        xp = self.xp
+        h, n = len(self.hist), len(x)
+        ext = xp.concatenate([self.hist, x]) if h else x
+        ew = np.concatenate([self.hist_w, w]) if h else w
+        bad = ew == 0
+        for i, k in enumerate(self.lags):
+            lo = max(h - k, 0)
+            hi = h + n - k
+            if hi <= lo:
+                continue
+            a, b = ext[lo:hi], ext[lo + k:hi + k]
+            self.G[i] += xp.einsum("tp,tp->p", a, b)
+            wa, wb = ew[lo:hi], ew[lo + k:hi + k]
+            self.n_pairs[i] += int(np.count_nonzero(wa * wb))
+            if bad[lo:hi + k].any():
+                # pairs whose partner is excluded must not count in IP / IF
+                drop_first = np.flatnonzero(wb == 0)
+                drop_second = np.flatnonzero(wa == 0)
+                if len(drop_first):
+                    self.ip_drop[i] += a[drop_first].sum(0, dtype=np.float64)
+                if len(drop_second):
+                    self.if_drop[i] += b[drop_second].sum(0, dtype=np.float64)
+        self.total += x.sum(0, dtype=np.float64)
+        self.count += n
+        if len(self.head) < self.buffers:
+            self.head = xp.concatenate([self.head, x[: self.buffers - len(self.head)]
+                                        .astype(np.float64)])
+        self.hist = ext[-self.buffers:].copy()
+        self.hist_w = ew[-self.buffers:].copy()
+
+        y = xp.concatenate([self.pending, x]) if len(self.pending) else x
+        yw = np.concatenate([self.pending_w, w]) if len(self.pending_w) else w
+        pairs = len(y) // 2
+        self.pending, self.pending_w = y[2 * pairs:].copy(), yw[2 * pairs:].copy()
+        if not pairs:
+            return None, None
+        nw = (yw[0:2 * pairs:2] * yw[1:2 * pairs:2]).astype(np.float32)
+        nxt = (y[0:2 * pairs:2] + y[1:2 * pairs:2]) * np.float32(0.5)
+        if (nw == 0).any():
+            nxt *= xp.asarray(nw)[:, None]
+        return nxt, nw
+
+    def finish(self):
+        """Return G, IP, IF (lags, P) summed over pairs, and the pair counts."""
+        xp = self.xp
+        IP = xp.empty_like(self.G)
+        IF = xp.empty_like(self.G)
+        hist64 = self.hist.astype(np.float64)
+        for i, k in enumerate(self.lags):
+            IP[i] = self.total - hist64[len(hist64) - k:].sum(0) - self.ip_drop[i]
+            IF[i] = self.total - self.head[:k].sum(0) - self.if_drop[i]
+        return self.G, IP, IF, self.n_pairs
+
+
+class _Block:
+    """All levels of the correlator for one contiguous block of pixels.
+
+    Entries for levels above 0 are queued until at least ``min_batch`` are waiting, so that the
+    per-call overhead of the short binned series stays small; the order of entries, and so the
+    result, is unchanged.
+    """
+
+    def __init__(self, grid, n_pixels, xp, min_batch=64):
+        self.levels = [_Level(lags, grid.buffers, n_pixels, xp) for lags in grid.per_level]
+        self.queues = [[] for _ in self.levels]
+        self.min_batch = min_batch
+        self.xp = xp
+
+    def feed(self, x, w, flush=False):
+        """Feed level-0 entries (or nothing, with ``flush``, to drain every queue)."""
+        for i, level in enumerate(self.levels):
+            if i > 0:
+                if x is not None:
+                    self.queues[i].append((x, w))
+                waiting = sum(len(q[1]) for q in self.queues[i])
+                if waiting == 0 or (waiting < self.min_batch and not flush):
+                    if not flush:
+                        return
+                    x = None
+                    continue
+                xs, ws = zip(*self.queues[i])
+                self.queues[i] = []
+                x = self.xp.concatenate(xs) if len(xs) > 1 else xs[0]
+                w = np.concatenate(ws) if len(ws) > 1 else ws[0]
+            elif x is None:
+                continue
+            x, w = level.feed(x, w)
+
+
+class MultiTauCorrelator:
+    """Streaming multi-tau correlator over a fixed set of pixels.
+
+    Parameters
+    ----------
+    n_frames : int
+        Number of frames that will be fed (fixes the lag grid).
+    n_pixels : int
+        Number of pixels per frame (columns of the arrays fed).
+    buffers : int
+        Lags per level (see :func:`lag_grid`).
+    xp : module
+        numpy or cupy.
+    threads : int, optional
+        Worker threads on the CPU (numpy releases the GIL in its loops); default: all cores.
+    """
+
+    def __init__(self, n_frames, n_pixels, buffers=8, xp=np, threads=None):
+        self.grid = lag_grid(n_frames, buffers)
+        self.n_frames = n_frames
+        self.xp = xp
+        self.fed = 0
+        if xp is np:
+            n_blocks = max(1, -(-n_pixels // _PIXEL_BLOCK))
+            self.threads = max(1, min(threads or os.cpu_count() or 1, n_blocks))
+        else:
+            n_blocks, self.threads = 1, 1
+        edges = np.linspace(0, n_pixels, n_blocks + 1).astype(int)
+        self.slices = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+        self.blocks = [_Block(self.grid, s.stop - s.start, xp) for s in self.slices]
+        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+
+    def feed(self, frames, weights=None):
+        """Correlate the next frames.
+
+        Parameters
+        ----------
+        frames : array, (n, n_pixels)
+            Next frames in time order (any real dtype; converted to float32 per block).
+        weights : ndarray, (n,), optional
+            1 for frames to use, 0 for excluded frames (their values are ignored).
+        """
+        n = len(frames)
+        if self.fed + n > self.n_frames:
+            raise AnalysisError("more frames were fed than the correlator was made for")
+        w = np.ones(n, np.float32) if weights is None else np.asarray(weights, np.float32)
+        zero = w == 0
+
+        def run(i):
+            block = np.ascontiguousarray(frames[:, self.slices[i]])
+            x = self.xp.asarray(block).astype(np.float32, copy=False)
+            if zero.any():
+                x = x * self.xp.asarray(w)[:, None]
+            self.blocks[i].feed(x, w)
+
+        self._run(run)
+        self.fed += n
+
+    def _run(self, task):
+        """Run ``task(block_index)`` for every pixel block, on the thread pool when there is one."""
+        if self._pool is None:
+            for i in range(len(self.blocks)):
+                task(i)
+        else:
+            list(self._pool.map(task, range(len(self.blocks))))
+
+    def result(self):
+        """Return per-pixel sums ``G, IP, IF`` (n_tau, n_pixels) and pair counts (n_tau,).
+
+        Divide each by the pair count for the means of the module docstring.
+        """
+        if self.fed != self.n_frames:
+            raise AnalysisError(
+                f"the correlator expected {self.n_frames} frames and received {self.fed}")
+        self._run(lambda i: self.blocks[i].feed(None, None, flush=True))
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        xp = self.xp
+        parts = []
+        for block in self.blocks:
+            G, IP, IF, npairs = zip(*(lvl.finish() for lvl in block.levels))
+            parts.append((xp.concatenate(G), xp.concatenate(IP), xp.concatenate(IF)))
+            n_pairs = np.concatenate(npairs)
+        G, IP, IF = (xp.concatenate([p[j] for p in parts], axis=1) for j in range(3))
+        return G, IP, IF, n_pairs
+
+
+def normalize_symmetric(G, IP, IF, n_pairs, static_labels, static_to_dynamic):
+    """Turn per-pixel sums into g2 per dynamic bin (APS symmetric normalisation).
+
+    Parameters
+    ----------
+    G, IP, IF : array, (n_tau, n_pixels)
+        Per-pixel sums over pairs (see :meth:`MultiTauCorrelator.result`).
+    n_pairs : ndarray, (n_tau,)
+        Number of pairs per lag.
+    static_labels : ndarray of int, (n_pixels,)
+        Static bin (1-based) of each pixel.
+    static_to_dynamic : ndarray of int, (n_static,)
+        Dynamic bin (1-based) of each static bin; 0 for empty static bins.
+
+    Returns
+    -------
+    g2, g2_err : ndarray, (n_tau, n_dynamic)
+        NaN where a lag has no pair or a bin has no counts.
+    """
+    G, IP, IF = (asnumpy(a) for a in (G, IP, IF))
+    n = np.asarray(n_pairs, np.float64)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        G, IP, IF = G / n, IP / n, IF / n
+    s = np.asarray(static_labels, np.int64)
+    n_static = len(static_to_dynamic)
+    n_dyn = int(np.max(static_to_dynamic))
+    s2d = np.asarray(static_to_dynamic, np.int64)
+    counts_s = np.bincount(s, minlength=n_static + 1)[1:]
+    d_of_pixel = s2d[s - 1]
+    counts_d = np.bincount(d_of_pixel, minlength=n_dyn + 1)[1:]
+    used_static = counts_s > 0
+    n_tau = G.shape[0]
+    g2 = np.full((n_tau, n_dyn), np.nan)
+    err = np.full((n_tau, n_dyn), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for t in range(n_tau):
+            mg = np.bincount(s, G[t], n_static + 1)[1:] / np.maximum(counts_s, 1)
+            mp = np.bincount(s, IP[t], n_static + 1)[1:] / np.maximum(counts_s, 1)
+            mf = np.bincount(s, IF[t], n_static + 1)[1:] / np.maximum(counts_s, 1)
+            g_static = np.where(used_static, mg / (mp * mf), np.nan)
+            ok = np.isfinite(g_static)
+            num = np.bincount(s2d[ok], g_static[ok], n_dyn + 1)[1:]
+            den = np.bincount(s2d[ok], minlength=n_dyn + 1)[1:]
+            g2[t] = np.where(den > 0, num / np.maximum(den, 1), np.nan)
+            gp = G[t] / (IP[t] * IF[t])
+            fin = np.isfinite(gp)
+            nd = np.bincount(d_of_pixel[fin], minlength=n_dyn + 1)[1:]
+            m1 = np.bincount(d_of_pixel[fin], gp[fin], n_dyn + 1)[1:] / np.maximum(nd, 1)
+            m2 = np.bincount(d_of_pixel[fin], gp[fin] ** 2, n_dyn + 1)[1:] / np.maximum(nd, 1)
+            std = np.sqrt(np.maximum(m2 - m1**2, 0))
+            err[t] = np.where(nd > 0, std / np.sqrt(np.maximum(counts_d, 1)), np.nan)
+    return g2, err
+
+
+def multitau_g2(data, partition: Partition, *, buffers: int = 8, chunk_frames: int | None = None,
+                exclude_frames=None, normalize_frames: bool = False, device: str = "auto",
+                threads: int | None = None, progress: Callable | None = None,
+                cancel: Callable | None = None, consumers: tuple = ()) -> MultiTauG2:
+    """Multi-tau g2 per dynamic bin, streaming the frames chunk by chunk.
+
+    Parameters
+    ----------
+    data : Dataset or ndarray
+        Frames (n_frames, rows, cols).
+    partition : Partition
+        The bins; unused pixels (0) are not correlated.
+    buffers : int
+        Lags per level (8 gives boost_corr's grid).
+    chunk_frames : int, optional
+        Frames read per chunk (results do not depend on it).
+    exclude_frames : sequence of int or bool mask, optional
+        Frames to leave out (every pair containing one is dropped).
+    normalize_frames : bool
+        Divide each frame by its mean over the used pixels first (removes beam-intensity
+        fluctuations; frames with no counts are excluded).
+    device : {"auto", "cpu", "gpu"}
+    threads : int, optional
+        CPU worker threads (default: all cores).
+    progress : callable, optional
+        Called as ``progress(frames_done, n_frames)`` after each chunk.
+    cancel : callable, optional
+        Polled after each chunk; when it returns True the analysis stops with
+        :class:`~speckle.xpcs.passes.Cancelled`.
+    consumers : tuple of callables
+        Also fed every chunk (see :func:`speckle.xpcs.passes.stream_frames`), so that other
+        statistics come from the same pass.
+
+    Returns
+    -------
+    MultiTauG2
+    """
+    ds = as_dataset(data)
+    xp = get_xp(device)
+    weights = frame_weights(ds.n_frames, exclude_frames)
+    mask = partition.mask
+    if mask.shape != ds.frame_shape:
+        raise InvalidInputError(
+            f"the partition is for a {mask.shape} detector but the frames are {ds.frame_shape}")
+    pixels = np.flatnonzero(mask.ravel())
+    corr = MultiTauCorrelator(ds.n_frames, len(pixels), buffers, xp=xp, threads=threads)
+    for start, flat, w in stream_frames(ds, pixels, weights, chunk_frames=chunk_frames,
+                                        normalize=normalize_frames, progress=progress,
+                                        cancel=cancel, consumers=consumers):
+        corr.feed(flat, w)
+    G, IP, IF, n_pairs = corr.result()
+    g2, err = normalize_symmetric(G, IP, IF, n_pairs, partition.static_map.ravel()[pixels],
+                                  partition.static_to_dynamic())
+    return MultiTauG2(corr.grid.tau_frames.copy(), g2, err, n_pairs)

@@ -1,0 +1,177 @@
+"""Two-time correlation per dynamic bin, and g2 from it (for ageing or damaged samples).
+
+For the pixels ``p`` of one dynamic bin and frames (or groups of ``bin_frames`` frames) t1, t2::
+
+    C(t1, t2) = <I_p(t1) I_p(t2)>_p / (<I_p(t1)>_p <I_p(t2)>_p)
+
+computed as one symmetric matrix product per bin. The time series of the used pixels is held in
+memory when it fits ``memory_limit``; otherwise the map is built block by block, reading each
+pair of time blocks from the dataset again, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..backend import asnumpy, get_xp
+from ..errors import InvalidInputError
+from .passes import Cancelled, as_dataset
+from .partitions import Partition
+
+__all__ = ["choose_bin_frames", "g2_from_twotime", "twotime_maps"]
+
+#: Largest two-time map side used when ``bin_frames`` is chosen automatically.
+DEFAULT_MAX_SIZE = 2048
+
+
+def choose_bin_frames(n_frames: int, max_size: int = DEFAULT_MAX_SIZE) -> int:
+    """Smallest number of frames to average so that the map has at most ``max_size`` steps."""
+    return max(1, -(-n_frames // max_size))
+
+
+def _binned_pixels(ds, pixels, columns, start, stop, bin_frames, chunk_frames, cancel):
+    """Frames ``start:stop`` averaged in groups of ``bin_frames``, as one contiguous
+    (steps, pixels of the bin) float32 array per entry of ``columns``."""
+    n_out = (stop - start) // bin_frames
+    out = {k: np.empty((n_out, c.stop - c.start), np.float32) for k, c in columns.items()}
+    stop = start + n_out * bin_frames
+    chunk_frames = chunk_frames or ds.default_chunk_frames()
+    chunk_frames = max(bin_frames, chunk_frames // bin_frames * bin_frames)
+    whole_frame = np.array_equal(pixels, np.arange(ds.frame_shape[0] * ds.frame_shape[1]))
+    for first, chunk in ds.iter_chunks(chunk_frames, start, stop):
+        if cancel is not None and cancel():
+            raise Cancelled("the analysis was cancelled")
+        flat = chunk.reshape(len(chunk), -1)
+        if not whole_frame:
+            flat = flat[:, pixels]
+        rows = len(flat) // bin_frames
+        i0 = (first - start) // bin_frames
+        for k, cols in columns.items():
+            part = flat[:, cols]
+            if bin_frames > 1:
+                part = part.reshape(rows, bin_frames, -1).mean(axis=1, dtype=np.float32)
+            out[k][i0:i0 + rows] = part
+    return out
+
+
+def _normalised_product(xp, a, b, same):
+    """``<a b>_p / (<a>_p <b>_p)`` for two (time, pixels) blocks of one bin."""
+    a = xp.asarray(a)
+    b = a if same else xp.asarray(b)
+    prod = a @ a.T if same else a @ b.T
+    ma, mb = a.mean(axis=1), b.mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return asnumpy(prod / a.shape[1] / (ma[:, None] * mb[None, :]))
+
+
+def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | None = None,
+                 max_size: int = DEFAULT_MAX_SIZE, chunk_frames: int | None = None,
+                 memory_limit: float = 2e9, device: str = "auto",
+                 progress: Callable | None = None,
+                 cancel: Callable | None = None) -> dict[int, np.ndarray]:
+    """Two-time correlation maps.
+
+    Parameters
+    ----------
+    data : Dataset or ndarray
+        Frames (n_frames, rows, cols).
+    partition : Partition
+    bins : sequence of int, optional
+        Dynamic bins (1-based) to compute; default all.
+    bin_frames : int, optional
+        Frames averaged into one time step; default the smallest that keeps the map at most
+        ``max_size`` steps wide.
+    max_size : int
+        See ``bin_frames``.
+    chunk_frames : int, optional
+        Frames read per chunk.
+    memory_limit : float
+        Bytes the used pixels' time series may occupy before the blocked (multi-pass) method is
+        used.
+    device : {"auto", "cpu", "gpu"}
+    progress, cancel : callable, optional
+        ``progress(done, total)`` and ``cancel() -> bool``, as in :func:`multitau_g2`.
+
+    Returns
+    -------
+    dict
+        Dynamic bin (1-based) -> (steps, steps) float64 map; C(t1, t2) with t in units of
+        ``bin_frames`` frames. Returned maps carry no NaN unless a time step has no counts.
+    """
+    ds = as_dataset(data)
+    xp = get_xp(device)
+    if partition.shape != ds.frame_shape:
+        raise InvalidInputError(
+            f"the partition is for a {partition.shape} detector but the frames are "
+            f"{ds.frame_shape}")
+    bins = list(range(1, partition.n_dynamic + 1)) if bins is None else [int(b) for b in bins]
+    for b in bins:
+        if not 1 <= b <= partition.n_dynamic:
+            raise InvalidInputError(f"there is no dynamic bin {b} (1..{partition.n_dynamic})")
+    bin_frames = bin_frames or choose_bin_frames(ds.n_frames, max_size)
+    steps = ds.n_frames // bin_frames
+    if steps < 2:
+        raise InvalidInputError(
+            f"two-time needs at least 2 time steps; {ds.n_frames} frames binned by {bin_frames}")
+    dyn = partition.dynamic_map.ravel()
+    wanted = np.isin(dyn, bins)
+    pixels = np.flatnonzero(wanted)
+    # pixels sorted by bin, so that each bin is a contiguous run of columns (a view, no copy)
+    pixels = pixels[np.argsort(dyn[pixels], kind="stable")]
+    labels = dyn[pixels]
+    columns = {b: slice(*np.searchsorted(labels, [b, b + 1])) for b in bins}
+    maps = {b: np.empty((steps, steps)) for b in bins}
+
+    block = steps if steps * len(pixels) * 4 <= memory_limit else max(
+        1, int(memory_limit / 2 / (4 * len(pixels))))
+    edges = list(range(0, steps, block)) + [steps]
+    n_tasks = (len(edges) - 1) * len(edges) // 2
+    done = 0
+    for i in range(len(edges) - 1):
+        a = _binned_pixels(ds, pixels, columns, edges[i] * bin_frames,
+                           edges[i + 1] * bin_frames, bin_frames, chunk_frames, cancel)
+        for j in range(i, len(edges) - 1):
+            same = i == j
+            b = a if same else _binned_pixels(ds, pixels, columns, edges[j] * bin_frames,
+                                              edges[j + 1] * bin_frames, bin_frames,
+                                              chunk_frames, cancel)
+            for k in columns:
+                c = _normalised_product(xp, a[k], b[k], same)
+                maps[k][edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = c
+                maps[k][edges[j]:edges[j + 1], edges[i]:edges[i + 1]] = c.T
+            done += 1
+            if progress is not None:
+                progress(done, n_tasks)
+    return maps
+
+
+def g2_from_twotime(c2: np.ndarray, t_range: tuple[int, int] | None = None):
+    """Average a two-time map along its diagonals: g2 at lags 1..steps-1.
+
+    Parameters
+    ----------
+    c2 : ndarray, (steps, steps)
+    t_range : (start, stop), optional
+        Only pairs whose earlier time lies in ``start:stop`` (age-resolved g2).
+
+    Returns
+    -------
+    lags : ndarray of int
+        In units of the map's time step.
+    g2, g2_err : ndarray
+        Mean and standard error of the diagonal.
+    """
+    steps = c2.shape[0]
+    start, stop = (0, steps) if t_range is None else t_range
+    lags = np.arange(1, steps)
+    g2 = np.full(len(lags), np.nan)
+    err = np.full(len(lags), np.nan)
+    for i, k in enumerate(lags):
+        d = np.diagonal(c2, k)[start:max(start, min(stop, steps - k))]
+        d = d[np.isfinite(d)]
+        if len(d):
+            g2[i] = d.mean()
+            err[i] = d.std() / np.sqrt(len(d)) if len(d) > 1 else np.nan
+    return lags, g2, err

@@ -1,0 +1,335 @@
+"""Is this XPCS data any good? A verdict per q-bin and overall, with reasons and actions.
+
+Each rule looks at one property of the measurement and says ``good``, ``marginal`` or ``bad``,
+why (with the number it judged) and what to do, in plain words. Thresholds live in
+:class:`Rules` and can be changed per beamline.
+
+Per bin
+-------
+contrast
+    Speckle contrast β (fitted, else ``g2(first lag) - 1``). Bad below ``contrast_bad``,
+    marginal below ``contrast_marginal``: the beam is not coherent enough at the sample, or the
+    speckle is smaller than a pixel.
+signal_to_noise
+    Expected signal-to-noise of g2 at the first lag for photon-counting speckle,
+    ``SNR = β n sqrt(N_pix (T - 1)) / (1 + β n)`` with ``n`` the mean counts per pixel per frame,
+    ``N_pix`` the pixels of the bin and ``T`` the frames (low-count limit of Jakeman / Lumma et
+    al.; it tends to ``sqrt(N_pix T)`` at high counts). Bad below ``snr_bad``, marginal below
+    ``snr_marginal``.
+decay_window
+    The fitted correlation time must lie inside the measurable window: at least
+    ``min_frames_per_tau`` frame times (else the decay is over before the first lag) and at
+    most ``max_fraction_of_run`` of the total time (else it is not seen to decay). A curve that
+    is flat at its first lag and beyond (no fit) counts as "too fast" when its contrast is
+    small, "too slow" when g2 - 1 stays near its first value.
+
+Whole measurement
+-----------------
+empty_frames / saturated_frames
+    Frames with no counts in the used pixels (shutter, beam loss) and frames with pixels at
+    the detector's saturation count. Any is marginal; more than ``bad_frame_fraction`` bad.
+intensity_drift
+    Relative change of the intensity over the run from a straight-line fit; marginal above
+    ``drift_marginal``, bad above ``drift_bad``.
+intensity_jumps
+    Steps in the intensity larger than ``jump_sigma`` times the photon noise of a frame and
+    than ``jump_relative`` of the mean; marginal, with the frames where they happen.
+stationarity
+    From the two-time map of each bin: ``g2 - 1`` averaged over the first lags within
+    consecutive windows of sample age. When the largest and smallest window disagree by more
+    than ``stationarity_marginal`` (relative), the dynamics change during the run (ageing,
+    beam damage): marginal; above ``stationarity_bad``: bad.
+
+The overall level is the worst of the whole-measurement findings and the best bin's level
+(a run is usable when one q-bin is): a bad bin next to a good one makes the run marginal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+__all__ = ["BinVerdict", "Finding", "Rules", "Verdict", "judge"]
+
+LEVELS = ("good", "marginal", "bad")
+
+
+def _worst(levels) -> str:
+    levels = list(levels)
+    return max(levels, key=LEVELS.index) if levels else "good"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Thresholds of the verdict (see the module docstring)."""
+
+    contrast_bad: float = 0.02
+    contrast_marginal: float = 0.05
+    snr_bad: float = 3.0
+    snr_marginal: float = 10.0
+    min_frames_per_tau: float = 2.0
+    max_fraction_of_run: float = 0.1
+    bad_frame_fraction: float = 0.01
+    drift_marginal: float = 0.05
+    drift_bad: float = 0.2
+    jump_sigma: float = 6.0
+    jump_relative: float = 0.05
+    stationarity_windows: int = 4
+    stationarity_lags: int = 5
+    stationarity_marginal: float = 0.25
+    stationarity_bad: float = 0.5
+
+
+@dataclass
+class Finding:
+    """One rule's judgement."""
+
+    rule: str
+    level: str
+    message: str
+    action: str = ""
+    value: float | None = None
+
+
+@dataclass
+class BinVerdict:
+    """The verdict of one dynamic bin."""
+
+    bin: int
+    label: str
+    level: str
+    findings: list[Finding] = field(default_factory=list)
+
+
+@dataclass
+class Verdict:
+    """The overall verdict."""
+
+    level: str
+    summary: str
+    findings: list[Finding]
+    bins: list[BinVerdict]
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form."""
+        return asdict(self)
+
+    def reasons(self) -> list[str]:
+        """Every non-good finding as one line: 'message — action'."""
+        out = []
+        for f in self.findings + [f for b in self.bins for f in b.findings]:
+            if f.level != "good":
+                out.append(f"{f.message} — {f.action}" if f.action else f.message)
+        return out
+
+
+def _contrast(fit, g2_first):
+    if fit is not None and fit.success and np.isfinite(fit.params.get("contrast", np.nan)):
+        return float(fit.params["contrast"])
+    return float(g2_first - 1) if np.isfinite(g2_first) else float("nan")
+
+
+def expected_snr(beta: float, counts: float, n_pixels: int, n_frames: int) -> float:
+    """Expected signal-to-noise of g2 at the first lag (see the module docstring)."""
+    beta = max(beta, 0.0)
+    return float(beta * counts * np.sqrt(n_pixels * max(n_frames - 1, 1)) / (1 + beta * counts))
+
+
+def _judge_bin(rules, label, beta, counts, n_pixels, n_frames, frame_time, fit, g2_col):
+    out = []
+    # contrast
+    if not np.isfinite(beta) or beta < rules.contrast_bad:
+        out.append(Finding("contrast", "bad",
+                           f"{label}: no measurable speckle contrast (β = {beta:.3g})",
+                           "check the coherence: close the slits / pinhole, check the focus and "
+                           "that the speckle is larger than a pixel; or the dynamics are faster "
+                           "than one frame", beta))
+    elif beta < rules.contrast_marginal:
+        out.append(Finding("contrast", "marginal", f"{label}: low speckle contrast (β = {beta:.3g})",
+                           "improve the coherence (slits, pinhole) or use a shorter frame time",
+                           beta))
+    else:
+        out.append(Finding("contrast", "good", f"{label}: speckle contrast β = {beta:.3g}",
+                           value=beta))
+    # signal to noise
+    snr = expected_snr(beta if np.isfinite(beta) else 0.0, counts, n_pixels, n_frames)
+    words = (f"{label}: g2 signal-to-noise ≈ {snr:.3g} ({counts:.3g} counts per pixel per frame, "
+             f"{n_pixels} pixels, {n_frames} frames)")
+    act = "collect more frames, use a larger region / wider q-bin, or more flux per frame"
+    if snr < rules.snr_bad:
+        out.append(Finding("signal_to_noise", "bad", words, act, snr))
+    elif snr < rules.snr_marginal:
+        out.append(Finding("signal_to_noise", "marginal", words, act, snr))
+    else:
+        out.append(Finding("signal_to_noise", "good", words, value=snr))
+    # decay inside the window
+    total = n_frames * frame_time
+    lo, hi = rules.min_frames_per_tau * frame_time, rules.max_fraction_of_run * total
+    t_fit = float(fit.params.get("tau", np.nan)) if fit is not None and fit.success else np.nan
+    if np.isfinite(t_fit):
+        if t_fit < lo:
+            out.append(Finding("decay_window", "bad",
+                               f"{label}: decays in {t_fit:.3g} s, faster than {lo:.3g} s "
+                               f"({rules.min_frames_per_tau:g} frame times)",
+                               "use a shorter frame time (or a smaller q)", t_fit))
+        elif t_fit > total / 2:
+            out.append(Finding("decay_window", "bad",
+                               f"{label}: correlation time {t_fit:.3g} s is longer than half the "
+                               f"run ({total:.3g} s): the decay is not measured",
+                               "measure for longer (more frames or a longer frame time) or at "
+                               "larger q", t_fit))
+        elif t_fit > hi:
+            out.append(Finding("decay_window", "marginal",
+                               f"{label}: correlation time {t_fit:.3g} s is over "
+                               f"{rules.max_fraction_of_run:.0%} of the run ({total:.3g} s): "
+                               "few independent decays", "measure for longer to average more",
+                               t_fit))
+        else:
+            out.append(Finding("decay_window", "good",
+                               f"{label}: correlation time {t_fit:.3g} s inside the window "
+                               f"{lo:.3g}–{hi:.3g} s", value=t_fit))
+    else:
+        finite = np.isfinite(g2_col)
+        if finite.sum() >= 2:
+            first, last = g2_col[finite][0] - 1, np.nanmedian(g2_col[finite][-3:]) - 1
+            if first > rules.contrast_marginal and last > 0.5 * first:
+                out.append(Finding("decay_window", "bad",
+                                   f"{label}: g2 does not decay within the run ({total:.3g} s)",
+                                   "measure for longer or at larger q", None))
+            else:
+                out.append(Finding("decay_window", "bad",
+                                   f"{label}: no decay could be fitted: it is over before the "
+                                   f"first lag ({frame_time:.3g} s) or buried in noise",
+                                   "use a shorter frame time, or more counts", None))
+    return out
+
+
+def _judge_intensity(rules, intensity, weights, n_pixels, saturated):
+    out = []
+    T = len(intensity)
+    used = weights > 0
+    empty = np.flatnonzero((intensity <= 0) & used)
+    if len(empty):
+        level = "bad" if len(empty) > rules.bad_frame_fraction * T else "marginal"
+        out.append(Finding("empty_frames", level,
+                           f"{len(empty)} frame(s) have no counts (first: {empty[:5].tolist()})",
+                           "check the shutter and the beam; exclude these frames", len(empty)))
+    sat = np.flatnonzero((saturated > 0) & used) if saturated is not None else []
+    if len(sat):
+        level = "bad" if len(sat) > rules.bad_frame_fraction * T else "marginal"
+        out.append(Finding("saturated_frames", level,
+                           f"{len(sat)} frame(s) have saturated pixels (first: {sat[:5].tolist()})",
+                           "attenuate the beam or mask the saturated pixels", len(sat)))
+    good = used & (intensity > 0)
+    if good.sum() < 3:
+        return out
+    t = np.flatnonzero(good).astype(float)
+    y = intensity[good]
+    mean = y.mean()
+    slope, _ = np.polyfit(t, y, 1)
+    drift = abs(slope) * (T - 1) / mean
+    words = f"intensity changes by {drift:.1%} over the run"
+    if drift > rules.drift_bad:
+        out.append(Finding("intensity_drift", "bad", words,
+                           "check beam stability and sample (melting, moving, damage); "
+                           "normalise frames by their mean", drift))
+    elif drift > rules.drift_marginal:
+        out.append(Finding("intensity_drift", "marginal", words,
+                           "normalise frames by their mean, check beam and sample", drift))
+    else:
+        out.append(Finding("intensity_drift", "good", words, value=drift))
+    # jumps: differences between neighbouring medians of short windows
+    win = max(3, min(25, len(y) // 20))
+    if len(y) >= 4 * win:
+        med = np.array([np.median(y[i:i + win]) for i in range(0, len(y) - win + 1)])
+        step = np.abs(med[win:] - med[:-win])
+        noise = np.sqrt(mean / max(n_pixels, 1) / win)  # photon noise of a window mean
+        big = (step > rules.jump_sigma * noise * np.sqrt(2)) & (step > rules.jump_relative * mean)
+        if big.any():
+            where = int(t[np.argmax(np.where(big, step, 0)) + win])
+            out.append(Finding("intensity_jumps", "marginal",
+                               f"the intensity jumps by {step.max() / mean:.0%} near frame {where}",
+                               "look at intensity vs time; exclude the frames around the jump or "
+                               "split the run", float(step.max() / mean)))
+    return out
+
+
+def _judge_stationarity(rules, label, c2):
+    steps = c2.shape[0]
+    n_win = rules.stationarity_windows
+    lags = min(rules.stationarity_lags, steps // (2 * n_win))
+    if lags < 1:
+        return []
+    edges = np.linspace(0, steps - lags, n_win + 1).astype(int)
+    vals = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        v = [np.nanmean(np.diagonal(c2, k)[a:b]) - 1 for k in range(1, lags + 1)]
+        vals.append(np.nanmean(v))
+    vals = np.array(vals)
+    if not np.isfinite(vals).all() or vals.max() <= 0:
+        return []
+    spread = float((vals.max() - vals.min()) / vals.max())
+    words = (f"{label}: the correlation at short lags changes by {spread:.0%} between the start "
+             f"and the end of the run (two-time map)")
+    act = ("the sample ages or is damaged by the beam: move to a fresh spot, reduce the dose, "
+           "or analyse time windows separately")
+    if spread > rules.stationarity_bad:
+        return [Finding("stationarity", "bad", words, act, spread)]
+    if spread > rules.stationarity_marginal:
+        return [Finding("stationarity", "marginal", words, act, spread)]
+    return [Finding("stationarity", "good", words, value=spread)]
+
+
+def judge(result, rules: Rules | None = None, weights=None, saturated=None) -> Verdict:
+    """Judge an :class:`~speckle.xpcs.result.XpcsResult`.
+
+    Parameters
+    ----------
+    result : XpcsResult
+        With g2, fits, intensity vs time and (optionally) two-time maps.
+    rules : Rules, optional
+    weights : ndarray, (n_frames,), optional
+        Frame weights (0 for excluded frames, which are not judged).
+    saturated : ndarray, (n_frames,), optional
+        Number of saturated pixels per frame.
+
+    Returns
+    -------
+    Verdict
+    """
+    rules = rules or Rules()
+    part = result.partition
+    n_frames = len(result.intensity_vs_time)
+    weights = np.ones(n_frames) if weights is None else np.asarray(weights)
+    n_used = int((weights > 0).sum())
+    dyn = part.dynamic_map[part.mask]
+    n_pix = np.bincount(dyn, minlength=part.n_dynamic + 1)[1:]
+    mean_img = result.mean_image
+    counts = np.bincount(dyn, mean_img[part.mask], part.n_dynamic + 1)[1:] / np.maximum(n_pix, 1)
+    frame_time = result.frame_time
+    bins = []
+    for b in range(part.n_dynamic):
+        fit = result.fits[b] if b < len(result.fits) else None
+        col = result.g2.g2[:, b]
+        g2_first = col[np.isfinite(col)][0] if np.isfinite(col).any() else np.nan
+        beta = _contrast(fit, g2_first)
+        label = part.labels[b]
+        findings = _judge_bin(rules, label, beta, counts[b], int(n_pix[b]), n_used, frame_time,
+                              fit, col)
+        if (b + 1) in result.twotime:
+            findings += _judge_stationarity(rules, label, result.twotime[b + 1])
+        bins.append(BinVerdict(b + 1, label, _worst(f.level for f in findings), findings))
+    glob = _judge_intensity(rules, np.asarray(result.intensity_vs_time, float), weights,
+                            int(part.mask.sum()), saturated)
+    best_bin = min((b.level for b in bins), key=LEVELS.index) if bins else "bad"
+    overall = _worst([best_bin] + [f.level for f in glob])
+    if overall == "good" and any(b.level != "good" for b in bins):
+        overall = "marginal"
+    n_good = sum(b.level == "good" for b in bins)
+    summary = {
+        "good": f"Good data: {n_good} of {len(bins)} bins show a clean, measurable decay.",
+        "marginal": f"Usable with care: {n_good} of {len(bins)} bins are good; see the reasons.",
+        "bad": "Not usable as it is: see the reasons and the suggested actions.",
+    }[overall]
+    return Verdict(overall, summary, glob, bins)

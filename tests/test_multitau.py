@@ -1,0 +1,194 @@
+"""Multi-tau g2: the published definitions, streaming, exclusions and simulated truth."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from speckle.errors import AnalysisError, InvalidInputError
+from speckle.io.dataset import ArrayDataset, Dataset, Metadata
+from speckle.xpcs.fitting import fit_g2
+from speckle.xpcs.multitau import lag_grid, multitau_g2
+from speckle.xpcs.partitions import Partition, rectangles
+from speckle.xpcs.simulate import ou_speckle, ou_speckle_chunks
+from xpcs_reference import symmetric_g2
+
+
+def two_bin_partition(shape):
+    """Two dynamic bins, each split into two static bins."""
+    dyn = np.zeros(shape, np.int32)
+    sta = np.zeros(shape, np.int32)
+    r = shape[0] // 2
+    dyn[1:r] = 1
+    dyn[r:, 2:-2] = 2
+    sta[1:r // 2] = 1
+    sta[r // 2:r] = 2
+    sta[r:, 2:shape[1] // 2] = 3
+    sta[r:, shape[1] // 2:-2] = 4
+    return Partition(dyn, sta, [np.nan] * 2, [np.nan] * 4, ["a", "b"], "roi")
+
+
+@pytest.fixture(scope="module")
+def small():
+    ds = ou_speckle(333, (24, 20), tau_frames=15, beta=0.3, mean_counts=3, seed=1)
+    return ds, two_bin_partition((24, 20))
+
+
+def test_lag_grid_is_boost_corr_grid():
+    # published grid: 1..8 frames, then (5..8) * 2**l while the lag is below the level's length
+    T = 1000
+    expected = list(range(1, 9))
+    level = 1
+    while True:
+        new = [x << level for x in range(5, 9) if x < T >> level]
+        if not new:
+            break
+        expected += new
+        level += 1
+    assert lag_grid(T, 8).tau_frames.tolist() == expected
+    g16 = lag_grid(T, 16).tau_frames
+    assert g16[:16].tolist() == list(range(1, 17)) and g16[16] == 18
+
+
+def test_lag_grid_refuses_bad_buffers():
+    with pytest.raises(InvalidInputError, match="even"):
+        lag_grid(100, 7)
+    with pytest.raises(AnalysisError, match="at least 2 frames"):
+        lag_grid(1, 8)
+
+
+def test_matches_direct_definition(small):
+    ds, part = small
+    res = multitau_g2(ds, part, device="cpu")
+    grid = lag_grid(ds.n_frames, 8)
+    ref, ref_err = symmetric_g2(ds.read_frames(), part, grid.tau_frames, grid.level)
+    np.testing.assert_allclose(res.g2, ref, rtol=1e-9)
+    np.testing.assert_allclose(res.g2_err, ref_err, rtol=1e-7)
+    assert res.tau_frames.tolist() == grid.tau_frames.tolist()
+    assert res.n_pairs[0] == ds.n_frames - 1
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
+def test_chunk_size_does_not_change_the_result(small, chunk):
+    ds, part = small
+    whole = multitau_g2(ds, part, device="cpu")
+    res = multitau_g2(ds, part, chunk_frames=chunk, device="cpu")
+    np.testing.assert_allclose(res.g2, whole.g2, rtol=1e-12)
+    np.testing.assert_allclose(res.g2_err, whole.g2_err, rtol=1e-10)
+
+
+def test_threads_do_not_change_the_result():
+    ds = ou_speckle(300, (130, 130), tau_frames=10, beta=0.2, mean_counts=1, seed=5)
+    part = rectangles((130, 130), ["0:130,0:65", "0:130,65:130"])
+    one = multitau_g2(ds, part, device="cpu", threads=1)
+    two = multitau_g2(ds, part, device="cpu", threads=2)
+    np.testing.assert_allclose(one.g2, two.g2, rtol=1e-12)
+
+
+def test_excluded_frames_match_direct_definition(small):
+    ds, part = small
+    bad = [0, 5, 6, 100, 332]
+    w = np.ones(ds.n_frames)
+    w[bad] = 0
+    grid = lag_grid(ds.n_frames, 8)
+    ref, _ = symmetric_g2(ds.read_frames(), part, grid.tau_frames, grid.level, w)
+    for chunk in (None, 3):
+        res = multitau_g2(ds, part, exclude_frames=bad, chunk_frames=chunk, device="cpu")
+        np.testing.assert_allclose(res.g2, ref, rtol=1e-9)
+    assert res.n_pairs[0] == ds.n_frames - 1 - 7  # pairs (j, j+1) touching 0,5,6,100,332
+
+
+def test_excluded_frame_contents_are_ignored(small):
+    ds, part = small
+    frames = ds.read_frames().copy()
+    clean = multitau_g2(frames, part, exclude_frames=[50, 51], device="cpu")
+    frames[50:52] = 60000  # garbage in the excluded frames
+    dirty = multitau_g2(frames, part, exclude_frames=[50, 51], device="cpu")
+    np.testing.assert_allclose(dirty.g2, clean.g2, rtol=1e-12)
+
+
+def test_recovers_simulated_correlation_time_and_contrast():
+    tau_frames, beta, dt = 20.0, 0.25, 1e-3
+    ds = ou_speckle(4000, (40, 40), tau_frames, beta, mean_counts=3, seed=11, frame_time=dt)
+    part = rectangles((40, 40), ["0:40,0:40"])
+    res = multitau_g2(ds, part, device="cpu")
+    fit = fit_g2(res.tau_frames * dt, res.g2[:, 0], res.g2_err[:, 0], "single")
+    assert fit.success
+    assert fit.params["tau"] == pytest.approx(tau_frames * dt, rel=0.05)
+    assert fit.params["contrast"] == pytest.approx(beta, rel=0.05)
+
+
+def test_static_bins_remove_uneven_illumination_bias():
+    # one dynamic bin whose left half is 9x brighter than its right half
+    shape = (32, 32)
+    mean = np.ones(shape)
+    mean[:, :16] = 9.0
+    frames = np.concatenate(list(ou_speckle_chunks(3000, shape, 1e9, beta=0.2, mean_counts=mean,
+                                                   seed=2, poisson=False, dtype=np.float32)))
+    dyn = np.ones(shape, np.int32)
+    coarse = Partition(dyn, dyn, [np.nan], [np.nan], ["all"], "roi")
+    fine_static = dyn.copy()
+    fine_static[:, 16:] = 2
+    fine = Partition(dyn, fine_static, [np.nan], [np.nan * 2] * 2, ["all"], "roi")
+    inflation = (mean**2).mean() / mean.mean() ** 2  # <I^2>/<I>^2 = 1.64
+    g_coarse = multitau_g2(frames, coarse, device="cpu").g2[:, 0]
+    g_fine = multitau_g2(frames, fine, device="cpu").g2[:, 0]
+    # a frozen speckle (tau huge): g2 stays at 1 + beta with correct normalisation
+    assert np.allclose(g_fine[:8], 1.2, atol=0.02)
+    assert np.allclose(g_coarse[:8], 1 + 0.2 + (inflation - 1) * 1.2, rtol=0.03)
+
+
+def test_normalize_frames_removes_beam_drift():
+    shape = (32, 32)
+    frames = np.concatenate(list(ou_speckle_chunks(2000, shape, 3.0, beta=0.2, mean_counts=50,
+                                                   seed=3, poisson=False, dtype=np.float32)))
+    beam = np.linspace(0.7, 1.3, len(frames)).astype(np.float32)  # the beam decays / drifts
+    part = rectangles(shape, ["0:32,0:32"])
+    raw = multitau_g2(frames * beam[:, None, None], part, device="cpu")
+    norm = multitau_g2(frames * beam[:, None, None], part, normalize_frames=True, device="cpu")
+    late = (raw.tau_frames >= 40) & (raw.tau_frames <= 400)  # the speckle has decorrelated
+    # what the drift alone adds to the symmetric g2 at lag k, from its definition
+    added = np.array([(beam[:-k] * beam[k:]).mean() / (beam[:-k].mean() * beam[k:].mean()) - 1
+                      for k in raw.tau_frames[late]])
+    assert added.min() > 0.01
+    np.testing.assert_allclose(raw.g2[late, 0] - 1, added, atol=0.006)
+    np.testing.assert_allclose(norm.g2[late, 0], 1.0, atol=0.006)
+
+
+class GeneratedDataset(Dataset):
+    """Frames made on demand: a dataset that is never in memory as a whole."""
+
+    def __init__(self, n_frames, shape):
+        self.shape = (n_frames, *shape)
+        self.dtype = np.dtype(np.uint16)
+        self.metadata = Metadata(frame_time=1e-3)
+        self.source = "<generated>"
+        self.format = "generated"
+
+    def _read(self, start, stop):
+        rng = np.random.default_rng(start)
+        return rng.poisson(2.0, (stop - start, *self.shape[1:])).astype(np.uint16)
+
+
+def test_memory_stays_bounded_by_one_chunk():
+    ds = GeneratedDataset(12000, (64, 64))  # 98 MB of uint16 frames
+    part = rectangles((64, 64), ["0:64,0:64"])
+    chunk = 200  # 1.6 MB per chunk
+    tracemalloc.start()
+    res = multitau_g2(ds, part, chunk_frames=chunk, device="cpu", threads=1)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 25e6, f"peak {peak / 1e6:.1f} MB"
+    assert np.allclose(res.g2[:, 0], 1.0, atol=0.01)  # uncorrelated Poisson noise
+
+
+def test_refuses_partition_of_another_detector(small):
+    ds, _ = small
+    with pytest.raises(InvalidInputError, match="detector"):
+        multitau_g2(ds, rectangles((10, 10), ["0:5,0:5"]), device="cpu")
+
+
+def test_refuses_excluding_everything(small):
+    ds, part = small
+    with pytest.raises(AnalysisError, match="every frame"):
+        multitau_g2(ds, part, exclude_frames=np.ones(ds.n_frames, bool), device="cpu")
