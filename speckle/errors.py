@@ -17,6 +17,10 @@ class UnsupportedFormatError(InvalidInputError):
     """The file's content is not a format speckle reads."""
 
 
+class DatasetNotFoundError(InvalidInputError, FileNotFoundError):
+    """The path names no file, directory, or file matching a pattern."""
+
+
 class UnsafeFileError(InvalidInputError):
     """The file asks for something speckle refuses to do (external links, huge allocations)."""
 

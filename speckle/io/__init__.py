@@ -4,6 +4,10 @@
 a lazily read, validated :class:`Dataset`.
 """
 
+from ..errors import DatasetNotFoundError
 from .dataset import ArrayDataset, Dataset, Metadata
+from .open import open_dataset
+from .sniff import sniff_format
 
-__all__ = ["ArrayDataset", "Dataset", "Metadata"]
+__all__ = ["ArrayDataset", "Dataset", "DatasetNotFoundError", "Metadata", "open_dataset",
+           "sniff_format"]

@@ -2,7 +2,7 @@
 
 A :class:`Dataset` exposes its shape, dtype and :class:`Metadata` without reading frames, and
 hands out frames in chunks (:meth:`Dataset.iter_chunks`), so that correlators stream data that
-does not fit in memory. Readers (``speckle.io.readers_*``) subclass it; :class:`ArrayDataset`
+does not fit in memory. Readers (``speckle.io.read_*``) subclass it; :class:`ArrayDataset`
 wraps an array already in memory (tests, simulations, uploads already decoded).
 """
 
@@ -66,6 +66,8 @@ class Metadata:
     def updated(self, **overrides) -> "Metadata":
         """Return a copy with the given fields replaced; None values are ignored.
 
+        ``extra`` entries are merged into the existing ones.
+
         Raises
         ------
         InvalidInputError
@@ -82,7 +84,9 @@ class Metadata:
                 value = tuple(float(v) for v in np.broadcast_to(np.asarray(value, float), (2,)))
                 if key == "pixel_size" and min(value) <= 0:
                     raise InvalidInputError(f"pixel size must be positive, got {value}")
-            elif key != "extra":
+            elif key == "extra":
+                value = {**self.extra, **dict(value)}  # add to the file's provenance
+            else:
                 value = float(value)
                 if not np.isfinite(value) or value <= 0:
                     raise InvalidInputError(f"{key.replace('_', ' ')} must be positive, got {value}")

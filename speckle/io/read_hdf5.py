@@ -1,0 +1,456 @@
+"""HDF5 and NeXus stacks, read lazily frame by frame.
+
+Which dataset: the ``dataset`` argument, else ``/entry/data/data`` (the Eiger/NeXus layout),
+else the NeXus default plot (``/@default`` -> NXentry ``@default`` -> NXdata ``@signal``). If
+none applies, the error lists the image datasets in the file so that the user can pick one.
+
+What is refused (the message says why and what to do):
+
+- links to other files (external links), virtual datasets reading other files, and datasets
+  whose raw data lives in external files: speckle reads only what is inside the given file;
+- data that are not real numbers, that have more than 3 dimensions (beyond leading 1s), or
+  that declare absurd sizes (or above ``max_bytes``);
+- compression filters that are not installed (``hdf5plugin`` provides the detector ones:
+  bitshuffle/LZ4, LZ4, zstd, blosc...);
+- damaged or truncated files.
+
+Metadata come from the NeXus detector group ``<entry>/instrument/detector*`` (``frame_time``,
+``count_time``, ``distance``, ``x_pixel_size``/``y_pixel_size``, ``beam_center_x``/``_y``)
+and from ``<entry>/instrument/monochromator`` or ``beam`` (``energy``, ``incident_energy``,
+``wavelength``, ``incident_wavelength``), converted to SI using their ``@units``. A value
+without ``@units`` is taken as SI (s, m), except: an energy below 100 is taken as keV and a
+wavelength above 1e-6 as Angstrom (both noted in ``Metadata.extra['assumed_units']``).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+import h5py
+import hdf5plugin  # noqa: F401  (registers the detector compression filters with HDF5)
+import numpy as np
+
+from ..errors import InvalidInputError, SpeckleError, UnsafeFileError, UnsupportedFormatError
+from .dataset import HC_EV_M, Dataset, Metadata
+from .limits import (check_declared_size, check_max_bytes, damaged, frame_dtype, frame_layout,
+                     one_line)
+
+__all__ = ["DEFAULT_DATASET", "HDF5Dataset", "open_hdf5"]
+
+DEFAULT_DATASET = "/entry/data/data"
+_MAX_SOFT_LINKS = 32
+_MAX_CANDIDATES = 8
+
+
+def open_hdf5(path, *, dataset: str | None = None, max_bytes: int | None = None) -> "HDF5Dataset":
+    """Open a frame stack in an HDF5/NeXus file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The HDF5 file (any extension; a user block is fine).
+    dataset : str, optional
+        Path of the dataset (or of an NXdata group) inside the file. Default: see the module
+        documentation.
+    max_bytes : int, optional
+        Refuse a dataset whose declared size is larger. Default: no limit beyond sanity,
+        since frames are read lazily.
+
+    Returns
+    -------
+    HDF5Dataset
+
+    Raises
+    ------
+    UnsafeFileError, UnsupportedFormatError, InvalidInputError
+        See the module documentation.
+    """
+    return HDF5Dataset(path, dataset=dataset, max_bytes=max_bytes)
+
+
+class HDF5Dataset(Dataset):
+    """A lazily read stack in an HDF5 file (see :func:`open_hdf5`).
+
+    Attributes
+    ----------
+    dataset_path : str
+        Path of the dataset inside the file.
+    """
+
+    def __init__(self, path, *, dataset: str | None = None, max_bytes: int | None = None):
+        self.source = str(path)
+        self.format = "hdf5"
+        max_bytes = check_max_bytes(max_bytes)
+        try:
+            self._file = h5py.File(path, "r", locking=False)
+        except OSError as exc:
+            raise damaged(path, exc, "HDF5 file") from None
+        try:
+            self._ds = _locate(self._file, dataset, self.source)
+            self.dataset_path = self._ds.name
+            what = f"dataset {self.dataset_path!r}"
+            _check_inside_file(self._ds, self.source)
+            if h5py.check_string_dtype(self._ds.dtype) or h5py.check_vlen_dtype(self._ds.dtype):
+                raise InvalidInputError(
+                    f"{self.source}: {what} holds text or variable-length data, not detector "
+                    "frames: choose the image dataset with dataset='/path/to/frames'")
+            self.dtype = frame_dtype(self._ds.dtype, self.source, what)
+            self._layout = frame_layout(self._ds.shape, self.source, what)
+            self.shape = self._layout.shape
+            check_declared_size(self.shape, self.dtype, self.source, max_bytes=max_bytes,
+                                what=what)
+            _check_filters(self._ds, self.source)
+            self.metadata = read_nexus_metadata(self._file, self.dataset_path)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        try:
+            return self._layout.read(self._ds, start, stop, self.dtype)
+        except OSError as exc:
+            raise damaged(self.source, exc, "HDF5 file") from None
+
+    def close(self) -> None:
+        """Close the HDF5 file (idempotent)."""
+        if self._file:
+            self._file.close()
+
+
+# --- finding the dataset, safely -------------------------------------------------------------
+
+def _resolve(f: h5py.File, path: str, depth: int = 0):
+    """Return the object at ``path`` following only links inside the file, or None if absent.
+
+    Each component is checked before it is followed, so an external link is refused without
+    HDF5 ever opening the other file.
+    """
+    if depth > _MAX_SOFT_LINKS:
+        raise InvalidInputError(f"{f.filename}: too many soft links while resolving {path!r} "
+                                "(a loop?): give the dataset's real path")
+    node = f["/"]
+    for part in [p for p in path.split("/") if p]:
+        if not isinstance(node, h5py.Group):
+            return None
+        link = node.get(part, getlink=True)
+        if link is None:
+            return None
+        here = posixpath.join(node.name, part)
+        if isinstance(link, h5py.HardLink):
+            node = node[part]
+        elif isinstance(link, h5py.SoftLink):
+            target = posixpath.normpath(posixpath.join(node.name, link.path))
+            node = _resolve(f, target, depth + 1)
+            if node is None:
+                return None
+        elif isinstance(link, h5py.ExternalLink):
+            raise UnsafeFileError(
+                f"{f.filename}: {here!r} is an external link to {link.filename}:{link.path}; "
+                "speckle reads only data stored inside the file: open that file directly")
+        else:
+            raise UnsafeFileError(f"{f.filename}: {here!r} is a user-defined link, which "
+                                  "speckle does not follow: give the path of a plain dataset")
+    return node
+
+
+def _locate(f: h5py.File, dataset: str | None, source: str) -> h5py.Dataset:
+    """Find the frame dataset (see the module documentation)."""
+    if dataset is not None:
+        node = _resolve(f, str(dataset))
+        if isinstance(node, h5py.Group):
+            node = _nxdata_signal(f, node) or node
+        if isinstance(node, h5py.Dataset):
+            return node
+        what = "is a group, not a dataset" if node is not None else "does not exist"
+        raise InvalidInputError(f"{source}: {dataset!r} {what}; {_candidates_text(f)}")
+    node = _resolve(f, DEFAULT_DATASET)
+    if isinstance(node, h5py.Dataset):
+        return node
+    node = _nexus_default(f)
+    if node is not None:
+        return node
+    raise InvalidInputError(
+        f"{source}: no {DEFAULT_DATASET} and no NeXus default data; {_candidates_text(f)}")
+
+
+def _attr_str(obj, name: str) -> str | None:
+    value = obj.attrs.get(name)
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.ravel()[0]
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
+
+
+def _nx_child(f: h5py.File, group: h5py.Group, nx_class: str):
+    """The child named by ``@default``, else the first (hard-linked) child of ``nx_class``."""
+    name = _attr_str(group, "default")
+    if name:
+        node = _resolve(f, posixpath.join(group.name, name))
+        if isinstance(node, h5py.Group):
+            return node
+    for name in sorted(group):
+        if isinstance(group.get(name, getlink=True), h5py.HardLink):
+            child = group[name]
+            if isinstance(child, h5py.Group) and _attr_str(child, "NX_class") == nx_class:
+                return child
+    return None
+
+
+def _nxdata_signal(f: h5py.File, nxdata: h5py.Group):
+    """The signal dataset of an NXdata group (``@signal``, or a child with ``@signal=1``)."""
+    name = _attr_str(nxdata, "signal")
+    if name:
+        node = _resolve(f, posixpath.join(nxdata.name, name))
+        return node if isinstance(node, h5py.Dataset) else None
+    for name in sorted(nxdata):
+        if isinstance(nxdata.get(name, getlink=True), h5py.HardLink):
+            child = nxdata[name]
+            if isinstance(child, h5py.Dataset) and str(child.attrs.get("signal", "")) == "1":
+                return child
+    return None
+
+
+def _nexus_default(f: h5py.File):
+    """Follow the NeXus default-plot chain: / -> NXentry -> NXdata -> signal."""
+    entry = _nx_child(f, f["/"], "NXentry")
+    nxdata = _nx_child(f, entry, "NXdata") if entry is not None else None
+    return _nxdata_signal(f, nxdata) if nxdata is not None else None
+
+
+def _candidates_text(f: h5py.File) -> str:
+    """Describe the datasets that look like images, for an error message."""
+    found = []
+
+    def visit(name, obj):
+        if (isinstance(obj, h5py.Dataset) and 2 <= obj.ndim and obj.shape[-1] > 1
+                and obj.shape[-2] > 1 and all(s == 1 for s in obj.shape[:-3])
+                and np.issubdtype(obj.dtype, np.number)
+                and not np.issubdtype(obj.dtype, np.complexfloating)):
+            found.append((obj.size, "/" + name, obj.shape, obj.dtype))
+
+    f.visititems(visit)  # visits objects through hard links only, never other files
+    if not found:
+        return "the file holds no 2D or 3D numeric dataset"
+    found.sort(key=lambda item: (-item[0], item[1]))
+    listed = ", ".join(f"{name} {shape} {dtype}" for _, name, shape, dtype
+                       in found[:_MAX_CANDIDATES])
+    more = f" and {len(found) - _MAX_CANDIDATES} more" if len(found) > _MAX_CANDIDATES else ""
+    return f"image datasets in the file: {listed}{more}: choose one with dataset='{found[0][1]}'"
+
+
+def _check_inside_file(ds: h5py.Dataset, source: str) -> None:
+    """Refuse a dataset whose data live in other files (virtual sources, external storage)."""
+    here = os.path.realpath(ds.file.filename)
+    if ds.is_virtual:
+        for vs in ds.virtual_sources():
+            other = os.path.join(os.path.dirname(here), vs.file_name)
+            if vs.file_name != "." and os.path.realpath(other) != here:
+                raise UnsafeFileError(
+                    f"{source}: dataset {ds.name!r} is a virtual dataset reading from another "
+                    f"file ({vs.file_name!r}); speckle reads only data stored inside the file: "
+                    "open the source files directly or copy the frames into this file")
+    plist = ds.id.get_create_plist()
+    if plist.get_external_count() > 0:
+        name = plist.get_external(0)[0]
+        name = name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+        raise UnsafeFileError(
+            f"{source}: dataset {ds.name!r} keeps its raw data in an external file ({name!r}); "
+            "speckle reads only data stored inside the HDF5 file: copy the data into it")
+
+
+def _check_filters(ds: h5py.Dataset, source: str) -> None:
+    """Refuse compression that HDF5 cannot decode here, before any read fails obscurely."""
+    plist = ds.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        code, _flags, _values, name = plist.get_filter(i)
+        if not h5py.h5z.filter_avail(code):
+            name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+            raise UnsupportedFormatError(
+                f"{source}: dataset {ds.name!r} is compressed with HDF5 filter {code} "
+                f"({name or 'unnamed'}), which is not installed here: install hdf5plugin or "
+                "that filter's plugin, or save the data uncompressed")
+
+
+# --- metadata --------------------------------------------------------------------------------
+
+_LENGTH_M = {
+    "m": 1.0, "meter": 1.0, "meters": 1.0, "metre": 1.0, "metres": 1.0,
+    "cm": 1e-2, "mm": 1e-3, "millimeter": 1e-3, "millimeters": 1e-3, "millimetre": 1e-3,
+    "um": 1e-6, "\u00b5m": 1e-6, "\u03bcm": 1e-6, "micron": 1e-6, "microns": 1e-6,
+    "micrometer": 1e-6, "micrometers": 1e-6, "micrometre": 1e-6,
+    "nm": 1e-9, "nanometer": 1e-9, "nanometers": 1e-9, "nanometre": 1e-9,
+    "pm": 1e-12, "a": 1e-10, "\u00e5": 1e-10, "\u212b": 1e-10, "angstrom": 1e-10,
+    "angstroms": 1e-10, "ang": 1e-10,
+}
+_TIME_S = {
+    "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
+    "ms": 1e-3, "msec": 1e-3, "millisecond": 1e-3, "milliseconds": 1e-3,
+    "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "usec": 1e-6, "microsecond": 1e-6,
+    "microseconds": 1e-6, "ns": 1e-9, "nanosecond": 1e-9, "nanoseconds": 1e-9,
+}
+_ENERGY_EV = {"ev": 1.0, "electronvolt": 1.0, "kev": 1e3, "j": 1.0 / 1.602176634e-19}
+_PIXEL_UNITS = {"pixel", "pixels", "px", "pix"}
+_UNITS = {"length": _LENGTH_M, "time": _TIME_S, "energy": _ENERGY_EV}
+
+
+def _read_value(f: h5py.File, path: str):
+    """Return ``(first value as float, units or None)`` of a small dataset, or None.
+
+    Metadata are optional, so anything odd (missing, unsafe, non-numeric) is skipped rather
+    than refused; unsafe links are never followed.
+    """
+    try:
+        ds = _resolve(f, path)
+        if not isinstance(ds, h5py.Dataset) or ds.size == 0:
+            return None
+        _check_inside_file(ds, f.filename)
+        raw = ds[(0,) * ds.ndim] if ds.ndim else ds[()]
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
+        value = float(raw)
+    except (SpeckleError, OSError, TypeError, ValueError):
+        return None
+    return value, _attr_str(ds, "units")
+
+
+def _to_si(value: float, units: str | None, kind: str) -> float | None:
+    """Convert to SI (m, s, eV); None for units speckle does not know."""
+    if units is None or not units.strip():
+        return value
+    scale = _UNITS[kind].get(units.strip().lower())
+    return None if scale is None else value * scale
+
+
+class _MetadataReader:
+    """Collects NeXus metadata around one data path, noting assumptions and skipped values."""
+
+    def __init__(self, f: h5py.File, data_path: str):
+        self.f = f
+        self.extra = {"hdf5_dataset": data_path}
+        self.assumed: list[str] = []
+        self.ignored: list[str] = []
+        top = "/" + data_path.strip("/").split("/")[0]
+        self.instrument = next((p + "/instrument" for p in dict.fromkeys((top, "/entry"))
+                                if isinstance(_safe(f, p + "/instrument"), h5py.Group)), None)
+
+    def detector(self) -> str | None:
+        """Path of the first detector group of the instrument."""
+        group = _safe(self.f, self.instrument) if self.instrument else None
+        if not isinstance(group, h5py.Group):
+            return None
+        names = sorted(group, key=lambda n: (n != "detector", n))
+        for name in names:
+            if not isinstance(group.get(name, getlink=True), h5py.HardLink):
+                continue
+            child = group[name]
+            if isinstance(child, h5py.Group) and (
+                    name.startswith("detector") or _attr_str(child, "NX_class") == "NXdetector"):
+                return child.name
+        return None
+
+    def get(self, path: str, kind: str) -> float | None:
+        """A positive finite SI value from ``path``, or None."""
+        found = _read_value(self.f, path)
+        if found is None:
+            return None
+        value, units = found
+        converted = _to_si(value, units, kind)
+        if converted is None:
+            self.ignored.append(f"{path} = {value} {units} (unknown units)")
+            return None
+        return converted if np.isfinite(converted) and converted > 0 else None
+
+    def energy(self) -> float | None:
+        """Photon energy in eV from an energy or a wavelength."""
+        for group in ("monochromator", "beam"):
+            for name in ("energy", "incident_energy"):
+                path = f"{self.instrument}/{group}/{name}"
+                found = _read_value(self.f, path)
+                if found and not found[1] and 0 < found[0] < 100:
+                    self.assumed.append(f"{path} = {found[0]} taken as keV")
+                    return found[0] * 1e3
+                value = self.get(path, "energy")
+                if value:
+                    return value
+        for group in ("monochromator", "beam"):
+            for name in ("wavelength", "incident_wavelength"):
+                path = f"{self.instrument}/{group}/{name}"
+                found = _read_value(self.f, path)
+                if found and not found[1] and found[0] > 1e-6:
+                    self.assumed.append(f"{path} = {found[0]} taken as Angstrom")
+                    return HC_EV_M / (found[0] * 1e-10)
+                value = self.get(path, "length")
+                if value:
+                    return HC_EV_M / value
+        return None
+
+    def beam_center(self, det: str, pixel_size) -> tuple[float, float] | None:
+        """Beam centre (row, col) in pixels; lengths are converted with the pixel size."""
+        center = []
+        for axis, name in ((0, "beam_center_y"), (1, "beam_center_x")):
+            found = _read_value(self.f, f"{det}/{name}")
+            if found is None:
+                return None
+            value, units = found
+            if units and units.strip().lower() not in _PIXEL_UNITS:
+                length = _to_si(value, units, "length")
+                if length is None or pixel_size is None:
+                    self.ignored.append(f"{det}/{name} = {value} {units} (no pixel size)")
+                    return None
+                value = length / pixel_size[axis]
+            center.append(float(value))
+        return (center[0], center[1])
+
+    def metadata(self) -> Metadata:
+        """Everything found, as :class:`Metadata`."""
+        values = {}
+        det = self.detector()
+        if det:
+            self.extra["nexus_detector"] = det
+            values["frame_time"] = self.get(f"{det}/frame_time", "time")
+            values["count_time"] = self.get(f"{det}/count_time", "time")
+            values["distance"] = self.get(f"{det}/distance", "length")
+            y = self.get(f"{det}/y_pixel_size", "length")
+            x = self.get(f"{det}/x_pixel_size", "length")
+            if x and y:
+                values["pixel_size"] = (y, x)
+            values["beam_center"] = self.beam_center(det, values.get("pixel_size"))
+        if self.instrument:
+            values["energy"] = self.energy()
+        if self.assumed:
+            self.extra["assumed_units"] = "; ".join(self.assumed)
+        if self.ignored:
+            self.extra["ignored_metadata"] = "; ".join(self.ignored)
+        return Metadata(extra=self.extra).updated(**values)
+
+
+def _safe(f: h5py.File, path: str):
+    try:
+        return _resolve(f, path)
+    except SpeckleError:
+        return None
+
+
+def read_nexus_metadata(f: h5py.File, data_path: str) -> Metadata:
+    """Read acquisition metadata from the NeXus groups around ``data_path``.
+
+    Parameters
+    ----------
+    f : h5py.File
+        The open file.
+    data_path : str
+        Path of the frame dataset; its top-level group is taken as the NXentry
+        (``/entry`` is tried too).
+
+    Returns
+    -------
+    Metadata
+        In SI units; fields the file does not give are None. ``extra`` records the dataset
+        path, the detector group, assumed units and values skipped for unknown units.
+    """
+    try:
+        return _MetadataReader(f, data_path).metadata()
+    except OSError as exc:
+        raise damaged(f.filename, one_line(exc), "HDF5 file") from None

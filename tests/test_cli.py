@@ -1,0 +1,89 @@
+"""The `speckle xpcs` command: JSON summary, outputs, and clean refusals of bad input."""
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from speckle.xpcs.simulate import ou_speckle
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "speckle", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """1500 frames of simulated speckle, tau = 15 ms, beta = 0.3, saved as .npy."""
+    folder = tmp_path_factory.mktemp("cli")
+    ds = ou_speckle(1500, (32, 40), tau_frames=15, beta=0.3, mean_counts=2, seed=21)
+    path = folder / "stack.npy"
+    np.save(path, ds.read_frames())
+    return path
+
+
+def test_json_summary_and_outputs(stack, tmp_path):
+    out = tmp_path / "result.h5"
+    proc = run("xpcs", stack, "--frame-time", "1ms", "--roi", "0:16,0:40", "--roi", "16:32,0:40",
+               "--out", out, "--csv-dir", tmp_path / "csv", "--png-dir", tmp_path / "png",
+               "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["verdict"] in ("good", "marginal", "bad")
+    assert [b["label"] for b in summary["bins"]] == ["ROI 1 [0:16, 0:40]", "ROI 2 [16:32, 0:40]"]
+    for b in summary["bins"]:
+        assert b["tau_s"] == pytest.approx(0.015, rel=0.1)
+        assert b["beta"] == pytest.approx(0.3, rel=0.1)
+        assert b["verdict"] in ("good", "marginal", "bad")
+    with h5py.File(out, "r") as f:
+        g2 = f["/xpcs/multitau/normalized_g2"][()]
+    assert g2.shape[1] == 2 and np.isfinite(g2[0]).all()
+    assert (tmp_path / "csv" / "g2.csv").stat().st_size > 0
+    assert (tmp_path / "csv" / "fits.csv").stat().st_size > 0
+    assert (tmp_path / "png" / "g2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_human_output_names_the_verdict(stack, tmp_path):
+    proc = run("xpcs", stack, "--frame-time", "1ms", "--out", tmp_path / "r.h5", "--no-twotime")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("verdict: ")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--roi", "0:99,0:10"], "outside"),
+    (["--roi", "garbage"], "ROW0:ROW1,COL0:COL1"),
+    (["--frame-time", "-1"], "positive"),
+    (["--frame-time", "3 parsecs"], "unit"),
+    (["--exclude-frames", "a-b"], "frame list"),
+    (["--q-rings", "4"], "energy"),
+])
+def test_bad_parameters_exit_2_with_one_line(stack, tmp_path, args, words):
+    out = tmp_path / "r.h5"
+    proc = run("xpcs", stack, "--out", out, *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("speckle: error:")
+    assert words in lines[0]
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary file left either
+
+
+def test_bad_file_keeps_an_existing_result(tmp_path):
+    bad = tmp_path / "notes.h5"
+    bad.write_text("this is not a detector file\n")
+    out = tmp_path / "result.h5"
+    out.write_bytes(b"previous result")
+    proc = run("xpcs", bad, "--out", out)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert out.read_bytes() == b"previous result"
+
+
+def test_missing_input_file(tmp_path):
+    proc = run("xpcs", tmp_path / "nope.h5", "--out", tmp_path / "r.h5")
+    assert proc.returncode == 2
+    assert "nope.h5" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
