@@ -218,6 +218,8 @@ def _summary(result, out_path) -> dict:
         "summary": result.verdict.summary,
         "reasons": result.verdict.reasons(),
         "bins": [{k: clean(v) for k, v in b.items()} for b in bins],
+        "relaxation": None if result.relaxation is None else {
+            k: clean(v) for k, v in result.relaxation.to_dict().items()},
     }
 
 

@@ -87,3 +87,28 @@ def test_missing_input_file(tmp_path):
     proc = run("xpcs", tmp_path / "nope.h5", "--out", tmp_path / "r.h5")
     assert proc.returncode == 2
     assert "nope.h5" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_q_rings_report_a_diffusive_relaxation(tmp_path):
+    """Brownian motion: tau(q) = 1 / (D q^2) per pixel; the command reports Gamma ~ q^2."""
+    from speckle.xpcs.geometry import Geometry
+
+    shape, center = (96, 96), (48, 48)
+    geometry = Geometry(energy=780.0, distance=0.5, pixel_size=(20e-6, 20e-6),
+                        beam_center=center)
+    q = geometry.q_map(shape)
+    D, dt = 2e-14, 1e-3
+    tau_frames = np.clip(1 / (D * np.maximum(q, 1e6) ** 2) / dt, 1, 1e6)
+    ds = ou_speckle(3000, shape, tau_frames, beta=0.3, mean_counts=3, seed=8)
+    path = tmp_path / "brownian.npy"
+    np.save(path, ds.read_frames())
+    ring_q = np.percentile(q, [20, 80]) * 1e-10  # 1/Å
+    proc = run("xpcs", path, "--frame-time", "1ms", "--energy", "780", "--distance", "0.5",
+               "--pixel-size", "20um", "--beam-center", "48,48", "--q-rings", "5",
+               "--q-min", ring_q[0], "--q-width", (ring_q[1] - ring_q[0]) / 5, "--no-twotime",
+               "--out", tmp_path / "r.h5", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    relax = summary["relaxation"]
+    assert relax["exponent"] == pytest.approx(2.0, abs=0.15)
+    assert relax["regime"] == "diffusive"

@@ -170,16 +170,22 @@ class GeneratedDataset(Dataset):
         return rng.poisson(2.0, (stop - start, *self.shape[1:])).astype(np.uint16)
 
 
-def test_memory_stays_bounded_by_one_chunk():
-    ds = GeneratedDataset(12000, (64, 64))  # 98 MB of uint16 frames
+def peak_memory(n_frames, chunk):
+    ds = GeneratedDataset(n_frames, (64, 64))
     part = rectangles((64, 64), ["0:64,0:64"])
-    chunk = 200  # 1.6 MB per chunk
     tracemalloc.start()
     res = multitau_g2(ds, part, chunk_frames=chunk, device="cpu", threads=1)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert peak < 25e6, f"peak {peak / 1e6:.1f} MB"
     assert np.allclose(res.g2[:, 0], 1.0, atol=0.01)  # uncorrelated Poisson noise
+    return peak
+
+
+def test_memory_does_not_grow_with_the_number_of_frames():
+    small = peak_memory(3000, 200)
+    large = peak_memory(24000, 200)  # 197 MB of uint16 frames, read 1.6 MB at a time
+    assert large < 1.3 * small + 2e6, (small, large)
+    assert large < 0.25 * 24000 * 64 * 64 * 2
 
 
 def test_refuses_partition_of_another_detector(small):

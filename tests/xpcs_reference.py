@@ -50,5 +50,5 @@ def symmetric_g2(frames, partition, taus, levels, weights=None):
                     for st in statics]
             g2[i, b - 1] = np.mean(vals)
             gp = (G / (IP * IF))[d == b]
-            err[i, b - 1] = gp.std() / np.sqrt(len(gp))
+            err[i, b - 1] = gp.std(ddof=1) / np.sqrt(len(gp))
     return g2, err

@@ -16,7 +16,7 @@ import numpy as np
 from .. import __version__
 from ..errors import InvalidInputError
 from .alllags import alllags_g2
-from .fitting import fit_all
+from .fitting import fit_all, fit_relaxation_rate
 from .multitau import multitau_g2
 from .partitions import Partition
 from .passes import as_dataset, frame_weights, stream_frames
@@ -147,7 +147,20 @@ def analyze(data, partition: Partition, options: XpcsOptions | None = None, *,
                         intensity_vs_time=stats.intensity, mean_image=stats.mean_image,
                         static_intensity=stats.static_intensity(partition), twotime=twotime,
                         twotime_bin_frames=bin_frames, fits=fits, parameters=parameters)
+    result.relaxation = _relaxation(partition, fits)
     result.verdict = judge(result, rules, weights=weights,
                            saturated=stats.saturated if saturation is not None else None)
     report(1.0, "done")
     return result
+
+
+def _relaxation(partition: Partition, fits):
+    """Γ(q) power law over the q-bins with a successful fit, or None."""
+    q = np.asarray(partition.dynamic_q, float)
+    ok = [i for i, f in enumerate(fits)
+          if f is not None and f.success and np.isfinite(q[i]) and q[i] > 0]
+    if len(ok) < 3:
+        return None
+    tau = [fits[i].params["tau"] for i in ok]
+    err = [fits[i].errors.get("tau", np.nan) for i in ok]
+    return fit_relaxation_rate(q[ok], tau, err if np.all(np.isfinite(err)) else None)

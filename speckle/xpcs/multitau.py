@@ -10,8 +10,9 @@ series (fewer when frames are excluded), per pixel ``p``::
     IF_p = sum_j I_p(j+k)        / N     (the second members)
 
 Per static bin ``s``: ``g2_s = <G>_s / (<IP>_s <IF>_s)``; per dynamic bin the unweighted mean of
-its static bins; the error is the standard deviation over the bin's pixels of
-``G_p / (IP_p IF_p)`` divided by the square root of their number.
+its static bins; the error is the sample standard deviation over the bin's pixels of
+``G_p / (IP_p IF_p)`` divided by the square root of their number (pixels without counts, where
+``IP_p IF_p = 0``, are left out of it).
 
 Lag grid with ``B`` buffers (``B`` even): lags ``1..B`` frames, then ``(B/2+1..B) * 2**l`` for
 ``l = 1, 2, ...`` while the lag is shorter than the level's series. ``B = 8`` is boost_corr's grid.
@@ -41,6 +42,8 @@ __all__ = ["LagGrid", "MultiTauCorrelator", "lag_grid", "multitau_g2", "normaliz
 
 #: Pixels handled by one task of the thread pool (CPU); keeps a task's working set in cache.
 _PIXEL_BLOCK = 8192
+#: Frames correlated at once on the CPU (larger chunks are split).
+_SUB_FRAMES = 128
 
 
 @dataclass(frozen=True)
@@ -99,35 +102,57 @@ def lag_grid(n_frames: int, buffers: int = 8) -> LagGrid:
 
 
 class _Level:
-    """State of one level of the correlator for one block of pixels."""
+    """State of one level of the correlator for one block of pixels.
 
-    def __init__(self, lags, buffers, n_pixels, xp):
+    ``buf`` holds, in time order, up to ``buffers`` entries of history followed by the entries
+    queued for the next :meth:`process`. Producers write straight into :meth:`slot` (level 0:
+    the converted frames; higher levels: the pair sums of the level below), so no chunk is
+    copied twice. Level ``l`` stores *sums* of ``2**l`` frames: g2 = G / (IP IF) does not
+    depend on that scale, and :meth:`finish` divides it out.
+    """
+
+    def __init__(self, level, lags, buffers, n_pixels, xp, capacity=0):
+        self.level = level
         self.lags = lags
         self.buffers = buffers
         self.xp = xp
         n_lags = len(lags)
         self.G = xp.zeros((n_lags, n_pixels), np.float64)
-        self.ip_drop = xp.zeros((n_lags, n_pixels), np.float64)
-        self.if_drop = xp.zeros((n_lags, n_pixels), np.float64)
+        self.ip_drop = self.if_drop = None  # allocated at the first excluded frame
         self.n_pairs = np.zeros(n_lags, np.int64)
         self.total = xp.zeros(n_pixels, np.float64)
-        self.count = 0
-        self.hist = xp.zeros((0, n_pixels), np.float32)
-        self.hist_w = np.zeros(0, np.float32)
         self.head = xp.zeros((0, n_pixels), np.float64)
-        self.pending = xp.zeros((0, n_pixels), np.float32)
-        self.pending_w = np.zeros(0, np.float32)
+        self.buf = xp.empty((buffers + capacity, n_pixels), np.float32)
+        self.wbuf = np.empty(buffers + capacity, np.float32)
+        self.h = 0  # history rows at the start of buf
+        self.q = 0  # queued rows after them
+        self.unpaired = 0  # trailing rows not yet summed into the next level (0 or 1)
 
-    def feed(self, x, w):
-        """Correlate entries ``x`` (n, P) with weights ``w`` (n,); return the next level's."""
+    def slot(self, n):
+        """Room for ``n`` more queued entries: (values, weights) views to fill."""
+        end = self.h + self.q + n
+        if end > len(self.buf):
+            size = max(end, 2 * len(self.buf))
+            buf = self.xp.empty((size, self.buf.shape[1]), np.float32)
+            buf[:self.h + self.q] = self.buf[:self.h + self.q]
+            wbuf = np.empty(size, np.float32)
+            wbuf[:self.h + self.q] = self.wbuf[:self.h + self.q]
+            self.buf, self.wbuf = buf, wbuf
+        start = self.h + self.q
+        self.q += n
+        return self.buf[start:end], self.wbuf[start:end]
+
+    def process(self, upper):
+        """Correlate the queued entries, pass pair sums to ``upper`` (a _Level or None)."""
         xp = self.xp
-        h, n = len(self.hist), len(x)
-        ext = xp.concatenate([self.hist, x]) if h else x
-        ew = np.concatenate([self.hist_w, w]) if h else w
+        h, n = self.h, self.q
+        if n == 0:
+            return
+        ext, ew = self.buf[:h + n], self.wbuf[:h + n]
+        x = ext[h:]
         bad = ew == 0
         for i, k in enumerate(self.lags):
-            lo = max(h - k, 0)
-            hi = h + n - k
+            lo, hi = max(h - k, 0), h + n - k
             if hi <= lo:
                 continue
             a, b = ext[lo:hi], ext[lo + k:hi + k]
@@ -136,77 +161,67 @@ class _Level:
             self.n_pairs[i] += int(np.count_nonzero(wa * wb))
             if bad[lo:hi + k].any():
                 # pairs whose partner is excluded must not count in IP / IF
-                drop_first = np.flatnonzero(wb == 0)
-                drop_second = np.flatnonzero(wa == 0)
+                if self.ip_drop is None:
+                    self.ip_drop, self.if_drop = xp.zeros_like(self.G), xp.zeros_like(self.G)
+                drop_first, drop_second = np.flatnonzero(wb == 0), np.flatnonzero(wa == 0)
                 if len(drop_first):
                     self.ip_drop[i] += a[drop_first].sum(0, dtype=np.float64)
                 if len(drop_second):
                     self.if_drop[i] += b[drop_second].sum(0, dtype=np.float64)
-        self.total += x.sum(0, dtype=np.float64)
-        self.count += n
+        self.total += x.sum(0)
         if len(self.head) < self.buffers:
-            self.head = xp.concatenate([self.head, x[: self.buffers - len(self.head)]
+            self.head = xp.concatenate([self.head, x[:self.buffers - len(self.head)]
                                         .astype(np.float64)])
-        self.hist = ext[-self.buffers:].copy()
-        self.hist_w = ew[-self.buffers:].copy()
-
-        y = xp.concatenate([self.pending, x]) if len(self.pending) else x
-        yw = np.concatenate([self.pending_w, w]) if len(self.pending_w) else w
-        pairs = len(y) // 2
-        self.pending, self.pending_w = y[2 * pairs:].copy(), yw[2 * pairs:].copy()
-        if not pairs:
-            return None, None
-        nw = (yw[0:2 * pairs:2] * yw[1:2 * pairs:2]).astype(np.float32)
-        nxt = (y[0:2 * pairs:2] + y[1:2 * pairs:2]) * np.float32(0.5)
-        if (nw == 0).any():
-            nxt *= xp.asarray(nw)[:, None]
-        return nxt, nw
+        # pair sums for the next level, from the first entry not yet paired
+        first = h - self.unpaired
+        pairs = (h + n - first) // 2
+        if upper is not None and pairs:
+            vals, wts = upper.slot(pairs)
+            xp.add(ext[first:first + 2 * pairs:2], ext[first + 1:first + 2 * pairs:2], out=vals)
+            np.multiply(ew[first:first + 2 * pairs:2], ew[first + 1:first + 2 * pairs:2], out=wts)
+            if (wts == 0).any():
+                vals *= xp.asarray(wts)[:, None]
+        self.unpaired = (h + n - first) - 2 * pairs
+        keep = min(self.buffers, h + n)
+        self.buf[:keep] = ext[h + n - keep:]
+        self.wbuf[:keep] = ew[h + n - keep:]
+        self.h, self.q = keep, 0
 
     def finish(self):
-        """Return G, IP, IF (lags, P) summed over pairs, and the pair counts."""
+        """Return G, IP, IF (lags, P) summed over pairs in frame units, and the pair counts."""
         xp = self.xp
         IP = xp.empty_like(self.G)
         IF = xp.empty_like(self.G)
-        hist64 = self.hist.astype(np.float64)
+        hist = self.buf[:self.h].astype(np.float64)
         for i, k in enumerate(self.lags):
-            IP[i] = self.total - hist64[len(hist64) - k:].sum(0) - self.ip_drop[i]
-            IF[i] = self.total - self.head[:k].sum(0) - self.if_drop[i]
-        return self.G, IP, IF, self.n_pairs
+            IP[i] = self.total - hist[self.h - k:].sum(0)
+            IF[i] = self.total - self.head[:k].sum(0)
+        if self.ip_drop is not None:
+            IP -= self.ip_drop
+            IF -= self.if_drop
+        scale = float(2 ** self.level)  # entries are sums of 2**level frames
+        return self.G / scale**2, IP / scale, IF / scale, self.n_pairs
 
 
 class _Block:
     """All levels of the correlator for one contiguous block of pixels.
 
-    Entries for levels above 0 are queued until at least ``min_batch`` are waiting, so that the
-    per-call overhead of the short binned series stays small; the order of entries, and so the
-    result, is unchanged.
+    Levels above 0 wait until ``min_batch`` entries are queued, so that the per-call overhead of
+    the short binned series stays small; the order of entries, and so the result, is unchanged.
     """
 
-    def __init__(self, grid, n_pixels, xp, min_batch=64):
-        self.levels = [_Level(lags, grid.buffers, n_pixels, xp) for lags in grid.per_level]
-        self.queues = [[] for _ in self.levels]
+    def __init__(self, grid, n_pixels, xp, min_batch=16):
+        self.levels = [_Level(i, lags, grid.buffers, n_pixels, xp)
+                       for i, lags in enumerate(grid.per_level)]
         self.min_batch = min_batch
-        self.xp = xp
 
-    def feed(self, x, w, flush=False):
-        """Feed level-0 entries (or nothing, with ``flush``, to drain every queue)."""
+    def process(self, flush=False):
+        """Run every level whose queue is long enough (all of them with ``flush``)."""
         for i, level in enumerate(self.levels):
-            if i > 0:
-                if x is not None:
-                    self.queues[i].append((x, w))
-                waiting = sum(len(q[1]) for q in self.queues[i])
-                if waiting == 0 or (waiting < self.min_batch and not flush):
-                    if not flush:
-                        return
-                    x = None
-                    continue
-                xs, ws = zip(*self.queues[i])
-                self.queues[i] = []
-                x = self.xp.concatenate(xs) if len(xs) > 1 else xs[0]
-                w = np.concatenate(ws) if len(ws) > 1 else ws[0]
-            elif x is None:
-                continue
-            x, w = level.feed(x, w)
+            if i > 0 and level.q < self.min_batch and not flush:
+                return
+            upper = self.levels[i + 1] if i + 1 < len(self.levels) else None
+            level.process(upper)
 
 
 class MultiTauCorrelator:
@@ -255,14 +270,25 @@ class MultiTauCorrelator:
         if self.fed + n > self.n_frames:
             raise AnalysisError("more frames were fed than the correlator was made for")
         w = np.ones(n, np.float32) if weights is None else np.asarray(weights, np.float32)
+        if n > _SUB_FRAMES and self.xp is np:
+            # smaller pieces keep each block's working set in the CPU cache
+            for start in range(0, n, _SUB_FRAMES):
+                self.feed(frames[start:start + _SUB_FRAMES], w[start:start + _SUB_FRAMES])
+            return
         zero = w == 0
 
         def run(i):
-            block = np.ascontiguousarray(frames[:, self.slices[i]])
-            x = self.xp.asarray(block).astype(np.float32, copy=False)
+            block = self.blocks[i]
+            vals, wts = block.levels[0].slot(n)
+            src = frames[:, self.slices[i]]
+            if self.xp is np:
+                np.copyto(vals, src, casting="unsafe")
+            else:
+                vals[...] = self.xp.asarray(np.ascontiguousarray(src))
+            wts[...] = w
             if zero.any():
-                x = x * self.xp.asarray(w)[:, None]
-            self.blocks[i].feed(x, w)
+                vals[self.xp.asarray(np.flatnonzero(zero))] = 0
+            block.process()
 
         self._run(run)
         self.fed += n
@@ -283,7 +309,7 @@ class MultiTauCorrelator:
         if self.fed != self.n_frames:
             raise AnalysisError(
                 f"the correlator expected {self.n_frames} frames and received {self.fed}")
-        self._run(lambda i: self.blocks[i].feed(None, None, flush=True))
+        self._run(lambda i: self.blocks[i].process(flush=True))
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
@@ -346,7 +372,8 @@ def normalize_symmetric(G, IP, IF, n_pairs, static_labels, static_to_dynamic):
             nd = np.bincount(d_of_pixel[fin], minlength=n_dyn + 1)[1:]
             m1 = np.bincount(d_of_pixel[fin], gp[fin], n_dyn + 1)[1:] / np.maximum(nd, 1)
             m2 = np.bincount(d_of_pixel[fin], gp[fin] ** 2, n_dyn + 1)[1:] / np.maximum(nd, 1)
-            std = np.sqrt(np.maximum(m2 - m1**2, 0))
+            # sample standard deviation (ddof=1), as boost_corr
+            std = np.sqrt(np.maximum(m2 - m1**2, 0) * nd / np.maximum(nd - 1, 1))
             err[t] = np.where(nd > 0, std / np.sqrt(np.maximum(counts_d, 1)), np.nan)
     return g2, err
 

@@ -60,6 +60,9 @@ class XpcsResult:
         One :class:`speckle.xpcs.fitting.FitResult` (or None) per dynamic bin.
     verdict : object or None
         :class:`speckle.xpcs.verdict.Verdict`.
+    relaxation : object or None
+        :class:`speckle.xpcs.fitting.PowerLawFit` of Γ(q) = 1/τ(q) over the q-bins whose fits
+        succeeded (None for regions without q, or fewer than three fitted bins).
     parameters : dict
         The options that made this result (buffers, normalisation, excluded frames, source...).
     """
@@ -74,6 +77,7 @@ class XpcsResult:
     twotime_bin_frames: int = 1
     fits: list = field(default_factory=list)
     verdict: object | None = None
+    relaxation: object | None = None
     parameters: dict = field(default_factory=dict)
 
     @property

@@ -21,7 +21,8 @@ decay_window
     ``min_frames_per_tau`` frame times (else the decay is over before the first lag) and at
     most ``max_fraction_of_run`` of the total time (else it is not seen to decay). A curve that
     is flat at its first lag and beyond (no fit) counts as "too fast" when its contrast is
-    small, "too slow" when g2 - 1 stays near its first value.
+    small, "too slow" when g2 - 1 stays near its first value. A bin without any finite g2 (no
+    counts) is bad.
 
 Whole measurement
 -----------------
@@ -30,10 +31,17 @@ empty_frames / saturated_frames
     the detector's saturation count. Any is marginal; more than ``bad_frame_fraction`` bad.
 intensity_drift
     Relative change of the intensity over the run from a straight-line fit; marginal above
-    ``drift_marginal``, bad above ``drift_bad``.
+    ``drift_marginal``, bad above ``drift_bad``, provided the slope is significant: at least
+    ``drift_sigma`` standard errors, the error taken from the scatter of the means of short
+    windows of frames about the line, enlarged for the correlation between neighbouring
+    windows (so photon noise, slow speckle fluctuations and isolated spikes are not reported
+    as a drift).
 intensity_jumps
-    Steps in the intensity larger than ``jump_sigma`` times the photon noise of a frame and
-    than ``jump_relative`` of the mean; marginal, with the frames where they happen.
+    Steps between the medians of neighbouring short windows of frames larger than
+    ``jump_sigma`` times their noise and than ``jump_relative`` of the mean; marginal, with
+    the frame where the largest happens. The noise is the photon noise, or the typical
+    (median absolute) difference between neighbouring windows when larger, which includes the
+    speckle fluctuations of the summed intensity.
 stationarity
     From the two-time map of each bin: ``g2 - 1`` averaged over the first lags within
     consecutive windows of sample age. When the largest and smallest window disagree by more
@@ -73,6 +81,7 @@ class Rules:
     bad_frame_fraction: float = 0.01
     drift_marginal: float = 0.05
     drift_bad: float = 0.2
+    drift_sigma: float = 3.0
     jump_sigma: float = 6.0
     jump_relative: float = 0.05
     stationarity_windows: int = 4
@@ -112,8 +121,8 @@ class Verdict:
     bins: list[BinVerdict]
 
     def to_dict(self) -> dict:
-        """JSON-serialisable form."""
-        return asdict(self)
+        """JSON-serialisable form (non-finite numbers become ``None``)."""
+        return _finite(asdict(self))
 
     def reasons(self) -> list[str]:
         """Every non-good finding as one line: 'message — action'."""
@@ -122,6 +131,19 @@ class Verdict:
             if f.level != "good":
                 out.append(f"{f.message} — {f.action}" if f.action else f.message)
         return out
+
+
+def _finite(obj):
+    """Replace non-finite floats (NaN, inf) by None, recursively, for strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
 
 
 def _contrast(fit, g2_first):
@@ -202,6 +224,10 @@ def _judge_bin(rules, label, beta, counts, n_pixels, n_frames, frame_time, fit, 
                                    f"{label}: no decay could be fitted: it is over before the "
                                    f"first lag ({frame_time:.3g} s) or buried in noise",
                                    "use a shorter frame time, or more counts", None))
+        else:
+            out.append(Finding("decay_window", "bad",
+                               f"{label}: no g2 could be computed (no counts in this bin)",
+                               "check the mask and the regions / q range, and the beam", None))
     return out
 
 
@@ -227,10 +253,31 @@ def _judge_intensity(rules, intensity, weights, n_pixels, saturated):
     t = np.flatnonzero(good).astype(float)
     y = intensity[good]
     mean = y.mean()
-    slope, _ = np.polyfit(t, y, 1)
+    slope, icpt = np.polyfit(t, y, 1)
     drift = abs(slope) * (T - 1) / mean
+    # Standard error of the slope from the scatter about the line, taken over the means of
+    # consecutive windows of frames so that fluctuations that last a few frames (slow speckle,
+    # a spike) are not counted as independent; frames themselves when the run is too short.
+    win = max(3, min(25, len(y) // 20))
+    n_win = len(y) // win
+    if n_win >= 4:
+        tw = t[:n_win * win].reshape(n_win, win).mean(axis=1)
+        yw = y[:n_win * win].reshape(n_win, win).mean(axis=1)
+    else:
+        tw, yw = t, y
+    resid = yw - (slope * tw + icpt)
+    spread_t = np.sum((tw - tw.mean()) ** 2)
+    se = np.sqrt(np.sum(resid ** 2) / max(len(tw) - 2, 1) / spread_t) if spread_t > 0 else np.inf
+    if len(resid) >= 4 and np.sum(resid ** 2) > 0:
+        # fluctuations slower than a window: inflate for the lag-1 autocorrelation (AR(1))
+        rho = float(np.clip(np.sum(resid[1:] * resid[:-1]) / np.sum(resid ** 2), 0.0, 0.9))
+        se *= np.sqrt((1 + rho) / (1 - rho))
+    z = abs(slope) / se if se > 0 else np.inf
     words = f"intensity changes by {drift:.1%} over the run"
-    if drift > rules.drift_bad:
+    if z < rules.drift_sigma:
+        out.append(Finding("intensity_drift", "good",
+                           f"{words}, within the noise ({z:.1f} standard errors)", value=drift))
+    elif drift > rules.drift_bad:
         out.append(Finding("intensity_drift", "bad", words,
                            "check beam stability and sample (melting, moving, damage); "
                            "normalise frames by their mean", drift))
@@ -240,12 +287,18 @@ def _judge_intensity(rules, intensity, weights, n_pixels, saturated):
     else:
         out.append(Finding("intensity_drift", "good", words, value=drift))
     # jumps: differences between neighbouring medians of short windows
-    win = max(3, min(25, len(y) // 20))
     if len(y) >= 4 * win:
         med = np.array([np.median(y[i:i + win]) for i in range(0, len(y) - win + 1)])
-        step = np.abs(med[win:] - med[:-win])
-        noise = np.sqrt(mean / max(n_pixels, 1) / win)  # photon noise of a window mean
-        big = (step > rules.jump_sigma * noise * np.sqrt(2)) & (step > rules.jump_relative * mean)
+        diff = med[win:] - med[:-win]
+        step = np.abs(diff)
+        # noise of a difference of two neighbouring window medians: photon noise at least, and
+        # the scatter of the non-overlapping differences (speckle and beam fluctuations),
+        # estimated robustly so that the jump itself does not inflate it
+        photon = np.sqrt(2 * mean / max(n_pixels, 1) / win)
+        sample = diff[::win]
+        scatter = 1.4826 * np.median(np.abs(sample - np.median(sample)))
+        noise = max(photon, scatter)
+        big = (step > rules.jump_sigma * noise) & (step > rules.jump_relative * mean)
         if big.any():
             where = int(t[np.argmax(np.where(big, step, 0)) + win])
             out.append(Finding("intensity_jumps", "marginal",
