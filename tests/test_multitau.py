@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from speckle.errors import AnalysisError, InvalidInputError
-from speckle.io.dataset import ArrayDataset, Dataset, Metadata
+from speckle.io.dataset import Dataset, Metadata
 from speckle.xpcs.fitting import fit_g2
 from speckle.xpcs.multitau import lag_grid, multitau_g2
 from speckle.xpcs.partitions import Partition, rectangles

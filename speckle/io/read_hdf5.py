@@ -120,16 +120,23 @@ class HDF5Dataset(Dataset):
 
 # --- finding the dataset, safely -------------------------------------------------------------
 
-def _resolve(f: h5py.File, path: str, depth: int = 0):
+def resolve_inside(start, path: str, depth: int = 0):
     """Return the object at ``path`` following only links inside the file, or None if absent.
 
-    Each component is checked before it is followed, so an external link is refused without
-    HDF5 ever opening the other file.
+    Parameters
+    ----------
+    start : h5py.File or h5py.Group
+        Where a relative ``path`` starts (an absolute one starts at the file's root).
+    path : str
+
+    Each component is checked before it is followed, so an external link is refused
+    (:class:`~speckle.errors.UnsafeFileError`) without HDF5 ever opening the other file.
     """
+    f = start.file
     if depth > _MAX_SOFT_LINKS:
         raise InvalidInputError(f"{f.filename}: too many soft links while resolving {path!r} "
                                 "(a loop?): give the dataset's real path")
-    node = f["/"]
+    node = f["/"] if path.startswith("/") else start
     for part in [p for p in path.split("/") if p]:
         if not isinstance(node, h5py.Group):
             return None
@@ -141,7 +148,7 @@ def _resolve(f: h5py.File, path: str, depth: int = 0):
             node = node[part]
         elif isinstance(link, h5py.SoftLink):
             target = posixpath.normpath(posixpath.join(node.name, link.path))
-            node = _resolve(f, target, depth + 1)
+            node = resolve_inside(f, target, depth + 1)
             if node is None:
                 return None
         elif isinstance(link, h5py.ExternalLink):
@@ -157,14 +164,14 @@ def _resolve(f: h5py.File, path: str, depth: int = 0):
 def _locate(f: h5py.File, dataset: str | None, source: str) -> h5py.Dataset:
     """Find the frame dataset (see the module documentation)."""
     if dataset is not None:
-        node = _resolve(f, str(dataset))
+        node = resolve_inside(f, str(dataset))
         if isinstance(node, h5py.Group):
             node = _nxdata_signal(f, node) or node
         if isinstance(node, h5py.Dataset):
             return node
         what = "is a group, not a dataset" if node is not None else "does not exist"
         raise InvalidInputError(f"{source}: {dataset!r} {what}; {_candidates_text(f)}")
-    node = _resolve(f, DEFAULT_DATASET)
+    node = resolve_inside(f, DEFAULT_DATASET)
     if isinstance(node, h5py.Dataset):
         return node
     node = _nexus_default(f)
@@ -187,7 +194,7 @@ def _nx_child(f: h5py.File, group: h5py.Group, nx_class: str):
     """The child named by ``@default``, else the first (hard-linked) child of ``nx_class``."""
     name = _attr_str(group, "default")
     if name:
-        node = _resolve(f, posixpath.join(group.name, name))
+        node = resolve_inside(f, posixpath.join(group.name, name))
         if isinstance(node, h5py.Group):
             return node
     for name in sorted(group):
@@ -202,7 +209,7 @@ def _nxdata_signal(f: h5py.File, nxdata: h5py.Group):
     """The signal dataset of an NXdata group (``@signal``, or a child with ``@signal=1``)."""
     name = _attr_str(nxdata, "signal")
     if name:
-        node = _resolve(f, posixpath.join(nxdata.name, name))
+        node = resolve_inside(f, posixpath.join(nxdata.name, name))
         return node if isinstance(node, h5py.Dataset) else None
     for name in sorted(nxdata):
         if isinstance(nxdata.get(name, getlink=True), h5py.HardLink):
@@ -302,7 +309,7 @@ def _read_value(f: h5py.File, path: str):
     than refused; unsafe links are never followed.
     """
     try:
-        ds = _resolve(f, path)
+        ds = resolve_inside(f, path)
         if not isinstance(ds, h5py.Dataset) or ds.size == 0:
             return None
         _check_inside_file(ds, f.filename)
@@ -428,7 +435,7 @@ class _MetadataReader:
 
 def _safe(f: h5py.File, path: str):
     try:
-        return _resolve(f, path)
+        return resolve_inside(f, path)
     except SpeckleError:
         return None
 

@@ -18,9 +18,9 @@ from collections.abc import Callable
 import numpy as np
 
 from ..backend import array_module, asnumpy, get_xp
-from ..errors import AnalysisError, InvalidInputError
+from ..errors import AnalysisError
 from .multitau import normalize_symmetric
-from .passes import Cancelled, as_dataset, frame_weights
+from .passes import Cancelled, as_dataset, check_partition, frame_weights
 from .partitions import Partition
 from .result import MultiTauG2
 
@@ -76,10 +76,7 @@ def alllags_g2(data, partition: Partition, *, max_lag: int | None = None,
     """
     ds = as_dataset(data)
     xp = get_xp(device)
-    if partition.shape != ds.frame_shape:
-        raise InvalidInputError(
-            f"the partition is for a {partition.shape} detector but the frames are "
-            f"{ds.frame_shape}")
+    check_partition(partition, ds)
     T = ds.n_frames
     max_lag = T // 2 if max_lag is None else int(max_lag)
     if not 1 <= max_lag < T:

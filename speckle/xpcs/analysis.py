@@ -19,7 +19,7 @@ from .alllags import alllags_g2
 from .fitting import fit_all, fit_relaxation_rate
 from .multitau import multitau_g2
 from .partitions import Partition
-from .passes import as_dataset, frame_weights, stream_frames
+from .passes import as_dataset, check_partition, frame_weights, stream_frames
 from .result import XpcsResult
 from .statistics import FrameStatistics, saturation_level
 from .twotime import choose_bin_frames, twotime_maps
@@ -97,10 +97,7 @@ def analyze(data, partition: Partition, options: XpcsOptions | None = None, *,
     """
     opts = options or XpcsOptions()
     ds = as_dataset(data)
-    if partition.shape != ds.frame_shape:
-        raise InvalidInputError(
-            f"the regions / q-map are for a {partition.shape[0]}×{partition.shape[1]} detector but "
-            f"the frames are {ds.frame_shape[0]}×{ds.frame_shape[1]}")
+    check_partition(partition, ds)
     t0 = time.perf_counter()
     report = progress or (lambda fraction, stage: None)
     weights = frame_weights(ds.n_frames, list(opts.exclude_frames) or None)

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..backend import asnumpy, get_xp
 from ..errors import AnalysisError, InvalidInputError
-from .passes import as_dataset, frame_weights, stream_frames
+from .passes import as_dataset, check_partition, frame_weights, stream_frames
 from .partitions import Partition
 from .result import MultiTauG2
 
@@ -419,9 +419,7 @@ def multitau_g2(data, partition: Partition, *, buffers: int = 8, chunk_frames: i
     xp = get_xp(device)
     weights = frame_weights(ds.n_frames, exclude_frames)
     mask = partition.mask
-    if mask.shape != ds.frame_shape:
-        raise InvalidInputError(
-            f"the partition is for a {mask.shape} detector but the frames are {ds.frame_shape}")
+    check_partition(partition, ds)
     pixels = np.flatnonzero(mask.ravel())
     corr = MultiTauCorrelator(ds.n_frames, len(pixels), buffers, xp=xp, threads=threads)
     for start, flat, w in stream_frames(ds, pixels, weights, chunk_frames=chunk_frames,

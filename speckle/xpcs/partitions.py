@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, UnsafeFileError, UnsupportedFormatError
 from ..io.atomic import atomic_path
+from ..io.read_hdf5 import resolve_inside
 
 __all__ = [
     "Partition",
@@ -425,37 +426,9 @@ _LAYOUT_KEYS = ("dynamic_num_pts", "dynamic_v_list_dim0", "dynamic_v_list_dim1",
                 "static_v_list_dim1", "static_index_mapping")
 
 
-def _h5_node(parent, path: str, source: str, _depth: int = 0):
-    """Return the object at ``path`` below ``parent`` or None, refusing external links.
-
-    Soft links are followed (they stay inside the file) after the same check on their target.
-    """
-    if _depth > 16:
-        raise UnsafeFileError(f"{source}: too many nested soft links at {path}")
-    node = parent
-    for part in [p for p in path.split("/") if p]:
-        if not isinstance(node, h5py.Group):
-            return None
-        link = node.get(part, getlink=True)
-        if link is None:
-            return None
-        if isinstance(link, h5py.ExternalLink):
-            raise UnsafeFileError(
-                f"{source}: {node.name.rstrip('/')}/{part} is a link to another file "
-                f"({link.filename}); speckle does not follow external links: copy the data "
-                "into the file")
-        if isinstance(link, h5py.SoftLink):
-            node = _h5_node(node.file, link.path, source, _depth + 1)
-            if node is None:
-                return None
-        else:
-            node = node[part]
-    return node
-
-
 def _read_dataset(group, name: str, source: str, *, max_size: int):
     """Read a dataset below ``group`` (None when absent) after checking kind and size."""
-    obj = _h5_node(group, name, source)
+    obj = resolve_inside(group, name)
     if obj is None:
         return None
     where = f"{group.name.rstrip('/')}/{name}"
@@ -666,7 +639,7 @@ def read_aps_qmap(path) -> Partition:
     source = str(path)
     with _open_h5(path, source) as f:
         for name in ("qmap", "xpcs/qmap"):
-            group = _h5_node(f, name, source)
+            group = resolve_inside(f, name)
             if group is not None and isinstance(group, h5py.Group):
                 return _read_qmap_group(group, source)
         raise InvalidInputError(

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import AnalysisError, InvalidInputError
 from ..io.dataset import ArrayDataset, Dataset
 
-__all__ = ["Cancelled", "as_dataset", "frame_weights", "stream_frames"]
+__all__ = ["Cancelled", "as_dataset", "check_partition", "frame_weights", "stream_frames"]
 
 
 class Cancelled(AnalysisError):
@@ -26,6 +26,14 @@ def as_dataset(data) -> Dataset:
     if isinstance(data, Dataset):
         return data
     return ArrayDataset(data)
+
+
+def check_partition(partition, ds: Dataset) -> None:
+    """Refuse a partition made for another detector shape than the dataset's frames."""
+    if partition.shape != ds.frame_shape:
+        raise InvalidInputError(
+            f"the regions / q-map are for a {partition.shape[0]}×{partition.shape[1]} detector "
+            f"but the frames are {ds.frame_shape[0]}×{ds.frame_shape[1]}")
 
 
 def frame_weights(n_frames: int, exclude_frames=None) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..backend import asnumpy, get_xp
 from ..errors import InvalidInputError
-from .passes import Cancelled, as_dataset
+from .passes import Cancelled, as_dataset, check_partition
 from .partitions import Partition
 
 __all__ = ["choose_bin_frames", "g2_from_twotime", "twotime_maps"]
@@ -102,10 +102,7 @@ def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | Non
     """
     ds = as_dataset(data)
     xp = get_xp(device)
-    if partition.shape != ds.frame_shape:
-        raise InvalidInputError(
-            f"the partition is for a {partition.shape} detector but the frames are "
-            f"{ds.frame_shape}")
+    check_partition(partition, ds)
     bins = list(range(1, partition.n_dynamic + 1)) if bins is None else [int(b) for b in bins]
     for b in bins:
         if not 1 <= b <= partition.n_dynamic:

@@ -7,9 +7,10 @@ why (with the number it judged) and what to do, in plain words. Thresholds live 
 Per bin
 -------
 contrast
-    Speckle contrast β (fitted, else ``g2(first lag) - 1``). Bad below ``contrast_bad``,
-    marginal below ``contrast_marginal``: the beam is not coherent enough at the sample, or the
-    speckle is smaller than a pixel.
+    Speckle contrast β: the fitted correlation at t = 0 (contrast, plus the baseline's
+    excess over 1 when the fit levels off above 1), else ``g2(first lag) - 1``. Bad below
+    ``contrast_bad``, marginal below ``contrast_marginal``: the beam is not coherent enough at
+    the sample, or the speckle is smaller than a pixel.
 signal_to_noise
     Expected signal-to-noise of g2 at the first lag for photon-counting speckle,
     ``SNR = β n sqrt(N_pix (T - 1)) / (1 + β n)`` with ``n`` the mean counts per pixel per frame,
@@ -21,8 +22,10 @@ decay_window
     ``min_frames_per_tau`` frame times (else the decay is over before the first lag) and at
     most ``max_fraction_of_run`` of the total time (else it is not seen to decay). A curve that
     is flat at its first lag and beyond (no fit) counts as "too fast" when its contrast is
-    small, "too slow" when g2 - 1 stays near its first value. A bin without any finite g2 (no
-    counts) is bad.
+    small, "too slow" when g2 - 1 stays near its first value; so does a fit that levels off
+    above 1 by more than half of β (most of the correlation does not decay within the run:
+    the fitted time then describes a small wiggle, not the decay). A bin without any finite
+    g2 (no counts) is bad.
 
 Whole measurement
 -----------------
@@ -81,7 +84,7 @@ class Rules:
     bad_frame_fraction: float = 0.01
     drift_marginal: float = 0.05
     drift_bad: float = 0.2
-    drift_sigma: float = 3.0
+    drift_sigma: float = 4.0
     jump_sigma: float = 6.0
     jump_relative: float = 0.05
     stationarity_windows: int = 4
@@ -146,9 +149,18 @@ def _finite(obj):
     return obj
 
 
+def _plateau(fit) -> float:
+    """How far above 1 a successful fit levels off (0 when it does not, or no fit)."""
+    if fit is None or not fit.success:
+        return 0.0
+    b = float(fit.params.get("baseline", np.nan))
+    return max(b - 1.0, 0.0) if np.isfinite(b) else 0.0
+
+
 def _contrast(fit, g2_first):
     if fit is not None and fit.success and np.isfinite(fit.params.get("contrast", np.nan)):
-        return float(fit.params["contrast"])
+        # the whole correlation at t = 0: the decay plus what is left of it at the end
+        return float(fit.params["contrast"]) + _plateau(fit)
     return float(g2_first - 1) if np.isfinite(g2_first) else float("nan")
 
 
@@ -189,7 +201,14 @@ def _judge_bin(rules, label, beta, counts, n_pixels, n_frames, frame_time, fit, 
     total = n_frames * frame_time
     lo, hi = rules.min_frames_per_tau * frame_time, rules.max_fraction_of_run * total
     t_fit = float(fit.params.get("tau", np.nan)) if fit is not None and fit.success else np.nan
-    if np.isfinite(t_fit):
+    plateau = _plateau(fit)
+    if np.isfinite(t_fit) and np.isfinite(beta) and plateau > 0.5 * beta:
+        out.append(Finding("decay_window", "bad",
+                           f"{label}: g2 - 1 levels off at {plateau:.3g} of {beta:.3g}: most of "
+                           f"the correlation does not decay within the run ({total:.3g} s)",
+                           "measure for longer or at larger q (a non-ergodic sample, such as "
+                           "a gel, keeps a plateau)", t_fit))
+    elif np.isfinite(t_fit):
         if t_fit < lo:
             out.append(Finding("decay_window", "bad",
                                f"{label}: decays in {t_fit:.3g} s, faster than {lo:.3g} s "
