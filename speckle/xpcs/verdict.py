@@ -15,8 +15,10 @@ signal_to_noise
     Expected signal-to-noise of g2 at the first lag for photon-counting speckle,
     ``SNR = β n sqrt(N_pix (T - 1)) / (1 + β n)`` with ``n`` the mean counts per pixel per frame,
     ``N_pix`` the pixels of the bin and ``T`` the frames (low-count limit of Jakeman / Lumma et
-    al.; it tends to ``sqrt(N_pix T)`` at high counts). Bad below ``snr_bad``, marginal below
-    ``snr_marginal``.
+    al.; it tends to ``sqrt(N_pix T)`` at high counts). β is clipped to [0, 1] (fully coherent
+    speckle has β = 1; a larger measured value is noise, which at very low counts is large),
+    so the number is an upper bound when β is not measured. Bad below ``snr_bad``, marginal
+    below ``snr_marginal``.
 decay_window
     The fitted correlation time must lie inside the measurable window: at least
     ``min_frames_per_tau`` frame times (else the decay is over before the first lag) and at
@@ -166,7 +168,7 @@ def _contrast(fit, g2_first):
 
 def expected_snr(beta: float, counts: float, n_pixels: int, n_frames: int) -> float:
     """Expected signal-to-noise of g2 at the first lag (see the module docstring)."""
-    beta = max(beta, 0.0)
+    beta = min(max(beta, 0.0), 1.0)
     return float(beta * counts * np.sqrt(n_pixels * max(n_frames - 1, 1)) / (1 + beta * counts))
 
 
@@ -273,7 +275,7 @@ def _judge_intensity(rules, intensity, weights, n_pixels, saturated):
     y = intensity[good]
     mean = y.mean()
     slope, icpt = np.polyfit(t, y, 1)
-    drift = abs(slope) * (T - 1) / mean
+    drift = float(abs(slope) * (T - 1) / mean)
     # Standard error of the slope from the scatter about the line, taken over the means of
     # consecutive windows of frames so that fluctuations that last a few frames (slow speckle,
     # a spike) are not counted as independent; frames themselves when the run is too short.
@@ -311,11 +313,11 @@ def _judge_intensity(rules, intensity, weights, n_pixels, saturated):
         diff = med[win:] - med[:-win]
         step = np.abs(diff)
         # noise of a difference of two neighbouring window medians: photon noise at least, and
-        # the scatter of the non-overlapping differences (speckle and beam fluctuations),
-        # estimated robustly so that the jump itself does not inflate it
+        # the scatter of all these differences (speckle and beam fluctuations), estimated
+        # robustly (median absolute deviation) so that a jump, which moves only the ~2 win
+        # differences around it, does not inflate it
         photon = np.sqrt(2 * mean / max(n_pixels, 1) / win)
-        sample = diff[::win]
-        scatter = 1.4826 * np.median(np.abs(sample - np.median(sample)))
+        scatter = 1.4826 * np.median(np.abs(diff - np.median(diff)))
         noise = max(photon, scatter)
         big = (step > rules.jump_sigma * noise) & (step > rules.jump_relative * mean)
         if big.any():

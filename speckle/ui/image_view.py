@@ -1,0 +1,542 @@
+"""The detector image, and the regions the analysis will use.
+
+The image (first frame or time average; linear, sqrt or log colour scale) is an interactive
+ipympl canvas: dragging on it draws a rectangular region (matplotlib's ``RectangleSelector``).
+Regions are listed beside it, with delete; a region can also be typed as
+``ROW0:ROW1,COL0:COL1``. Alternatively, q-rings are computed from the geometry (energy in eV,
+distance in m, pixel size in µm, beam centre in pixels, q in 1/Å at the interface; everything is
+converted to SI before it reaches :func:`speckle.xpcs.partitions.q_rings`).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import threading
+import warnings
+
+import ipywidgets as widgets
+import numpy as np
+import traitlets
+from ipympl.backend_nbagg import Canvas, FigureManager
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.widgets import RectangleSelector
+
+from ..errors import InvalidInputError
+from ..plots import plot_image
+from ..xpcs.geometry import Geometry
+from ..xpcs.partitions import Partition, parse_roi, q_rings, rectangles
+from ._common import MessageBox, Tasks, styled
+
+__all__ = ["ImageView", "roi_from_extents"]
+
+ANGSTROM = 1e-10  # m; q[1/m] = q[1/Å] / ANGSTROM
+MICRON = 1e-6
+#: The time average shown before an analysis reads at most this many bytes of frames.
+PREVIEW_BYTES = 256 * 2**20
+_MODES = ("rectangles", "q-rings")
+
+
+def roi_from_extents(x0, x1, y0, y1, shape) -> tuple[int, int, int, int] | None:
+    """Pixels covered by a rectangle drawn in image coordinates (pixel centres at integers).
+
+    Parameters
+    ----------
+    x0, x1, y0, y1 : float
+        Column and row extents as drawn (any order).
+    shape : (rows, cols)
+
+    Returns
+    -------
+    (row0, row1, col0, col1) or None
+        Half-open pixel ranges clipped to the detector; None when nothing is left.
+    """
+    x0, x1 = sorted((float(x0), float(x1)))
+    y0, y1 = sorted((float(y0), float(y1)))
+    r0 = max(0, math.floor(y0 + 0.5))
+    r1 = min(int(shape[0]), math.floor(y1 + 0.5) + 1)
+    c0 = max(0, math.floor(x0 + 0.5))
+    c1 = min(int(shape[1]), math.floor(x1 + 0.5) + 1)
+    if r1 <= r0 or c1 <= c0:
+        return None
+    return (r0, r1, c0, c1)
+
+
+class _LockedCanvas(Canvas):
+    """An ipympl canvas whose rendering waits for figure changes made by other threads."""
+
+    def __init__(self, figure, lock, **kwargs):
+        self._speckle_lock = lock
+        super().__init__(figure, **kwargs)
+
+    def draw(self):
+        with self._speckle_lock:
+            super().draw()
+
+
+def _number(description, value=0.0, step=None, width="230px", tooltip=""):
+    return widgets.FloatText(value=value, description=description, step=step,
+                             style={"description_width": "110px"}, tooltip=tooltip,
+                             layout=widgets.Layout(width=width))
+
+
+class ImageView(widgets.VBox):
+    """Detector image with region drawing and q-ring controls.
+
+    Attributes
+    ----------
+    regions_version : int
+        Incremented whenever the regions change (a trait: the dashboard observes it for the
+        automatic re-analysis).
+    rois : list of (row0, row1, col0, col1)
+        The rectangles, in the order drawn.
+
+    Notes
+    -----
+    CSS classes: ``speckle-image-view``, ``speckle-image`` (the canvas),
+    ``speckle-image-kind``, ``speckle-image-scale``, ``speckle-region-mode``,
+    ``speckle-roi-list``, ``speckle-roi-delete``, ``speckle-roi-clear``, ``speckle-roi-text``,
+    ``speckle-roi-add``, ``speckle-qrings`` (the ring fields), ``speckle-error``.
+    """
+
+    regions_version = traitlets.Int(0)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.add_class("speckle-image-view")
+        self._lock = threading.RLock()
+        self._tasks = Tasks("image")
+        self._dataset = None
+        self._first = None
+        self._mean = None
+        self._mean_note = ""
+        self._shape = None
+        self.rois: list[tuple[int, int, int, int]] = []
+        self._overlay = []
+        self._rings_cache = None
+        self._quiet = False
+
+        self.kind = styled(widgets.ToggleButtons(
+            options=[("first frame", "first"), ("time average", "mean")], value="mean",
+            style={"button_width": "110px"}), "speckle-image-kind")
+        self.scale = styled(widgets.ToggleButtons(
+            options=["linear", "sqrt", "log"], value="log", style={"button_width": "70px"}),
+            "speckle-image-scale")
+        self.caption = widgets.HTML()
+
+        self.figure = Figure(figsize=(5.4, 4.6), layout="constrained")
+        self.ax = self.figure.add_subplot()
+        self._image = self.ax.imshow(np.zeros((2, 2)), origin="upper", cmap="viridis",
+                                     interpolation="nearest")
+        self._colorbar = self.figure.colorbar(self._image, ax=self.ax, label="counts")
+        self.ax.set_xlabel("column (pixel)")
+        self.ax.set_ylabel("row (pixel)")
+        self.canvas = _LockedCanvas(self.figure, self._lock)
+        with warnings.catch_warnings():  # ipympl's Toolbar passes the canvas on to traitlets
+            warnings.filterwarnings("ignore", "Passing unrecognized arguments",
+                                    DeprecationWarning)
+            self._manager = FigureManager(self.canvas, 0)
+        self.canvas.header_visible = False
+        self.canvas.footer_visible = False
+        self.canvas.toolbar_position = "left"
+        styled(self.canvas, "speckle-image")
+        self.selector = RectangleSelector(self.ax, self._on_drawn, useblit=False, button=[1],
+                                          minspanx=1, minspany=1, spancoords="data",
+                                          interactive=False,
+                                          props={"edgecolor": "white", "fill": False,
+                                                 "linewidth": 1.2})
+
+        self.mode = styled(widgets.ToggleButtons(options=list(_MODES), value="rectangles",
+                                                 description="regions",
+                                                 style={"button_width": "100px"}),
+                           "speckle-region-mode")
+        # rectangles
+        self.roi_list = styled(widgets.Select(options=[], rows=6,
+                                              layout=widgets.Layout(width="260px")),
+                               "speckle-roi-list")
+        self.delete_button = styled(widgets.Button(description="Delete", icon="trash",
+                                                   layout=widgets.Layout(width="120px")),
+                                    "speckle-roi-delete")
+        self.clear_button = styled(widgets.Button(description="Clear all",
+                                                  layout=widgets.Layout(width="120px")),
+                                   "speckle-roi-clear")
+        self.roi_text = styled(widgets.Text(placeholder="ROW0:ROW1,COL0:COL1",
+                                            continuous_update=False,
+                                            layout=widgets.Layout(width="190px")),
+                               "speckle-roi-text")
+        self.add_button = styled(widgets.Button(description="Add", icon="plus",
+                                                layout=widgets.Layout(width="66px")),
+                                 "speckle-roi-add")
+        self.rect_panel = widgets.VBox([
+            widgets.HTML("<span style='color:#555'>Drag on the image to draw a region, or type "
+                         "one (half-open pixel ranges).</span>"),
+            self.roi_list, widgets.HBox([self.delete_button, self.clear_button]),
+            widgets.HBox([self.roi_text, self.add_button])])
+        # q-rings
+        self.energy = _number("energy (eV)", step=10)
+        self.distance = _number("distance (m)", step=0.01)
+        self.pixel_um = _number("pixel size (µm)", step=1)
+        self.center_row = _number("beam row (px)", step=1)
+        self.center_col = _number("beam col (px)", step=1)
+        self.q_min = _number("q min (1/Å)", step=1e-4)
+        self.q_width = _number("q width (1/Å)", step=1e-4)
+        self.q_step = _number("q step (1/Å)", step=1e-4,
+                              tooltip="distance between ring starts; 0 = the width")
+        self.n_rings = widgets.BoundedIntText(value=8, min=1, max=200, description="rings",
+                                              style={"description_width": "110px"},
+                                              layout=widgets.Layout(width="230px"))
+        self.suggest_button = widgets.Button(description="Suggest rings",
+                                             tooltip="spread the rings over the detector")
+        self.ring_panel = styled(widgets.VBox([
+            self.energy, self.distance, self.pixel_um, self.center_row, self.center_col,
+            self.q_min, self.q_width, self.q_step, self.n_rings, self.suggest_button]),
+            "speckle-qrings")
+        self.message = MessageBox()
+
+        self.side = widgets.VBox([self.mode, self.rect_panel, self.ring_panel],
+                                 layout=widgets.Layout(margin="0 0 0 12px"))
+        self.children = [
+            widgets.HBox([self.kind, self.scale], layout=widgets.Layout(flex_flow="row wrap")),
+            widgets.HBox([widgets.VBox([self.canvas, self.caption]), self.side],
+                         layout=widgets.Layout(flex_flow="row wrap")),
+            self.message,
+        ]
+        self._show_mode()
+
+        self.kind.observe(lambda _c: self.redraw(), "value")
+        self.scale.observe(lambda _c: self.redraw(), "value")
+        self.mode.observe(self._on_mode, "value")
+        self.delete_button.on_click(lambda _b: self.remove_roi(self.roi_list.index))
+        self.clear_button.on_click(lambda _b: self.clear_rois())
+        self.add_button.on_click(lambda _b: self._add_typed())
+        self.roi_text.observe(lambda _c: self._add_typed(), "value")  # Enter, or leaving it
+        self.suggest_button.on_click(lambda _b: self.suggest_rings())
+        for field in (self.energy, self.distance, self.pixel_um, self.center_row,
+                      self.center_col, self.q_min, self.q_width, self.q_step, self.n_rings):
+            field.observe(self._on_ring_field, "value")
+
+    # ---------------------------------------------------------------- dataset and image
+    def set_dataset(self, ds, rings: dict | None = None) -> None:
+        """Show a new dataset: its first frame now, its time average when computed.
+
+        The geometry fields are filled from the dataset's metadata; regions from another
+        detector shape are dropped. With a known geometry the regions default to q-rings.
+
+        Parameters
+        ----------
+        ds : Dataset or None
+        rings : dict, optional
+            Suggested rings, ``q_min``, ``q_width``, ``q_step`` (1/Å) and ``n_rings``;
+            default spread over the detector (:meth:`suggest_rings`).
+        """
+        self._tasks.invalidate()
+        self.message.clear()
+        with self._lock:
+            self._dataset = ds
+            self._first = self._mean = None
+            self._mean_note = ""
+        if ds is None:
+            self.caption.value = ""
+            return
+        try:
+            first = np.asarray(ds.frame(0), dtype=float)
+        except Exception as exc:  # noqa: BLE001 - damaged data found on reading: say so
+            first = None
+            self.message.error(exc, title="Cannot read the first frame:")
+        shape = tuple(ds.frame_shape)
+        md = ds.metadata
+        self._quiet = True
+        try:
+            if shape != self._shape:
+                self.rois = []
+                self._sync_roi_list()
+            self._shape = shape
+            self.energy.value = round(md.energy, 2) if md.energy else 0.0
+            self.distance.value = md.distance or 0.0
+            self.pixel_um.value = (md.pixel_size[0] / MICRON) if md.pixel_size else 0.0
+            centre = md.beam_center or (0.0, 0.0)
+            self.center_row.value, self.center_col.value = float(centre[0]), float(centre[1])
+            known = all(v is not None for v in (md.energy, md.distance, md.pixel_size,
+                                                md.beam_center))
+            if known and rings:
+                self.q_min.value = float(rings["q_min"])
+                self.q_width.value = float(rings["q_width"])
+                self.q_step.value = float(rings.get("q_step") or 0.0)
+                self.n_rings.value = int(rings["n_rings"])
+            elif known:
+                self.suggest_rings(notify=False)
+            self.mode.value = "q-rings" if known and not self.rois else "rectangles"
+        finally:
+            self._quiet = False
+        self._show_mode()
+        with self._lock:
+            self._first = first
+        self.redraw()
+        self._changed()
+        if first is not None:
+            self._start_mean(ds)
+
+    def _start_mean(self, ds) -> None:
+        frame_bytes = max(1, int(np.prod(ds.frame_shape)) * np.dtype(ds.dtype).itemsize)
+        n = int(min(ds.n_frames, max(1, PREVIEW_BYTES // frame_bytes)))
+
+        def compute():
+            total = np.zeros(ds.frame_shape, np.float64)
+            for _start, chunk in ds.iter_chunks(stop=n):
+                total += chunk.sum(axis=0, dtype=np.float64)
+            return total / n
+
+        def done(mean):
+            note = ("all frames" if n == ds.n_frames
+                    else f"the first {n} of {ds.n_frames} frames (Analyze averages them all)")
+            self.set_mean_image(mean, note)
+
+        def failed(exc):
+            self.message.error(exc, title="Cannot compute the time average:")
+
+        self._tasks.start(compute, done, failed)
+
+    def set_mean_image(self, image, note: str = "all frames") -> None:
+        """Use ``image`` as the time average (e.g. ``result.mean_image`` after an analysis)."""
+        image = np.asarray(image, dtype=float)
+        with self._lock:
+            if self._shape is None or image.shape != self._shape:
+                return
+            self._mean, self._mean_note = image, note
+        if self.kind.value == "mean":
+            self.redraw()
+
+    def redraw(self) -> None:
+        """Redraw the image and the regions' outlines."""
+        with self._lock:
+            first, mean, note = self._first, self._mean, self._mean_note
+            if first is None:
+                return
+            if self.kind.value == "mean" and mean is not None:
+                image, what = mean, f"time average of {note}"
+            elif self.kind.value == "mean":
+                image, what = first, "first frame (the time average is being computed…)"
+            else:
+                image, what = first, "first frame"
+            try:
+                ref = plot_image(image, self.scale.value)  # the library's colour scaling
+            except InvalidInputError as exc:
+                self.message.error(exc)
+                return
+            shown = ref.axes[0].images[0]
+            self._image.set_data(shown.get_array())
+            self._image.set_norm(shown.norm)
+            extent = (-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5)
+            if self._image.get_extent() != list(extent):
+                self._image.set_extent(extent)
+                self.ax.set_xlim(extent[0], extent[1])  # also after a zoom on another image
+                self.ax.set_ylim(extent[2], extent[3])
+            self._colorbar.update_normal(self._image)
+            self._colorbar.set_label(f"counts ({self.scale.value} scale)")
+            self._draw_overlay()
+        self.caption.value = f"<span style='color:#555'>{html.escape(what)}</span>"
+        self.canvas.draw_idle()
+
+    def _draw_overlay(self) -> None:
+        for artist in self._overlay:
+            artist.remove()
+        self._overlay = []
+        if self._shape is None:
+            return
+        if self.mode.value == "rectangles":
+            for i, (r0, r1, c0, c1) in enumerate(self.rois, start=1):
+                patch = Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0, r1 - r0, fill=False,
+                                  edgecolor="white", linewidth=1.2)
+                self.ax.add_patch(patch)
+                label = self.ax.text(c0 - 0.5, r0 - 0.5, f" {i}", color="white",
+                                     va="top", ha="left", fontsize=9, fontweight="bold")
+                self._overlay += [patch, label]
+        else:
+            try:
+                part = self._rings()
+            except InvalidInputError:
+                return  # the message is shown by the field handler
+            ref = plot_image(np.zeros(self._shape), "linear", part)
+            segments = ref.axes[0].collections[-1].get_segments()
+            lines = LineCollection(segments, colors="white", linewidths=0.6, alpha=0.9)
+            self.ax.add_collection(lines)
+            self._overlay.append(lines)
+
+    # ---------------------------------------------------------------- rectangles
+    def _on_drawn(self, press, release) -> None:
+        if self._shape is None or self.mode.value != "rectangles":
+            return
+        roi = roi_from_extents(press.xdata, release.xdata, press.ydata, release.ydata,
+                               self._shape)
+        if roi is not None:
+            self.add_roi(*roi)
+
+    def add_roi(self, r0: int, r1: int, c0: int, c1: int) -> None:
+        """Add a rectangular region (half-open pixel ranges) and switch to rectangles."""
+        if self._shape is None:
+            self.message.error("Choose a dataset first.")
+            return
+        try:
+            rectangles(self._shape, [(r0, r1, c0, c1)])  # the library's checks
+        except InvalidInputError as exc:
+            self.message.error(exc)
+            return
+        self.message.clear()
+        self.rois.append((int(r0), int(r1), int(c0), int(c1)))
+        self._sync_roi_list()
+        if self.mode.value != "rectangles":
+            self.mode.value = "rectangles"  # redraws and notifies
+        else:
+            self._regions_changed()
+
+    def remove_roi(self, index: int | None) -> None:
+        """Remove the region at ``index`` (0-based) of :attr:`rois`."""
+        if index is None or not 0 <= index < len(self.rois):
+            return
+        del self.rois[index]
+        self._sync_roi_list()
+        self._regions_changed()
+
+    def clear_rois(self) -> None:
+        """Remove every rectangular region."""
+        if self.rois:
+            self.rois = []
+            self._sync_roi_list()
+            self._regions_changed()
+
+    def _add_typed(self) -> None:
+        text = self.roi_text.value.strip()
+        if not text:
+            return
+        try:
+            roi = parse_roi(text)
+        except InvalidInputError as exc:
+            self.message.error(exc)
+            return
+        self.roi_text.value = ""
+        self.add_roi(*roi)
+
+    def _sync_roi_list(self) -> None:
+        self.roi_list.options = [f"{i}: rows {r0}:{r1}, cols {c0}:{c1}"
+                                 for i, (r0, r1, c0, c1) in enumerate(self.rois, start=1)]
+        self.roi_list.index = len(self.rois) - 1 if self.rois else None
+
+    # ---------------------------------------------------------------- q-rings
+    def geometry(self) -> Geometry:
+        """The geometry from the fields (SI units).
+
+        Raises
+        ------
+        InvalidInputError
+            When a field is not positive (the file did not give it and nobody typed it).
+        """
+        missing = [name for name, field in (("photon energy (eV)", self.energy),
+                                            ("distance (m)", self.distance),
+                                            ("pixel size (µm)", self.pixel_um))
+                   if not (field.value or 0) > 0]
+        if missing:
+            raise InvalidInputError(
+                f"enter the {', '.join(missing)} in the q-ring fields: the file does not say, "
+                "and q cannot be computed without it")
+        return Geometry(energy=self.energy.value, distance=self.distance.value,
+                        pixel_size=self.pixel_um.value * MICRON,
+                        beam_center=(self.center_row.value, self.center_col.value))
+
+    def _rings(self) -> Partition:
+        if self._shape is None:
+            raise InvalidInputError("choose a dataset first")
+        fields = (self.energy, self.distance, self.pixel_um, self.center_row, self.center_col,
+                  self.q_min, self.q_width, self.q_step, self.n_rings)
+        key = (self._shape, *(f.value for f in fields))
+        cached = self._rings_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]  # large detectors: the q-map is worth computing once
+        step = self.q_step.value or None
+        part = q_rings(self._shape, self.geometry(), q_min=self.q_min.value / ANGSTROM,
+                       q_width=self.q_width.value / ANGSTROM,
+                       q_step=None if step is None else step / ANGSTROM,
+                       n_rings=self.n_rings.value)
+        self._rings_cache = (key, part)
+        return part
+
+    def suggest_rings(self, notify: bool = True) -> None:
+        """Spread the rings from the 2nd to the 90th percentile of q over the detector."""
+        if self._shape is None:
+            return
+        try:
+            q = self.geometry().q_map(self._shape) * ANGSTROM
+        except InvalidInputError as exc:
+            self.message.error(exc, title="Cannot compute q:")
+            return
+        lo, hi = np.percentile(q, [2, 90])
+        quiet, self._quiet = self._quiet, True
+        try:
+            n = self.n_rings.value
+            self.q_min.value = float(f"{lo:.3g}")
+            self.q_width.value = float(f"{(hi - lo) / n:.3g}")
+            self.q_step.value = 0.0
+        finally:
+            self._quiet = quiet
+        if notify:
+            self._on_ring_field(None)
+
+    def _on_ring_field(self, _change) -> None:
+        if self._quiet:
+            return
+        if self.mode.value == "q-rings":
+            try:
+                self._rings()
+                self.message.clear()
+            except InvalidInputError as exc:
+                self.message.error(exc, title="q-rings:")
+            self._regions_changed()
+
+    # ---------------------------------------------------------------- mode and partition
+    def _show_mode(self) -> None:
+        rect = self.mode.value == "rectangles"
+        self.rect_panel.layout.display = None if rect else "none"
+        self.ring_panel.layout.display = "none" if rect else None
+        self.selector.set_active(rect)
+
+    def _on_mode(self, _change) -> None:
+        self._show_mode()
+        if self._quiet:
+            return
+        self.message.clear()
+        if self.mode.value == "q-rings":
+            self._on_ring_field(None)
+        else:
+            self._regions_changed()
+
+    def _regions_changed(self) -> None:
+        with self._lock:
+            self._draw_overlay()
+        self.canvas.draw_idle()
+        self._changed()
+
+    def _changed(self) -> None:
+        self.regions_version += 1
+
+    def partition(self) -> Partition:
+        """Build the partition the analysis will use.
+
+        Raises
+        ------
+        InvalidInputError
+            With what to do: no dataset, no region drawn, impossible rings.
+        """
+        if self._shape is None:
+            raise InvalidInputError("choose a dataset first (beamline data, upload or demo)")
+        if self.mode.value == "rectangles":
+            if not self.rois:
+                raise InvalidInputError(
+                    "draw at least one region on the image (drag with the mouse, or type "
+                    "ROW0:ROW1,COL0:COL1 and press Add), or choose q-rings")
+            return rectangles(self._shape, self.rois)
+        return self._rings()
+
+    def wait(self, timeout: float | None = 60) -> bool:
+        """Wait until the time average is computed (for scripts and tests)."""
+        return self._tasks.wait(timeout)

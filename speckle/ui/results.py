@@ -1,0 +1,325 @@
+"""What an analysis found: the verdict first, then g2 with fits, τ and β, intensity, two-time.
+
+Plots are the library's matplotlib figures (:mod:`speckle.plots`) rendered to PNG and shown in
+``ipywidgets.Image`` widgets: no pyplot state, nothing from a CDN, and a widget value can be
+replaced from the analysis thread in one message.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import ipywidgets as widgets
+import numpy as np
+
+from .. import plots
+from ..io.tables import fit_summary
+from ._common import MessageBox, styled
+from .export import ResultFiles, save_twotime_png, twotime_png_name
+from .server import base_url as default_base_url
+from .server import download_url
+
+__all__ = ["ResultsView", "fit_table_rows", "render_png", "verdict_html"]
+
+#: Files at most this large are offered inline when the server cannot serve them.
+INLINE_LIMIT = 5 * 2**20
+DPI = 110
+
+LEVEL_STYLE = {
+    "good": ("#1e7e34", "#e8f5ec", "GOOD"),
+    "marginal": ("#9a6700", "#fff5d6", "MARGINAL"),
+    "bad": ("#b00020", "#fdecee", "BAD"),
+}
+
+
+def render_png(fig, dpi: int = DPI) -> bytes:
+    """Render a matplotlib Figure to PNG bytes."""
+    with io.BytesIO() as buf:
+        fig.savefig(buf, format="png", dpi=dpi)
+        return buf.getvalue()
+
+
+def _findings(verdict):
+    for f in verdict.findings:
+        yield "", f
+    for b in verdict.bins:
+        for f in b.findings:
+            yield b.label, f
+
+
+def verdict_html(verdict) -> str:
+    """The verdict as HTML: level in colour, the summary, reasons and actions as a list."""
+    fg, bg, word = LEVEL_STYLE.get(verdict.level, ("#333", "#f3f3f3", verdict.level.upper()))
+    items = []
+    for where, f in _findings(verdict):
+        if f.level == "good":
+            continue
+        ffg = LEVEL_STYLE.get(f.level, (fg,))[0]
+        prefix = f"{html.escape(where)}: " if where and not f.message.startswith(where) else ""
+        action = (f"<br><span style='color:#333'>→ {html.escape(f.action)}</span>"
+                  if f.action else "")
+        items.append(f"<li style='margin:3px 0'><b style='color:{ffg}'>{f.level}</b> "
+                     f"{prefix}{html.escape(f.message)}{action}</li>")
+    reasons = f"<ul style='margin:6px 0 0 0;padding-left:20px'>{''.join(items)}</ul>" \
+        if items else ""
+    return (f"<div style='border-left:10px solid {fg};background:{bg};padding:8px 14px;"
+            f"margin:4px 0'><div style='font-size:22px;font-weight:bold;color:{fg};"
+            f"letter-spacing:1px'>{word}</div><div style='font-size:14px'>"
+            f"{html.escape(verdict.summary)}</div>{reasons}</div>")
+
+
+def _pm(value, error, fmt="{:.3g}") -> str:
+    if value is None or not np.isfinite(value):
+        return "—"
+    text = fmt.format(value)
+    if error is not None and np.isfinite(error) and error > 0:
+        text += f" ± {error:.2g}"
+    return text
+
+
+def fit_table_rows(result) -> list[dict]:
+    """One dict of display strings per dynamic bin: label, q, τ, β, baseline, χ², verdict."""
+    summary = fit_summary(result)
+    part = result.partition
+    levels = [b.level for b in result.verdict.bins] if result.verdict is not None else []
+    fits = list(result.fits or [])
+    rows = []
+    for i in range(part.n_dynamic):
+        q = part.dynamic_q[i]
+        fit = fits[i] if i < len(fits) else None
+        ok = summary["success"][i]
+
+        def col(name, i=i):
+            values = summary["values"].get(name)
+            errors = summary["errors"].get(name)
+            if values is None:
+                return None, None
+            return float(values[i]), float(errors[i])
+
+        tau, tau_err = col("tau")
+        beta, beta_err = col("contrast")
+        base, base_err = col("baseline")
+        rows.append({
+            "bin": str(i + 1),
+            "region": part.labels[i],
+            "q (1/Å)": "—" if not np.isfinite(q) else f"{q * 1e-10:.5f}",
+            "tau": _pm(tau, tau_err) if ok else "—",
+            "beta": _pm(beta, beta_err) if ok else "—",
+            "baseline": _pm(base, base_err, "{:.4f}") if ok else "—",
+            "chi2": "—" if not ok or not np.isfinite(summary["chi2"][i])
+                    else f"{summary['chi2'][i]:.3g}",
+            "verdict": levels[i] if i < len(levels) else "",
+            "fit": "no data" if fit is None else str(getattr(fit, "message", "")),
+        })
+    return rows
+
+
+def _table_html(result, rows) -> str:
+    unit = "s" if result.metadata.frame_time is not None else "frames"
+    heads = ["bin", "region", "q (1/Å)", f"τ ({unit})", "β (contrast)", "baseline", "χ²ᵣ",
+             "verdict", "fit"]
+    keys = ["bin", "region", "q (1/Å)", "tau", "beta", "baseline", "chi2", "verdict", "fit"]
+    th = "".join(f"<th style='text-align:left;padding:3px 8px;border-bottom:1px solid #999;"
+                 f"white-space:nowrap'>"
+                 f"{html.escape(h)}</th>" for h in heads)
+    body = []
+    for row in rows:
+        cells = []
+        for key in keys:
+            text = html.escape(row[key])
+            style = "padding:2px 8px;vertical-align:top"
+            if key == "verdict" and row[key] in LEVEL_STYLE:
+                text = f"<b style='color:{LEVEL_STYLE[row[key]][0]}'>{text}</b>"
+            elif key == "fit":
+                style += ";max-width:300px;font-size:12px;color:#555"
+            else:
+                style += ";white-space:nowrap"
+            cells.append(f"<td style='{style}'>{text}</td>")
+        body.append(f"<tr class='speckle-fit-row'>{''.join(cells)}</tr>")
+    relax = ""
+    rel = getattr(result, "relaxation", None)
+    if rel is not None and rel.success:
+        relax = (f"<div style='margin-top:6px'>Relaxation rate Γ = 1/τ ∝ qⁿ over the fitted "
+                 f"rings: n = {_pm(rel.exponent, rel.exponent_err)} "
+                 f"({html.escape(rel.regime)}).</div>")
+    return (f"<table style='border-collapse:collapse;font-size:13px'><thead><tr>{th}</tr>"
+            f"</thead><tbody>{''.join(body)}</tbody></table>{relax}")
+
+
+def _link(path: Path, text: str, prefix: str, root) -> str:
+    url = download_url(path, prefix=prefix, root=root)
+    size = path.stat().st_size if path.exists() else 0
+    if url is None and size <= INLINE_LIMIT:
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        url = f"data:application/octet-stream;base64,{data}"
+    if url is None:
+        return f"<li>{html.escape(text)}: {html.escape(str(path))} (copy it from there)</li>"
+    return (f"<li><a class='speckle-download-link' href='{html.escape(url)}' "
+            f"download='{html.escape(path.name)}' target='_blank'>{html.escape(text)}</a> "
+            f"<span style='color:#777'>({size / 1e6:.2f} MB)</span></li>")
+
+
+class ResultsView(widgets.VBox):
+    """The verdict, plots, τ/β table and download links of one analysis.
+
+    Parameters
+    ----------
+    base_url : str, optional
+        The user server's base URL, for download links.
+    server_root : path-like, optional
+        The Jupyter server's root folder (default ``SPECKLE_SERVER_ROOT`` or home).
+
+    Attributes
+    ----------
+    level : str
+        The verdict level shown ("" before any result).
+    rows : list of dict
+        The fit table as display strings (see :func:`fit_table_rows`).
+    files : ResultFiles or None
+        The downloadable files of the shown result.
+
+    Notes
+    -----
+    CSS classes: ``speckle-results``, ``speckle-verdict`` (plus ``speckle-verdict-good``,
+    ``-marginal`` or ``-bad``), ``speckle-g2-plot``, ``speckle-fit-table`` (rows
+    ``tr.speckle-fit-row``), ``speckle-intensity-plot``, ``speckle-twotime-bin``,
+    ``speckle-twotime-plot``, ``speckle-download`` (links ``a.speckle-download-link``).
+    """
+
+    def __init__(self, base_url: str | None = None, server_root=None, **kwargs):
+        super().__init__(**kwargs)
+        self.add_class("speckle-results")
+        self.base_url = base_url or default_base_url()
+        self.server_root = server_root
+        self.result = None
+        self.level = ""
+        self.rows: list[dict] = []
+        self.files: ResultFiles | None = None
+        self._twotime_png: dict[int, bytes] = {}
+        self.verdict = styled(widgets.HTML(), "speckle-verdict")
+        self.g2_plot = styled(widgets.Image(format="png", layout=widgets.Layout(
+            width="560px", max_width="100%")), "speckle-g2-plot")
+        self.fit_table = styled(widgets.HTML(), "speckle-fit-table")
+        self.intensity_plot = styled(widgets.Image(format="png", layout=widgets.Layout(
+            width="560px", max_width="100%")), "speckle-intensity-plot")
+        self.twotime_bin = styled(widgets.Dropdown(options=[], description="two-time of",
+                                                   layout=widgets.Layout(width="340px")),
+                                  "speckle-twotime-bin")
+        self.twotime_plot = styled(widgets.Image(format="png", layout=widgets.Layout(
+            width="460px", max_width="100%")), "speckle-twotime-plot")
+        self.downloads = styled(widgets.HTML(), "speckle-download")
+        self.message = MessageBox()
+        self._body = widgets.VBox([
+            widgets.HBox([self.g2_plot, self.fit_table],
+                         layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start")),
+            widgets.HBox([self.intensity_plot,
+                          widgets.VBox([self.twotime_bin, self.twotime_plot])],
+                         layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start")),
+            self.downloads,
+        ])
+        self.children = [self.verdict, self.message, self._body]
+        self.twotime_bin.observe(self._on_bin, "value")
+        self.clear()
+
+    def clear(self) -> None:
+        """Show nothing (no dataset analysed yet)."""
+        self.result, self.level, self.rows, self.files = None, "", [], None
+        self._twotime_png = {}
+        for level in LEVEL_STYLE:
+            self.verdict.remove_class(f"speckle-verdict-{level}")
+        self.verdict.value = ("<div style='color:#555;padding:8px 0'>Choose data and regions, "
+                              "then press <b>Analyze</b>: the verdict appears here.</div>")
+        self.message.clear()
+        self.downloads.value = ""
+        self._body.layout.display = "none"
+
+    def show(self, result) -> dict:
+        """Show a result; return the rendered PNG files (``{"g2.png": bytes, ...}``).
+
+        Safe to call from the analysis thread.
+        """
+        self.result = result
+        self.files = None
+        self._twotime_png = {}
+        verdict = result.verdict
+        self.level = verdict.level if verdict is not None else ""
+        g2_png = render_png(plots.plot_g2(result))
+        self.g2_plot.value = g2_png
+        self.rows = fit_table_rows(result)
+        self.fit_table.value = _table_html(result, self.rows)
+        for level in LEVEL_STYLE:
+            self.verdict.remove_class(f"speckle-verdict-{level}")
+        if verdict is not None:
+            self.verdict.add_class(f"speckle-verdict-{verdict.level}")
+            self.verdict.value = verdict_html(verdict)
+        self.downloads.value = "<div style='color:#555'>Writing the result files…</div>"
+        self._body.layout.display = None
+        intensity_png = render_png(plots.plot_intensity(result))
+        self.intensity_plot.value = intensity_png
+        labels = result.partition.labels
+        keys = sorted(int(k) for k in (result.twotime or {}))
+        self.twotime_bin.unobserve(self._on_bin, "value")
+        self.twotime_bin.options = [(labels[k - 1] if k - 1 < len(labels) else f"bin {k}", k)
+                                    for k in keys]
+        self.twotime_bin.value = keys[0] if keys else None
+        self.twotime_bin.observe(self._on_bin, "value")
+        self.twotime_bin.layout.display = None if keys else "none"
+        self._show_twotime()
+        pngs = {"g2.png": g2_png, "intensity.png": intensity_png}
+        pngs.update({twotime_png_name(k): v for k, v in self._twotime_png.items()})
+        return pngs
+
+    def _on_bin(self, _change) -> None:
+        try:
+            self._show_twotime()
+            if self.files is not None:
+                self.show_files(self.files)
+        except Exception as exc:  # noqa: BLE001 - shown in the page
+            self.message.error(exc, title="Cannot show this two-time map:")
+
+    def _show_twotime(self) -> None:
+        result, key = self.result, self.twotime_bin.value
+        if result is None or key is None:
+            self.twotime_plot.value = b""
+            self.twotime_plot.layout.display = "none"
+            return
+        png = self._twotime_png.get(key)
+        if png is None:
+            png = self._twotime_png[key] = render_png(plots.plot_twotime(result, key))
+        self.twotime_plot.value = png
+        self.twotime_plot.layout.display = None
+        files = self.files
+        if files is not None and key not in files.twotime:
+            save_twotime_png(files, key, png)
+
+    def show_files(self, files: ResultFiles) -> None:
+        """Offer the exported files as download links (and say where they are)."""
+        self.files = files
+        f = files.files
+        entries = [
+            (f["hdf5"], "Result, HDF5 (opens in pyXpcsViewer)"),
+            (f["g2_csv"], "g2 table, CSV"),
+            (f["fits_csv"], "fit table, CSV"),
+            (f["csv_zip"], "both tables, ZIP"),
+            (f["g2_png"], "g2 plot, PNG"),
+            (f["intensity_png"], "intensity plot, PNG"),
+            (f["image_png"], "mean image with regions, PNG"),
+        ]
+        labels = self.result.partition.labels if self.result is not None else []
+        for key, path in sorted(files.twotime.items()):
+            label = labels[key - 1] if key - 1 < len(labels) else f"bin {key}"
+            entries.append((path, f"two-time map of {label}, PNG"))
+        links = "".join(_link(Path(p), text, self.base_url, self.server_root)
+                        for p, text in entries)
+        self.downloads.value = (
+            f"<div><b>Download</b><ul style='margin:4px 0'>{links}</ul>"
+            f"<span style='color:#555'>Saved on the server in "
+            f"<code>{html.escape(str(files.folder))}</code></span></div>")
+
+    def show_error(self, text: str) -> None:
+        """Show a failure to write the files."""
+        self.downloads.value = ""
+        self.message.error(text, title="The result files were not written:")

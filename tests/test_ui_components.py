@@ -1,0 +1,268 @@
+"""The speckle.ui building blocks one by one: server paths, folder listing, image and regions,
+errors in words, the device badge, the result folder, and the core staying Jupyter-free."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speckle.errors import InvalidInputError, UnsupportedFormatError
+from speckle.io.dataset import ArrayDataset, Metadata
+from speckle.ui import DeviceBadge, ImageView
+from speckle.ui._common import MessageBox, Tasks, describe_error
+from speckle.ui.browse import list_entries, resolve_entry
+from speckle.ui.device import device_text
+from speckle.ui.export import result_folder_name, write_result_folder
+from speckle.ui.image_view import roi_from_extents
+from speckle.ui.server import data_dirs, download_url, results_root, upload_dir
+from speckle.xpcs.analysis import XpcsOptions, analyze
+from speckle.xpcs.passes import Cancelled
+from speckle.xpcs.partitions import rectangles
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------ server and folders
+def test_download_url_inside_and_outside_the_server_root(tmp_path):
+    f = tmp_path / "speckle-results" / "run 1" / "result.h5"
+    f.parent.mkdir(parents=True)
+    f.write_bytes(b"x")
+    assert download_url(f, prefix="/user/ana/", root=tmp_path) == \
+        "/user/ana/files/speckle-results/run%201/result.h5?download=1"
+    assert download_url(f, prefix="/", root=tmp_path / "other") is None
+    hidden = tmp_path / ".cache" / "x.h5"
+    hidden.parent.mkdir()
+    hidden.write_bytes(b"x")
+    assert download_url(hidden, prefix="/", root=tmp_path) is None  # the server refuses these
+
+
+def test_folders_from_the_environment(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    env = {"SPECKLE_DATA_DIRS": f"{a}{os.pathsep}{b}{os.pathsep}{a}", "HOME": str(tmp_path)}
+    assert data_dirs(env) == [a]  # missing folders and duplicates are dropped
+    assert upload_dir({"SPECKLE_UPLOAD_DIR": str(b)}) == b
+    assert results_root({"SPECKLE_RESULTS_DIR": str(b)}) == b
+    assert results_root({}) == Path("~/speckle-results").expanduser()
+
+
+def test_listing_is_newest_first_readable_only_and_cannot_escape(tmp_path):
+    root = tmp_path / "beamline"
+    (root / "day1").mkdir(parents=True)
+    old = root / "day1" / "old.npy"
+    new = root / "day1" / "new.npy"
+    np.save(old, np.ones((2, 4, 4), np.uint16))
+    np.save(new, np.ones((2, 4, 4), np.uint16))
+    os.utime(old, (1_000_000_000, 1_000_000_000))
+    (root / "day1" / "log.txt").write_text("text")
+    (root / "day1" / ".hidden.npy").write_bytes(new.read_bytes())
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    np.save(secret / "private.npy", np.ones((2, 4, 4)))
+    (root / "day1" / "escape").symlink_to(secret)
+    entries = list_entries(root, "day1")
+    assert [e.name for e in entries] == ["new.npy", "old.npy"]
+    assert entries[0].format == "npy" and entries[0].rel == "day1/new.npy"
+    assert entries[0].size == new.stat().st_size
+    for bad in ("../secret", "day1/../../secret", "day1/escape/private.npy"):
+        with pytest.raises(InvalidInputError):
+            resolve_entry(root, bad)
+    assert resolve_entry(root, "/etc") == root.resolve() / "etc"  # relative to the root
+    assert resolve_entry(root, "day1/new.npy") == new.resolve()
+
+
+# ------------------------------------------------------------------------ image and regions
+@pytest.fixture
+def view():
+    v = ImageView()
+    data = np.random.default_rng(2).poisson(1.0, (12, 64, 80)).astype(np.uint16)
+    v.set_dataset(ArrayDataset(data, Metadata(energy=8000.0, distance=2.0,
+                                              pixel_size=(75e-6, 75e-6),
+                                              beam_center=(32.0, 40.0))))
+    assert v.wait(30)
+    return v
+
+
+def test_roi_from_extents():
+    assert roi_from_extents(10.2, 20.6, 4.9, 5.2, (64, 80)) == (5, 6, 10, 22)
+    assert roi_from_extents(30, 10, 8, 2, (64, 80)) == (2, 9, 10, 31)  # any drag direction
+    assert roi_from_extents(-5, 300, -5, 300, (64, 80)) == (0, 64, 0, 80)  # clipped
+    assert roi_from_extents(-5, -2, 3, 9, (64, 80)) is None  # off the detector
+
+
+def test_drawing_a_rectangle_with_the_mouse(view):
+    assert view.mode.value == "q-rings"  # geometry known
+    view.mode.value = "rectangles"
+    canvas = view.canvas
+    canvas.draw()  # lay the figure out, as the first display does
+
+    def mouse(kind, col, row, buttons):
+        x, y = view.ax.transData.transform((col, row))
+        height = canvas.get_renderer().height
+        canvas._handle_message(canvas, {"type": kind, "x": x, "y": height - y, "button": 0,
+                                        "buttons": buttons, "modifiers": []}, [])
+
+    version = view.regions_version
+    mouse("button_press", 10, 5, 1)
+    mouse("motion_notify", 20, 12, 1)
+    mouse("motion_notify", 30, 25, 1)
+    mouse("button_release", 30, 25, 0)
+    assert view.rois == [(5, 26, 10, 31)]
+    assert view.roi_list.options == ("1: rows 5:26, cols 10:31",)
+    assert view.regions_version > version
+    part = view.partition()
+    assert part.n_dynamic == 1 and part.labels == ["ROI 1 [5:26, 10:31]"]
+    view.roi_list.index = 0
+    view.delete_button.click()
+    assert view.rois == [] and view.roi_list.options == ()
+    with pytest.raises(InvalidInputError, match="draw at least one region"):
+        view.partition()
+
+
+def test_typed_regions_and_their_errors(view):
+    view.roi_text.value = "nonsense"
+    assert "ROW0:ROW1,COL0:COL1" in view.message.text
+    assert "speckle-error" in view.message._dom_classes
+    view.roi_text.value = "0:10,0:200"
+    assert "outside" in view.message.text and view.rois == []
+    view.roi_text.value = "0:10,0:20"
+    assert view.rois == [(0, 10, 0, 20)] and view.message.text == ""
+    view.clear_button.click()
+    assert view.rois == []
+
+
+def test_qrings_from_the_fields_in_ui_units(view):
+    view.mode.value = "q-rings"
+    view.q_min.value = 0.001
+    view.q_width.value = 0.0005
+    view.q_step.value = 0.0
+    view.n_rings.value = 3
+    part = view.partition()
+    np.testing.assert_allclose(part.extra["ring_edges"][0], [0.001e10, 0.0015e10])
+    assert part.labels[0] == "q=0.00125 1/Å"
+    assert view.geometry().pixel_size == (75e-6, 75e-6)
+    view.n_rings.value = 200  # rings off the detector: said in the page
+    assert "contain no usable pixel" in view.message.text
+    view.n_rings.value = 3
+    assert view.message.text == ""
+    view.pixel_um.value = 0
+    assert "pixel size (µm)" in view.message.text
+
+
+def test_image_kind_and_scale(view):
+    assert "time average of all frames" in view.caption.value
+    for scale in ("linear", "sqrt", "log"):
+        view.scale.value = scale
+        assert view._colorbar.ax.get_ylabel() == f"counts ({scale} scale)"
+    view.kind.value = "first"
+    assert "first frame" in view.caption.value
+    np.testing.assert_array_equal(view._first, view._dataset.frame(0))
+
+
+# ------------------------------------------------------------------------ messages and threads
+def test_errors_in_words():
+    assert describe_error(UnsupportedFormatError("x.h5: unsupported\n  content")) == \
+        "x.h5: unsupported content"
+    assert "Permission denied: /data/x.h5" in describe_error(
+        PermissionError(13, "Permission denied", "/data/x.h5"))
+    assert "not full" in describe_error(OSError(28, "No space left on device", "/home/u"))
+    assert "Not enough memory" in describe_error(MemoryError())
+    text = describe_error(KeyError("frames"))
+    assert "KeyError" in text and "bug in speckle" in text
+    assert describe_error(Cancelled("x")) == "Cancelled."
+
+
+def test_message_box_and_tasks():
+    box = MessageBox()
+    assert box.layout.display == "none"
+    box.error(InvalidInputError("bad <input>"))
+    assert "&lt;input&gt;" in box.value and box.layout.display is None
+    assert "speckle-error" in box._dom_classes
+    box.show("fine", "info")
+    assert "speckle-error" not in box._dom_classes and "speckle-message" in box._dom_classes
+    box.clear()
+    assert box.text == "" and box.layout.display == "none"
+
+    tasks, seen = Tasks("t"), []
+    tasks.start(lambda: time.sleep(0.2) or "old", seen.append, seen.append,
+                on_stale=lambda v: seen.append(("stale", v)))
+    tasks.start(lambda: "new", seen.append, seen.append)
+    assert tasks.wait(5)
+    assert sorted(map(str, seen)) == sorted(["new", str(("stale", "old"))])
+
+
+def test_device_badge_says_what_computes(monkeypatch):
+    monkeypatch.delenv("SPECKLE_GPU_NAME", raising=False)
+    badge = DeviceBadge()
+    assert badge.wait(30)
+    assert "speckle-device" in badge._dom_classes
+    from speckle import backend
+
+    expected = backend.device_description()
+    assert badge.text == expected and expected in badge.value
+    if not backend.gpu_available():
+        assert badge.text == "CPU: this server has no GPU"
+        assert "NVIDIA H100 80GB" in device_text({"SPECKLE_GPU_NAME": "NVIDIA H100 80GB"})
+        assert device_text({"SPECKLE_GPU_NAME": "NVIDIA H100 80GB"}).startswith("CPU")
+    else:
+        assert device_text({"SPECKLE_GPU_NAME": "NVIDIA H100 80GB"}) == "NVIDIA H100 80GB"
+
+
+# ------------------------------------------------------------------------ result folder
+@pytest.fixture(scope="module")
+def small_result():
+    data = np.random.default_rng(3).poisson(3.0, (64, 16, 16)).astype(np.uint16)
+    ds = ArrayDataset(data, Metadata(frame_time=1e-3))
+    return analyze(ds, rectangles(ds.frame_shape, [(0, 8, 0, 8), (8, 16, 8, 16)]),
+                   XpcsOptions())
+
+
+def test_result_folder_is_whole_or_absent(tmp_path, small_result):
+    files = write_result_folder(small_result, "scan 7.h5", root=tmp_path)
+    assert files.folder.name.startswith("scan_7-")
+    assert sorted(p.name for p in files.folder.iterdir()) == sorted(
+        ["result.h5", "g2.csv", "fits.csv", "tables.zip", "g2.png", "intensity.png",
+         "mean_image.png"])
+    again = write_result_folder(small_result, "scan 7.h5", root=tmp_path)
+    assert again.folder != files.folder  # never overwrites an earlier result
+
+    def stop(fraction, stage):
+        if stage == "writing PNG plots":
+            raise Cancelled("stop")
+
+    with pytest.raises(Cancelled):
+        write_result_folder(small_result, "cancelled", root=tmp_path, step=stop)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [files.folder.name, again.folder.name])  # no partial folder left
+
+
+def test_result_folder_name():
+    assert result_folder_name("demo-xpcs", 0).startswith("demo-xpcs-1970")
+    assert result_folder_name("../../etc/passwd", 0).startswith("etc_passwd-")
+    assert result_folder_name("scan.npy.zip", 0).startswith("scan-")
+
+
+# ------------------------------------------------------------------------ the core stays free
+def test_the_library_imports_without_jupyter():
+    code = ("import sys, speckle, speckle.io, speckle.plots, speckle.cli, "
+            "speckle.xpcs.analysis, speckle.backend; "
+            "bad = [m for m in ('ipywidgets', 'ipympl', 'anywidget', 'speckle.ui') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_nothing_outside_speckle_ui_imports_it():
+    offenders = []
+    for path in (ROOT / "speckle").rglob("*.py"):
+        if "ui" in path.relative_to(ROOT / "speckle").parts[:1]:
+            continue
+        text = path.read_text(encoding="utf-8")
+        if "speckle.ui" in text or "from .ui" in text or "from ..ui" in text:
+            offenders.append(str(path))
+    assert offenders == []
