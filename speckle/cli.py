@@ -124,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--q-min", help="q of the first ring's inner edge (default unit 1/Å)")
     where.add_argument("--q-width", help="ring width (default unit 1/Å)")
     where.add_argument("--q-step", help="distance between ring starts (default: the width)")
-    where.add_argument("--static-per-ring", type=int, default=1,
-                       help="static bins per ring for the normalisation (default 1)")
+    where.add_argument("--static-per-ring", type=int, default=5,
+                       help="static bins per ring for the normalisation (default 5): finer "
+                            "static bins keep uneven intensity from inflating g2")
     geo = x.add_argument_group("acquisition (overrides what the file says)")
     geo.add_argument("--frame-time", help="time between frames (default unit s)")
     geo.add_argument("--energy", help="photon energy (default unit eV)")
@@ -290,16 +291,18 @@ def _run_xpcs(args) -> int:
 
 
 def _run_demo(args) -> int:
-    from .demo import demo_metadata, demo_path
+    from .demo import DEMO_RINGS, demo_metadata, demo_path
 
     md = demo_metadata("xpcs")
+    rings = DEMO_RINGS["xpcs"]
     out = args.out or str(Path(tempfile.mkdtemp(prefix="speckle-demo-")) / "xpcs_demo_result.h5")
     argv = ["xpcs", str(demo_path("xpcs")), "--out", out,
             "--frame-time", repr(md["frame_time"]), "--energy", repr(md["energy"]),
             "--distance", repr(md["distance"]), "--pixel-size", repr(md["pixel_size"][0]),
             "--beam-center", ",".join(repr(v) for v in md["beam_center"]),
-            # the published example: 8 rings from 0.0016 1/Å, 2e-4 wide, 2e-4 apart
-            "--q-rings", "8", "--q-min", "0.0016", "--q-width", "0.0002", "--q-step", "0.0002"]
+            "--q-rings", str(rings["n_rings"]), "--q-min", repr(rings["q_min"]),
+            "--q-width", repr(rings["q_width"]),
+            "--static-per-ring", str(rings["static_per_ring"])]
     if args.json:
         argv.append("--json")
     return _run_xpcs(build_parser().parse_args(argv))

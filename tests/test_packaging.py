@@ -41,3 +41,20 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make hub" in readme
     assert re.search(r"^make test\b", (ROOT / ".ci/run").read_text(), re.M)
+
+
+def test_every_module_imports_on_its_own():
+    """No import cycles: each module of the library imports first in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    package = ROOT / "speckle"
+    modules = sorted("speckle." + ".".join(p.relative_to(package).with_suffix("").parts)
+                     for p in package.rglob("*.py") if p.name != "__main__.py")
+    modules = [m.removesuffix(".__init__") for m in modules]
+    code = ("import importlib, subprocess, sys\n"
+            "bad = [m for m in sys.argv[1:] if subprocess.run([sys.executable, '-c', "
+            "f'import {m}']).returncode]\nprint(bad)\nsys.exit(bool(bad))")
+    proc = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

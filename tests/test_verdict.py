@@ -363,3 +363,17 @@ def test_every_problem_has_an_action_and_the_verdict_is_json(name):
     back = json.loads(text)
     assert back["level"] == v.level
     assert len(back["bins"]) == len(v.bins)
+
+
+def test_masked_pixels_rule_reports_regions_on_the_beamstop():
+    shape = (40, 40)
+    mean = np.full(shape, 3.0)
+    mean[:, :16] = 0.0  # a beamstop shadow over 40 % of the region
+    ds = ou_speckle(400, shape, 10, beta=0.25, mean_counts=mean, seed=5, frame_time=1e-3)
+    res = analyze(ds, rectangles(shape, ["0:40,0:40"]),
+                  XpcsOptions(device="cpu", twotime=False))
+    found = [f for f in res.verdict.findings if f.rule == "masked_pixels"]
+    assert found and found[0].level == "marginal" and found[0].action
+    assert res.parameters["masked_pixels"]["dead"] == 40 * 16
+    # the beamstop does not dilute g2: the contrast of the lit part is recovered
+    assert res.g2.g2[0, 0] == pytest.approx(1 + 0.25 * np.exp(-2 / 10), abs=0.03)

@@ -1,16 +1,14 @@
 """Readers, validation and writers: data in and results out.
 
 ``open_dataset(path)`` opens any supported file by its content (not its extension) and returns
-a lazily read, validated :class:`Dataset`.
+a lazily read, validated :class:`Dataset`. Writers live in their own modules
+(:mod:`speckle.io.aps_result`, :mod:`speckle.io.tables`), which depend on the XPCS result types.
 """
 
 from ..errors import DatasetNotFoundError
 from .dataset import ArrayDataset, Dataset, Metadata
-from .aps_result import read_aps_result_g2, write_aps_result
 from .open import open_dataset
 from .sniff import sniff_format
-from .tables import write_fits_csv, write_g2_csv
 
 __all__ = ["ArrayDataset", "Dataset", "DatasetNotFoundError", "Metadata", "open_dataset",
-           "read_aps_result_g2", "sniff_format", "write_aps_result", "write_fits_csv",
-           "write_g2_csv"]
+           "sniff_format"]

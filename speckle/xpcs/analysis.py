@@ -21,7 +21,7 @@ from .multitau import multitau_g2
 from .partitions import Partition
 from .passes import as_dataset, check_partition, frame_weights, stream_frames
 from .result import XpcsResult
-from .statistics import FrameStatistics, saturation_level
+from .statistics import FrameStatistics, bad_pixel_mask, saturation_level
 from .twotime import choose_bin_frames, twotime_maps
 from .verdict import Rules, judge
 
@@ -54,6 +54,9 @@ class XpcsOptions:
     device : {"auto", "cpu", "gpu"}
     saturation : float or None
         Count at which the detector saturates; default the integer dtype's maximum.
+    mask_bad_pixels : bool
+        Leave out dead and hot pixels found in the data (see
+        :func:`speckle.xpcs.statistics.bad_pixel_mask`).
     """
 
     mode: str = "multitau"
@@ -67,6 +70,7 @@ class XpcsOptions:
     chunk_frames: int | None = None
     device: str = "auto"
     saturation: float | None = None
+    mask_bad_pixels: bool = True
 
     def __post_init__(self):
         if self.mode not in ("multitau", "alllags"):
@@ -108,15 +112,26 @@ def analyze(data, partition: Partition, options: XpcsOptions | None = None, *,
 
     exclude = list(opts.exclude_frames) or None
     on_progress = lambda done, total: report(share * done / total, "correlating")  # noqa: E731
+    n_used = int((weights > 0).sum())
+    masked = {"good": None, "dead": 0, "hot": 0}
+
+    def keep_pixels():
+        if opts.mask_bad_pixels:
+            masked["good"], counts = bad_pixel_mask(stats.mean_image, partition, n_used)
+            masked.update(counts)
+        return masked["good"] if masked["good"] is not None else partition.mask
+
     if opts.mode == "multitau":
         g2 = multitau_g2(ds, partition, buffers=opts.buffers, chunk_frames=opts.chunk_frames,
                          exclude_frames=exclude, normalize_frames=opts.normalize_frames,
                          device=opts.device, progress=on_progress, cancel=cancel,
-                         consumers=(stats,))
+                         consumers=(stats,), keep_pixels=keep_pixels)
+        partition = _masked(partition, masked["good"])
     else:
         for _ in stream_frames(ds, pixels, weights, chunk_frames=opts.chunk_frames,
                                consumers=(stats,), cancel=cancel):
             pass
+        partition = _masked(partition, keep_pixels())
         g2 = alllags_g2(ds, partition, exclude_frames=exclude,
                         normalize_frames=opts.normalize_frames, device=opts.device,
                         cancel=cancel, progress=on_progress)
@@ -139,6 +154,7 @@ def analyze(data, partition: Partition, options: XpcsOptions | None = None, *,
                       frame_shape=list(ds.frame_shape), speckle_version=__version__,
                       frame_time_assumed=md.frame_time is None,
                       twotime_bin_frames=bin_frames,
+                      masked_pixels={"dead": masked["dead"], "hot": masked["hot"]},
                       elapsed_s=round(time.perf_counter() - t0, 3))
     result = XpcsResult(g2=g2, partition=partition, metadata=md,
                         intensity_vs_time=stats.intensity, mean_image=stats.mean_image,
@@ -161,3 +177,10 @@ def _relaxation(partition: Partition, fits):
     tau = [fits[i].params["tau"] for i in ok]
     err = [fits[i].errors.get("tau", np.nan) for i in ok]
     return fit_relaxation_rate(q[ok], tau, err if np.all(np.isfinite(err)) else None)
+
+
+def _masked(partition: Partition, good) -> Partition:
+    """The partition without the pixels ``good`` rejects (the same one when none is)."""
+    if good is None or good[partition.mask].all():
+        return partition
+    return partition.with_mask(good)

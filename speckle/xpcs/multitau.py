@@ -381,7 +381,8 @@ def normalize_symmetric(G, IP, IF, n_pairs, static_labels, static_to_dynamic):
 def multitau_g2(data, partition: Partition, *, buffers: int = 8, chunk_frames: int | None = None,
                 exclude_frames=None, normalize_frames: bool = False, device: str = "auto",
                 threads: int | None = None, progress: Callable | None = None,
-                cancel: Callable | None = None, consumers: tuple = ()) -> MultiTauG2:
+                cancel: Callable | None = None, consumers: tuple = (),
+                keep_pixels: Callable | None = None) -> MultiTauG2:
     """Multi-tau g2 per dynamic bin, streaming the frames chunk by chunk.
 
     Parameters
@@ -410,6 +411,9 @@ def multitau_g2(data, partition: Partition, *, buffers: int = 8, chunk_frames: i
     consumers : tuple of callables
         Also fed every chunk (see :func:`speckle.xpcs.passes.stream_frames`), so that other
         statistics come from the same pass.
+    keep_pixels : callable, optional
+        Called after the pass; returns a boolean (rows, cols) map of the pixels to keep in the
+        normalisation (for masks that depend on the pass's statistics, such as dead pixels).
 
     Returns
     -------
@@ -427,6 +431,10 @@ def multitau_g2(data, partition: Partition, *, buffers: int = 8, chunk_frames: i
                                         cancel=cancel, consumers=consumers):
         corr.feed(flat, w)
     G, IP, IF, n_pairs = corr.result()
-    g2, err = normalize_symmetric(G, IP, IF, n_pairs, partition.static_map.ravel()[pixels],
-                                  partition.static_to_dynamic())
+    static = partition.static_map.ravel()[pixels]
+    if keep_pixels is not None:
+        keep = np.asarray(keep_pixels(), bool).ravel()[pixels]
+        if not keep.all():
+            G, IP, IF, static = G[:, keep], IP[:, keep], IF[:, keep], static[keep]
+    g2, err = normalize_symmetric(G, IP, IF, n_pairs, static, partition.static_to_dynamic())
     return MultiTauG2(corr.grid.tau_frames.copy(), g2, err, n_pairs)

@@ -64,3 +64,63 @@ class FrameStatistics:
         n = np.bincount(d, minlength=partition.n_dynamic + 1)[1:]
         tot = np.bincount(d, self.mean_image[sel], partition.n_dynamic + 1)[1:]
         return tot / np.maximum(n, 1)
+
+
+def bad_pixel_mask(mean_image: np.ndarray, partition: Partition, n_frames: int,
+                   hot_factor: float = 10.0, dead_expected: float = 20.0):
+    """Find dead and hot pixels inside a partition from the time-averaged image.
+
+    Within each static bin the typical level ``m`` is the median mean count of its *live*
+    pixels (those with at least one count), so that a bin half covered by the beamstop still
+    has the level of its illuminated half. Over ``T`` frames a pixel then expects ``e = m T``
+    counts:
+
+    - *dead* (beamstop, gaps, dead pixels): no count at all where ``e >= dead_expected``
+      (a Poisson chance below ``exp(-20)``, so no real pixel is lost);
+    - *hot* (hot pixels, a bright streak): more than ``hot_factor`` times the typical level and
+      more than ``e + 10 sqrt(e) + 20`` counts (a frozen speckle exceeds 10 times its mean with
+      probability ``exp(-10)``).
+
+    Pixels are never removed where that would empty a dynamic bin.
+
+    Parameters
+    ----------
+    mean_image : ndarray, (rows, cols)
+        Mean counts per pixel per frame.
+    partition : Partition
+    n_frames : int
+        Frames that went into the mean.
+    hot_factor, dead_expected : float
+
+    Returns
+    -------
+    good : ndarray of bool, (rows, cols)
+        False for dead and hot pixels inside the partition.
+    counts : dict
+        ``{"dead": n, "hot": n}``.
+    """
+    good = np.ones(partition.shape, bool)
+    sel = partition.mask
+    s = partition.static_map[sel]
+    mean = mean_image[sel]
+    total = mean * n_frames
+    live = total > 0
+    order = np.argsort(s[live], kind="stable")
+    live_s, live_mean = s[live][order], mean[live][order]
+    bounds = np.searchsorted(live_s, np.arange(1, partition.n_static + 2))
+    typical = np.zeros(partition.n_static + 1)
+    for b in range(partition.n_static):
+        vals = live_mean[bounds[b]:bounds[b + 1]]
+        typical[b + 1] = np.median(vals) if len(vals) else 0.0
+    m = typical[s]
+    e = m * n_frames
+    dead = (total == 0) & (e >= dead_expected)
+    hot = (mean > hot_factor * m) & (total > e + 10 * np.sqrt(e) + 20)
+    bad = dead | hot
+    d = partition.dynamic_map[sel]
+    kept = np.bincount(d[~bad], minlength=partition.n_dynamic + 1)[1:]
+    emptied = np.flatnonzero(kept == 0) + 1
+    if len(emptied):
+        bad &= ~np.isin(d, emptied)
+    good[sel] = ~bad
+    return good, {"dead": int((dead & bad).sum()), "hot": int((hot & bad).sum())}

@@ -31,6 +31,11 @@ decay_window
 
 Whole measurement
 -----------------
+masked_pixels
+    Dead pixels (no count where many were expected: beamstop, gaps) and hot pixels found in
+    the data are left out of the analysis (:func:`speckle.xpcs.statistics.bad_pixel_mask`).
+    When they are more than ``masked_marginal`` of the selected pixels, the regions probably
+    sit on the beamstop or the beam centre is wrong: marginal.
 empty_frames / saturated_frames
     Frames with no counts in the used pixels (shutter, beam loss) and frames with pixels at
     the detector's saturation count. Any is marginal; more than ``bad_frame_fraction`` bad.
@@ -93,6 +98,7 @@ class Rules:
     stationarity_lags: int = 5
     stationarity_marginal: float = 0.25
     stationarity_bad: float = 0.5
+    masked_marginal: float = 0.2
 
 
 @dataclass
@@ -355,6 +361,22 @@ def _judge_stationarity(rules, label, c2):
     return [Finding("stationarity", "good", words, value=spread)]
 
 
+def _judge_masked(rules, masked, part):
+    """Report the dead and hot pixels the analysis left out."""
+    if not masked or not (masked.get("dead") or masked.get("hot")):
+        return []
+    n = masked.get("dead", 0) + masked.get("hot", 0)
+    used = int(part.mask.sum())
+    fraction = n / max(used + n, 1)
+    words = (f"{masked.get('dead', 0)} dead and {masked.get('hot', 0)} hot pixels were left out "
+             f"({fraction:.0%} of the selected pixels)")
+    if fraction > rules.masked_marginal:
+        return [Finding("masked_pixels", "marginal", words,
+                        "the regions / q-rings cover the beamstop, gaps or hot pixels: check the "
+                        "beam centre and move the regions onto the speckle", fraction)]
+    return [Finding("masked_pixels", "good", words, value=fraction)]
+
+
 def judge(result, rules: Rules | None = None, weights=None, saturated=None) -> Verdict:
     """Judge an :class:`~speckle.xpcs.result.XpcsResult`.
 
@@ -394,7 +416,8 @@ def judge(result, rules: Rules | None = None, weights=None, saturated=None) -> V
         if (b + 1) in result.twotime:
             findings += _judge_stationarity(rules, label, result.twotime[b + 1])
         bins.append(BinVerdict(b + 1, label, _worst(f.level for f in findings), findings))
-    glob = _judge_intensity(rules, np.asarray(result.intensity_vs_time, float), weights,
+    glob = _judge_masked(rules, result.parameters.get("masked_pixels"), part)
+    glob += _judge_intensity(rules, np.asarray(result.intensity_vs_time, float), weights,
                             int(part.mask.sum()), saturated)
     best_bin = min((b.level for b in bins), key=LEVELS.index) if bins else "bad"
     overall = _worst([best_bin] + [f.level for f in glob])
