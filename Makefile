@@ -5,8 +5,13 @@ PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
+# The proxy: npm's configurable-http-proxy (never the PyPI package of that name), inside the project.
+PROXY_DIR := hub_config/proxy
+PROXY_BIN := $(PROXY_DIR)/node_modules/.bin/configurable-http-proxy
+CHROMIUM := /usr/bin/chromium
+ROOT := $(shell test "$$(id -u)" = 0 && echo yes)
 
-.PHONY: hub test setup setup-test bench clean
+.PHONY: hub hub-check test setup setup-hub setup-test bench proxy chromium clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -17,16 +22,45 @@ $(VENV)/.installed: $(VENV)/.created pyproject.toml
 	$(PIP) install -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+$(VENV)/.installed-hub: $(VENV)/.installed pyproject.toml
+	$(PIP) install -e '.[hub]'
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-hub pyproject.toml
 	$(PIP) install -e '.[test]'
 	touch $@
 
-setup: $(VENV)/.installed
-setup-test: $(VENV)/.installed-test
+# node and npm come from Debian when missing (root only); the proxy installs from the lock file.
+$(PROXY_BIN): $(PROXY_DIR)/package.json $(PROXY_DIR)/package-lock.json
+	@command -v npm >/dev/null || { if [ -n "$(ROOT)" ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm || \
+	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; }; \
+	  else echo "npm is missing: as root, apt-get install -y nodejs npm" >&2; exit 1; fi; }
+	cd $(PROXY_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
-# Until the hub lands (issue 3), `make hub` runs the XPCS quick check on the bundled demo data.
-hub: setup
-	$(VENV)/bin/speckle demo
+proxy: $(PROXY_BIN)
+
+# Debian's chromium for the browser tests (never `playwright install`: it downloads).
+chromium:
+	@test -x $(CHROMIUM) || { if [ -n "$(ROOT)" ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
+	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; \
+	  else echo "chromium is missing: as root, apt-get install -y chromium" >&2; exit 1; fi; }
+
+setup: $(VENV)/.installed
+setup-hub: $(VENV)/.installed-hub proxy
+setup-test: $(VENV)/.installed-test proxy chromium
+
+# Set up and start the hub in the foreground (Ctrl-C stops it, its proxy and the user servers).
+# Settings: hub_config/settings.yaml (or SPECKLE_HUB_SETTINGS=...), state: hub_config/state
+# (or SPECKLE_HUB_STATE=...). Run as root for a beamline (one unix account per user).
+hub: setup-hub
+	$(PY) hub_config/launch.py
+
+# Check the settings and the setup, print where to log in, do not start.
+hub-check: setup-hub
+	$(PY) hub_config/launch.py --check
 
 test: setup-test
 	$(PY) -m pytest
@@ -35,4 +69,4 @@ bench: setup-test
 	$(PY) benchmarks/bench_xpcs.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache $(PROXY_DIR)/node_modules

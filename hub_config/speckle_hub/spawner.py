@@ -1,0 +1,347 @@
+"""The user servers: who they run as, what they get (GPU, env, folders), the spawn form.
+
+Two modes, chosen by who runs the hub:
+
+- **isolated** (the hub runs as root): hub user NAME runs as the unix account ``<prefix>NAME``
+  (``users.unix_prefix``, default ``speckle-``), created at the first start with ``useradd`` and
+  a home of mode 700; with ``auth.type: pam`` the hub user *is* the unix account (it must exist).
+  System accounts (uid below UID_MIN, root) are refused. Users can read neither each other's
+  files nor reach each other's servers.
+- **single-account** (the hub runs as an ordinary user, e.g. to try it out): every server runs as
+  that same account, each with its own folder ``<state>/homes/NAME`` as home. Nothing separates
+  the users' files: the landing page and the log say so.
+
+Every start: the dashboards are copied afresh (read-only) into ``~/dashboards``, the example
+notebooks are copied once into ``~/speckle-examples`` (later only new ones are added), and
+``~/speckle-uploads`` exists with mode 700. The copy runs *as the user* (never as root inside a
+folder the user controls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import html
+import importlib.util
+import os
+import pwd
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
+from traitlets import Dict, Integer, Unicode
+
+from . import gpus as gpu_mod
+from .pages import BEAMLINE_LINKS_DIR
+from .settings import DASHBOARDS_DIR, EXAMPLES_DIR, HUB_CONFIG, NOTEBOOKS, QUICK_CHECK_PATH
+
+PROFILES = {
+    "quick": {
+        "title": "Quick check",
+        "description": "Point-and-click dashboards: is the data good? (XPCS quick check)",
+        "default_url": "/" + QUICK_CHECK_PATH,
+    },
+    "lab": {
+        "title": "JupyterLab",
+        "description": "Notebooks, a terminal, the example notebooks and the speckle library",
+        "default_url": "/lab",
+    },
+}
+DEFAULT_PROFILE = "quick"
+
+
+def _uid_min() -> int:
+    try:
+        for line in Path("/etc/login.defs").read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "UID_MIN" and parts[1].isdigit():
+                return int(parts[1])
+    except OSError:
+        pass
+    return 1000
+
+
+def unix_name_for(hub_name: str, prefix: str, auth_type: str) -> str:
+    """The unix account a hub user's server runs as (as root).
+
+    ``pam``: the same name. Otherwise ``prefix + name`` when the name is a plain unix name of at
+    most 24 characters; any other name (an e-mail from single sign-on, a long name) becomes
+    ``prefix + <cleaned first 15 characters> + '-' + <8 hex of its sha1>``, so that two hub users
+    never share an account.
+    """
+    if auth_type == "pam":
+        return hub_name
+    if re.fullmatch(r"[a-z][a-z0-9_-]{0,23}", hub_name):
+        return prefix + hub_name
+    clean = re.sub(r"[^a-z0-9_-]", "-", hub_name.lower()).strip("-")[:15] or "user"
+    if not clean[0].isalpha():
+        clean = "u" + clean[:14]
+    digest = hashlib.sha1(hub_name.encode()).hexdigest()[:8]
+    return f"{prefix}{clean}-{digest}"
+
+
+class SpeckleSpawner(LocalProcessSpawner):
+    """LocalProcessSpawner with the speckle hub's accounts, folders, GPUs and spawn form."""
+
+    speckle_settings = Dict(config=True, help="The validated settings (set by speckle_hub.settings.apply).")
+    interrupt_timeout = Integer(8, config=True)
+    term_timeout = Integer(5, config=True)
+    singleuser_bin = Unicode(str(Path(sys.executable).with_name("jupyterhub-singleuser")), config=True)
+
+    # ---------------------------------------------------------------- who and where
+    @property
+    def single_account(self) -> bool:
+        return os.geteuid() != 0
+
+    @property
+    def _s(self) -> dict:
+        return self.speckle_settings
+
+    @property
+    def unix_name(self) -> str:
+        if self.single_account:
+            return pwd.getpwuid(os.geteuid()).pw_name
+        users = self._s.get("users", {})
+        return unix_name_for(self.user.name, users.get("unix_prefix", "speckle-"), self._s.get("auth_type", "native"))
+
+    @property
+    def home(self) -> Path:
+        if self.single_account:
+            return Path(self._s["state_dir"]) / "homes" / self.user.name
+        return Path(pwd.getpwnam(self.unix_name).pw_dir)
+
+    @property
+    def gpu_key(self) -> str:
+        return f"{self.user.name}/{self.name}"
+
+    def _allocator(self) -> gpu_mod.GpuAllocator:
+        g = self._s.get("gpus", {})
+        return gpu_mod.allocator(g.get("policy", "auto"), g.get("devices", "all"), g.get("nvidia_smi", "nvidia-smi"))
+
+    # ---------------------------------------------------------------- the account and the home
+    async def _run(self, *cmd: str, **kwargs) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs
+        )
+        out, _ = await proc.communicate()
+        if proc.returncode != 0:
+            text = out.decode(errors="replace").strip()
+            raise RuntimeError(f"{' '.join(cmd[:2])}... failed ({proc.returncode}): {text}")
+
+    async def ensure_account(self) -> None:
+        """As root: the unix account exists (created if missing) and is not a system account."""
+        if self.single_account:
+            self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return
+        name = self.unix_name
+        managed = self._s.get("auth_type", "native") != "pam"
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            if not managed:
+                raise RuntimeError(f"There is no unix account {name!r} on this machine (auth.type pam).")
+            home = Path(self._s.get("users", {}).get("home_root", "/home")) / name
+            self.log.info("Creating unix account %s (home %s) for hub user %s", name, home, self.user.name)
+            await self._run(
+                "useradd", "--create-home", "--home-dir", str(home), "--shell", "/bin/bash",
+                "--user-group", "--comment", f"speckle hub user {self.user.name}"[:60], name,
+            )
+            entry = pwd.getpwnam(name)
+        if entry.pw_uid == 0 or entry.pw_uid < _uid_min():
+            raise RuntimeError(f"Refusing to run a server as the system account {name!r} (uid {entry.pw_uid}).")
+        home = Path(entry.pw_dir)
+        if managed:
+            if not home.is_dir():
+                home.mkdir(parents=True, mode=0o700)
+                os.chown(home, entry.pw_uid, entry.pw_gid)
+            os.chmod(home, 0o700)  # nobody else reads this user's files, uploads and results
+        elif home.is_dir() and home.stat().st_mode & 0o007:
+            self.log.warning("Home %s of %s can be read by other users (mode %o)", home, name, home.stat().st_mode & 0o777)
+
+    async def prepare_home(self) -> None:
+        """Copy dashboards/examples and make the upload folder, running as the user."""
+        data = self._s.get("data", {})
+        cmd = [
+            sys.executable, str(HUB_CONFIG / "speckle_hub" / "homeprep.py"),
+            "--home", str(self.home),
+            "--dashboards-src", str(NOTEBOOKS / "dashboards"), "--dashboards", DASHBOARDS_DIR,
+            "--examples-src", str(NOTEBOOKS / "examples"), "--examples", EXAMPLES_DIR,
+            "--uploads", data.get("upload_dir", "speckle-uploads"),
+            "--beamline-links", BEAMLINE_LINKS_DIR,
+        ]
+        for folder in data.get("beamline_dirs", []):
+            cmd += ["--beamline-dir", folder]
+        kwargs = {"cwd": "/"}
+        if not self.single_account:
+            kwargs["preexec_fn"] = set_user_setuid(self.unix_name, chdir=False)
+            kwargs["env"] = {"PATH": "/usr/bin:/bin", "HOME": str(self.home), "LANG": "C.UTF-8"}
+        await self._run(*cmd, **kwargs)
+
+    # ---------------------------------------------------------------- spawn form
+    def _gpu_choices(self) -> list[dict]:
+        return self._allocator().describe()
+
+    async def _options_form(self, spawner=None) -> str:
+        gpus = await asyncio.to_thread(self._gpu_choices)
+        rows = []
+        for key, p in PROFILES.items():
+            checked = " checked" if key == DEFAULT_PROFILE else ""
+            rows.append(
+                f'<div class="form-check speckle-profile">'
+                f'<input class="form-check-input" type="radio" name="profile" id="profile-{key}" value="{key}"{checked}>'
+                f'<label class="form-check-label" for="profile-{key}"><strong>{html.escape(p["title"])}</strong>'
+                f' &mdash; {html.escape(p["description"])}</label></div>'
+            )
+        parts = ['<fieldset id="speckle-profiles"><legend>What do you want to do?</legend>', *rows, "</fieldset>"]
+        let_choose = self._s.get("gpus", {}).get("let_users_choose", True)
+        if not gpus:
+            parts.append('<p id="speckle-gpu-none" class="mt-3">This hub has no GPU: analysis runs on the CPU.</p>')
+        elif len(gpus) == 1 or not let_choose:
+            names = ", ".join(f"{g['name']}" for g in gpus)
+            parts.append(f'<p id="speckle-gpu-auto" class="mt-3">GPU: assigned automatically ({html.escape(names)}).</p>')
+        else:
+            opts = ['<option value="auto" selected>Automatic: a free GPU, else the least busy</option>']
+            for g in gpus:
+                busy = "free" if g["servers"] == 0 else f"shared by {g['servers']} server(s)"
+                label = f"GPU {g['index']}: {g['name']} ({busy}, {g['utilization']:.0f} % busy)"
+                opts.append(f'<option value="{g["index"]}">{html.escape(label)}</option>')
+            parts.append(
+                '<div class="mt-3"><label for="speckle-gpu" class="form-label">GPU</label>'
+                f'<select class="form-select" name="gpu" id="speckle-gpu">{"".join(opts)}</select></div>'
+            )
+        return "\n".join(parts)
+
+    def _parse_options(self, data: dict) -> dict:
+        def first(key, default):
+            value = data.get(key, default)
+            if isinstance(value, (list, tuple)):
+                value = value[0] if value else default
+            return str(value).strip()
+
+        profile = first("profile", DEFAULT_PROFILE)
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        gpu = first("gpu", "auto")
+        if gpu != "auto" and not gpu.isdigit():
+            raise ValueError(f"GPU must be 'auto' or a GPU number, not {gpu!r}")
+        return {"profile": profile, "gpu": gpu}
+
+    def options_from_form(self, formdata):
+        return self._parse_options(formdata)
+
+    def options_from_query(self, query_data):
+        return self._parse_options(query_data)
+
+    # ---------------------------------------------------------------- what the server gets
+    def _profile(self) -> dict:
+        return PROFILES.get((self.user_options or {}).get("profile", DEFAULT_PROFILE), PROFILES[DEFAULT_PROFILE])
+
+    def make_preexec_fn(self, name):
+        if self.single_account:
+            home = str(self.home)
+
+            def preexec():
+                os.chdir(home)
+
+            return preexec
+        return set_user_setuid(self.unix_name)
+
+    def user_env(self, env):
+        if self.single_account:
+            env["USER"] = self.unix_name
+            env["HOME"] = str(self.home)
+            return env
+        entry = pwd.getpwnam(self.unix_name)
+        env["USER"] = self.unix_name
+        env["HOME"] = entry.pw_dir
+        env["SHELL"] = entry.pw_shell or "/bin/bash"
+        return env
+
+    def get_env(self):
+        env = super().get_env()
+        data = self._s.get("data", {})
+        home = self.home
+        env["SPECKLE_HUB_MODE"] = "single-account" if self.single_account else "isolated"
+        env["SPECKLE_DATA_DIRS"] = ":".join(data.get("beamline_dirs", []))
+        env["SPECKLE_UPLOAD_DIR"] = str(home / data.get("upload_dir", "speckle-uploads"))
+        env["SPECKLE_UPLOAD_QUOTA_BYTES"] = str(int(float(data.get("upload_quota_gb", 50)) * 1e9))
+        env["SPECKLE_DASHBOARDS_DIR"] = str(home / DASHBOARDS_DIR)
+        env["SPECKLE_EXAMPLES_DIR"] = str(home / EXAMPLES_DIR)
+        env.update(getattr(self, "_gpu_env", None) or gpu_mod.Assignment(None).env)
+        venv_bin = str(Path(sys.executable).parent)
+        if not env.get("PATH", "").startswith(venv_bin):
+            env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+        return env
+
+    def get_args(self):
+        args = super().get_args()
+        cull = self._s.get("culling", {})
+        data = self._s.get("data", {})
+        extensions = {"voila": True, "jupyterlab": True}
+        if importlib.util.find_spec("speckle_jupyter") is not None:
+            extensions["speckle_jupyter"] = True
+        ws_bytes = int(float(data.get("websocket_max_message_mb", 512)) * 2**20)
+        # Dict options on the command line take a Python literal (not JSON: True, not true)
+        args += [
+            f"--ServerApp.jpserver_extensions={extensions!r}",
+            f"--ServerApp.tornado_settings={ {'websocket_max_message_size': ws_bytes}!r}",
+            # Voila leaves a kernel behind for every page view: cull idle kernels, connected or not
+            f"--MappingKernelManager.cull_idle_timeout={int(cull.get('kernel_idle_timeout', 900))}",
+            f"--MappingKernelManager.cull_interval={int(cull.get('kernel_cull_interval', 60))}",
+            "--MappingKernelManager.cull_connected=False",
+        ]
+        return args
+
+    async def start(self):
+        self.cmd = [self.singleuser_bin]
+        self.notebook_dir = str(self.home)
+        self.default_url = self._profile()["default_url"]
+        choice = (self.user_options or {}).get("gpu", "auto")
+        alloc = self._allocator()
+        found = await asyncio.to_thread(alloc.gpus)
+        assignment = alloc.assign(self.gpu_key, None if choice in ("auto", None) else int(choice), gpus=found)
+        self._gpu_env = assignment.env
+        self.gpu_index = assignment.gpu.index if assignment.gpu else None
+        self.log.info(
+            "Server %s runs as %s (%s mode), profile %s, %s", self.gpu_key, self.unix_name,
+            "single-account" if self.single_account else "isolated",
+            (self.user_options or {}).get("profile", DEFAULT_PROFILE), self._gpu_env["SPECKLE_GPU_NAME"],
+        )
+        try:
+            return await super().start()
+        except BaseException:
+            alloc.release(self.gpu_key)
+            raise
+
+    # ---------------------------------------------------------------- state across hub restarts
+    gpu_index = None
+
+    def get_state(self):
+        state = super().get_state()
+        if self.gpu_index is not None and self.pid:
+            state["gpu_index"] = self.gpu_index
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        if state.get("gpu_index") is not None and self.pid:
+            self.gpu_index = state["gpu_index"]
+            self._allocator().adopt(self.gpu_key, self.gpu_index)
+
+    def clear_state(self):
+        super().clear_state()
+        self._allocator().release(self.gpu_key)
+        self.gpu_index = None
+
+
+async def pre_spawn_hook(spawner: SpeckleSpawner) -> None:
+    """Before every start: the unix account (created at the first start) and the home folders."""
+    await spawner.ensure_account()
+    await spawner.prepare_home()
+
+
+def options_form(spawner: SpeckleSpawner):
+    """``c.Spawner.options_form``: the profiles and, with several GPUs, a GPU choice."""
+    return spawner._options_form()

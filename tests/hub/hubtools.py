@@ -1,0 +1,372 @@
+"""The real hub for tests: start/stop it, make users, talk to their servers (used by conftest.py)."""
+
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+HUB_CONFIG = ROOT / "hub_config"
+LAUNCH = HUB_CONFIG / "launch.py"
+PROXY_BIN = HUB_CONFIG / "proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage",
+]
+TEST_UNIX_PREFIX = "sptest-"
+IS_ROOT = os.geteuid() == 0
+
+sys.path.insert(0, str(HUB_CONFIG))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pids_of_uid(uid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@dataclass
+class HubUser:
+    """A hub account with a logged-in ``requests.Session``."""
+
+    hub: "Hub"
+    name: str
+    password: str
+    session: requests.Session = field(default_factory=requests.Session)
+
+    @property
+    def xsrf(self) -> str:
+        """The hub's XSRF token (for cookie-authenticated POSTs to /hub/...)."""
+        return self.session.cookies.get("_xsrf", path="/hub/") or self.session.cookies.get("_xsrf", "")
+
+    @property
+    def unix_name(self) -> str:
+        from speckle_hub.spawner import unix_name_for
+
+        if not IS_ROOT:
+            return pwd.getpwuid(os.geteuid()).pw_name
+        return unix_name_for(self.name, TEST_UNIX_PREFIX, "native")
+
+    @property
+    def home(self) -> Path:
+        if not IS_ROOT:
+            return self.hub.state_dir / "homes" / self.name
+        return Path(pwd.getpwnam(self.unix_name).pw_dir)
+
+    @property
+    def server_url(self) -> str:
+        return f"{self.hub.url}user/{self.name}/"
+
+    def dashboard_url(self, notebook: str = "xpcs_quick_check.ipynb") -> str:
+        from speckle_hub.settings import DASHBOARDS_DIR
+
+        return f"{self.server_url}voila/render/{DASHBOARDS_DIR}/{notebook}"
+
+    def start(self, profile: str = "lab", timeout: float = 90) -> dict:
+        """Spawn the default server through the hub's API and wait until it answers."""
+        return self.hub.start_server(self.name, {"profile": profile}, timeout=timeout, session=self.session)
+
+    def stop(self, timeout: float = 30) -> None:
+        self.hub.stop_server(self.name, timeout=timeout)
+
+    def _server_xsrf(self) -> str:
+        cookie = self.session.cookies.get("_xsrf", path=f"/user/{self.name}/")
+        if not cookie:
+            self.session.get(self.server_url + "lab")  # logs in to the server (oauth) and sets _xsrf
+            cookie = self.session.cookies.get("_xsrf", path=f"/user/{self.name}/")
+        return cookie or ""
+
+    def get(self, path: str = "", **kw) -> requests.Response:
+        self._server_xsrf()  # logged in to the server (its oauth cookie), so API paths answer too
+        return self.session.get(self.server_url + path.lstrip("/"), **kw)
+
+    def request(self, method: str, path: str, **kw) -> requests.Response:
+        headers = {"X-XSRFToken": self._server_xsrf(), **kw.pop("headers", {})}
+        return self.session.request(method, self.server_url + path.lstrip("/"), headers=headers, **kw)
+
+    def post(self, path: str, **kw) -> requests.Response:
+        return self.request("POST", path, **kw)
+
+    def api_token(self) -> str:
+        """A hub API token for this user (works on their own server: ``Authorization: token ...``)."""
+        r = self.hub.api("POST", f"users/{self.name}/tokens", json={"note": "test"})
+        r.raise_for_status()
+        return r.json()["token"]
+
+
+class Hub:
+    """A running speckle hub (see the module docstring)."""
+
+    def __init__(self, workdir: Path, external_proxy: bool = False):
+        self.workdir = workdir
+        self.external_proxy = external_proxy
+        self.proxy_proc: subprocess.Popen | None = None
+        self.state_dir = workdir / "state"
+        self.settings_path = workdir / "settings.yaml"
+        self.log_path = workdir / "hub.log"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.beamline_dir = Path(tempfile.mkdtemp(prefix="speckle-beamline-", dir="/tmp"))
+        os.chmod(self.beamline_dir, 0o755)
+        self.home_root = Path(tempfile.mkdtemp(prefix="speckle-homes-", dir="/tmp"))
+        os.chmod(self.home_root, 0o755)
+        self.proc: subprocess.Popen | None = None
+        self.users: list[HubUser] = []
+        self.admin: HubUser | None = None
+        self.token = ""
+
+    # ------------------------------------------------------------------ lifecycle
+    def write_settings(self, **extra) -> None:
+        ports = {self.port}
+        while len(ports) < 3:
+            ports.add(free_port())
+        internal, api = sorted(ports - {self.port})
+        settings = {
+            "hub": {"port": self.port, "internal_port": internal, "proxy_api_port": api},
+            "auth": {"type": "native", "admin_users": ["admin"],
+                     "native": {"minimum_password_length": 10, "allowed_failed_logins": 0}},
+            "users": {"unix_prefix": TEST_UNIX_PREFIX, "home_root": str(self.home_root), "spawn_timeout": 120},
+            "data": {"beamline_dirs": [str(self.beamline_dir)]},
+            "culling": {"server_idle_timeout": 3600, "cull_every": 300},
+        }
+        for section, values in extra.items():
+            settings.setdefault(section, {}).update(values)
+        self.settings_path.write_text(json.dumps(settings, indent=1))  # JSON is YAML
+
+    def _env(self) -> dict:
+        env = {**os.environ, "SPECKLE_HUB_STATE": str(self.state_dir), "SPECKLE_HUB_SETTINGS": str(self.settings_path)}
+        if self.external_proxy:
+            env["SPECKLE_HUB_PROXY"] = "external"
+        return env
+
+    def _launch(self, timeout: float) -> None:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(LAUNCH)], env=self._env(), stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, cwd=str(self.workdir), start_new_session=True,
+        )
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                pytest.fail(f"the hub exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if requests.get(self.url + "hub/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        pytest.fail(f"the hub did not answer within {timeout} s:\n{self.log_tail()}")
+
+    def start(self, timeout: float = 60) -> None:
+        if not PROXY_BIN.exists():
+            pytest.fail(f"the proxy is not installed ({PROXY_BIN}): run `make setup-test`")
+        self.write_settings()
+        if self.external_proxy:  # as systemd runs it: the proxy in its own process (unit)
+            self.proxy_proc = subprocess.Popen(
+                [sys.executable, str(HUB_CONFIG / "proxy_run.py")], env=self._env(),
+                stdout=open(self.workdir / "proxy.log", "ab"), stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        self._launch(timeout)
+        name, password = (self.state_dir / "first-admin-password").read_text().split()
+        self.admin = self.login(name, password)
+        r = self.admin.session.post(self.url + f"hub/api/users/{name}/tokens",
+                                    headers={"X-XSRFToken": self.admin.xsrf}, json={"note": "tests"})
+        r.raise_for_status()
+        self.token = r.json()["token"]
+
+    def stop_hub_only(self, timeout: float = 15) -> float:
+        """SIGTERM the hub process (as systemd does) and wait; returns the seconds it took."""
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout)
+        return time.monotonic() - t0
+
+    def restart_hub(self, timeout: float = 60) -> None:
+        self.stop_hub_only()
+        self._launch(timeout)
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        """Stop servers, the hub, its proxy and culler; remove the test accounts. Never hangs."""
+        if self.proc is not None and self.proc.poll() is None and self.token:
+            for user in self.users:
+                try:
+                    self.api("DELETE", f"users/{user.name}/server", timeout=5)
+                except requests.RequestException:
+                    pass
+            for user in self.users:
+                try:
+                    self._wait_stopped(user.name, 20)
+                except Exception:
+                    pass
+        proxy_pid = None
+        try:
+            proxy_pid = int((self.state_dir / "proxy.pid").read_text().strip())
+        except (OSError, ValueError):
+            pass
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        if self.proxy_proc is not None and self.proxy_proc.poll() is None:
+            self.proxy_proc.terminate()
+            try:
+                self.proxy_proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proxy_proc.kill()
+        # the proxy runs in its own session: make sure it does not keep the port
+        if proxy_pid and "configurable-http-proxy" in _cmdline(proxy_pid):
+            os.kill(proxy_pid, signal.SIGTERM)
+            if not _wait_gone(proxy_pid, 5):
+                os.kill(proxy_pid, signal.SIGKILL)
+        if IS_ROOT:
+            for user in self.users:
+                self._remove_account(user.unix_name)
+        shutil.rmtree(self.beamline_dir, ignore_errors=True)
+        shutil.rmtree(self.home_root, ignore_errors=True)
+
+    @staticmethod
+    def _remove_account(unix_name: str) -> None:
+        if not unix_name.startswith(TEST_UNIX_PREFIX):
+            return
+        try:
+            uid = pwd.getpwnam(unix_name).pw_uid
+        except KeyError:
+            return
+        for pid in _pids_of_uid(uid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in _pids_of_uid(uid):
+            _wait_gone(pid, 5)
+        subprocess.run(["userdel", "-r", unix_name], capture_output=True)
+
+    # ------------------------------------------------------------------ API and accounts
+    def api(self, method: str, path: str, **kw) -> requests.Response:
+        headers = {"Authorization": f"token {self.token}", **kw.pop("headers", {})}
+        kw.setdefault("timeout", 30)
+        return requests.request(method, self.url + "hub/api/" + path, headers=headers, **kw)
+
+    def login(self, name: str, password: str) -> HubUser:
+        user = HubUser(self, name, password)
+        user.session.get(self.url + "hub/login")
+        r = user.session.post(self.url + "hub/login", allow_redirects=False,
+                              data={"username": name, "password": password, "_xsrf": user.xsrf})
+        if r.status_code != 302:
+            raise AssertionError(f"login of {name} failed: {r.status_code}")
+        return user
+
+    def signup(self, name: str, password: str) -> requests.Response:
+        s = requests.Session()
+        s.get(self.url + "hub/signup")
+        return s.post(self.url + "hub/signup", data={
+            "username": name, "signup_password": password, "signup_password_confirmation": password,
+            "_xsrf": s.cookies.get("_xsrf", ""),
+        })
+
+    def approve(self, name: str) -> None:
+        r = self.admin.session.get(self.url + f"hub/authorize/{name}")
+        r.raise_for_status()
+
+    def new_user(self, prefix: str = "t") -> HubUser:
+        """Sign up, approve and log in a fresh user (a unix account at its first spawn, as root)."""
+        name = f"{prefix}{secrets.token_hex(4)}"
+        password = secrets.token_urlsafe(12)
+        self.signup(name, password).raise_for_status()
+        self.approve(name)
+        user = self.login(name, password)
+        self.users.append(user)
+        return user
+
+    def start_server(self, name: str, options: dict, timeout: float = 90, session=None) -> dict:
+        r = self.api("POST", f"users/{name}/server", json=options)
+        if r.status_code not in (201, 202, 400):
+            raise AssertionError(f"spawn of {name}: {r.status_code} {r.text}\n{self.log_tail()}")
+        start = time.monotonic()
+        while time.monotonic() < start + timeout:
+            model = self.api("GET", f"users/{name}").json()
+            server = model.get("servers", {}).get("")
+            if server and server.get("ready"):
+                return server
+            if not server and not model.get("pending") and time.monotonic() > start + 3:
+                raise AssertionError(f"the server of {name} did not start:\n{self.log_tail()}")
+            time.sleep(0.3)
+        raise AssertionError(f"the server of {name} was not ready within {timeout} s:\n{self.log_tail()}")
+
+    def _wait_stopped(self, name: str, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            model = self.api("GET", f"users/{name}", timeout=5).json()
+            if not model.get("servers") and not model.get("pending"):
+                return
+            time.sleep(0.3)
+
+    def stop_server(self, name: str, timeout: float = 30) -> None:
+        self.api("DELETE", f"users/{name}/server")
+        self._wait_stopped(name, timeout)
+
+
+def browser_login(page, hub: Hub, user: HubUser, timeout_ms: int = 15000) -> None:
+    """Log in through the real login form and wait for the landing page."""
+    page.goto(hub.url + "hub/login", timeout=timeout_ms)
+    page.fill("#username_input", user.name)
+    page.fill("#password_input", user.password)
+    page.click("#login_submit")
+    page.wait_for_url("**/hub/home", timeout=timeout_ms)
