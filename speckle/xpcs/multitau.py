@@ -323,6 +323,11 @@ class MultiTauCorrelator:
         return G, IP, IF, n_pairs
 
 
+def _group_sums(values, order, starts):
+    """Sums of ``values[:, order]`` over the column runs that begin at ``starts``."""
+    return np.add.reduceat(values[:, order], starts, axis=1)
+
+
 def normalize_symmetric(G, IP, IF, n_pairs, static_labels, static_to_dynamic):
     """Turn per-pixel sums into g2 per dynamic bin (APS symmetric normalisation).
 
@@ -344,37 +349,46 @@ def normalize_symmetric(G, IP, IF, n_pairs, static_labels, static_to_dynamic):
     """
     G, IP, IF = (asnumpy(a) for a in (G, IP, IF))
     n = np.asarray(n_pairs, np.float64)[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        G, IP, IF = G / n, IP / n, IF / n
     s = np.asarray(static_labels, np.int64)
-    n_static = len(static_to_dynamic)
-    n_dyn = int(np.max(static_to_dynamic))
     s2d = np.asarray(static_to_dynamic, np.int64)
-    counts_s = np.bincount(s, minlength=n_static + 1)[1:]
-    d_of_pixel = s2d[s - 1]
-    counts_d = np.bincount(d_of_pixel, minlength=n_dyn + 1)[1:]
-    used_static = counts_s > 0
+    n_dyn = int(s2d.max())
     n_tau = G.shape[0]
     g2 = np.full((n_tau, n_dyn), np.nan)
     err = np.full((n_tau, n_dyn), np.nan)
+    if s.size == 0:
+        return g2, err
     with np.errstate(divide="ignore", invalid="ignore"):
-        for t in range(n_tau):
-            mg = np.bincount(s, G[t], n_static + 1)[1:] / np.maximum(counts_s, 1)
-            mp = np.bincount(s, IP[t], n_static + 1)[1:] / np.maximum(counts_s, 1)
-            mf = np.bincount(s, IF[t], n_static + 1)[1:] / np.maximum(counts_s, 1)
-            g_static = np.where(used_static, mg / (mp * mf), np.nan)
-            ok = np.isfinite(g_static)
-            num = np.bincount(s2d[ok], g_static[ok], n_dyn + 1)[1:]
-            den = np.bincount(s2d[ok], minlength=n_dyn + 1)[1:]
-            g2[t] = np.where(den > 0, num / np.maximum(den, 1), np.nan)
-            gp = G[t] / (IP[t] * IF[t])
-            fin = np.isfinite(gp)
-            nd = np.bincount(d_of_pixel[fin], minlength=n_dyn + 1)[1:]
-            m1 = np.bincount(d_of_pixel[fin], gp[fin], n_dyn + 1)[1:] / np.maximum(nd, 1)
-            m2 = np.bincount(d_of_pixel[fin], gp[fin] ** 2, n_dyn + 1)[1:] / np.maximum(nd, 1)
-            # sample standard deviation (ddof=1), as boost_corr
-            std = np.sqrt(np.maximum(m2 - m1**2, 0) * nd / np.maximum(nd - 1, 1))
-            err[t] = np.where(nd > 0, std / np.sqrt(np.maximum(counts_d, 1)), np.nan)
+        # static bins: <G>_s / (<IP>_s <IF>_s) with the means over the pairs (factor n)
+        order = np.argsort(s, kind="stable")
+        s_sorted = s[order]
+        starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+        present = s_sorted[starts]
+        count = np.diff(np.r_[starts, s.size])[None, :].astype(np.float64)
+        g_static = (n * count * _group_sums(G, order, starts)
+                    / (_group_sums(IP, order, starts) * _group_sums(IF, order, starts)))
+        dyn_of_static = s2d[present - 1]
+        # dynamic bins: unweighted mean of their static bins' g2
+        for d in range(1, n_dyn + 1):
+            cols = g_static[:, dyn_of_static == d]
+            ok = np.isfinite(cols)
+            num = np.where(ok, cols, 0).sum(axis=1)
+            den = ok.sum(axis=1)
+            g2[:, d - 1] = np.where(den > 0, num / np.maximum(den, 1), np.nan)
+        # error: sample standard deviation of the per-pixel g2 over the bin / sqrt(pixels)
+        d_of_pixel = s2d[s - 1]
+        order = np.argsort(d_of_pixel, kind="stable")
+        d_sorted = d_of_pixel[order]
+        starts = np.flatnonzero(np.r_[True, d_sorted[1:] != d_sorted[:-1]])
+        pixels_in = np.diff(np.r_[starts, s.size]).astype(np.float64)
+        gp = n * G / (IP * IF)
+        fin = np.isfinite(gp)
+        gp = np.where(fin, gp, 0.0)
+        k = _group_sums(fin.astype(np.float64), order, starts)
+        m1 = _group_sums(gp, order, starts) / np.maximum(k, 1)
+        m2 = _group_sums(gp * gp, order, starts) / np.maximum(k, 1)
+        std = np.sqrt(np.maximum(m2 - m1**2, 0) * k / np.maximum(k - 1, 1))  # ddof=1
+        e = np.where(k > 0, std / np.sqrt(pixels_in), np.nan)
+        err[:, d_sorted[starts] - 1] = e
     return g2, err
 
 

@@ -57,13 +57,16 @@ def _binned_pixels(ds, pixels, columns, start, stop, bin_frames, chunk_frames, c
 
 
 def _normalised_product(xp, a, b, same):
-    """``<a b>_p / (<a>_p <b>_p)`` for two (time, pixels) blocks of one bin."""
+    """``<a b>_p / (<a>_p <b>_p)`` for two (time, pixels) float32 blocks of one bin."""
     a = xp.asarray(a)
     b = a if same else xp.asarray(b)
-    prod = a @ a.T if same else a @ b.T
+    prod = a @ a.T if same else a @ b.T  # a @ a.T runs as a symmetric rank-k update
     ma, mb = a.mean(axis=1), b.mean(axis=1)
+    scale = xp.outer(ma, mb)
+    scale *= a.shape[1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        return asnumpy(prod / a.shape[1] / (ma[:, None] * mb[None, :]))
+        prod /= scale
+    return asnumpy(prod)
 
 
 def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | None = None,
@@ -97,7 +100,7 @@ def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | Non
     Returns
     -------
     dict
-        Dynamic bin (1-based) -> (steps, steps) float64 map; C(t1, t2) with t in units of
+        Dynamic bin (1-based) -> (steps, steps) float32 map; C(t1, t2) with t in units of
         ``bin_frames`` frames. Returned maps carry no NaN unless a time step has no counts.
     """
     ds = as_dataset(data)
@@ -119,7 +122,7 @@ def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | Non
     pixels = pixels[np.argsort(dyn[pixels], kind="stable")]
     labels = dyn[pixels]
     columns = {b: slice(*np.searchsorted(labels, [b, b + 1])) for b in bins}
-    maps = {b: np.empty((steps, steps)) for b in bins}
+    maps = {}
 
     block = steps if steps * len(pixels) * 4 <= memory_limit else max(
         1, int(memory_limit / 2 / (4 * len(pixels))))
@@ -136,8 +139,12 @@ def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | Non
                                               chunk_frames, cancel)
             for k in columns:
                 c = _normalised_product(xp, a[k], b[k], same)
-                maps[k][edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = c
-                maps[k][edges[j]:edges[j + 1], edges[i]:edges[i + 1]] = c.T
+                if len(edges) == 2:  # one block: the whole (symmetric) map at once
+                    maps[k] = c
+                    continue
+                m = maps.setdefault(k, np.empty((steps, steps), np.float32))
+                m[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = c
+                m[edges[j]:edges[j + 1], edges[i]:edges[i + 1]] = c.T
             done += 1
             if progress is not None:
                 progress(done, n_tasks)
