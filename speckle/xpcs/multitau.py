@@ -151,12 +151,16 @@ class _Level:
         ext, ew = self.buf[:h + n], self.wbuf[:h + n]
         x = ext[h:]
         bad = ew == 0
+        any_bad = bool(bad.any())
         for i, k in enumerate(self.lags):
             lo, hi = max(h - k, 0), h + n - k
             if hi <= lo:
                 continue
             a, b = ext[lo:hi], ext[lo + k:hi + k]
             self.G[i] += xp.einsum("tp,tp->p", a, b)
+            if not any_bad:
+                self.n_pairs[i] += hi - lo
+                continue
             wa, wb = ew[lo:hi], ew[lo + k:hi + k]
             self.n_pairs[i] += int(np.count_nonzero(wa * wb))
             if bad[lo:hi + k].any():
@@ -187,11 +191,11 @@ class _Level:
         self.wbuf[:keep] = ew[h + n - keep:]
         self.h, self.q = keep, 0
 
-    def finish(self):
-        """Return G, IP, IF (lags, P) summed over pairs in frame units, and the pair counts."""
+    def finish(self, G, IP, IF):
+        """Write G, IP, IF (lags, P) summed over pairs, in frame units, into the given rows;
+        return the pair counts."""
         xp = self.xp
-        IP = xp.empty_like(self.G)
-        IF = xp.empty_like(self.G)
+        scale = float(2 ** self.level)  # entries are sums of 2**level frames
         hist = self.buf[:self.h].astype(np.float64)
         for i, k in enumerate(self.lags):
             IP[i] = self.total - hist[self.h - k:].sum(0)
@@ -199,8 +203,10 @@ class _Level:
         if self.ip_drop is not None:
             IP -= self.ip_drop
             IF -= self.if_drop
-        scale = float(2 ** self.level)  # entries are sums of 2**level frames
-        return self.G / scale**2, IP / scale, IF / scale, self.n_pairs
+        xp.multiply(self.G, 1 / scale**2, out=G)
+        IP *= 1 / scale
+        IF *= 1 / scale
+        return self.n_pairs
 
 
 class _Block:
@@ -211,7 +217,10 @@ class _Block:
     """
 
     def __init__(self, grid, n_pixels, xp, min_batch=16):
-        self.levels = [_Level(i, lags, grid.buffers, n_pixels, xp)
+        # room for one fed piece at level 0 and a full queue above, so buffers never grow
+        self.levels = [_Level(i, lags, grid.buffers, n_pixels, xp,
+                              capacity=_SUB_FRAMES if i == 0 else
+                              min_batch + (_SUB_FRAMES >> i) + 2)
                        for i, lags in enumerate(grid.per_level)]
         self.min_batch = min_batch
 
@@ -314,18 +323,16 @@ class MultiTauCorrelator:
             self._pool.shutdown()
             self._pool = None
         xp = self.xp
-        parts = []
-        for block in self.blocks:
-            G, IP, IF, npairs = zip(*(lvl.finish() for lvl in block.levels))
-            parts.append((xp.concatenate(G), xp.concatenate(IP), xp.concatenate(IF)))
-            n_pairs = np.concatenate(npairs)
-        G, IP, IF = (xp.concatenate([p[j] for p in parts], axis=1) for j in range(3))
-        return G, IP, IF, n_pairs
-
-
-def _group_sums(values, order, starts):
-    """Sums of ``values[:, order]`` over the column runs that begin at ``starts``."""
-    return np.add.reduceat(values[:, order], starts, axis=1)
+        n_tau, n_pixels = len(self.grid.tau_frames), self.slices[-1].stop
+        G, IP, IF = (xp.empty((n_tau, n_pixels), np.float64) for _ in range(3))
+        for block, cols in zip(self.blocks, self.slices):
+            row = 0
+            counts = []
+            for level in block.levels:
+                rows = slice(row, row + len(level.lags))
+                counts.append(level.finish(G[rows, cols], IP[rows, cols], IF[rows, cols]))
+                row = rows.stop
+        return G, IP, IF, np.concatenate(counts)
 
 
 def normalize_symmetric(G, IP, IF, n_pairs, static_labels, static_to_dynamic):
@@ -357,38 +364,39 @@ def normalize_symmetric(G, IP, IF, n_pairs, static_labels, static_to_dynamic):
     err = np.full((n_tau, n_dyn), np.nan)
     if s.size == 0:
         return g2, err
+    d_of_pixel = s2d[s - 1]
+    # one order that makes every static bin, and every dynamic bin, a contiguous run of columns
+    order = np.lexsort((s, d_of_pixel))
+    if not np.array_equal(order, np.arange(s.size)):
+        G, IP, IF, s, d_of_pixel = G[:, order], IP[:, order], IF[:, order], s[order], \
+            d_of_pixel[order]
+    s_starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    d_starts = np.flatnonzero(np.r_[True, d_of_pixel[1:] != d_of_pixel[:-1]])
     with np.errstate(divide="ignore", invalid="ignore"):
         # static bins: <G>_s / (<IP>_s <IF>_s) with the means over the pairs (factor n)
-        order = np.argsort(s, kind="stable")
-        s_sorted = s[order]
-        starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
-        present = s_sorted[starts]
-        count = np.diff(np.r_[starts, s.size])[None, :].astype(np.float64)
-        g_static = (n * count * _group_sums(G, order, starts)
-                    / (_group_sums(IP, order, starts) * _group_sums(IF, order, starts)))
-        dyn_of_static = s2d[present - 1]
+        count = np.diff(np.r_[s_starts, s.size])[None, :].astype(np.float64)
+        g_static = (n * count * np.add.reduceat(G, s_starts, axis=1)
+                    / (np.add.reduceat(IP, s_starts, axis=1)
+                       * np.add.reduceat(IF, s_starts, axis=1)))
+        dyn_of_static = d_of_pixel[s_starts]
         # dynamic bins: unweighted mean of their static bins' g2
-        for d in range(1, n_dyn + 1):
-            cols = g_static[:, dyn_of_static == d]
-            ok = np.isfinite(cols)
-            num = np.where(ok, cols, 0).sum(axis=1)
-            den = ok.sum(axis=1)
-            g2[:, d - 1] = np.where(den > 0, num / np.maximum(den, 1), np.nan)
+        ok = np.isfinite(g_static)
+        d_runs = np.flatnonzero(np.r_[True, dyn_of_static[1:] != dyn_of_static[:-1]])
+        num = np.add.reduceat(np.where(ok, g_static, 0.0), d_runs, axis=1)
+        den = np.add.reduceat(ok.astype(np.float64), d_runs, axis=1)
+        g2[:, dyn_of_static[d_runs] - 1] = np.where(den > 0, num / np.maximum(den, 1), np.nan)
         # error: sample standard deviation of the per-pixel g2 over the bin / sqrt(pixels)
-        d_of_pixel = s2d[s - 1]
-        order = np.argsort(d_of_pixel, kind="stable")
-        d_sorted = d_of_pixel[order]
-        starts = np.flatnonzero(np.r_[True, d_sorted[1:] != d_sorted[:-1]])
-        pixels_in = np.diff(np.r_[starts, s.size]).astype(np.float64)
-        gp = n * G / (IP * IF)
+        pixels_in = np.diff(np.r_[d_starts, s.size]).astype(np.float64)
+        gp = G / (IP * IF)
+        gp *= n
         fin = np.isfinite(gp)
-        gp = np.where(fin, gp, 0.0)
-        k = _group_sums(fin.astype(np.float64), order, starts)
-        m1 = _group_sums(gp, order, starts) / np.maximum(k, 1)
-        m2 = _group_sums(gp * gp, order, starts) / np.maximum(k, 1)
+        gp[~fin] = 0.0
+        k = np.add.reduceat(fin.astype(np.float64), d_starts, axis=1)
+        m1 = np.add.reduceat(gp, d_starts, axis=1) / np.maximum(k, 1)
+        gp *= gp
+        m2 = np.add.reduceat(gp, d_starts, axis=1) / np.maximum(k, 1)
         std = np.sqrt(np.maximum(m2 - m1**2, 0) * k / np.maximum(k - 1, 1))  # ddof=1
-        e = np.where(k > 0, std / np.sqrt(pixels_in), np.nan)
-        err[:, d_sorted[starts] - 1] = e
+        err[:, d_of_pixel[d_starts] - 1] = np.where(k > 0, std / np.sqrt(pixels_in), np.nan)
     return g2, err
 
 
