@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
+from speckle.demo import DEMO_RINGS
 from speckle.errors import InvalidInputError
 from speckle.io.dataset import Dataset, Metadata
 from speckle.ui import xpcs_dashboard
@@ -101,18 +102,19 @@ def test_qrings_and_a_second_twotime_bin(home, tmp_path):
     dash.chooser.open_demo("xpcs")
     assert dash.wait(60)
     assert dash.image.mode.value == "q-rings"
+    rings = DEMO_RINGS["xpcs"]  # the demo suggests rings over its speckle
     assert (dash.image.q_min.value, dash.image.q_width.value, dash.image.n_rings.value) == \
-        (0.0016, 0.0002, 8)
+        (rings["q_min"], rings["q_width"], rings["n_rings"])
     dash.image.n_rings.value = 3
     dash.runner.run()
     assert dash.runner.wait(120) and dash.runner.state == "done", dash.runner.error
     rows = dash.results.rows
-    assert [r["q (1/Å)"] for r in rows] == ["0.00170", "0.00190", "0.00210"]
+    assert [r["q (1/Å)"] for r in rows] == ["0.00750", "0.01050", "0.01350"]
     assert rows == fit_table_rows(dash.runner.result)
-    assert dash.results.twotime_bin.options[1] == ("q=0.00190 1/Å", 2)
+    assert dash.results.twotime_bin.options[1] == ("q=0.01050 1/Å", 2)
     dash.results.twotime_bin.value = 2  # the map of another ring, and its PNG to download
     assert (dash.results.files.folder / "twotime_002.png").is_file()
-    assert "two-time map of q=0.00190 1/Å" in dash.results.downloads.value
+    assert "two-time map of q=0.01050 1/Å" in dash.results.downloads.value
     # results outside the server's root folder are offered inline
     assert "data:application/octet-stream;base64," in dash.results.downloads.value
 

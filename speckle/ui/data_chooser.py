@@ -28,11 +28,19 @@ from .uploader import Uploader
 __all__ = ["DataChooser", "describe_dataset"]
 
 _DEMO_TITLES = {"xpcs": "XPCS demo: 100 real frames, 256×256 (scikit-beam examples)"}
-#: Region suggestions for the demos: the rings of the published example (q in 1/Å).
-_DEMO_HINTS = {"xpcs": {"rings": {"q_min": 0.0016, "q_width": 0.0002, "q_step": 0.0002,
-                                  "n_rings": 8}}}
 _UP = "\u2b11 .. (up one folder)"
 _TIFF_HERE = "\u25a3 this folder, as a TIFF series"
+
+
+def _demo_hints(name: str) -> dict | None:
+    """Region suggestions for a demo: the q-rings over its speckle (speckle.demo.DEMO_RINGS)."""
+    from ..demo import DEMO_RINGS
+
+    rings = DEMO_RINGS.get(name)
+    if rings is None:
+        return None
+    return {"rings": {"q_min": rings["q_min"], "q_width": rings["q_width"], "q_step": 0.0,
+                      "n_rings": rings["n_rings"]}}
 
 
 def _fmt_bytes(n) -> str:
@@ -264,7 +272,7 @@ class DataChooser(widgets.VBox):
     def open_demo(self, name: str = "xpcs") -> None:
         """Open a bundled demo dataset with its published geometry."""
         self.open_path(demo_data.demo_path(name), metadata=demo_data.demo_metadata(name),
-                       label=f"demo-{name}", hints=_DEMO_HINTS.get(name))
+                       label=f"demo-{name}", hints=_demo_hints(name))
 
     # ---------------------------------------------------------------- opening
     def open_path(self, path, *, metadata: dict | None = None, label: str | None = None,

@@ -13,6 +13,12 @@ from ._common import Tasks
 __all__ = ["DeviceBadge", "device_text"]
 
 
+def _assigned_gpu(env) -> str:
+    """The GPU the hub assigned (``SPECKLE_GPU_NAME``); "" when none (the hub sets "CPU")."""
+    name = env.get("SPECKLE_GPU_NAME", "").strip()
+    return "" if name.upper() == "CPU" else name
+
+
 def device_text(environ=None) -> str:
     """Describe where analyses run, e.g. ``"NVIDIA H100"`` or ``"CPU: this server has no GPU"``.
 
@@ -20,7 +26,7 @@ def device_text(environ=None) -> str:
     library can use one; when it cannot (no cupy, no driver) the text says so.
     """
     env = os.environ if environ is None else environ
-    assigned = env.get("SPECKLE_GPU_NAME", "").strip()
+    assigned = _assigned_gpu(env)
     if backend.gpu_available():
         return assigned or backend.device_description()
     if assigned:
@@ -40,7 +46,7 @@ class DeviceBadge(widgets.HTML):
         self.add_class("speckle-device")
         self.text = ""
         self._tasks = Tasks("device")
-        self._show(os.environ.get("SPECKLE_GPU_NAME", "").strip() or "checking…")
+        self._show(_assigned_gpu(os.environ) or "checking…")
         self._tasks.start(device_text, self._show, lambda exc: self._show(
             f"CPU (the GPU check failed: {type(exc).__name__})"))
 

@@ -82,6 +82,11 @@ def _number(description, value=0.0, step=None, width="230px", tooltip=""):
                              layout=widgets.Layout(width=width))
 
 
+#: Static bins per q-ring (radial), as the command line's default: finer static bins keep
+#: uneven intensity inside a ring from inflating g2.
+STATIC_PER_RING = 5
+
+
 class ImageView(widgets.VBox):
     """Detector image with region drawing and q-ring controls.
 
@@ -457,7 +462,7 @@ class ImageView(widgets.VBox):
         part = q_rings(self._shape, self.geometry(), q_min=self.q_min.value / ANGSTROM,
                        q_width=self.q_width.value / ANGSTROM,
                        q_step=None if step is None else step / ANGSTROM,
-                       n_rings=self.n_rings.value)
+                       n_rings=self.n_rings.value, static_per_dynamic=STATIC_PER_RING)
         self._rings_cache = (key, part)
         return part
 
