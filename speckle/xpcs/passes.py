@@ -107,7 +107,8 @@ def stream_frames(ds: Dataset, pixels: np.ndarray, weights: np.ndarray, *,
         if not all_pixels:
             flat = flat[:, pixels]
         w = weights[start:start + n].copy()
-        means = flat.mean(axis=1, dtype=np.float64)
+        if consumers or normalize:
+            means = flat.mean(axis=1, dtype=np.float64)
         for consumer in consumers:
             consumer(start, chunk, flat, means)
         if normalize:
