@@ -225,14 +225,17 @@ def test_truncated_hdf5_is_refused(store, tmp_path):
 def test_device_text(monkeypatch):
     import asyncio
 
-    handlers = pytest.importorskip("speckle_jupyter.handlers")
+    from speckle_jupyter import handlers
+
     monkeypatch.setenv("SPECKLE_GPU_NAME", "NVIDIA H100 80GB HBM3")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     settings = {}
     assert asyncio.run(handlers.device_text(settings)) == "NVIDIA H100 80GB HBM3"
     assert settings["speckle_device_text"] == "NVIDIA H100 80GB HBM3"  # cached
-    monkeypatch.delenv("SPECKLE_GPU_NAME")
+    monkeypatch.setenv("SPECKLE_GPU_NAME", "CPU")  # what the hub sets without a GPU
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert asyncio.run(handlers.device_text({})) == "CPU: this server has no GPU"
+    monkeypatch.delenv("SPECKLE_GPU_NAME")
     assert asyncio.run(handlers.device_text({})) == "CPU: this server has no GPU"
     # Neither: speckle's own detection, in a child process.
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")

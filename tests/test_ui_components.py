@@ -208,6 +208,8 @@ def test_device_badge_says_what_computes(monkeypatch):
         assert badge.text == "CPU: this server has no GPU"
         assert "NVIDIA H100 80GB" in device_text({"SPECKLE_GPU_NAME": "NVIDIA H100 80GB"})
         assert device_text({"SPECKLE_GPU_NAME": "NVIDIA H100 80GB"}).startswith("CPU")
+        # the hub says "CPU" when it assigned no GPU
+        assert device_text({"SPECKLE_GPU_NAME": "CPU"}) == "CPU: this server has no GPU"
     else:
         assert device_text({"SPECKLE_GPU_NAME": "NVIDIA H100 80GB"}) == "NVIDIA H100 80GB"
 

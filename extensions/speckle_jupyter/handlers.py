@@ -341,6 +341,8 @@ async def device_text(settings) -> str:
     if cached:
         return cached
     name = (os.environ.get("SPECKLE_GPU_NAME") or "").strip()
+    if name.upper() == "CPU":  # the hub's word for "no GPU assigned"
+        name = ""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if name:
         text = name

@@ -370,3 +370,183 @@ def browser_login(page, hub: Hub, user: HubUser, timeout_ms: int = 15000) -> Non
     page.fill("#password_input", user.password)
     page.click("#login_submit")
     page.wait_for_url("**/hub/home", timeout=timeout_ms)
+
+
+# ---------------------------------------------------------------------- the dashboards in a browser
+# Shared by tests/hub/test_dashboard_browser.py and benchmarks/bench_hub.py. The selectors are the
+# stable CSS classes documented in speckle/ui/__init__.py.
+VERDICT_SELECTOR = ".speckle-verdict-good, .speckle-verdict-marginal, .speckle-verdict-bad"
+
+
+def make_speckle_npy(path: Path, n_frames: int, shape=(256, 256), tau_frames: float = 20.0,
+                     beta: float = 0.2, mean_counts: float = 2.0, seed: int = 1) -> Path:
+    """Write a valid ``.npy`` uint16 stack of simulated speckle, chunk by chunk (bounded memory)."""
+    import numpy as np
+
+    from speckle.xpcs.simulate import ou_speckle_chunks
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".writing")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint16, shape=(n_frames, *shape))
+    i = 0
+    for chunk in ou_speckle_chunks(n_frames, shape, tau_frames, beta=beta, mean_counts=mean_counts,
+                                   seed=seed, chunk_frames=200):
+        out[i:i + len(chunk)] = chunk
+        i += len(chunk)
+    out.flush()
+    del out
+    tmp.rename(path)
+    return path
+
+
+def start_make_speckle_npy(path: Path, n_frames: int, shape=(256, 256)) -> subprocess.Popen:
+    """:func:`make_speckle_npy` in a child process (it runs while the hub starts); wait() on it."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from hubtools import make_speckle_npy; "
+            "make_speckle_npy(sys.argv[2], int(sys.argv[3]), (int(sys.argv[4]), int(sys.argv[5])))")
+    return subprocess.Popen([sys.executable, "-c", code, str(Path(__file__).parent), str(path),
+                             str(n_frames), str(shape[0]), str(shape[1])])
+
+
+def wait_dashboard_ready(page, timeout_ms: int = 90000) -> None:
+    """Wait until the XPCS dashboard's Analyze button is visible and enabled (kernel connected)."""
+    page.locator("button.speckle-analyze").wait_for(state="visible", timeout=timeout_ms)
+    page.wait_for_selector("button.speckle-analyze:enabled", timeout=timeout_ms)
+
+
+def open_dashboard(page, user: HubUser, timeout_ms: int = 90000) -> float:
+    """Open the XPCS quick check of ``user`` (logged in already); return the seconds it took."""
+    t0 = time.monotonic()
+    page.goto(user.dashboard_url(), timeout=timeout_ms)
+    wait_dashboard_ready(page, timeout_ms)
+    return time.monotonic() - t0
+
+
+def choose_beamline_file(page, name: str, timeout_ms: int = 30000) -> None:
+    """Select ``name`` in the beamline folder list (press Refresh first) and press Open."""
+    page.click(".speckle-source-browse button:has-text('Refresh')")
+    select = page.locator(".speckle-browse select")
+    option = select.locator("option", has_text=name)
+    option.first.wait_for(state="attached", timeout=timeout_ms)
+    labels = select.locator("option").all_inner_texts()
+    index = next(i for i, text in enumerate(labels) if text.split()[0] == name)
+    select.select_option(index=index)
+    page.wait_for_selector("button.speckle-browse-open:enabled", timeout=timeout_ms)
+    page.click("button.speckle-browse-open")
+
+
+def wait_dataset_open(page, name: str, timeout_ms: int = 60000) -> str:
+    """Wait until the dataset description names ``name``; return that description."""
+    info = page.locator(".speckle-dataset-info")
+    info.filter(has_text=name).wait_for(state="visible", timeout=timeout_ms)
+    return info.inner_text()
+
+
+def add_rectangle(page, text: str, timeout_ms: int = 15000) -> None:
+    """Type a rectangle ``ROW0:ROW1,COL0:COL1`` and press Add; wait until it is listed."""
+    rois = page.locator(".speckle-roi-list option")
+    before = rois.count()
+    page.fill(".speckle-roi-text input", text)
+    page.click("button.speckle-roi-add")
+    page.wait_for_function(
+        "n => document.querySelectorAll('.speckle-roi-list option').length > n", arg=before,
+        timeout=timeout_ms)
+
+
+def wait_analysis_done(page, timeout_ms: int = 180000) -> None:
+    """Wait until the analysis finished: verdict, g2 image and the download links are shown."""
+    page.wait_for_selector(VERDICT_SELECTOR, timeout=timeout_ms)
+    page.wait_for_function(
+        "() => { const e = document.querySelector('img.speckle-g2-plot');"
+        " return e && e.complete && e.naturalWidth > 0 && e.offsetParent !== null; }",
+        timeout=timeout_ms)
+    page.wait_for_selector(".speckle-stage:has-text('done in')", timeout=timeout_ms)
+    page.wait_for_selector("a.speckle-download-link", timeout=timeout_ms)
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat_text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat_text.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def process_tree_rss(root: int | None = None) -> dict[str, int]:
+    """Resident memory (bytes) of ``root``'s descendants, summed per kind: ``driver`` (Playwright's
+    node), ``chromium``, ``other``."""
+    children = _children_map()
+    todo, seen = list(children.get(root or os.getpid(), [])), []
+    while todo:
+        pid = todo.pop()
+        seen.append(pid)
+        todo.extend(children.get(pid, []))
+    out = {"driver": 0, "chromium": 0, "other": 0}
+    for pid in seen:
+        try:
+            rss = next(int(line.split()[1]) * 1024 for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                       if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            continue
+        cmd = _cmdline(pid)
+        kind = "chromium" if "chromium" in cmd else "driver" if "run-driver" in cmd else "other"
+        out[kind] += rss
+    return out
+
+
+def _kind(cmd: str) -> str:
+    for key, kind in (("chromium", "chromium"), ("run-driver", "driver"),
+                      ("configurable-http-proxy", "proxy"), ("jupyterhub-singleuser", "user server"),
+                      ("ipykernel", "kernel"), ("launch.py", "hub")):
+        if key in cmd:
+            return kind
+    return "other"
+
+
+def process_tree_cpu(root: int | None = None) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by ``root``'s descendants, summed per kind:
+    chromium, driver, proxy, user server, kernel, hub, other."""
+    children = _children_map()
+    todo, out = list(children.get(root or os.getpid(), [])), {}
+    tick = os.sysconf("SC_CLK_TCK")
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kind = _kind(_cmdline(pid))
+        out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+class RssPeak:
+    """Sample :func:`process_tree_rss` in a thread; ``peak`` holds the largest value per kind."""
+
+    def __init__(self, interval: float = 0.2):
+        import threading
+
+        self.interval = interval
+        self.start_rss = process_tree_rss()
+        self.peak = dict(self.start_rss)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for kind, value in process_tree_rss().items():
+                self.peak[kind] = max(self.peak[kind], value)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)
