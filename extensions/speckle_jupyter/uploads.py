@@ -35,7 +35,8 @@ import numpy as np
 from speckle.errors import InvalidInputError
 from speckle.io import open_dataset
 from speckle.io.browse import upload_dir as _default_upload_dir
-from speckle.io.limits import human_bytes
+from speckle.io.atomic import fsync_file
+from speckle.io.limits import human_bytes, one_line
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -367,30 +368,18 @@ class UploadStore:
         """
         part = self.part_path(rec.id)
         try:
-            _fsync(part)
+            fsync_file(part)
             info = _validate(part)
         except InvalidInputError as exc:
             self._remove(rec.id)
-            raise Refusal(422, _one_line(str(exc)).replace(str(part), rec.name)) from None
+            raise Refusal(422, one_line(str(exc)).replace(str(part), rec.name)) from None
         except Exception as exc:  # noqa: BLE001 - a reader crashed on this content
             log.exception("speckle_jupyter: validating upload %s (%s) failed", rec.id, rec.name)
             self._remove(rec.id)
             raise Refusal(422, f"{rec.name}: speckle cannot read this file "
-                          f"({type(exc).__name__}: {_one_line(str(exc))[:200]})") from None
+                          f"({type(exc).__name__}: {one_line(str(exc))[:200]})") from None
         dest = _place(part, self.upload_dir, rec.name)
         return {"path": str(dest), "name": dest.name, **info}
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _validate(path: Path) -> dict:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import InvalidInputError
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "fsync_file"]
 
 
 def _create_unique(folder: Path, stem: str, suffix: str) -> Path:
@@ -40,7 +40,8 @@ def _create_unique(folder: Path, stem: str, suffix: str) -> Path:
     raise OSError(f"could not create a temporary file in {folder}")  # pragma: no cover
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_file(path) -> None:
+    """Flush a file's data to disk (so that a rename after it is durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -106,7 +107,7 @@ def atomic_path(final_path: str | os.PathLike) -> Iterator[Path]:
     tmp = _create_unique(folder, final.stem or "file", final.suffix)
     try:
         yield tmp
-        _fsync_file(tmp)
+        fsync_file(tmp)
         os.replace(tmp, final)
     except BaseException:
         _remove_quietly(tmp)
