@@ -268,3 +268,23 @@ def test_nothing_outside_speckle_ui_imports_it():
         if "speckle.ui" in text or "from .ui" in text or "from ..ui" in text:
             offenders.append(str(path))
     assert offenders == []
+
+
+def test_earlier_uploads_can_be_opened_again(tmp_path):
+    from speckle.ui.data_chooser import DataChooser
+
+    uploads = tmp_path / "speckle-uploads"
+    uploads.mkdir()
+    np.save(uploads / "scan.npy", np.ones((4, 8, 8), np.uint16))
+    chooser = DataChooser(data_dirs=[], upload_dir=uploads, demos=[])
+    assert [label for label, _ in chooser.root_choice.options] == [f"my uploads ({uploads})"]
+    deadline = time.time() + 30
+    while "scan.npy" not in [v for _, v in chooser.listing.options] and time.time() < deadline:
+        time.sleep(0.05)
+    chooser.listing.value = "scan.npy"
+    chooser.open_selected()
+    deadline = time.time() + 30
+    while chooser.state in ("empty", "opening") and time.time() < deadline:
+        time.sleep(0.05)
+    assert chooser.state == "ready", chooser.message.text
+    assert chooser.dataset.shape == (4, 8, 8)

@@ -137,13 +137,18 @@ class DataChooser(widgets.VBox):
         self._tasks = Tasks("open")
         self._roots = [Path(p) for p in (default_data_dirs() if data_dirs is None else data_dirs)]
         self._upload_dir = Path(upload_dir) if upload_dir is not None else default_upload_dir()
+        labels = [f"{p.name or p} ({p})" for p in self._roots]
+        if self._upload_dir.is_dir() and self._upload_dir not in self._roots:
+            # earlier uploads can be opened again without uploading them twice
+            self._roots.append(self._upload_dir)
+            labels.append(f"my uploads ({self._upload_dir})")
         self._rel = ""
         self._entries = {}
         self.message = MessageBox()
         self.info = styled(widgets.HTML(), "speckle-dataset-info")
 
         self.root_choice = widgets.Dropdown(
-            options=[(f"{p.name or p} ({p})", i) for i, p in enumerate(self._roots)],
+            options=[(label, i) for i, label in enumerate(labels)],
             description="folder", layout=widgets.Layout(width="100%"))
         self.where = widgets.HTML()
         self.listing = styled(widgets.Select(options=[], rows=9,
@@ -158,7 +163,7 @@ class DataChooser(widgets.VBox):
                       widgets.HBox([self.open_button, self.refresh_button])]
         else:
             browse = [widgets.HTML("<i>No beamline data folders are configured on this hub "
-                                   "(SPECKLE_DATA_DIRS).</i>")]
+                                   "(SPECKLE_DATA_DIRS), and nothing was uploaded yet.</i>")]
         self.uploader = Uploader(base_url=base_url)
         names = list(demo_data.DEMOS) if demos is None else list(demos)
         self.demo_buttons = []
@@ -171,7 +176,8 @@ class DataChooser(widgets.VBox):
             self.demo_buttons.append(button)
 
         cards = widgets.Box([
-            _card("Beamline data (read-only, newest first)", *browse, css="speckle-source-browse"),
+            _card("Beamline data and your uploads (newest first)", *browse,
+                  css="speckle-source-browse"),
             _card("Upload from your computer", self.uploader, css="speckle-source-upload"),
             _card("Demo data", *self.demo_buttons, css="speckle-source-demo"),
         ], layout=widgets.Layout(display="flex", flex_flow="row wrap", width="100%"))
