@@ -71,3 +71,17 @@ def test_gpu_multitau_and_twotime_match_cpu():
     for b in tc:
         np.testing.assert_allclose(tg[b], tc[b], rtol=1e-4)
     assert "CPU" not in backend.device_description()
+
+
+@gpu
+@pytest.mark.gpu
+def test_gpu_propagation_matches_cpu():
+    from speckle.imaging.propagation import propagate
+
+    cp = backend.get_xp("gpu")
+    rng = np.random.default_rng(2)
+    field = rng.normal(size=(256, 256)) + 1j * rng.normal(size=(256, 256))
+    for method in ("angular", "fresnel"):
+        cpu = propagate(field, 1e-5, 20e-9, energy=780.0, method=method)
+        on_gpu = propagate(cp.asarray(field), 1e-5, 20e-9, energy=780.0, method=method)
+        np.testing.assert_allclose(backend.asnumpy(on_gpu), cpu, rtol=1e-9, atol=1e-9)
