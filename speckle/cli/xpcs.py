@@ -1,94 +1,24 @@
-"""The ``speckle`` command line.
+"""``speckle xpcs`` and ``speckle demo``: the XPCS quick check from the command line.
 
 ``speckle xpcs INPUT --out RESULT.h5`` runs the XPCS quick check and writes the result file
 (pyXpcsViewer opens it), optionally CSV tables and PNG plots, and with ``--json`` prints a
 summary as one JSON document on stdout. ``speckle demo`` runs it on the bundled demo data.
-
-Bad input exits with status 2 and one line on stderr; no result file is left half-written
-(every writer replaces its target atomically).
-
-Quantities may carry a unit: ``2230mm``, ``108um``, ``1.3ms``, ``8keV``, ``0.0016/A``; without
-one they are SI (m, s, eV) and q is in 1/Å.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import re
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .errors import InvalidInputError, SpeckleError
+from ..errors import InvalidInputError
+from .common import parse_frames, parse_pair, parse_quantity
 
-__all__ = ["main", "parse_quantity"]
-
-_UNITS = {
-    "length": {"": 1.0, "m": 1.0, "mm": 1e-3, "um": 1e-6, "µm": 1e-6, "nm": 1e-9},
-    "time": {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9},
-    "energy": {"": 1.0, "ev": 1.0, "kev": 1e3},
-    "q": {"": 1e10, "/a": 1e10, "1/a": 1e10, "/å": 1e10, "1/å": 1e10, "/nm": 1e9, "1/nm": 1e9,
-          "/m": 1.0, "1/m": 1.0},
-}
-
-
-def parse_quantity(text: str, kind: str) -> float:
-    """Parse ``"2230mm"``-style text into SI units (q into 1/m).
-
-    Parameters
-    ----------
-    text : str
-    kind : {"length", "time", "energy", "q"}
-
-    Returns
-    -------
-    float
-    """
-    m = re.fullmatch(r"\s*([-+0-9.eE]+)\s*([^\s]*)\s*", str(text))
-    units = _UNITS[kind]
-    if not m or m.group(2).lower() not in units:
-        raise InvalidInputError(
-            f"cannot read {text!r} as a {kind}: give a number with one of the units "
-            f"{', '.join(u for u in units if u) or 'none'}")
-    try:
-        value = float(m.group(1)) * units[m.group(2).lower()]
-    except ValueError:
-        raise InvalidInputError(f"cannot read {text!r} as a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidInputError(f"{kind} {text!r} must be positive")
-    return value
-
-
-def _pair(text: str, kind: str | None) -> tuple[float, float]:
-    parts = str(text).split(",")
-    if len(parts) not in (1, 2):
-        raise InvalidInputError(f"cannot read {text!r}: give one value or two separated by a comma")
-    if kind is None:
-        try:
-            vals = [float(p) for p in parts]
-        except ValueError:
-            raise InvalidInputError(f"cannot read {text!r}: give ROW,COL in pixels") from None
-    else:
-        vals = [parse_quantity(p, kind) for p in parts]
-    return (vals[0], vals[-1])
-
-
-def _frames(text: str) -> list[int]:
-    """Parse ``"3,10-20,55"`` into frame numbers."""
-    out = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise InvalidInputError(
-                f"cannot read the frame list {text!r}: write it like 3,10-20,55")
-        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
-        out.extend(range(a, b + 1))
-    return out
+__all__ = ["add_parsers"]
 
 
 def _fixed(items) -> dict:
@@ -103,13 +33,8 @@ def _fixed(items) -> dict:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``speckle`` command."""
-    parser = argparse.ArgumentParser(
-        prog="speckle", description="Coherent X-ray scattering analysis (speckle hub).")
-    parser.add_argument("--version", action="version", version=f"speckle {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_parsers(sub) -> None:
+    """Add the ``xpcs`` and ``demo`` subcommands to an argparse subparsers object."""
     x = sub.add_parser("xpcs", help="XPCS quick check: g2, fits and a verdict",
                        description="XPCS quick check: g2, two-time, fits and a quality verdict.")
     x.add_argument("input", help="HDF5/NeXus, TIFF (file, folder or pattern), FITS or NumPy file")
@@ -156,12 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the XPCS quick check on the bundled demo data")
     d.add_argument("--out", help="result file (default: a temporary file)")
     d.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    return parser
+    x.set_defaults(run=_run_xpcs)
+    d.set_defaults(run=_run_demo)
 
 
 def _partition(args, ds, md):
-    from .xpcs.geometry import Geometry
-    from .xpcs.partitions import q_rings, read_aps_qmap, rectangles
+    from ..xpcs.geometry import Geometry
+    from ..xpcs.partitions import q_rings, read_aps_qmap, rectangles
 
     chosen = [bool(args.qmap), bool(args.roi), args.q_rings is not None]
     if sum(chosen) > 1:
@@ -225,17 +151,17 @@ def _summary(result, out_path) -> dict:
 
 
 def _write_outputs(result, out, csv_dir, png_dir):
-    from .io.aps_result import write_aps_result
+    from ..io.aps_result import write_aps_result
 
     write_aps_result(result, out)
     if csv_dir:
-        from .io.tables import write_fits_csv, write_g2_csv
+        from ..io.tables import write_fits_csv, write_g2_csv
 
         Path(csv_dir).mkdir(parents=True, exist_ok=True)
         write_g2_csv(result, Path(csv_dir) / "g2.csv")
         write_fits_csv(result, Path(csv_dir) / "fits.csv")
     if png_dir:
-        from . import plots
+        from .. import plots
 
         Path(png_dir).mkdir(parents=True, exist_ok=True)
         plots.save_png(plots.plot_g2(result), Path(png_dir) / "g2.png")
@@ -258,22 +184,22 @@ def _print_human(summary, stream):
 
 
 def _run_xpcs(args) -> int:
-    from .io.open import open_dataset
-    from .xpcs.analysis import XpcsOptions, analyze
+    from ..io.open import open_dataset
+    from ..xpcs.analysis import XpcsOptions, analyze
 
     overrides = {
         "frame_time": parse_quantity(args.frame_time, "time") if args.frame_time else None,
         "energy": parse_quantity(args.energy, "energy") if args.energy else None,
         "distance": parse_quantity(args.distance, "length") if args.distance else None,
-        "pixel_size": _pair(args.pixel_size, "length") if args.pixel_size else None,
-        "beam_center": _pair(args.beam_center, None) if args.beam_center else None,
+        "pixel_size": parse_pair(args.pixel_size, "length") if args.pixel_size else None,
+        "beam_center": parse_pair(args.beam_center, None) if args.beam_center else None,
     }
     out = Path(args.out)
     if not out.parent.is_dir():
         raise InvalidInputError(f"the output folder {out.parent} does not exist")
     options = XpcsOptions(mode="alllags" if args.all_lags else "multitau", buffers=args.buffers,
                           normalize_frames=args.normalize_frames,
-                          exclude_frames=tuple(_frames(args.exclude_frames)),
+                          exclude_frames=tuple(parse_frames(args.exclude_frames)),
                           twotime=not args.no_twotime, fit_model=args.model,
                           fit_fixed=_fixed(args.fix) or None, device=args.device)
     with open_dataset(args.input, dataset=args.dataset,
@@ -291,7 +217,7 @@ def _run_xpcs(args) -> int:
 
 
 def _run_demo(args) -> int:
-    from .demo import DEMO_RINGS, demo_metadata, demo_path
+    from ..demo import DEMO_RINGS, demo_metadata, demo_path
 
     md = demo_metadata("xpcs")
     rings = DEMO_RINGS["xpcs"]
@@ -305,28 +231,6 @@ def _run_demo(args) -> int:
             "--static-per-ring", str(rings["static_per_ring"])]
     if args.json:
         argv.append("--json")
+    from . import build_parser  # noqa: PLC0415 - the package imports this module
+
     return _run_xpcs(build_parser().parse_args(argv))
-
-
-def main(argv=None) -> int:
-    """Entry point of the ``speckle`` command; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "xpcs":
-            return _run_xpcs(args)
-        return _run_demo(args)
-    except SpeckleError as exc:
-        print(f"speckle: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"speckle: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
-              file=sys.stderr)
-        return 2
-    except MemoryError:
-        print("speckle: error: not enough memory for this analysis: use fewer frames or a "
-              "smaller region", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The ``speckle`` command line.
+
+One module per family of subcommands, each with an ``add_parsers(sub)`` that registers its
+subparsers and sets ``run`` (a function of the parsed arguments returning the exit status):
+
+- :mod:`speckle.cli.xpcs`: ``speckle xpcs``, ``speckle demo``
+
+Bad input exits with status 2 and one line on stderr; no result file is left half-written
+(every writer replaces its target atomically).
+
+Quantities may carry a unit: ``2230mm``, ``108um``, ``1.3ms``, ``8keV``, ``0.0016/A``; without
+one they are SI (m, s, eV) and q is in 1/Å.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from ..errors import SpeckleError
+from . import xpcs
+from .common import parse_quantity
+
+__all__ = ["build_parser", "main", "parse_quantity"]
+
+#: Modules that add subcommands, in the order of ``speckle --help``.
+COMMAND_MODULES = (xpcs,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``speckle`` command."""
+    parser = argparse.ArgumentParser(
+        prog="speckle", description="Coherent X-ray scattering analysis (speckle hub).")
+    parser.add_argument("--version", action="version", version=f"speckle {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in COMMAND_MODULES:
+        module.add_parsers(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``speckle`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except SpeckleError as exc:
+        print(f"speckle: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"speckle: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+              file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("speckle: error: not enough memory for this analysis: use fewer frames or a "
+              "smaller region", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
