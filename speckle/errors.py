@@ -27,3 +27,7 @@ class UnsafeFileError(InvalidInputError):
 
 class AnalysisError(SpeckleError, RuntimeError):
     """An analysis could not run on otherwise valid input (too few frames, empty bins...)."""
+
+
+class Cancelled(AnalysisError):
+    """The user cancelled the analysis (raised where the work checks ``cancel()``)."""

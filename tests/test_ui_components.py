@@ -20,7 +20,7 @@ from speckle.ui.export import result_folder_name, write_result_folder
 from speckle.ui.image_view import roi_from_extents
 from speckle.ui.server import data_dirs, download_url, results_root, upload_dir
 from speckle.xpcs.analysis import XpcsOptions, analyze
-from speckle.xpcs.passes import Cancelled
+from speckle.errors import Cancelled
 from speckle.xpcs.partitions import rectangles
 
 ROOT = Path(__file__).resolve().parents[1]

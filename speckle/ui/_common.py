@@ -11,7 +11,7 @@ from collections.abc import Callable
 import ipywidgets as widgets
 
 from ..errors import SpeckleError
-from ..xpcs.passes import Cancelled
+from ..errors import Cancelled
 
 __all__ = ["MessageBox", "Tasks", "describe_error", "styled"]
 

@@ -7,7 +7,7 @@ import threading
 import ipywidgets as widgets
 
 from ..errors import InvalidInputError
-from ..xpcs.passes import Cancelled
+from ..errors import Cancelled
 from ._common import describe_error
 from .data_chooser import DataChooser
 from .device import DeviceBadge

@@ -20,7 +20,7 @@ import traitlets
 
 from ..errors import InvalidInputError
 from ..xpcs.analysis import XpcsOptions, analyze
-from ..xpcs.passes import Cancelled
+from ..errors import Cancelled
 from ._common import MessageBox, describe_error, log, styled
 
 __all__ = ["AnalysisRunner", "Job", "RUN_STATES"]

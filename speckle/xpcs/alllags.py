@@ -18,9 +18,9 @@ from collections.abc import Callable
 import numpy as np
 
 from ..backend import array_module, asnumpy, get_xp
-from ..errors import AnalysisError
+from ..errors import AnalysisError, Cancelled
 from .multitau import normalize_symmetric
-from .passes import Cancelled, as_dataset, check_partition, frame_weights
+from .passes import as_dataset, check_partition, frame_weights
 from .partitions import Partition
 from .result import MultiTauG2
 

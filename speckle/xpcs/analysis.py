@@ -93,7 +93,7 @@ def analyze(data, partition: Partition, options: XpcsOptions | None = None, *,
     progress : callable, optional
         ``progress(fraction, stage)`` with fraction in [0, 1] and a short stage name.
     cancel : callable, optional
-        Polled between chunks; returning True stops with ``speckle.xpcs.passes.Cancelled``.
+        Polled between chunks; returning True stops with ``speckle.errors.Cancelled``.
 
     Returns
     -------

@@ -429,7 +429,7 @@ def multitau_g2(data, partition: Partition, *, buffers: int = 8, chunk_frames: i
         Called as ``progress(frames_done, n_frames)`` after each chunk.
     cancel : callable, optional
         Polled after each chunk; when it returns True the analysis stops with
-        :class:`~speckle.xpcs.passes.Cancelled`.
+        :class:`~speckle.errors.Cancelled`.
     consumers : tuple of callables
         Also fed every chunk (see :func:`speckle.xpcs.passes.stream_frames`), so that other
         statistics come from the same pass.

@@ -11,14 +11,10 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from ..errors import AnalysisError, InvalidInputError
+from ..errors import AnalysisError, Cancelled, InvalidInputError
 from ..io.dataset import ArrayDataset, Dataset
 
-__all__ = ["Cancelled", "as_dataset", "check_partition", "frame_weights", "stream_frames"]
-
-
-class Cancelled(AnalysisError):
-    """The user cancelled the analysis."""
+__all__ = ["as_dataset", "check_partition", "frame_weights", "stream_frames"]
 
 
 def as_dataset(data) -> Dataset:

@@ -16,8 +16,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ..backend import asnumpy, get_xp
-from ..errors import InvalidInputError
-from .passes import Cancelled, as_dataset, check_partition
+from ..errors import Cancelled, InvalidInputError
+from .passes import as_dataset, check_partition
 from .partitions import Partition
 
 __all__ = ["choose_bin_frames", "g2_from_twotime", "twotime_maps"]
