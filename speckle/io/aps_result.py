@@ -34,10 +34,7 @@ holds (units in brackets; the APS convention uses 1/Å for q and keV for the ene
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
-import json
-import math
 from pathlib import Path
 from typing import NamedTuple
 
@@ -47,44 +44,16 @@ import numpy as np
 from .. import __version__
 from ..backend import asnumpy
 from ..errors import InvalidInputError
-from ..xpcs.partitions import _open_h5, _read_dataset, _write_qmap_group
+from ..xpcs.partitions import _read_dataset, _write_qmap_group
 from .atomic import atomic_path
+from .jsontext import to_json
+from .read_hdf5 import open_h5_file
 from .tables import _g2_arrays, fit_summary
 
 __all__ = ["ApsG2", "read_aps_result_g2", "write_aps_result"]
 
 _STR = h5py.string_dtype("utf-8")
 _BIG = 1 << 20  # arrays above this many elements are compressed
-
-
-def _jsonable(obj):
-    """Convert ``obj`` to strict JSON types (non-finite floats become None)."""
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray) or type(obj).__module__.split(".")[0] == "cupy":
-        return _jsonable(np.asarray(asnumpy(obj)).tolist())
-    if callable(getattr(obj, "to_dict", None)):
-        return _jsonable(obj.to_dict())
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _jsonable(dataclasses.asdict(obj))
-    if isinstance(obj, (Path, _dt.datetime, _dt.date)):
-        return str(obj)
-    return str(obj)
-
-
-def _json(obj) -> str:
-    return json.dumps(_jsonable(obj), allow_nan=False, ensure_ascii=False)
 
 
 def _scalar(group, name, value, unit=None):
@@ -272,8 +241,8 @@ def write_aps_result(result, path) -> Path:
         # -- /xpcs/speckle: what only speckle knows ----------------------------------------
         sp = _group(xpcs, "speckle", "NXcollection")
         sp.create_dataset("version", data=__version__, dtype=_STR)
-        sp.create_dataset("parameters", data=_json(result.parameters or {}), dtype=_STR)
-        sp.create_dataset("verdict", data=_json(result.verdict), dtype=_STR)
+        sp.create_dataset("parameters", data=to_json(result.parameters or {}), dtype=_STR)
+        sp.create_dataset("verdict", data=to_json(result.verdict), dtype=_STR)
         sp.create_dataset("partition_kind", data=str(part.kind), dtype=_STR)
         sp.create_dataset("labels", data=np.array(list(part.labels), dtype=object), dtype=_STR)
         _array(sp, "tau_seconds", tau * result.frame_time, unit="s")
@@ -293,7 +262,7 @@ def write_aps_result(result, path) -> Path:
         _array(fits, "chi2_reduced", summary["chi2"])
         fit_list = list(result.fits or [])[:n_dyn]
         fit_list += [None] * (n_dyn - len(fit_list))
-        fits.create_dataset("json", data=_json(fit_list), dtype=_STR)
+        fits.create_dataset("json", data=to_json(fit_list), dtype=_STR)
     return Path(path)
 
 
@@ -328,7 +297,7 @@ def read_aps_result_g2(path) -> ApsG2:
         disagree in shape.
     """
     source = str(path)
-    with _open_h5(path, source) as f:
+    with open_h5_file(path, "an APS XPCS result file (.h5/.hdf)") as f:
         arrays = {}
         for name in ("delay_list", "normalized_g2", "normalized_g2_err"):
             arr = _read_dataset(f, f"xpcs/multitau/{name}", source, max_size=1 << 28)

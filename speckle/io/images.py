@@ -28,10 +28,12 @@ import numpy as np
 
 from .. import __version__
 from ..backend import array_module, asnumpy
-from ..errors import InvalidInputError, UnsafeFileError, UnsupportedFormatError
+from ..errors import InvalidInputError, UnsafeFileError
 from .atomic import atomic_path
 from .dataset import ArrayDataset, Dataset, Metadata
+from .jsontext import to_json
 from .open import open_dataset
+from .read_hdf5 import open_h5_file
 
 __all__ = ["KINDS", "read_image", "read_image_result", "write_image_result"]
 
@@ -261,10 +263,8 @@ def _attr_value(name: str, value):
 
 
 def _to_json(name: str, value) -> str:
-    from .aps_result import _jsonable  # noqa: PLC0415 - aps_result pulls in the XPCS stack
-
     try:
-        return json.dumps(_jsonable(value), allow_nan=False, ensure_ascii=False)
+        return to_json(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"attribute {name!r} cannot be stored as JSON ({exc})") from None
 
@@ -300,15 +300,7 @@ def read_image_result(path) -> tuple[dict[str, np.ndarray], dict[str, object]]:
         files or non-numeric datasets there.
     """
     source = str(path)
-    try:
-        f = h5py.File(path, "r")
-    except FileNotFoundError:
-        raise InvalidInputError(f"{source}: no such file") from None
-    except OSError as exc:
-        raise UnsupportedFormatError(
-            f"{source}: cannot be read as HDF5 ({exc.__class__.__name__}); give a speckle "
-            "imaging result (.h5)") from None
-    with f:
+    with open_h5_file(path, "a speckle imaging result (.h5)") as f:
         link = f.get(GROUP, getlink=True)
         if not isinstance(link, h5py.HardLink) or not isinstance(f[GROUP], h5py.Group):
             raise InvalidInputError(f"{source}: no /{GROUP} group; not a speckle imaging result")

@@ -36,7 +36,7 @@ from .dataset import HC_EV_M, Dataset, Metadata
 from .limits import (check_declared_size, check_max_bytes, damaged, frame_dtype, frame_layout,
                      one_line)
 
-__all__ = ["DEFAULT_DATASET", "HDF5Dataset", "open_hdf5"]
+__all__ = ["DEFAULT_DATASET", "HDF5Dataset", "open_h5_file", "open_hdf5"]
 
 DEFAULT_DATASET = "/entry/data/data"
 _MAX_SOFT_LINKS = 32
@@ -119,6 +119,30 @@ class HDF5Dataset(Dataset):
 
 
 # --- finding the dataset, safely -------------------------------------------------------------
+
+def open_h5_file(path, what: str) -> h5py.File:
+    """Open an HDF5 file read-only, or raise a one-line error naming the file.
+
+    Parameters
+    ----------
+    path : str or path-like
+    what : str
+        What the user should give instead, e.g. ``"an APS q-map .h5/.hdf file"``.
+
+    Returns
+    -------
+    h5py.File
+        Open for reading; close it (``with``) when done.
+    """
+    source = str(path)
+    try:
+        return h5py.File(path, "r")
+    except FileNotFoundError:
+        raise InvalidInputError(f"{source}: no such file") from None
+    except OSError as exc:
+        raise UnsupportedFormatError(
+            f"{source}: cannot be read as HDF5 ({exc.__class__.__name__}); give {what}") from None
+
 
 def resolve_inside(start, path: str, depth: int = 0):
     """Return the object at ``path`` following only links inside the file, or None if absent.

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
-from ..errors import InvalidInputError, UnsafeFileError, UnsupportedFormatError
+from ..errors import InvalidInputError, UnsafeFileError
 from ..io.atomic import atomic_path
-from ..io.read_hdf5 import resolve_inside
+from ..io.read_hdf5 import open_h5_file, resolve_inside
 
 __all__ = [
     "Partition",
@@ -596,17 +596,6 @@ def _read_qmap_group(group, source: str) -> Partition:
     return part
 
 
-def _open_h5(path, source: str):
-    try:
-        return h5py.File(path, "r")
-    except FileNotFoundError:
-        raise InvalidInputError(f"{source}: no such file") from None
-    except OSError as exc:
-        raise UnsupportedFormatError(
-            f"{source}: cannot be read as HDF5 ({exc.__class__.__name__}); give an APS "
-            "q-map .h5/.hdf file") from None
-
-
 def read_aps_qmap(path) -> Partition:
     """Read an APS q-map file (as made by pySimpleMask, used by boost_corr).
 
@@ -637,7 +626,7 @@ def read_aps_qmap(path) -> Partition:
         fractional bin numbers, links to other files, or selects no pixel.
     """
     source = str(path)
-    with _open_h5(path, source) as f:
+    with open_h5_file(path, "an APS q-map .h5/.hdf file") as f:
         for name in ("qmap", "xpcs/qmap"):
             group = resolve_inside(f, name)
             if group is not None and isinstance(group, h5py.Group):
