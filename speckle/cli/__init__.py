@@ -4,6 +4,7 @@ One module per family of subcommands, each with an ``add_parsers(sub)`` that reg
 subparsers and sets ``run`` (a function of the parsed arguments returning the exit status):
 
 - :mod:`speckle.cli.xpcs`: ``speckle xpcs``, ``speckle demo``
+- :mod:`speckle.cli.fth`: ``speckle fth``, ``speckle propagate``
 
 Bad input exits with status 2 and one line on stderr; no result file is left half-written
 (every writer replaces its target atomically).
@@ -19,13 +20,13 @@ import sys
 
 from .. import __version__
 from ..errors import SpeckleError
-from . import xpcs
+from . import fth, xpcs
 from .common import parse_quantity
 
 __all__ = ["build_parser", "main", "parse_quantity"]
 
 #: Modules that add subcommands, in the order of ``speckle --help``.
-COMMAND_MODULES = (xpcs,)
+COMMAND_MODULES = (xpcs, fth)
 
 
 def build_parser() -> argparse.ArgumentParser:

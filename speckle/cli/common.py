@@ -7,7 +7,10 @@ import re
 
 from ..errors import InvalidInputError
 
-__all__ = ["parse_frames", "parse_pair", "parse_quantity"]
+__all__ = ["NUMBER_WITH_UNIT", "parse_frames", "parse_pair", "parse_quantity"]
+
+#: A decimal number (exponent allowed) and the unit right after it: "778eV" is 778 eV, not 778e.
+NUMBER_WITH_UNIT = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(\S*)\s*")
 
 _UNITS = {
     "length": {"": 1.0, "m": 1.0, "mm": 1e-3, "um": 1e-6, "µm": 1e-6, "nm": 1e-9},
@@ -30,7 +33,7 @@ def parse_quantity(text: str, kind: str) -> float:
     -------
     float
     """
-    m = re.fullmatch(r"\s*([-+0-9.eE]+)\s*([^\s]*)\s*", str(text))
+    m = NUMBER_WITH_UNIT.fullmatch(str(text))
     units = _UNITS[kind]
     if not m or m.group(2).lower() not in units:
         raise InvalidInputError(
