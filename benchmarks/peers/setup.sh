@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create benchmarks/peers/.venv: a separate environment holding the peer XPCS tools
-# (boost_corr 0.1.7 from APS, on PyTorch; scikit-beam) for side-by-side benchmarks.
+# (boost_corr 0.1.7 from APS, on PyTorch; scikit-beam) and the peer CDI tool (cohere-core
+# 4.5.4 from APS) for side-by-side benchmarks.
 # Idempotent: re-running only installs what is missing. Never a project dependency.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -42,10 +43,18 @@ if ! have skbeam; then
     "$VPY" -m pip install -q scikit-beam
 fi
 
+# cohere-core (APS) for the CDI phase-retrieval benchmark (benchmarks/bench_cdi.py).
+COHERE_VERSION=4.5.4
+if ! "$VPY" -c "import importlib.metadata as m, sys; sys.exit(m.version('cohere_core') != '$COHERE_VERSION')" 2>/dev/null; then
+    echo "installing cohere-core $COHERE_VERSION"
+    "$VPY" -m pip install -q "cohere-core==$COHERE_VERSION"
+fi
+
 "$VPY" - <<'PY'
 import importlib.metadata as m
 import torch, numpy, boost_corr, skbeam.core.correlation  # noqa: F401
-for name in ("torch", "numpy", "scipy", "h5py", "boost_corr", "scikit-beam"):
+import cohere_core.controller.phasing  # noqa: F401
+for name in ("torch", "numpy", "scipy", "h5py", "boost_corr", "scikit-beam", "cohere_core"):
     print(f"{name:12s} {m.version(name)}")
 PY
 echo "peer venv ready: $VENV"
