@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from test_cli_imaging import run  # main(argv) → (exit status, stdout, stderr)
+from cli_helpers import run
 
 from speckle.cli.cdi import parse_support
 from speckle.errors import InvalidInputError

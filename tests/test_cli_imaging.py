@@ -5,32 +5,14 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import assert_refused, run
 from test_fth import magnetic_pair, simulate_fth
 
-from speckle.cli import main
 from speckle.cli.fth import parse_distances, parse_signed_length
 from speckle.imaging.fth import reconstruct
 from speckle.io.images import read_image_result
 
 UM = 1e-6
-
-
-def run(argv, capsys):
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse refusals
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_refused(argv, capsys, folder):
-    before = sorted(p.name for p in folder.iterdir())
-    rc, out, err = run(argv, capsys)
-    assert rc == 2, (argv, out, err)
-    assert err.strip().count("\n") == 0 or err.startswith("usage:"), err
-    assert err.strip().splitlines()[-1].startswith("speckle")
-    assert sorted(p.name for p in folder.iterdir()) == before  # nothing written, no temp file
 
 
 # -- speckle fth -----------------------------------------------------------------------------

@@ -22,8 +22,7 @@ import math
 import numpy as np
 
 from ..errors import InvalidInputError
-from .common import parse_pair
-from .fth import _emit, _finite_or_none, _output, _write
+from .common import check_outputs, emit_summary, finite_or_none, parse_pair, write_image_outputs
 
 __all__ = ["add_parsers", "parse_support"]
 
@@ -174,7 +173,7 @@ def _run_cdi(args) -> int:
     from ..imaging.support import support_from_autocorrelation
     from ..io.images import read_image
 
-    out, png = _output(args)
+    out, png = check_outputs(args)
     options = PhasingOptions(
         schedule=args.schedule, rounds=args.rounds, trials=args.trials, keep=args.keep,
         beta=args.beta, average_last=args.average_last, positivity=args.positivity, real=args.real,
@@ -212,17 +211,17 @@ def _run_cdi(args) -> int:
              "kept_trials": result.kept, "prtf_cutoff_q_fraction": cutoff,
              "center": None if found_center is None else list(found_center)}
     figures = _figures(result, pattern, mask) if png is not None else {}
-    pictures = _write(out, arrays, attrs, png, figures)
+    pictures = write_image_outputs(out, arrays, attrs, png, figures)
     summary = {
         "input": str(args.pattern), "output": str(out), "shape": list(pattern.shape),
         "masked_pixels": int(mask.sum()), "initial_support_pixels": int(support.sum()),
         "support_pixels": int(result.support.sum()), "schedule": options.schedule,
         "rounds": options.rounds, "trials": options.trials, "kept_trials": result.kept,
-        "iterations": result.iterations, "final_error": _finite_or_none(result.final_error),
+        "iterations": result.iterations, "final_error": finite_or_none(result.final_error),
         "prtf_cutoff_q_fraction": cutoff, "elapsed_s": round(result.elapsed_s, 3),
         "device": result.device, "pictures": pictures,
     }
-    _emit(summary, args.json, [
+    emit_summary(summary, args.json, [
         f"phased {pattern.shape[0]}×{pattern.shape[1]} pattern: {result.iterations} iterations "
         f"× {options.trials} trial(s) in {result.elapsed_s:.1f} s on the {result.device}",
         f"final Fourier error {result.final_error:.4g}; support {summary['support_pixels']} "

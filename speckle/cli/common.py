@@ -1,13 +1,17 @@
-"""Helpers every ``speckle`` subcommand shares: quantities with units, pairs, frame lists."""
+"""Helpers the ``speckle`` subcommands share: quantities with units, pairs, frame lists, outputs."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import sys
+from pathlib import Path
 
 from ..errors import InvalidInputError
 
-__all__ = ["NUMBER_WITH_UNIT", "parse_frames", "parse_pair", "parse_quantity"]
+__all__ = ["NUMBER_WITH_UNIT", "check_outputs", "emit_summary", "finite_or_none", "parse_frames",
+           "parse_pair", "parse_quantity", "write_image_outputs"]
 
 #: A decimal number (exponent allowed) and the unit right after it: "778eV" is 778 eV, not 778e.
 NUMBER_WITH_UNIT = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(\S*)\s*")
@@ -74,3 +78,52 @@ def parse_frames(text: str) -> list[int]:
         a, b = int(m.group(1)), int(m.group(2) or m.group(1))
         out.extend(range(a, b + 1))
     return out
+
+
+def check_outputs(args) -> tuple[Path, Path | None]:
+    """Check ``args.out`` and ``args.png_dir`` before any work (nothing is written on bad input).
+
+    Returns
+    -------
+    out : Path
+    png_dir : Path or None
+    """
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise InvalidInputError(f"the output folder {out.parent} does not exist; create it or "
+                                "choose another --out")
+    if out.is_dir():
+        raise InvalidInputError(f"--out {out} is a folder; give a file name")
+    png = Path(args.png_dir) if args.png_dir else None
+    if png is not None and png.exists() and not png.is_dir():
+        raise InvalidInputError(f"--png-dir {png} exists and is not a folder")
+    return out, png
+
+
+def write_image_outputs(out: Path, arrays, attrs, png: Path | None, figures: dict) -> list[str]:
+    """Write the HDF5 image result (atomically), then the figures as PNG; return the PNG paths."""
+    from ..io.images import write_image_result
+    from ..plots import save_png
+
+    write_image_result(out, arrays, attrs)
+    written = []
+    if png is not None:
+        png.mkdir(parents=True, exist_ok=True)
+        for name, fig in figures.items():
+            written.append(str(save_png(fig, png / f"{name}.png")))
+    return written
+
+
+def emit_summary(summary: dict, as_json: bool, human) -> None:
+    """Print ``summary`` as one JSON document, or the ``human`` lines."""
+    if as_json:
+        json.dump(summary, sys.stdout, indent=2, allow_nan=False)
+        print()
+    else:
+        for line in human:
+            print(line)
+
+
+def finite_or_none(value):
+    """``value`` when it is a finite number, else None (strict JSON has no NaN)."""
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None

@@ -22,16 +22,14 @@ writes nothing.
 
 from __future__ import annotations
 
-import json
-import math
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InvalidInputError
-from .common import NUMBER_WITH_UNIT, parse_pair, parse_quantity
+from .common import (NUMBER_WITH_UNIT, check_outputs, emit_summary, finite_or_none,
+                     parse_pair, parse_quantity, write_image_outputs)
 
 __all__ = ["add_parsers", "parse_distances", "parse_signed_length"]
 
@@ -75,47 +73,6 @@ def parse_distances(text: str) -> np.ndarray:
     if not values:
         raise InvalidInputError("give at least one distance, e.g. -5um:5um:101 or 1um,2um")
     return np.asarray(values)
-
-
-def _output(args) -> tuple[Path, Path | None]:
-    """Check the destinations before any work (nothing is written on bad input)."""
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise InvalidInputError(f"the output folder {out.parent} does not exist; create it or "
-                                "choose another --out")
-    if out.is_dir():
-        raise InvalidInputError(f"--out {out} is a folder; give a file name")
-    png = Path(args.png_dir) if args.png_dir else None
-    if png is not None and png.exists() and not png.is_dir():
-        raise InvalidInputError(f"--png-dir {png} exists and is not a folder")
-    return out, png
-
-
-def _write(out: Path, arrays, attrs, png: Path | None, figures: dict) -> list[str]:
-    """The result file first (atomically), then the pictures; returns the PNG paths."""
-    from ..io.images import write_image_result
-    from ..plots import save_png
-
-    write_image_result(out, arrays, attrs)
-    written = []
-    if png is not None:
-        png.mkdir(parents=True, exist_ok=True)
-        for name, fig in figures.items():
-            written.append(str(save_png(fig, png / f"{name}.png")))
-    return written
-
-
-def _emit(summary: dict, as_json: bool, human) -> None:
-    if as_json:
-        json.dump(summary, sys.stdout, indent=2, allow_nan=False)
-        print()
-    else:
-        for line in human:
-            print(line)
-
-
-def _finite_or_none(value):
-    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 # -- speckle fth -----------------------------------------------------------------------------
@@ -188,7 +145,7 @@ def _run_fth(args) -> int:
                                rotate_phase_to_real)
     from ..plots import plot_image
 
-    out, png = _output(args)
+    out, png = check_outputs(args)
     if args.helicity_factor is not None and not args.negative:
         raise InvalidInputError("--helicity-factor needs --negative (the second helicity)")
     positive = _read(args.hologram, args.dataset, args.frame)
@@ -237,7 +194,7 @@ def _run_fth(args) -> int:
             r0, r1, c0, c1 = t.box
             figures[f"cross_term_{i}"] = plot_complex(
                 image[r0:r1, c0:c1], "linear", title=f"cross-term {i} [{r0}:{r1}, {c0}:{c1}]")
-    pngs = _write(out, arrays, attrs, png, figures)
+    pngs = write_image_outputs(out, arrays, attrs, png, figures)
     summary = {"input": str(args.hologram), "negative": args.negative, "output": str(out),
                "shape": list(image.shape), "center": list(rec.center),
                "apodization": rec.apodization,
@@ -249,7 +206,7 @@ def _run_fth(args) -> int:
                  f"\n  [{t.box[0]}:{t.box[1]}, {t.box[2]}:{t.box[3]}] at ({t.row:.1f}, "
                  f"{t.col:.1f})" for t in terms),
              f"result: {out}"]
-    _emit(summary, args.json, human)
+    emit_summary(summary, args.json, human)
     return 0
 
 
@@ -329,7 +286,7 @@ def _run_propagate(args) -> int:
     from ..imaging.propagation import wavelength_from_energy
     from ..plots import plot_image
 
-    out, png = _output(args)
+    out, png = check_outputs(args)
     metric = args.metric or RECOMMENDED_METRIC
     if metric not in METRICS:
         raise InvalidInputError(f"unknown --metric {metric!r}; choose from {', '.join(METRICS)}")
@@ -371,16 +328,16 @@ def _run_propagate(args) -> int:
                                           title=f"at {focus * 1e6:.3f} µm")
         figures["focused_gradient"] = plot_image(np.asarray(gradient_magnitude(focused)),
                                                  "linear", title="gradient of |field|")
-    pngs = _write(out, arrays, attrs, png, figures)
+    pngs = write_image_outputs(out, arrays, attrs, png, figures)
     summary = {"input": source, "output": str(out), "energy_ev": energy,
                "pixel_size_m": list(pixel), "region": list(region), "method": args.method,
                "n_distances": int(len(distances)), "metric": metric,
                "best_distance_m": best, "focus_distance_m": focus,
-               "sharpness_at_focus": _finite_or_none(sharpness(focused, metric)),
+               "sharpness_at_focus": finite_or_none(sharpness(focused, metric)),
                "png": pngs}
     human = [f"swept {len(distances)} distances from {distances.min() * 1e6:.3f} to "
              f"{distances.max() * 1e6:.3f} µm over a {r1 - r0} × {c1 - c0} region",
              f"focus ({metric}): {focus * 1e6:.3f} µm",
              f"result: {out}"]
-    _emit(summary, args.json, human)
+    emit_summary(summary, args.json, human)
     return 0
