@@ -26,6 +26,7 @@ from ..errors import InvalidInputError
 __all__ = [
     "CrossTerm",
     "FthReconstruction",
+    "apodization_window",
     "find_center",
     "find_cross_terms",
     "helicity_difference",
@@ -116,8 +117,23 @@ def find_center(hologram) -> tuple[float, float]:
     return centre[0], centre[1]
 
 
-def _apodization_window(shape, center, apodization, xp):
-    """Radial window: 1 inside, a cos² edge over ``apodization`` of the half-size, 0 beyond."""
+def apodization_window(shape, center, apodization: float, xp=np):
+    """Radial window: 1 inside, a cos² edge over ``apodization`` of the half-size, 0 beyond.
+
+    Parameters
+    ----------
+    shape : (rows, cols)
+    center : (float, float)
+        Centre of the window (row, col), pixels.
+    apodization : float
+        Width of the edge as a fraction of the half-size, in (0, 1].
+    xp : module
+        numpy or cupy.
+
+    Returns
+    -------
+    float array, ``shape``
+    """
     rows, cols = shape
     r = xp.arange(rows, dtype=np.float64)[:, None] - center[0]
     c = xp.arange(cols, dtype=np.float64)[None, :] - center[1]
@@ -187,7 +203,7 @@ def reconstruct(hologram, *, center=None, apodization: float = 0.0,
         raise InvalidInputError(f"the centre ({cr:g}, {cc:g}) lies outside the {rows} × {cols} "
                                 "hologram")
     if apodization > 0:
-        h = h * _apodization_window(h.shape, (cr, cc), apodization, xp)
+        h = h * apodization_window(h.shape, (cr, cc), apodization, xp)
     rec = xp.fft.fftshift(xp.fft.ifft2(h))
     # sample (i, j) of the hologram is the frequency (i - cr, j - cc): the centre's offset is a
     # phase ramp exp(-2πi (cr y / rows + cc x / cols)) over the centred coordinates (y, x)
