@@ -1,4 +1,4 @@
-"""Shared fixtures: where the shared reference data lives, and a scratch folder."""
+"""Shared fixtures: where the shared reference data lives, and a scratch HOME for dashboards."""
 
 from pathlib import Path
 
@@ -14,3 +14,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"the shared reference data is missing: expected {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A scratch HOME for the dashboards: results go to ~/speckle-results; no hub variables
+    but the service prefix (``/user/ana/``), so download links are the server's."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("SPECKLE_RESULTS_DIR", "SPECKLE_SERVER_ROOT", "SPECKLE_BASE_URL",
+                 "SPECKLE_DATA_DIRS", "SPECKLE_GPU_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/ana/")
+    return tmp_path

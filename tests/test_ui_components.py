@@ -13,7 +13,7 @@ import pytest
 from speckle.errors import InvalidInputError, UnsupportedFormatError
 from speckle.io.dataset import ArrayDataset, Metadata
 from speckle.ui import DeviceBadge, ImageView
-from speckle.ui._common import MessageBox, Tasks, describe_error
+from speckle.ui._common import MessageBox, RunPanel, Tasks, describe_error
 from speckle.ui.browse import list_entries, resolve_entry
 from speckle.ui.device import device_text
 from speckle.ui.export import result_folder_name, write_result_folder
@@ -22,6 +22,7 @@ from speckle.ui.server import data_dirs, download_url, results_root, upload_dir
 from speckle.xpcs.analysis import XpcsOptions, analyze
 from speckle.errors import Cancelled
 from speckle.xpcs.partitions import rectangles
+from ui_helpers import drag
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,18 +100,8 @@ def test_drawing_a_rectangle_with_the_mouse(view):
     view.mode.value = "rectangles"
     canvas = view.canvas
     canvas.draw()  # lay the figure out, as the first display does
-
-    def mouse(kind, col, row, buttons):
-        x, y = view.ax.transData.transform((col, row))
-        height = canvas.get_renderer().height
-        canvas._handle_message(canvas, {"type": kind, "x": x, "y": height - y, "button": 0,
-                                        "buttons": buttons, "modifiers": []}, [])
-
     version = view.regions_version
-    mouse("button_press", 10, 5, 1)
-    mouse("motion_notify", 20, 12, 1)
-    mouse("motion_notify", 30, 25, 1)
-    mouse("button_release", 30, 25, 0)
+    drag(canvas, view.ax, (10, 5), (30, 25), via=(20, 12))  # (column, row)
     assert view.rois == [(5, 26, 10, 31)]
     assert view.roi_list.options == ("1: rows 5:26, cols 10:31",)
     assert view.regions_version > version
@@ -193,6 +184,65 @@ def test_message_box_and_tasks():
     tasks.start(lambda: "new", seen.append, seen.append)
     assert tasks.wait(5)
     assert sorted(map(str, seen)) == sorted(["new", str(("stale", "old"))])
+
+
+def test_run_panel_states_stages_cancel_failures_and_replacement():
+    panel = RunPanel(label="Go", what="The job", prefix="speckle-x",
+                     retry_hint="Try a smaller one.")
+    assert {"speckle-x-run", "speckle-run-button"} <= set(panel.run_button._dom_classes)
+    assert {"speckle-x-stage", "speckle-run-stage"} <= set(panel.stage._dom_classes)
+    assert panel.state == "idle" and panel.cancel_button.disabled
+
+    def refuse():
+        raise InvalidInputError("choose something first")
+
+    assert panel.run(refuse) is None  # refused before the start, in words
+    assert panel.state == "failed" and "The job did not run:" in panel.message.value
+    assert panel.message.text == "choose something first. Fix this and press Go again."
+
+    shown = []
+
+    def work(progress, cancel):
+        progress(0.25, "reading")
+        shown.append(panel.stage.value)
+        progress(0.5, "fitting")  # a new stage shows at once...
+        shown.append(panel.stage.value)
+        progress(0.6, "fitting")  # ... the same one at most ten times a second
+        shown.append(panel.stage.value)
+
+    panel.run(lambda: work)
+    assert panel.wait(5) and panel.state == "done" and panel.message.text == ""
+    assert shown == ["reading 25%", "fitting 50%", "fitting 50%"]
+    assert panel.stage.value.startswith("done in") and panel.progress.value == 1.0
+    assert panel.progress.bar_style == "success"
+
+    def slow(progress, cancel):
+        while not cancel():
+            time.sleep(0.01)
+        raise Cancelled("stopped")
+
+    panel.start(slow)
+    assert panel.state == "running" and panel.running and panel.run_button.disabled
+    panel.cancel_button.click()
+    assert panel.stage.value == "cancelling…" and panel.cancel_button.disabled
+    assert panel.wait(5) and panel.state == "cancelled" and panel.stage.value == "cancelled"
+    assert panel.message.text == "" and not panel.run_button.disabled
+
+    def broken(progress, cancel):
+        raise OSError(28, "No space left on device")
+
+    panel.start(broken)
+    assert panel.wait(5) and panel.state == "failed" and panel.stage.value == "failed"
+    assert "speckle-error" in panel.message._dom_classes and "The job failed:" in \
+        panel.message.value
+    assert "No space left on device" in panel.error
+    assert panel.message.text.endswith(". Try a smaller one.")
+
+    ran = []  # replace: the running work is cancelled, the new one starts when it stopped
+    panel.start(slow)
+    panel.run(lambda: ran.append("prepared") or (lambda p, c: ran.append("ran")),
+              replace=True)
+    assert panel.wait(5) and ran == ["prepared", "ran"] and panel.state == "done"
 
 
 def test_device_badge_says_what_computes(monkeypatch):

@@ -16,21 +16,7 @@ from speckle.errors import InvalidInputError
 from speckle.io.dataset import Dataset, Metadata
 from speckle.ui import xpcs_dashboard
 from speckle.ui.results import fit_table_rows
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A scratch HOME: results go to ~/speckle-results; no hub variables."""
-    monkeypatch.setenv("HOME", str(tmp_path))
-    for name in ("SPECKLE_RESULTS_DIR", "SPECKLE_SERVER_ROOT", "SPECKLE_BASE_URL",
-                 "SPECKLE_DATA_DIRS", "SPECKLE_GPU_NAME"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/ana/")
-    return tmp_path
-
-
-def _result_folders(root):
-    return sorted(p for p in root.iterdir()) if root.exists() else []
+from ui_helpers import visible
 
 
 def test_demo_rectangle_analyze_verdict_table_downloads(home):
@@ -173,9 +159,66 @@ def test_cancel_stops_the_analysis_and_writes_nothing(home):
     assert dash.runner.state == "cancelled"
     assert "cancelled" in dash.runner.stage.value
     assert dash.runner.result is None and dash.results.level == ""
-    assert _result_folders(home / "speckle-results") == []
+    assert visible(home / "speckle-results") == []
     assert not dash.runner.analyze_button.disabled and dash.runner.cancel_button.disabled
     assert dash.runner.message.text == ""  # a cancel is no error
+
+
+@pytest.mark.parametrize("when", ["after the plots", "while writing", "after the files"])
+def test_a_late_cancel_leaves_no_finished_looking_result(home, monkeypatch, when):
+    """Cancel after the verdict and plots were drawn: they go, with a note; nothing is written.
+
+    Once the files are written the analysis is finished, and a later Cancel changes nothing.
+    """
+    import speckle.ui.dashboard as dashboard_module
+
+    dash = xpcs_dashboard()
+    dash.chooser.label = "late"
+    dash.chooser.dataset = SlowDataset(n=40, delay=0)
+    assert dash.image.wait(30)
+    dash.image.add_roi(0, 16, 0, 16)
+    seen = []  # the verdict on screen when the click landed
+
+    def click_cancel_after(real):
+        def wrapped(*args, **kwargs):
+            if when == "while writing":
+                seen.append(dash.results.level)
+                dash.runner.cancel_button.click()
+            value = real(*args, **kwargs)
+            if when != "while writing":
+                seen.append(dash.results.level)
+                dash.runner.cancel_button.click()
+            return value
+        return wrapped
+
+    if when == "after the plots":
+        monkeypatch.setattr(dash.results, "show", click_cancel_after(dash.results.show))
+    elif when == "while writing":
+        monkeypatch.setattr(dashboard_module, "write_result_folder",
+                            click_cancel_after(dashboard_module.write_result_folder))
+    else:
+        monkeypatch.setattr(dash.results, "show_files",
+                            click_cancel_after(dash.results.show_files))
+    dash.runner.run()
+    assert dash.runner.wait(30)
+    assert seen and seen[0] in ("good", "marginal", "bad")  # a verdict was on screen
+    results = dash.results
+    if when == "after the files":
+        assert dash.runner.state == "done" and dash.runner.stage.value.startswith("done in")
+        assert results.level == seen[0] and results.files.folder.is_dir()
+        assert results.downloads.value.count("speckle-download-link") >= 7
+        return
+    assert dash.runner.state == "cancelled" and dash.runner.stage.value == "cancelled"
+    assert dash.runner.message.text == ""  # a cancel is no error
+    assert results.level == "" and results.result is None and results.rows == []
+    assert "cancelled" in results.verdict.value and "nothing was kept" in results.verdict.value
+    for level in ("good", "marginal", "bad"):
+        assert f"speckle-verdict-{level}" not in results.verdict._dom_classes
+        assert level.upper() not in results.verdict.value
+    assert results._body.layout.display == "none"  # plots, table and links are gone
+    assert "speckle-download-link" not in results.downloads.value
+    assert dash.runner.result is None
+    assert visible(home / "speckle-results") == []  # not even a hidden partial folder
 
 
 def test_unexpected_failure_is_a_readable_message(home):
@@ -195,7 +238,7 @@ def test_unexpected_failure_is_a_readable_message(home):
     assert "Traceback" not in text
     assert "speckle-error" in dash.runner.message._dom_classes
     assert dash.runner.progress.bar_style == "danger"
-    assert _result_folders(home / "speckle-results") == []
+    assert visible(home / "speckle-results") == []
 
 
 def test_analyze_without_data_or_regions_says_what_to_do(home):

@@ -23,6 +23,10 @@ DEMOS = {
             "beam_center": (133.0, 143.0),
         },
     ),
+    # The original ALS 12.0.2 speckle analysis server's imaging demos: 512 × 512 float64 FITS
+    # with no acquisition metadata (energy, distance and pixel size are typed in the dashboards).
+    "fth": ("fth.fits", {}),
+    "cdi": ("cdi.fits", {}),
 }
 
 #: q-rings that sample the speckle of each demo (q in 1/Å, as a user would type them).

@@ -13,15 +13,22 @@ Components
 :class:`DataChooser`
     Beamline folders (``SPECKLE_DATA_DIRS``, read-only, newest first, readable formats only),
     an :class:`Uploader` (streaming, resumable upload through the ``speckle_jupyter`` server
-    extension) and the demo datasets; opens the choice with :func:`speckle.io.open_dataset`.
+    extension) and the demo datasets; opens the choice with :func:`speckle.io.open_dataset`,
+    or a saved imaging result (``result.h5``) as a :class:`~speckle.ui.saved_result.SavedResult`
+    where the dashboard takes them (the imaging ones).
 :class:`ImageView`
     First frame or time average (linear/sqrt/log) on an ipympl canvas; rectangles drawn with
     the mouse or typed, or q-rings from the geometry.
+:class:`RunPanel`
+    Run / Cancel, progress bar, stage and message: runs ``work(progress, cancel)`` in a worker
+    thread (states idle, running, done, cancelled, failed; failures in red with what to do).
+    Every dashboard runs its long work with it.
 :class:`AnalysisRunner`
-    Analyze / Cancel, progress, options; runs :func:`speckle.xpcs.analysis.analyze` in a worker
-    thread and reports failures in the page.
+    A :class:`RunPanel` (Analyze) and the XPCS options; runs
+    :func:`speckle.xpcs.analysis.analyze`.
 :class:`ResultsView`
-    Verdict, g2 with fits, τ/β table, intensity, two-time map, download links.
+    Verdict, g2 with fits, τ/β table, intensity, two-time map, download links
+    (:func:`speckle.ui.results.links_html`, the same on every dashboard).
 :class:`DeviceBadge`
     What computes (the hub's ``SPECKLE_GPU_NAME`` or :func:`speckle.backend.device_description`).
 
@@ -70,9 +77,70 @@ class                          element
 ``speckle-download``           download links (``a.speckle-download-link``) and the folder
 ``speckle-error``              any error message in the page (red); other messages carry
                                ``speckle-message``
+``speckle-run-panel``          every dashboard's run panel (:class:`RunPanel`; XPCS, refocus,
+                               CDI); inside: ``speckle-run-button``, ``speckle-run-cancel``,
+                               ``speckle-run-progress``, ``speckle-run-stage`` (besides each
+                               dashboard's own classes for them)
 =============================  ===============================================================
+
+Imaging dashboards (:mod:`speckle.ui.imaging`)
+----------------------------------------------
+``from speckle.ui.imaging import fth_dashboard`` (or ``propagation_dashboard``,
+``cdi_dashboard``), then call it. The CDI dashboard's own classes (``speckle-cdi-*``,
+``speckle-autocorrelation``, ``speckle-prtf-plot``) are listed in :mod:`speckle.ui.imaging.cdi`.
+They reuse the data chooser's classes above (demo buttons ``speckle-demo-fth`` and
+``speckle-demo-cdi``), ``speckle-device``, ``speckle-download`` / ``a.speckle-download-link``
+and ``speckle-error``; their own:
+
+========================================  ========================================================
+class                                     element
+========================================  ========================================================
+``speckle-dashboard``                     also on every imaging dashboard
+``speckle-fth``                           the whole FTH reconstruction dashboard
+``speckle-propagation``                   the whole propagation (refocus) dashboard
+``speckle-complex-image``                 a complex image view (:class:`ComplexImageView`); inside:
+                                          ``speckle-complex-canvas`` (the ipympl canvas),
+                                          ``speckle-complex-view`` (complex / magnitude / phase /
+                                          real), ``speckle-complex-scale`` (linear / sqrt / log),
+                                          ``speckle-region-info``, ``speckle-region-list``,
+                                          ``speckle-region-delete``, ``speckle-region-clear``,
+                                          ``speckle-region-text`` (ROW0:ROW1,COL0:COL1) and
+                                          ``speckle-region-set``
+``speckle-hologram``                      FTH: the hologram's complex image view
+``speckle-fth-center-row``, ``-col``      FTH: the centre fields (pixels)
+``speckle-find-center``                   FTH: "Find centre" button
+``speckle-fth-apodization``               FTH: the hologram's apodization slider
+``speckle-reconstruct``                   FTH: "Reconstruct" button; ``speckle-fth-status`` beside
+``speckle-helicity-plus``, ``-minus``     FTH: assign the current hologram to a helicity
+``speckle-helicity-difference``           FTH: "invert the difference" checkbox
+``speckle-reconstruction``                FTH: the reconstruction's complex image view
+``speckle-rotate-phase``                  FTH: "Rotate phase to real" button
+``speckle-save-reconstruction``           FTH: "Save reconstruction"; its links in
+                                          ``speckle-reconstruction-download``
+``speckle-input-mode``                    propagation: hologram / amplitude / intensity
+``speckle-field``                         propagation: the field's complex image view
+``speckle-refocus``                       the refocus panel (:class:`RefocusPanel`); fields
+                                          ``speckle-refocus-energy`` (eV), ``-pitch`` (nm),
+                                          ``-from``, ``-to`` (µm), ``-steps``, ``-apodization``,
+                                          ``-metric``, ``-extremum``, ``-method``
+``speckle-refocus-run``                   "Refocus" button; ``speckle-refocus-cancel``
+``speckle-refocus-progress``              progress bar; ``speckle-refocus-stage`` the text beside
+``speckle-refocus-hint``                  what to do, shown until a sweep ran;
+                                          ``speckle-refocus-results`` (plot, frame, downloads)
+                                          is hidden until then
+``speckle-sharpness-plot``                sharpness vs distance (ipympl canvas; drag the red
+                                          marker line with the mouse)
+``speckle-focus-slider``                  slider bound to the marker; ``speckle-focus-distance``
+                                          the marker's distance; ``speckle-focus-best`` the best
+                                          distance of each metric
+``speckle-focus-frame``                   the field at the marker (an image)
+``speckle-gradient-toggle``               field / gradient; ``speckle-focus-scale``;
+                                          ``speckle-focus-caption`` under the frame
+``speckle-save-frame``                    "Save this frame" (adds its PNG to the downloads)
+========================================  ========================================================
 """
 
+from ._common import RunPanel
 from .dashboard import XpcsDashboard, xpcs_dashboard
 from .data_chooser import DataChooser
 from .device import DeviceBadge
@@ -80,6 +148,10 @@ from .image_view import ImageView
 from .results import ResultsView
 from .runner import AnalysisRunner
 from .uploader import Uploader
+from .imaging import (CdiDashboard, ComplexImageView, FthDashboard, PropagationDashboard,
+                      RefocusPanel, cdi_dashboard, fth_dashboard, propagation_dashboard)
 
 __all__ = ["AnalysisRunner", "DataChooser", "DeviceBadge", "ImageView", "ResultsView",
-           "Uploader", "XpcsDashboard", "xpcs_dashboard"]
+           "RunPanel", "Uploader", "XpcsDashboard", "xpcs_dashboard",
+           "CdiDashboard", "ComplexImageView", "FthDashboard", "PropagationDashboard",
+           "RefocusPanel", "cdi_dashboard", "fth_dashboard", "propagation_dashboard"]

@@ -3,7 +3,9 @@
 The three ways sit side by side (the original server's three tiles). Whichever is used, the
 file is opened with :func:`speckle.io.open_dataset` in a background thread (the readers
 validate it first), and the opened :class:`~speckle.io.dataset.Dataset` appears in the trait
-:attr:`DataChooser.dataset`, which the dashboard observes.
+:attr:`DataChooser.dataset`, which the dashboard observes. A saved imaging result
+(``result.h5``) opens as a :class:`~speckle.ui.saved_result.SavedResult` where the dashboard
+asks for them (``saved_results=True``), and is refused with a pointer elsewhere.
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ from ..io.dataset import Dataset
 from ..io.open import open_dataset
 from ._common import MessageBox, Tasks, styled
 from .browse import list_entries, resolve_entry
+from .saved_result import SavedResult, saved_result_kind
 from .server import data_dirs as default_data_dirs
 from .server import upload_dir as default_upload_dir
 from .uploader import Uploader
 
 __all__ = ["DataChooser", "describe_dataset"]
 
-_DEMO_TITLES = {"xpcs": "XPCS demo: 100 real frames, 256×256 (scikit-beam examples)"}
+_DEMO_TITLES = {"xpcs": "XPCS demo: 100 real frames, 256×256 (scikit-beam examples)",
+                "fth": "FTH demo: hologram, 512×512 (ALS 12.0.2)",
+                "cdi": "CDI demo: diffraction pattern, 512×512 (ALS 12.0.2)"}
 _UP = "\u2b11 .. (up one folder)"
 _TIFF_HERE = "\u25a3 this folder, as a TIFF series"
 
@@ -53,29 +58,49 @@ def _fmt_bytes(n) -> str:
     return f"{n:.1f} TB"
 
 
-def _fmt(value, scale=1.0, digits=4) -> str:
-    return "unknown" if value is None else f"{value * scale:.{digits}g}"
+def _dataset_rows(ds: Dataset) -> list[tuple[str, str]]:
+    """The description's rows that fit the data: frame time for a stack only, and so on."""
+    md = ds.metadata
+    n, rows, cols = ds.shape
+    if isinstance(ds, SavedResult):
+        arrays = ", ".join(f"{k} {' × '.join(map(str, a.shape))}" for k, a in ds.arrays.items()
+                           if a.ndim == 2)
+        items = [("saved result", f"{ds.kind.upper()}, showing {ds.name}: {rows} × {cols} "
+                                  f"pixels, {ds.dtype}"),
+                 ("arrays", arrays)]
+        if ds.region is not None:
+            r0, r1, c0, c1 = ds.region
+            items.append(("region", f"rows {r0}:{r1}, cols {c0}:{c1}"))
+        if md.energy is not None:
+            items.append(("energy", f"{md.energy:.5g} eV"))
+        if ds.pitch is not None:
+            items.append(("pixel size (sample)", f"{ds.pitch * 1e9:.4g} nm"))
+        return items
+    if n > 1:
+        items = [("frames", f"{n} of {rows} × {cols} pixels, {ds.dtype} ({ds.format})"),
+                 ("frame time", "unknown (lags are shown in frames)" if md.frame_time is None
+                  else f"{md.frame_time * 1e3:.5g} ms")]
+    else:
+        items = [("image", f"{rows} × {cols} pixels, {ds.dtype} ({ds.format})")]
+    items += [
+        ("energy", "unknown" if md.energy is None else f"{md.energy / 1e3:.5g} keV"),
+        ("distance", "unknown" if md.distance is None else f"{md.distance:.4g} m"),
+        ("pixel size", "unknown" if md.pixel_size is None
+         else " × ".join(f"{v * 1e6:.4g}" for v in md.pixel_size) + " µm"),
+        ("beam centre", "unknown" if md.beam_center is None
+         else f"({md.beam_center[0]:.1f}, {md.beam_center[1]:.1f}) px (row, column)"),
+    ]
+    return items
 
 
 def describe_dataset(ds: Dataset, label: str | None = None) -> str:
-    """HTML describing a dataset: frames, shape, dtype, format and acquisition metadata."""
-    md = ds.metadata
-    n, rows, cols = ds.shape
-    pixel = ("unknown" if md.pixel_size is None
-             else " × ".join(f"{v * 1e6:.4g}" for v in md.pixel_size) + " µm")
-    centre = ("unknown" if md.beam_center is None
-              else f"({md.beam_center[0]:.1f}, {md.beam_center[1]:.1f}) px (row, column)")
-    items = [
-        ("frames", f"{n} of {rows} × {cols} pixels, {ds.dtype} ({ds.format})"),
-        ("frame time", "unknown (lags are shown in frames)" if md.frame_time is None
-         else f"{md.frame_time * 1e3:.5g} ms"),
-        ("energy", "unknown" if md.energy is None else f"{md.energy / 1e3:.5g} keV"),
-        ("distance", "unknown" if md.distance is None else f"{md.distance:.4g} m"),
-        ("pixel size", pixel),
-        ("beam centre", centre),
-    ]
+    """HTML describing a dataset: its shape, dtype and format and the metadata that fit it.
+
+    A stack of frames shows its frame time; a single image does not; a saved imaging result
+    shows its kind, its arrays and the region, energy and pixel size it was made with.
+    """
     rows_html = "".join(f"<tr><td style='padding-right:12px;color:#555'>{k}</td>"
-                        f"<td>{html.escape(v)}</td></tr>" for k, v in items)
+                        f"<td>{html.escape(v)}</td></tr>" for k, v in _dataset_rows(ds))
     name = html.escape(label or Path(str(ds.source)).name)
     return (f"<div><b>Dataset:</b> {name}<br><span style='color:#555;font-size:90%'>"
             f"{html.escape(str(ds.source))}</span><table style='margin-top:4px'>{rows_html}"
@@ -103,6 +128,10 @@ class DataChooser(widgets.VBox):
         The user server's base URL, for the uploader.
     demos : sequence of str, optional
         Names of :data:`speckle.demo.DEMOS` to offer (default all).
+    saved_results : bool
+        Open saved imaging results (``result.h5`` of :func:`speckle.io.images.write_image_result`)
+        as :class:`~speckle.ui.saved_result.SavedResult`; when False they are refused with a
+        message that says where they open.
 
     Attributes
     ----------
@@ -128,9 +157,10 @@ class DataChooser(widgets.VBox):
     state = traitlets.Unicode("empty")
 
     def __init__(self, data_dirs=None, upload_dir=None, base_url: str | None = None,
-                 demos=None, **kwargs):
+                 demos=None, saved_results: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.add_class("speckle-data-chooser")
+        self.saved_results = saved_results
         self.label = ""
         self.hints = {}
         self.release = lambda ds: ds.close()
@@ -306,8 +336,19 @@ class DataChooser(widgets.VBox):
             self.state = "failed"
             self.message.error(exc, title=f"Cannot open {name}:")
 
-        self._tasks.start(lambda: open_dataset(path, metadata=metadata), done, failed,
+        self._tasks.start(lambda: self._open(path, name, metadata), done, failed,
                           on_stale=lambda ds: ds.close())
+
+    def _open(self, path, name: str, metadata: dict | None) -> Dataset:
+        """Worker thread: a saved imaging result, or whatever :func:`open_dataset` reads."""
+        kind = saved_result_kind(path)
+        if kind is None:
+            return open_dataset(path, metadata=metadata)
+        if not self.saved_results:
+            raise InvalidInputError(
+                f"{name} is a saved {kind.upper()} result of an imaging dashboard, not detector "
+                "frames; open it in the propagation or CDI dashboard to refocus it")
+        return SavedResult(path)
 
     def wait(self, timeout: float | None = 60) -> bool:
         """Wait until no dataset is being opened (for scripts and tests)."""

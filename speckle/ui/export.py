@@ -7,12 +7,13 @@ and a cancelled or failed export leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +23,8 @@ from ..io.atomic import atomic_path
 from ..io.tables import write_fits_csv, write_g2_csv
 from .server import results_root
 
-__all__ = ["ResultFiles", "result_folder_name", "save_twotime_png", "twotime_png_name",
-           "write_result_folder"]
+__all__ = ["ResultFiles", "new_result_folder", "result_folder_name", "save_twotime_png",
+           "twotime_png_name", "write_result_folder"]
 
 
 @dataclass
@@ -70,6 +71,41 @@ def save_twotime_png(files: ResultFiles, bin: int, png: bytes) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def new_result_folder(label: str, root=None) -> Iterator[tuple[Path, Path]]:
+    """A new result folder, written under a hidden name and renamed when complete.
+
+    Parameters
+    ----------
+    label : str
+        The dataset's short name (see :func:`result_folder_name`).
+    root : path-like, optional
+        Parent folder (default :func:`speckle.ui.server.results_root`), created if needed.
+
+    Yields
+    ------
+    (tmp, final) : (pathlib.Path, pathlib.Path)
+        Write the files into ``tmp``; it becomes ``final`` when the block ends without an
+        exception, and is removed when it raises (a cancelled or failed export leaves nothing).
+    """
+    root = results_root() if root is None else Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    name = result_folder_name(label)
+    final = root / name
+    n = 2
+    while final.exists():
+        final = root / f"{name}-{n}"
+        n += 1
+    tmp = root / f".{final.name}.partial-{os.getpid()}-{time.monotonic_ns()}"
+    tmp.mkdir()
+    try:
+        yield tmp, final
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_result_folder(result, label: str, *, root=None, pngs: dict | None = None,
                         step: Callable | None = None) -> ResultFiles:
     """Write the result HDF5 (APS layout, pyXpcsViewer opens it), CSV tables and PNG plots.
@@ -94,16 +130,6 @@ def write_result_folder(result, label: str, *, root=None, pngs: dict | None = No
     -------
     ResultFiles
     """
-    root = results_root() if root is None else Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    name = result_folder_name(label)
-    final = root / name
-    n = 2
-    while final.exists():
-        final = root / f"{name}-{n}"
-        n += 1
-    tmp = root / f".{final.name}.partial-{os.getpid()}-{time.monotonic_ns()}"
-    tmp.mkdir()
     report = step or (lambda fraction, stage: None)
     given = dict(pngs or {})
     makers = {
@@ -112,7 +138,7 @@ def write_result_folder(result, label: str, *, root=None, pngs: dict | None = No
         "mean_image.png": lambda: plots.plot_image(result.mean_image, "log", result.partition),
     }
     twotime = {}
-    try:
+    with new_result_folder(label, root) as (tmp, final):
         report(0.1, "writing the HDF5 result")
         write_aps_result(result, tmp / "result.h5")
         report(0.4, "writing CSV tables")
@@ -133,10 +159,6 @@ def write_result_folder(result, label: str, *, root=None, pngs: dict | None = No
                 (tmp / png_name).write_bytes(given[png_name])
                 twotime[int(b)] = final / png_name
         report(0.95, "finishing")
-        tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     files = {"hdf5": "result.h5", "g2_csv": "g2.csv", "fits_csv": "fits.csv",
              "csv_zip": "tables.zip", "g2_png": "g2.png", "intensity_png": "intensity.png",
              "image_png": "mean_image.png"}

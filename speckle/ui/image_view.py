@@ -30,7 +30,8 @@ from ..xpcs.geometry import Geometry
 from ..xpcs.partitions import Partition, parse_roi, q_rings, rectangles
 from ._common import MessageBox, Tasks, styled
 
-__all__ = ["ImageView", "roi_from_extents"]
+__all__ = ["ImageView", "draw_rectangles", "interactive_canvas", "rectangle_selector",
+           "roi_from_extents", "typed_region"]
 
 ANGSTROM = 1e-10  # m; q[1/m] = q[1/Å] / ANGSTROM
 MICRON = 1e-6
@@ -74,6 +75,67 @@ class _LockedCanvas(Canvas):
     def draw(self):
         with self._speckle_lock:
             super().draw()
+
+
+def interactive_canvas(figure, lock) -> tuple[Canvas, FigureManager]:
+    """An ipympl canvas (no header or footer, toolbar on the left) for a pyplot-free Figure.
+
+    Parameters
+    ----------
+    figure : matplotlib.figure.Figure
+    lock : threading.RLock
+        Held while the canvas renders; hold it while changing the figure from other threads.
+
+    Returns
+    -------
+    canvas, manager
+        Keep the manager referenced as long as the canvas is shown.
+    """
+    canvas = _LockedCanvas(figure, lock)
+    with warnings.catch_warnings():  # ipympl's Toolbar passes the canvas on to traitlets
+        warnings.filterwarnings("ignore", "Passing unrecognized arguments", DeprecationWarning)
+        manager = FigureManager(canvas, 0)
+    canvas.header_visible = False
+    canvas.footer_visible = False
+    canvas.toolbar_position = "left"
+    return canvas, manager
+
+
+def rectangle_selector(ax, on_drawn) -> RectangleSelector:
+    """Drag with the left button on ``ax`` to draw a rectangle: ``on_drawn(press, release)``."""
+    return RectangleSelector(ax, on_drawn, useblit=False, button=[1], minspanx=1, minspany=1,
+                             spancoords="data", interactive=False,
+                             props={"edgecolor": "white", "fill": False, "linewidth": 1.2})
+
+
+def draw_rectangles(ax, rects, numbered: bool = True) -> list:
+    """White outlines of half-open pixel rectangles on ``ax`` (numbered from 1); the artists."""
+    artists = []
+    for i, (r0, r1, c0, c1) in enumerate(rects, start=1):
+        patch = Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0, r1 - r0, fill=False,
+                          edgecolor="white", linewidth=1.2)
+        ax.add_patch(patch)
+        artists.append(patch)
+        if numbered:
+            artists.append(ax.text(c0 - 0.5, r0 - 0.5, f" {i}", color="white", va="top",
+                                   ha="left", fontsize=9, fontweight="bold"))
+    return artists
+
+
+def typed_region(text, message) -> tuple[int, int, int, int] | None:
+    """The region typed in ``text`` (a Text widget, ROW0:ROW1,COL0:COL1), or None.
+
+    None when nothing is typed, or when the text cannot be read (the reason is shown in
+    ``message``, a :class:`~speckle.ui._common.MessageBox`).
+    """
+    value = text.value.strip()
+    if not value:
+        return None
+    try:
+        return parse_roi(value)
+    except InvalidInputError as exc:
+        message.error(exc)
+        return None
 
 
 def _number(description, value=0.0, step=None, width="230px", tooltip=""):
@@ -138,20 +200,9 @@ class ImageView(widgets.VBox):
         self._colorbar = self.figure.colorbar(self._image, ax=self.ax, label="counts")
         self.ax.set_xlabel("column (pixel)")
         self.ax.set_ylabel("row (pixel)")
-        self.canvas = _LockedCanvas(self.figure, self._lock)
-        with warnings.catch_warnings():  # ipympl's Toolbar passes the canvas on to traitlets
-            warnings.filterwarnings("ignore", "Passing unrecognized arguments",
-                                    DeprecationWarning)
-            self._manager = FigureManager(self.canvas, 0)
-        self.canvas.header_visible = False
-        self.canvas.footer_visible = False
-        self.canvas.toolbar_position = "left"
+        self.canvas, self._manager = interactive_canvas(self.figure, self._lock)
         styled(self.canvas, "speckle-image")
-        self.selector = RectangleSelector(self.ax, self._on_drawn, useblit=False, button=[1],
-                                          minspanx=1, minspany=1, spancoords="data",
-                                          interactive=False,
-                                          props={"edgecolor": "white", "fill": False,
-                                                 "linewidth": 1.2})
+        self.selector = rectangle_selector(self.ax, self._on_drawn)
 
         self.mode = styled(widgets.ToggleButtons(options=list(_MODES), value="rectangles",
                                                  description="regions",
@@ -351,13 +402,7 @@ class ImageView(widgets.VBox):
         if self._shape is None:
             return
         if self.mode.value == "rectangles":
-            for i, (r0, r1, c0, c1) in enumerate(self.rois, start=1):
-                patch = Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0, r1 - r0, fill=False,
-                                  edgecolor="white", linewidth=1.2)
-                self.ax.add_patch(patch)
-                label = self.ax.text(c0 - 0.5, r0 - 0.5, f" {i}", color="white",
-                                     va="top", ha="left", fontsize=9, fontweight="bold")
-                self._overlay += [patch, label]
+            self._overlay = draw_rectangles(self.ax, self.rois)
         else:
             try:
                 part = self._rings()
@@ -412,16 +457,10 @@ class ImageView(widgets.VBox):
             self._regions_changed()
 
     def _add_typed(self) -> None:
-        text = self.roi_text.value.strip()
-        if not text:
-            return
-        try:
-            roi = parse_roi(text)
-        except InvalidInputError as exc:
-            self.message.error(exc)
-            return
-        self.roi_text.value = ""
-        self.add_roi(*roi)
+        roi = typed_region(self.roi_text, self.message)
+        if roi is not None:
+            self.roi_text.value = ""
+            self.add_roi(*roi)
 
     def _sync_roi_list(self) -> None:
         self.roi_list.options = [f"{i}: rows {r0}:{r1}, cols {c0}:{c1}"

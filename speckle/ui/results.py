@@ -17,12 +17,12 @@ import numpy as np
 
 from .. import plots
 from ..io.tables import fit_summary
-from ._common import MessageBox, styled
+from ._common import MessageBox, note_html, styled
 from .export import ResultFiles, save_twotime_png, twotime_png_name
 from .server import base_url as default_base_url
 from .server import download_url
 
-__all__ = ["ResultsView", "fit_table_rows", "render_png", "verdict_html"]
+__all__ = ["ResultsView", "fit_table_rows", "links_html", "render_png", "verdict_html"]
 
 #: Files at most this large are offered inline when the server cannot serve them.
 INLINE_LIMIT = 5 * 2**20
@@ -162,6 +162,32 @@ def _link(path: Path, text: str, prefix: str, root) -> str:
             f"<span style='color:#777'>({size / 1e6:.2f} MB)</span></li>")
 
 
+def links_html(entries, folder, base_url: str, server_root=None) -> str:
+    """Download links to result files, and where they are on the server (every dashboard's).
+
+    Parameters
+    ----------
+    entries : iterable of (path-like, str)
+        Each file and its description.
+    folder : path-like
+        The result folder, named under the links.
+    base_url : str
+        The user server's base URL (links are ``{base_url}files/<path>?download=1``).
+    server_root : path-like, optional
+        The Jupyter server's root folder (default ``SPECKLE_SERVER_ROOT`` or home). Files
+        outside it are offered inline when small (``data:`` URLs), else named.
+
+    Returns
+    -------
+    str
+        HTML: a list of ``a.speckle-download-link``.
+    """
+    links = "".join(_link(Path(p), text, base_url, server_root) for p, text in entries)
+    return (f"<div><b>Download</b><ul style='margin:4px 0'>{links}</ul>"
+            f"<span style='color:#555'>Saved on the server in "
+            f"<code>{html.escape(str(folder))}</code></span></div>")
+
+
 class ResultsView(widgets.VBox):
     """The verdict, plots, τ/β table and download links of one analysis.
 
@@ -224,14 +250,21 @@ class ResultsView(widgets.VBox):
         self.twotime_bin.observe(self._on_bin, "value")
         self.clear()
 
-    def clear(self) -> None:
-        """Show nothing (no dataset analysed yet)."""
+    def clear(self, note: str | None = None) -> None:
+        """Show nothing (no dataset analysed yet, or the analysis was stopped).
+
+        Parameters
+        ----------
+        note : str, optional
+            Plain text in place of the verdict (default: how to get one).
+        """
         self.result, self.level, self.rows, self.files = None, "", [], None
         self._twotime_png = {}
         for level in LEVEL_STYLE:
             self.verdict.remove_class(f"speckle-verdict-{level}")
-        self.verdict.value = ("<div style='color:#555;padding:8px 0'>Choose data and regions, "
-                              "then press <b>Analyze</b>: the verdict appears here.</div>")
+        text = (html.escape(note) if note else
+                "Choose data and regions, then press <b>Analyze</b>: the verdict appears here.")
+        self.verdict.value = f"<div style='color:#555;padding:8px 0'>{text}</div>"
         self.message.clear()
         self.downloads.value = ""
         self._body.layout.display = "none"
@@ -255,7 +288,7 @@ class ResultsView(widgets.VBox):
         if verdict is not None:
             self.verdict.add_class(f"speckle-verdict-{verdict.level}")
             self.verdict.value = verdict_html(verdict)
-        self.downloads.value = "<div style='color:#555'>Writing the result files…</div>"
+        self.downloads.value = note_html("Writing the result files…")
         self._body.layout.display = None
         intensity_png = render_png(plots.plot_intensity(result))
         self.intensity_plot.value = intensity_png
@@ -312,12 +345,8 @@ class ResultsView(widgets.VBox):
         for key, path in sorted(files.twotime.items()):
             label = labels[key - 1] if key - 1 < len(labels) else f"bin {key}"
             entries.append((path, f"two-time map of {label}, PNG"))
-        links = "".join(_link(Path(p), text, self.base_url, self.server_root)
-                        for p, text in entries)
-        self.downloads.value = (
-            f"<div><b>Download</b><ul style='margin:4px 0'>{links}</ul>"
-            f"<span style='color:#555'>Saved on the server in "
-            f"<code>{html.escape(str(files.folder))}</code></span></div>")
+        self.downloads.value = links_html(entries, files.folder, self.base_url,
+                                          self.server_root)
 
     def show_error(self, text: str) -> None:
         """Show a failure to write the files."""

@@ -1,0 +1,437 @@
+"""A complex image on screen: magnitude as brightness, phase as hue, and regions drawn on it.
+
+:class:`ComplexImageView` shows a 2D array (complex or real) on an interactive ipympl canvas in
+one of four views: ``complex`` (:func:`speckle.imaging.display.complex_to_rgb`: magnitude as
+brightness, phase as a cyclic hue), ``magnitude`` (grey), ``phase`` (cyclic colours, -π..π) or
+``real`` part (diverging colours, symmetric about zero), each magnitude in linear, sqrt or log
+scale. Dragging on the image selects a rectangular region (matplotlib's ``RectangleSelector``);
+a region can also be typed as ``ROW0:ROW1,COL0:COL1`` (half-open pixel ranges). With
+``max_regions=1`` (FTH, refocusing) a new region replaces the old one; with more (a CDI support
+drawn from rectangles) they accumulate in a list with Delete and Clear.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import threading
+
+import ipywidgets as widgets
+import numpy as np
+import traitlets
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.image import imsave
+
+from ...backend import asnumpy
+from ...errors import InvalidInputError
+from ...imaging.display import SCALES, brightness, complex_to_rgb
+from .._common import MessageBox, styled
+from ..image_view import (draw_rectangles, interactive_canvas, rectangle_selector,
+                          roi_from_extents, typed_region)
+
+__all__ = ["DECADES", "VIEWS", "ComplexImageView", "crop", "image_png", "render_rgb"]
+
+#: What the view can show of a complex image.
+VIEWS = ("complex", "magnitude", "phase", "real")
+#: Decades below the maximum that the log scale shows by default.
+DECADES = 3.0
+
+
+def render_rgb(image, view: str = "complex", scale: str = "linear",
+               decades: float = DECADES) -> np.ndarray:
+    """An image as an RGB picture, as :class:`ComplexImageView` shows it.
+
+    Parameters
+    ----------
+    image : array, (rows, cols)
+        Complex or real; numpy or cupy. Non-finite pixels show black.
+    view : {"complex", "magnitude", "phase", "real"}
+        Magnitude as brightness and phase as hue; the magnitude in grey; the phase in cyclic
+        colours (``twilight``, -π to π); the real part in diverging colours (``RdBu_r``,
+        symmetric about zero).
+    scale : {"linear", "sqrt", "log"}
+        Scale of the magnitude (complex and magnitude views; the real part's magnitude keeps
+        its sign).
+    decades : float
+        How many decades below the maximum the log scale shows (darker is black).
+
+    Returns
+    -------
+    numpy.ndarray
+        (rows, cols, 3) float in [0, 1].
+    """
+    if view not in VIEWS:
+        raise InvalidInputError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
+    if scale not in SCALES:
+        raise InvalidInputError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+    data = np.asarray(asnumpy(image))
+    if data.ndim != 2:
+        raise InvalidInputError(f"an image has 2 dimensions, got shape {data.shape}")
+    finite = np.isfinite(data)
+    data = np.where(finite, data, 0)
+    if view == "complex":
+        rgb = complex_to_rgb(data, scale=scale, decades=decades)
+    elif view == "magnitude":
+        rgb = np.repeat(brightness(np.abs(data), scale, decades=decades)[..., None], 3, axis=-1)
+    elif view == "phase":
+        phase = np.angle(data) if np.iscomplexobj(data) else np.where(data < 0, np.pi, 0.0)
+        rgb = colormaps["twilight"]((phase + np.pi) / (2 * np.pi))[..., :3]
+    else:
+        real = np.real(data).astype(float)
+        level = brightness(np.abs(real), scale, decades=decades)
+        rgb = colormaps["RdBu_r"](0.5 + 0.5 * np.sign(real) * level)[..., :3]
+    rgb = np.where(finite[..., None], rgb, 0.0)
+    return np.clip(rgb, 0.0, 1.0)
+
+
+def image_png(rgb: np.ndarray) -> bytes:
+    """An RGB picture as PNG bytes, one image pixel per PNG pixel."""
+    with io.BytesIO() as buf:
+        imsave(buf, np.asarray(rgb), format="png")
+        return buf.getvalue()
+
+
+def crop(image, region):
+    """``image[r0:r1, c0:c1]`` for a region ``(r0, r1, c0, c1)``, or the whole image for None."""
+    if region is None:
+        return image
+    r0, r1, c0, c1 = region
+    return image[r0:r1, c0:c1]
+
+
+def _region_text(region) -> str:
+    r0, r1, c0, c1 = region
+    return f"rows {r0}:{r1}, cols {c0}:{c1} ({r1 - r0}×{c1 - c0} px)"
+
+
+class ComplexImageView(widgets.VBox):
+    """A complex (or real) image with view and scale choices, and rectangular regions.
+
+    Parameters
+    ----------
+    max_regions : int or None
+        How many regions may be selected (default 1: a new one replaces the old); None for
+        any number; 0 for none (no region controls).
+    view : str
+        Initial view, one of :data:`VIEWS`.
+    scale : str
+        Initial scale, one of :data:`speckle.imaging.display.SCALES`.
+    views : sequence of str, optional
+        The views offered (default all).
+    help_text : str, optional
+        The hint above the region controls.
+    figsize : (float, float)
+        Inches of the canvas' figure.
+    decades : float
+        Decades below the maximum shown by the log scale (a pattern spanning more needs more;
+        settable later, the image is redrawn).
+
+    Attributes
+    ----------
+    regions : list of (row0, row1, col0, col1)
+        Half-open pixel ranges, in the order selected.
+    tints : dict of str to numpy.ndarray
+        The pixels tinted by each layer of :meth:`set_tint` (bool arrays).
+    regions_version : int
+        Incremented whenever the regions change (a trait: observe it).
+    image_version : int
+        Incremented whenever a new image is shown (a trait).
+
+    Notes
+    -----
+    CSS classes: ``speckle-complex-image`` (the whole), ``speckle-complex-canvas`` (the ipympl
+    canvas), ``speckle-complex-view``, ``speckle-complex-scale``, ``speckle-region-info``,
+    ``speckle-region-list`` (several regions only), ``speckle-region-delete``,
+    ``speckle-region-clear``, ``speckle-region-text``, ``speckle-region-set`` and
+    ``speckle-error``.
+    """
+
+    regions_version = traitlets.Int(0)
+    image_version = traitlets.Int(0)
+
+    def __init__(self, *, max_regions: int | None = 1, view: str = "complex",
+                 scale: str = "linear", views=VIEWS, help_text: str | None = None,
+                 figsize=(5.4, 4.8), decades: float = DECADES, **kwargs):
+        super().__init__(**kwargs)
+        self.add_class("speckle-complex-image")
+        self.max_regions = max_regions
+        self.regions: list[tuple[int, int, int, int]] = []
+        self.tints: dict[str, np.ndarray] = {}
+        self._decades = float(decades)
+        self._image = None
+        self._rgb = None
+        self._lock = threading.RLock()
+        self._overlay = []
+        self._tint_artists = {}
+
+        views = [v for v in VIEWS if v in views]
+        self.view = styled(widgets.ToggleButtons(options=views, value=view,
+                                                 style={"button_width": "84px"}),
+                           "speckle-complex-view")
+        self.scale = styled(widgets.ToggleButtons(options=list(SCALES), value=scale,
+                                                  style={"button_width": "64px"}),
+                            "speckle-complex-scale")
+        self.caption = widgets.HTML()
+        self.figure = Figure(figsize=figsize, layout="constrained")
+        self.ax = self.figure.add_subplot()
+        self._shown = self.ax.imshow(np.zeros((2, 2, 3)), origin="upper",
+                                     interpolation="nearest")
+        self.ax.set_xlabel("column (pixel)")
+        self.ax.set_ylabel("row (pixel)")
+        self.canvas, self._manager = interactive_canvas(self.figure, self._lock)
+        styled(self.canvas, "speckle-complex-canvas")
+        self.selector = rectangle_selector(self.ax, self._on_drawn)
+
+        single = max_regions == 1
+        self.region_info = styled(widgets.HTML(), "speckle-region-info")
+        self.region_list = styled(widgets.Select(options=[], rows=6,
+                                                 layout=widgets.Layout(width="260px")),
+                                  "speckle-region-list")
+        self.delete_button = styled(widgets.Button(description="Delete", icon="trash",
+                                                   layout=widgets.Layout(width="100px")),
+                                    "speckle-region-delete")
+        self.clear_button = styled(widgets.Button(description="Clear" if single else "Clear all",
+                                                  layout=widgets.Layout(width="100px")),
+                                   "speckle-region-clear")
+        self.region_text = styled(widgets.Text(placeholder="ROW0:ROW1,COL0:COL1",
+                                               continuous_update=False,
+                                               layout=widgets.Layout(width="190px")),
+                                  "speckle-region-text")
+        self.set_button = styled(widgets.Button(description="Set" if single else "Add",
+                                                icon="check" if single else "plus",
+                                                layout=widgets.Layout(width="70px")),
+                                 "speckle-region-set")
+        hint = help_text or ("Drag on the image to select a region, or type one (half-open "
+                             "pixel ranges).")
+        controls = [widgets.HTML(f"<span style='color:#555'>{html.escape(hint)}</span>"),
+                    self.region_info]
+        if not single:
+            controls += [self.region_list, widgets.HBox([self.delete_button, self.clear_button])]
+        else:
+            controls.append(self.clear_button)
+        controls.append(widgets.HBox([self.region_text, self.set_button]))
+        if len(views) == 1:
+            self.view.layout.display = "none"
+        self.side = widgets.VBox(controls, layout=widgets.Layout(margin="0 0 0 12px",
+                                                                 max_width="300px"))
+        if max_regions == 0:
+            self.selector.set_active(False)
+            self.side.layout.display = "none"
+        self.message = MessageBox()
+        self.children = [
+            widgets.HBox([self.view, self.scale], layout=widgets.Layout(flex_flow="row wrap")),
+            widgets.HBox([widgets.VBox([self.canvas, self.caption]), self.side],
+                         layout=widgets.Layout(flex_flow="row wrap")),
+            self.message,
+        ]
+        self._sync_regions()
+        self.view.observe(lambda _c: self.redraw(), "value")
+        self.scale.observe(lambda _c: self.redraw(), "value")
+        self.delete_button.on_click(lambda _b: self.remove_region(self.region_list.index))
+        self.clear_button.on_click(lambda _b: self.clear_regions())
+        self.set_button.on_click(lambda _b: self._add_typed())
+        self.region_text.observe(lambda _c: self._add_typed(), "value")  # Enter, or leaving it
+
+    # ---------------------------------------------------------------- the image
+    @property
+    def image(self) -> np.ndarray | None:
+        """The image shown (numpy), or None."""
+        return self._image
+
+    @property
+    def shape(self) -> tuple[int, int] | None:
+        """(rows, cols) of the image shown, or None."""
+        return None if self._image is None else self._image.shape
+
+    def set_image(self, image, caption: str = "") -> None:
+        """Show a new image (safe from a worker thread).
+
+        Regions and tints are kept when the shape is the same, else dropped.
+
+        Parameters
+        ----------
+        image : array, (rows, cols) or None
+            Complex or real, numpy or cupy (copied to the host).
+        caption : str
+            Plain text under the image.
+        """
+        if image is None:
+            with self._lock:
+                self._image = self._rgb = None
+            self.caption.value = ""
+            self.clear_regions()
+            for name in list(self.tints):
+                self.set_tint(None, name=name)
+            return
+        data = np.asarray(asnumpy(image))
+        if data.ndim != 2 or min(data.shape) < 2:
+            raise InvalidInputError(f"an image needs 2 dimensions of at least 2 pixels, got "
+                                    f"shape {data.shape}")
+        with self._lock:
+            old = self.shape
+            self._image = data
+        if old != data.shape and self.regions:
+            self.regions = []
+            self._sync_regions()
+            self.regions_version += 1
+        for name in [n for n, mask in self.tints.items() if mask.shape != data.shape]:
+            self.set_tint(None, name=name)  # a tint of another image's pixels
+        self.message.clear()
+        self.caption.value = f"<span style='color:#555'>{html.escape(caption)}</span>"
+        self.redraw()
+        self.image_version += 1
+
+    @property
+    def decades(self) -> float:
+        """Decades below the maximum shown by the log scale (setting it redraws)."""
+        return self._decades
+
+    @decades.setter
+    def decades(self, value: float) -> None:
+        value = float(value)
+        if value != self._decades:
+            self._decades = value
+            self.redraw()
+
+    def set_tint(self, where, rgba=(0.95, 0.1, 0.1, 0.55), name: str = "tint") -> None:
+        """Tint some pixels with a half-transparent colour over the image (safe from a thread).
+
+        Parameters
+        ----------
+        where : bool array, (rows, cols), or None
+            The pixels to tint (of the image's shape); None or none True hides the layer.
+        rgba : (float, float, float, float)
+            The colour and its opacity.
+        name : str
+            The layer: each name is one tint, drawn over the image and under the regions.
+        """
+        mask = None if where is None else np.asarray(asnumpy(where), dtype=bool)
+        with self._lock:
+            artist = self._tint_artists.get(name)
+            if mask is None or not mask.any():
+                self.tints.pop(name, None)
+                if artist is not None:
+                    artist.set_visible(False)
+            else:
+                if artist is None:
+                    artist = self._tint_artists[name] = self.ax.imshow(
+                        np.zeros((2, 2, 4)), origin="upper", interpolation="nearest", zorder=2)
+                rows, cols = mask.shape
+                layer = np.zeros(mask.shape + (4,), dtype=np.float32)
+                layer[mask] = rgba
+                artist.set_data(layer)
+                artist.set_extent((-0.5, cols - 0.5, rows - 0.5, -0.5))
+                artist.set_visible(True)
+                self.tints[name] = mask
+        self.canvas.draw_idle()
+
+    def rgb(self) -> np.ndarray | None:
+        """The picture shown, (rows, cols, 3) floats in [0, 1]."""
+        return self._rgb
+
+    def png(self) -> bytes:
+        """The picture shown as PNG (one pixel per image pixel)."""
+        if self._rgb is None:
+            raise InvalidInputError("no image is shown yet")
+        return image_png(self._rgb)
+
+    def redraw(self) -> None:
+        """Render the image in the chosen view and scale, with the regions' outlines."""
+        with self._lock:
+            image = self._image
+            if image is None:
+                return
+            try:
+                rgb = render_rgb(image, self.view.value, self.scale.value, self._decades)
+            except InvalidInputError as exc:
+                self.message.error(exc)
+                return
+            self._rgb = rgb
+            self._shown.set_data(rgb)
+            extent = (-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5)
+            if self._shown.get_extent() != list(extent):
+                self._shown.set_extent(extent)
+                self.ax.set_xlim(extent[0], extent[1])
+                self.ax.set_ylim(extent[2], extent[3])
+            self._draw_overlay()
+        self.canvas.draw_idle()
+
+    def _draw_overlay(self) -> None:
+        for artist in self._overlay:
+            artist.remove()
+        self._overlay = draw_rectangles(self.ax, self.regions, numbered=self.max_regions != 1)
+
+    # ---------------------------------------------------------------- regions
+    @property
+    def region(self) -> tuple[int, int, int, int] | None:
+        """The last selected region, or None."""
+        return self.regions[-1] if self.regions else None
+
+    def crop(self, image=None):
+        """The image shown (or ``image``, of the same shape) cut to :attr:`region`."""
+        return crop(self._image if image is None else image, self.region)
+
+    def _on_drawn(self, press, release) -> None:
+        if self.shape is None:
+            return
+        roi = roi_from_extents(press.xdata, release.xdata, press.ydata, release.ydata,
+                               self.shape)
+        if roi is not None:
+            self.add_region(*roi)
+
+    def add_region(self, r0: int, r1: int, c0: int, c1: int) -> bool:
+        """Select a region (half-open pixel ranges); return False (and say why) if refused."""
+        shape = self.shape
+        if self.max_regions == 0:
+            return False
+        if shape is None:
+            self.message.error("Choose data first: there is no image to select a region of.")
+            return False
+        r0, r1, c0, c1 = (int(v) for v in (r0, r1, c0, c1))
+        if not (0 <= r0 < r1 <= shape[0] and 0 <= c0 < c1 <= shape[1]):
+            self.message.error(f"The region rows {r0}:{r1}, cols {c0}:{c1} is empty or outside "
+                               f"the {shape[0]}×{shape[1]} image; give ranges inside it.")
+            return False
+        self.message.clear()
+        if self.max_regions is not None and len(self.regions) >= self.max_regions:
+            del self.regions[: len(self.regions) - self.max_regions + 1]
+        self.regions.append((r0, r1, c0, c1))
+        self._regions_changed()
+        return True
+
+    def remove_region(self, index: int | None) -> None:
+        """Remove the region at ``index`` (0-based) of :attr:`regions`."""
+        if index is None or not 0 <= index < len(self.regions):
+            return
+        del self.regions[index]
+        self._regions_changed()
+
+    def clear_regions(self) -> None:
+        """Remove every region."""
+        if self.regions:
+            self.regions = []
+            self._regions_changed()
+
+    def _add_typed(self) -> None:
+        roi = typed_region(self.region_text, self.message)
+        if roi is not None and self.add_region(*roi):
+            self.region_text.value = ""
+
+    def _sync_regions(self) -> None:
+        self.region_list.options = [f"{i}: {_region_text(r)}"
+                                    for i, r in enumerate(self.regions, start=1)]
+        self.region_list.index = len(self.regions) - 1 if self.regions else None
+        if self.max_regions == 1:
+            self.region_info.value = (
+                f"<b>Region:</b> {_region_text(self.region)}" if self.regions
+                else "<b>Region:</b> <span style='color:#555'>none (the whole image)</span>")
+        else:
+            self.region_info.value = f"<b>Regions:</b> {len(self.regions)}"
+
+    def _regions_changed(self) -> None:
+        self._sync_regions()
+        with self._lock:
+            self._draw_overlay()
+        self.canvas.draw_idle()
+        self.regions_version += 1

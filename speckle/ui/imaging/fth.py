@@ -1,0 +1,363 @@
+"""The FTH reconstruction dashboard: hologram to complex image, a region, refocus, downloads.
+
+Data come as in the XPCS dashboard (beamline folders, upload, demos). The hologram's centre is
+found by :func:`speckle.imaging.fth.find_center` (editable), the hologram inverted by
+:func:`speckle.imaging.fth.reconstruct` with an optional apodization, and the reconstruction
+shown as a complex image; the strongest cross-term is proposed as the region, which the user
+may redraw. Two holograms of opposite helicity give the magnetic (XMCD) difference, whose
+global phase can be rotated so that the contrast sits in the real part. The region is refocused
+by the :class:`~speckle.ui.imaging.refocus.RefocusPanel`.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import ipywidgets as widgets
+import numpy as np
+
+from ...errors import InvalidInputError
+from ...imaging.fth import (find_center, find_cross_terms, helicity_difference, reconstruct,
+                            rotate_phase_to_real)
+from ...io.images import write_image_result
+from .._common import MessageBox, Tasks, styled
+from ..export import new_result_folder
+from ..results import links_html
+from ._base import ImagingDashboard, section
+from .complex_view import ComplexImageView, crop, image_png, render_rgb
+from .refocus import RefocusInput
+
+__all__ = ["FthDashboard", "fth_dashboard", "suggest_region"]
+
+#: Margin (pixels) added around a detected cross-term for the suggested region.
+REGION_MARGIN = 4
+
+
+def suggest_region(image, margin: int = REGION_MARGIN) -> tuple[int, int, int, int] | None:
+    """The strongest cross-term of a reconstruction with a margin, or None when none is found.
+
+    Of a cross-term and its (point-inverted, conjugated) twin, the one found strongest first is
+    taken; see :func:`speckle.imaging.fth.find_cross_terms`.
+    """
+    terms = find_cross_terms(image)
+    if not terms:
+        return None
+    r0, r1, c0, c1 = terms[0].box
+    rows, cols = np.shape(image)
+    return (max(0, r0 - margin), min(rows, r1 + margin), max(0, c0 - margin),
+            min(cols, c1 + margin))
+
+
+def _float(description: str, css: str, width="200px", step=0.1):
+    return styled(widgets.FloatText(value=0.0, description=description, step=step,
+                                    style={"description_width": "90px"},
+                                    layout=widgets.Layout(width=width)), css)
+
+
+class FthDashboard(ImagingDashboard):
+    """Fourier transform holography as one widget.
+
+    Parameters
+    ----------
+    **kwargs
+        See :class:`~speckle.ui.imaging._base.ImagingDashboard` (``data_dirs``, ``upload_dir``,
+        ``results_dir``, ``base_url``, ``server_root``, ``demos``).
+
+    Attributes
+    ----------
+    chooser : DataChooser
+    hologram_view, reconstruction_view : ComplexImageView
+    refocus : RefocusPanel
+    hologram : numpy.ndarray or None
+        The hologram inverted (the helicity difference when that is on).
+    reconstruction : FthReconstruction or None
+    phase : float
+        The global phase (radians) taken off the reconstruction ("rotate to real"); 0 if none.
+    files : dict of str to pathlib.Path
+        The saved reconstruction's files (``"hdf5"``, ``"png"``, ``"hologram_png"``).
+
+    Notes
+    -----
+    CSS classes: ``speckle-fth`` (the whole, also ``speckle-dashboard``), ``speckle-hologram``
+    (the hologram's :class:`ComplexImageView`), ``speckle-fth-center-row``,
+    ``speckle-fth-center-col``, ``speckle-find-center``, ``speckle-fth-apodization``,
+    ``speckle-reconstruct``, ``speckle-fth-status``, ``speckle-helicity-plus``,
+    ``speckle-helicity-minus``, ``speckle-helicity-difference``, ``speckle-reconstruction``
+    (the reconstruction's view), ``speckle-rotate-phase``, ``speckle-save-reconstruction``,
+    ``speckle-reconstruction-download``; the refocus panel's classes (``speckle-refocus``...).
+    """
+
+    #: A saved FTH result (``result.h5``) chosen as data is reconstructed from its hologram.
+    saved_image_names = ("hologram",)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.add_class("speckle-fth")
+        self.hologram = None
+        self.label = ""
+        self.reconstruction = None
+        self.phase = 0.0
+        self.files: dict[str, Path] = {}
+        self._raw = None
+        self._quiet = False
+        self._helicity: dict[str, tuple[np.ndarray, str]] = {}
+        self._work = Tasks("fth")
+
+        self.hologram_view = styled(ComplexImageView(
+            max_regions=0, view="magnitude", scale="log", views=("magnitude",),
+            figsize=(4.6, 4.0)), "speckle-hologram")
+        self.center_row = _float("centre row", "speckle-fth-center-row")
+        self.center_col = _float("centre col", "speckle-fth-center-col")
+        self.find_button = styled(widgets.Button(description="Find centre", icon="crosshairs",
+                                                 tooltip="cross-correlate the hologram with "
+                                                         "its 180°-rotated copy"),
+                                  "speckle-find-center")
+        self.apodization = styled(widgets.FloatSlider(
+            value=0.0, min=0.0, max=1.0, step=0.02, description="apodization",
+            tooltip="smooth edge window on the hologram, fraction of the half-size",
+            style={"description_width": "90px"}, layout=widgets.Layout(width="320px")),
+            "speckle-fth-apodization")
+        self.reconstruct_button = styled(widgets.Button(description="Reconstruct", icon="play",
+                                                        button_style="primary"),
+                                         "speckle-reconstruct")
+        self.status = styled(widgets.HTML(), "speckle-fth-status")
+        self.plus_button = styled(widgets.Button(description="use as helicity +",
+                                                 layout=widgets.Layout(width="150px")),
+                                  "speckle-helicity-plus")
+        self.minus_button = styled(widgets.Button(description="use as helicity −",
+                                                  layout=widgets.Layout(width="150px")),
+                                   "speckle-helicity-minus")
+        self.difference = styled(widgets.Checkbox(
+            value=False, indent=False, disabled=True,
+            description="invert the difference + − f·(+ + −)"), "speckle-helicity-difference")
+        self.helicity_info = widgets.HTML("<span style='color:#555'>XMCD: open each helicity's "
+                                          "hologram and assign it.</span>")
+        controls = widgets.VBox([
+            widgets.HTML("<b>Centre</b> (row, col in pixels; sub-pixel allowed)"),
+            self.center_row, self.center_col, self.find_button, self.apodization,
+            self.reconstruct_button, self.status,
+            widgets.HTML("<b style='display:block;margin-top:10px'>Helicity difference</b>"),
+            widgets.HBox([self.plus_button, self.minus_button]), self.difference,
+            self.helicity_info], layout=widgets.Layout(margin="0 0 0 12px", max_width="340px"))
+
+        self.reconstruction_view = styled(ComplexImageView(
+            max_regions=1, view="complex", scale="log",
+            help_text="Drag around the object (one cross-term) to refocus it, or type its "
+                      "region; without a region the whole image is refocused."),
+            "speckle-reconstruction")
+        self.rotate_button = styled(widgets.Button(
+            description="Rotate phase to real", icon="rotate-right",
+            layout=widgets.Layout(width="auto"), tooltip="take off the "
+            "region's global phase, so that (magnetic) contrast sits in the real part"),
+            "speckle-rotate-phase")
+        self.save_button = styled(widgets.Button(description="Save reconstruction", icon="save",
+                                                 disabled=True,
+                                                 layout=widgets.Layout(width="auto")),
+                                  "speckle-save-reconstruction")
+        self.downloads = styled(widgets.HTML(), "speckle-download",
+                                "speckle-reconstruction-download")
+        self.save_message = MessageBox()
+
+        self.children = [
+            self.header("FTH reconstruction"),
+            section("1. Data"), self.chooser, self.message,
+            section("2. Hologram and inversion"),
+            widgets.HBox([self.hologram_view, controls],
+                         layout=widgets.Layout(flex_flow="row wrap")),
+            section("3. Reconstruction and region"), self.reconstruction_view,
+            widgets.HBox([self.rotate_button, self.save_button]), self.save_message,
+            self.downloads,
+            section("4. Refocus the region"), self.refocus,
+        ]
+        self.find_button.on_click(lambda _b: self.find_center())
+        self.reconstruct_button.on_click(lambda _b: self.reconstruct())
+        self.plus_button.on_click(lambda _b: self.set_helicity("+"))
+        self.minus_button.on_click(lambda _b: self.set_helicity("-"))
+        self.difference.observe(lambda _c: self._use_difference(), "value")
+        self.rotate_button.on_click(lambda _b: self.rotate_phase())
+        self.save_button.on_click(lambda _b: self.save())
+
+    # ---------------------------------------------------------------- data to reconstruction
+    def _prepare(self, image, metadata, label):
+        center = find_center(image)
+        rec = reconstruct(image, center=center, apodization=self.apodization.value)
+        return {"image": image, "metadata": metadata, "label": label, "rec": rec,
+                "region": suggest_region(rec.image)}
+
+    def _show(self, prepared) -> None:
+        self._work.invalidate()  # a reconstruction of the previous data is stale
+        self._raw = prepared["image"]
+        self.label = prepared["label"]
+        self._quiet = True
+        try:
+            self.difference.value = False
+        finally:
+            self._quiet = False
+        self.reconstruction_view.clear_regions()
+        self._suggest_refocus(prepared["metadata"], self._raw.shape)
+        self._show_reconstruction(self._raw, prepared["rec"], prepared["region"], self.label)
+
+    def _show_reconstruction(self, hologram, rec, region, what: str) -> None:
+        self.hologram = hologram
+        self.reconstruction = rec
+        self.phase = 0.0
+        self.files = {}
+        self.downloads.value = ""
+        self.save_message.clear()
+        self.center_row.value, self.center_col.value = (round(v, 3) for v in rec.center)
+        rows, cols = hologram.shape
+        self.hologram_view.set_image(hologram, f"{what}: {rows} × {cols} pixels")
+        keep = self.reconstruction_view.region
+        self.reconstruction_view.set_image(
+            rec.image, f"inverse FFT of {what}, centre ({rec.center[0]:.2f}, "
+                       f"{rec.center[1]:.2f}), apodization {rec.apodization:g}")
+        if region is not None and (keep is None or self.reconstruction_view.region is None):
+            self.reconstruction_view.add_region(*region)
+        self.status.value = (f"<span style='color:#1e7e34'>Reconstructed with centre "
+                             f"({rec.center[0]:.2f}, {rec.center[1]:.2f}).</span>")
+        self.save_button.disabled = False
+
+    def _run(self, fn, title: str) -> None:
+        """Run ``fn`` (returns what :meth:`_show_reconstruction` takes) in the background."""
+        def failed(exc):
+            self.status.value = ""
+            self.message.error(exc, title=title)
+
+        self.message.clear()
+        self._work.start(fn, lambda args: self._show_reconstruction(*args), failed)
+
+    def _hologram_in_use(self) -> tuple[np.ndarray, str]:
+        if self.difference.value:
+            (plus, a), (minus, b) = self._helicity["+"], self._helicity["-"]
+            return helicity_difference(plus, minus), f"helicity difference {a} − {b}"
+        if self._raw is None:
+            raise InvalidInputError("choose a hologram first: a beamline file, an upload or "
+                                    "the demo data")
+        return self._raw, self.label
+
+    def reconstruct(self) -> None:
+        """Invert the hologram with the typed centre and apodization (the Reconstruct button)."""
+        center = (self.center_row.value, self.center_col.value)
+        apodization = self.apodization.value
+
+        def work():
+            hologram, what = self._hologram_in_use()
+            rec = reconstruct(hologram, center=center, apodization=apodization)
+            return hologram, rec, suggest_region(rec.image), what
+
+        self._run(work, "Cannot reconstruct:")
+
+    def find_center(self) -> None:
+        """Find the centre again (the Find centre button), then reconstruct."""
+        apodization = self.apodization.value
+
+        def work():
+            hologram, what = self._hologram_in_use()
+            rec = reconstruct(hologram, center=find_center(hologram), apodization=apodization)
+            return hologram, rec, suggest_region(rec.image), what
+
+        self._run(work, "Cannot find the centre:")
+
+    # ---------------------------------------------------------------- helicity difference
+    def set_helicity(self, which: str) -> None:
+        """Remember the current hologram as helicity ``"+"`` or ``"-"``."""
+        if self._raw is None:
+            self.message.error("Open a hologram first, then assign it to a helicity.")
+            return
+        self._helicity[which] = (self._raw, self.label)
+        names = {k: html.escape(v[1]) for k, v in self._helicity.items()}
+        self.helicity_info.value = (f"+: <b>{names.get('+', '—')}</b>, "
+                                    f"−: <b>{names.get('-', '—')}</b>")
+        both = len(self._helicity) == 2
+        self.difference.disabled = not both
+        if both and self._helicity["+"][0].shape != self._helicity["-"][0].shape:
+            self.difference.disabled = True
+            self.message.error("The two helicities have different shapes; open holograms of "
+                               "the same detector region.")
+        elif self.difference.value:
+            self._use_difference()
+
+    def _use_difference(self) -> None:
+        if not self._quiet:
+            self.reconstruct()
+
+    def rotate_phase(self) -> None:
+        """Rotate the reconstruction's global phase (of the region) into the real part."""
+        rec = self.reconstruction
+        if rec is None:
+            self.message.error("Reconstruct a hologram first.")
+            return
+        view = self.reconstruction_view
+        rotated, phi = rotate_phase_to_real(view.image, view.region)
+        self.phase = (self.phase + phi + np.pi) % (2 * np.pi) - np.pi
+        view.set_image(rotated, f"reconstruction with its global phase "
+                                f"{np.degrees(self.phase):+.1f}° taken off")
+        view.view.value = "real"
+
+    # ---------------------------------------------------------------- refocus and files
+    def _refocus_input(self) -> RefocusInput:
+        view = self.reconstruction_view
+        if view.image is None or self.reconstruction is None:
+            raise InvalidInputError("reconstruct a hologram first: choose data in section 1")
+        region = view.region
+        return RefocusInput(
+            field=view.crop(), label=self.label or "fth", kind="fth",
+            arrays={"reconstruction": view.image, "hologram": self.hologram},
+            attrs=self._attrs(region))
+
+    def _attrs(self, region) -> dict:
+        rec = self.reconstruction
+        return {"kind": "fth", "center": list(rec.center), "fth_apodization": rec.apodization,
+                "region": None if region is None else list(region),
+                "phase_removed_rad": float(self.phase),
+                "helicity_difference": bool(self.difference.value),
+                "source": self.label}
+
+    def save(self) -> Path | None:
+        """Write the reconstruction (HDF5 and PNG) as a result folder and offer the links."""
+        view = self.reconstruction_view
+        if view.image is None or self.reconstruction is None:
+            self.save_message.error("Reconstruct a hologram first.")
+            return None
+        try:
+            with new_result_folder(f"{self.label or 'fth'}-fth", self.results_dir) as (tmp,
+                                                                                       final):
+                write_image_result(tmp / "result.h5",
+                                   {"reconstruction": view.image, "hologram": self.hologram,
+                                    "region_image": crop(view.image, view.region)},
+                                   self._attrs(view.region))
+                (tmp / "reconstruction.png").write_bytes(view.png())
+                (tmp / "hologram.png").write_bytes(image_png(render_rgb(
+                    self.hologram, "magnitude", "log")))
+        except Exception as exc:  # noqa: BLE001 - shown in the page
+            self.save_message.error(exc, title="The reconstruction was not saved:")
+            return None
+        self.save_message.clear()
+        self.files = {"hdf5": final / "result.h5", "png": final / "reconstruction.png",
+                      "hologram_png": final / "hologram.png"}
+        entries = [(self.files["hdf5"], "reconstruction, HDF5"),
+                   (self.files["png"], "reconstruction as shown, PNG"),
+                   (self.files["hologram_png"], "hologram, PNG")]
+        self.downloads.value = links_html(entries, final, self.base_url, self.server_root)
+        return final
+
+    def wait(self, timeout: float | None = 120) -> bool:
+        """Wait until nothing runs in the background."""
+        return super().wait(timeout) and self._work.wait(timeout)
+
+
+def fth_dashboard(**kwargs) -> FthDashboard:
+    """Return the FTH reconstruction dashboard (display it as a notebook cell's last value).
+
+    Parameters
+    ----------
+    **kwargs
+        Passed to :class:`FthDashboard`.
+
+    Examples
+    --------
+    >>> from speckle.ui.imaging import fth_dashboard
+    >>> fth_dashboard()  # doctest: +SKIP
+    """
+    return FthDashboard(**kwargs)

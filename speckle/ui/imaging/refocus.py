@@ -1,0 +1,656 @@
+"""Refocusing a region of a complex image: a sweep of propagation distances and its sharpness.
+
+:class:`RefocusPanel` asks its ``source`` for the field to refocus (a region of an FTH or CDI
+reconstruction, or any complex image), propagates it over a range of distances with
+:func:`speckle.imaging.focus.focus_sweep` in a worker thread (progress, Cancel), plots the
+sharpness against the distance with a marker that can be dragged along the curve (or moved with
+the slider bound to it), and shows the field at the marker's distance, or its gradient. Each
+finished sweep is written as a result folder: the sharpness table (CSV), pictures (PNG) and the
+HDF5 result (:func:`speckle.io.images.write_image_result`). Units at the interface: eV, nm, µm;
+SI inside.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ipywidgets as widgets
+import numpy as np
+import traitlets
+from matplotlib.figure import Figure
+
+from ...backend import array_module, asnumpy, get_xp
+from ...errors import InvalidInputError
+from ...imaging.display import SCALES
+from ...imaging.focus import (FOCUS_EXTREMUM, METRICS, RECOMMENDED_METRIC, focus_sweep,
+                              gradient_magnitude)
+from ...imaging.fth import apodization_window
+from ...imaging.propagation import METHODS, wavelength_from_energy
+from ...io.atomic import atomic_path
+from ...io.images import write_image_result
+from .._common import RunPanel, RunPanelOwner, Tasks, note_html, styled, sub_progress
+from ..export import new_result_folder
+from ..image_view import interactive_canvas
+from ..results import links_html, render_png
+from ..server import base_url as default_base_url
+from .complex_view import image_png, render_rgb
+
+__all__ = ["RefocusInput", "RefocusPanel", "apodize", "sharpness_csv_rows", "sharpness_figure",
+           "upscale"]
+
+NM = 1e-9
+UM = 1e-6
+#: The displayed frame is enlarged (whole pixels) to at least this many screen pixels.
+FRAME_PIXELS = 360
+#: The smallest region that can be refocused (pixels each way).
+MIN_SIDE = 8
+METRIC_LABELS = {"acutance": "acutance (gradient)", "brenner": "Brenner",
+                 "normalized_variance": "normalised variance",
+                 "edge_sparsity": "edge sparsity (Tamura)"}
+
+
+def apodize(field, apodization: float):
+    """``field`` times a smooth (cos²) edge window about its middle (0: unchanged).
+
+    The window is :func:`speckle.imaging.fth.reconstruct`'s: 1 inside, falling over
+    ``apodization`` of the half-size towards the edge, so that the cut edges of a region do not
+    ring when it is propagated.
+    """
+    if not apodization > 0:
+        return field
+    xp = array_module(field)
+    rows, cols = field.shape
+    return field * apodization_window((rows, cols), ((rows - 1) / 2, (cols - 1) / 2),
+                                       float(apodization), xp)
+
+
+@dataclass
+class RefocusInput:
+    """What a refocus sweep works on, given by the panel's ``source``.
+
+    Attributes
+    ----------
+    field : array, (rows, cols)
+        The complex field to propagate (a region of an image), numpy or cupy.
+    label : str
+        Short name of the data (for the result folder's name).
+    kind : str
+        ``/speckle@kind`` of the HDF5 result: "fth", "cdi" or "propagation".
+    arrays : dict
+        Further arrays for the HDF5 result (e.g. the whole reconstruction).
+    attrs : dict
+        Further attributes for the HDF5 result (e.g. the region, the FTH centre).
+    """
+
+    field: object
+    label: str = "image"
+    kind: str = "propagation"
+    arrays: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)
+
+
+def sharpness_csv_rows(sweep) -> list[list]:
+    """The sharpness table: a header, then distance (µm) and every metric per distance."""
+    names = list(sweep.sharpness)
+    rows = [["distance_um", *names]]
+    for i, z in enumerate(np.asarray(sweep.distances, float)):
+        rows.append([f"{z / UM:.6g}", *(f"{float(sweep.sharpness[n][i]):.9g}" for n in names)])
+    return rows
+
+
+def sharpness_figure(sweep, metric: str, best: float | None = None,
+                     figsize=(5.6, 3.6)) -> Figure:
+    """Sharpness of ``metric`` against distance (µm), the best distance as a dashed line.
+
+    Parameters
+    ----------
+    sweep : FocusSweep
+    metric : str
+        One of the swept metrics.
+    best : float, optional
+        The best distance (m) to mark; default ``sweep.best(metric)``.
+    figsize : (float, float)
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    best = sweep.best(metric) if best is None else best
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(np.asarray(sweep.distances, float) / UM, np.asarray(sweep.sharpness[metric], float),
+            "o-", color="#1f77b4", markersize=3)
+    ax.axvline(best / UM, color="#2ca02c", linestyle="--", linewidth=1,
+               label=f"sharpest: {best / UM:+.3f} µm")
+    ax.set_xlabel("propagation distance (µm)")
+    ax.set_ylabel(f"sharpness: {METRIC_LABELS.get(metric, metric)}")
+    ax.legend(loc="best", fontsize=8)
+    return fig
+
+
+def upscale(rgb: np.ndarray, pixels: int = FRAME_PIXELS) -> np.ndarray:
+    """Enlarge a small picture by a whole factor (nearest neighbour) to about ``pixels``."""
+    factor = max(1, int(pixels // max(rgb.shape[:2])))
+    if factor == 1:
+        return rgb
+    return np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)
+
+
+def _number(description: str, value: float, css: str, tooltip: str = "", step=None):
+    return styled(widgets.FloatText(value=value, description=description, step=step,
+                                    tooltip=tooltip, style={"description_width": "120px"},
+                                    layout=widgets.Layout(width="240px")), css)
+
+
+class RefocusPanel(RunPanelOwner, widgets.VBox):
+    """Energy, pixel pitch, distances, apodization, metric; Run/Cancel; sharpness and frames.
+
+    Parameters
+    ----------
+    source : callable, optional
+        ``source() -> RefocusInput``, called on the widget thread when a sweep starts; raises
+        :class:`~speckle.errors.InvalidInputError` with what the user must do first.
+    results_dir, base_url, server_root : optional
+        Where result folders go and how they are linked (see :class:`~speckle.ui.base.Dashboard`).
+
+    Attributes
+    ----------
+    state : str
+        "idle", "running", "done", "cancelled" or "failed" (a trait).
+    sweep : FocusSweep or None
+        The last finished sweep.
+    index : int
+        Index into ``sweep.distances`` of the marker (the slider's value).
+    folder : pathlib.Path or None
+        The result folder of the last sweep.
+    files : dict of str to pathlib.Path
+        Its files: ``"csv"``, ``"hdf5"``, ``"sharpness_png"``, ``"input_png"``,
+        ``"best_png"`` and ``"frame_png"`` (the last saved frame, when saved).
+    error : str
+        The last failure in words ("" when none).
+    run_panel : RunPanel
+        Refocus / Cancel, progress, stage and the message.
+
+    Notes
+    -----
+    CSS classes: ``speckle-refocus`` (the whole), ``speckle-refocus-energy``,
+    ``speckle-refocus-pitch``, ``speckle-refocus-from``, ``speckle-refocus-to``,
+    ``speckle-refocus-steps``, ``speckle-refocus-apodization``, ``speckle-refocus-metric``,
+    ``speckle-refocus-extremum``, ``speckle-refocus-method``, ``speckle-refocus-run``,
+    ``speckle-refocus-cancel``, ``speckle-refocus-progress``, ``speckle-refocus-stage`` (the
+    run panel's, also ``speckle-run-panel``...), ``speckle-refocus-hint`` (shown until a sweep
+    ran), ``speckle-refocus-results`` (the plots, hidden until then), ``speckle-sharpness-plot`` (the ipympl canvas; drag on it to move the marker),
+    ``speckle-focus-slider``, ``speckle-focus-distance`` (the marker's distance),
+    ``speckle-focus-best`` (best distance per metric), ``speckle-focus-frame`` (the field at the
+    marker, an image), ``speckle-focus-caption``, ``speckle-gradient-toggle`` (field /
+    gradient), ``speckle-focus-scale``, ``speckle-save-frame``, ``speckle-download`` (links
+    ``a.speckle-download-link``) and ``speckle-error``.
+    """
+
+    state = traitlets.Unicode("idle")
+    index = traitlets.Int(0)
+
+    def __init__(self, source: Callable[[], RefocusInput] | None = None, *, results_dir=None,
+                 base_url: str | None = None, server_root=None, **kwargs):
+        super().__init__(**kwargs)
+        self.add_class("speckle-refocus")
+        self.source = source
+        self.results_dir = results_dir
+        self.base_url = base_url or default_base_url()
+        self.server_root = server_root
+        self.sweep = None
+        self.input: RefocusInput | None = None
+        self.field_in = None
+        self.params: dict = {}
+        self.folder: Path | None = None
+        self.files: dict[str, Path] = {}
+        self.frame_png = b""
+        self._lock = threading.RLock()
+        self._frames = Tasks("refocus-frame")
+        self._dragging = False
+
+        self.energy = _number("energy (eV)", 780.0, "speckle-refocus-energy", step=1)
+        self.pitch = _number("pixel pitch (nm)", 20.0, "speckle-refocus-pitch",
+                             tooltip="size of one image pixel in the sample plane", step=1)
+        self.z_from = _number("from (µm)", -10.0, "speckle-refocus-from", step=1)
+        self.z_to = _number("to (µm)", 10.0, "speckle-refocus-to", step=1)
+        self.steps = styled(widgets.BoundedIntText(
+            value=41, min=3, max=2001, description="distances", style={"description_width":
+                                                                       "120px"},
+            layout=widgets.Layout(width="240px")), "speckle-refocus-steps")
+        self.apodization = styled(widgets.FloatSlider(
+            value=0.1, min=0.0, max=0.5, step=0.01, description="apodization",
+            tooltip="smooth edge window, as a fraction of the half-size of the region",
+            style={"description_width": "120px"}, layout=widgets.Layout(width="320px")),
+            "speckle-refocus-apodization")
+        self.metric = styled(widgets.Dropdown(
+            options=[(METRIC_LABELS.get(m, m), m) for m in METRICS], value=RECOMMENDED_METRIC,
+            description="sharpness", style={"description_width": "120px"},
+            layout=widgets.Layout(width="320px")), "speckle-refocus-metric")
+        self.extremum = styled(widgets.Dropdown(
+            options=[("its maximum", "max"), ("its minimum", "min")],
+            value=FOCUS_EXTREMUM[RECOMMENDED_METRIC], description="focus at",
+            tooltip="which extremum of the sharpness marks the focus (phase objects: some "
+                    "metrics are minimal in focus)",
+            style={"description_width": "120px"}, layout=widgets.Layout(width="320px")),
+            "speckle-refocus-extremum")
+        self.method = styled(widgets.Dropdown(
+            options=[("angular spectrum (exact)", "angular"), ("Fresnel (paraxial)", "fresnel")],
+            value=METHODS[0], description="propagation", style={"description_width": "120px"},
+            layout=widgets.Layout(width="320px")), "speckle-refocus-method")
+        self._own(RunPanel(label="Refocus", what="The refocus sweep", prefix="speckle-refocus",
+                           name="refocus", progress_width="280px"))
+        self.message = self.run_panel.message
+
+        # results: the sharpness curve with its marker, the slider, the frame
+        self.figure = Figure(figsize=(5.2, 3.4), layout="constrained")
+        self.ax = self.figure.add_subplot()
+        self.ax.set_xlabel("propagation distance (µm)")
+        self.ax.set_ylabel("sharpness")
+        (self._curve,) = self.ax.plot([], [], "o-", color="#1f77b4", markersize=3)
+        self._best_line = self.ax.axvline(0.0, color="#2ca02c", linestyle="--", linewidth=1)
+        self._marker = self.ax.axvline(0.0, color="#d62728", linewidth=2)
+        self.plot, self._manager = interactive_canvas(self.figure, self._lock)
+        styled(self.plot, "speckle-sharpness-plot")
+        self.plot.mpl_connect("button_press_event", self._on_press)
+        self.plot.mpl_connect("motion_notify_event", self._on_motion)
+        self.plot.mpl_connect("button_release_event", self._on_release)
+        self.slider = styled(widgets.IntSlider(value=0, min=0, max=1, readout=False,
+                                               continuous_update=True, disabled=True,
+                                               description="distance",
+                                               layout=widgets.Layout(width="360px")),
+                             "speckle-focus-slider")
+        self.distance_text = styled(widgets.HTML(), "speckle-focus-distance")
+        self.best_button = widgets.Button(description="to the best", icon="bullseye",
+                                          disabled=True, layout=widgets.Layout(width="120px"))
+        self.best_text = styled(widgets.HTML(), "speckle-focus-best")
+        self.frame_view = styled(widgets.ToggleButtons(
+            options=[("field", "field"), ("gradient", "gradient")], value="field",
+            style={"button_width": "80px"}), "speckle-gradient-toggle")
+        self.frame_scale = styled(widgets.ToggleButtons(options=list(SCALES), value="linear",
+                                                        style={"button_width": "64px"}),
+                                  "speckle-focus-scale")
+        self.frame = styled(widgets.Image(format="png", layout=widgets.Layout(
+            width=f"{FRAME_PIXELS}px", max_width="100%")), "speckle-focus-frame")
+        self.frame_caption = styled(widgets.HTML(), "speckle-focus-caption")
+        self.save_frame_button = styled(widgets.Button(description="Save this frame",
+                                                       icon="save", disabled=True,
+                                                       layout=widgets.Layout(width="auto")),
+                                        "speckle-save-frame")
+        self.downloads = styled(widgets.HTML(), "speckle-download")
+        self._body = styled(widgets.VBox([
+            widgets.HBox([
+                widgets.VBox([self.plot, widgets.HBox([self.slider, self.best_button]),
+                              self.distance_text, self.best_text]),
+                widgets.VBox([widgets.HBox([self.frame_view, self.frame_scale],
+                                           layout=widgets.Layout(flex_flow="row wrap")),
+                              self.frame, self.frame_caption, self.save_frame_button],
+                             layout=widgets.Layout(margin="0 0 0 12px")),
+            ], layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start")),
+            self.downloads,
+        ]), "speckle-refocus-results")
+        self.hint = styled(widgets.HTML(
+            "<div style='color:#555;padding:4px 0'>Press <b>Refocus</b>: the sharpness against "
+            "the distance appears here, with the field at the red marker beside it.</div>"),
+            "speckle-refocus-hint")
+        self.children = [
+            widgets.HBox([widgets.VBox([self.energy, self.pitch, self.steps]),
+                          widgets.VBox([self.z_from, self.z_to]),
+                          widgets.VBox([self.apodization, self.metric, self.extremum,
+                                        self.method])],
+                         layout=widgets.Layout(flex_flow="row wrap")),
+            self.run_panel,
+            self.hint,
+            self._body,
+        ]
+        self.frame.layout.display = "none"  # until the first frame is rendered
+        self._show_body(False)
+        self.run_button.on_click(lambda _b: self.run())
+        self.best_button.on_click(lambda _b: self.go_to_best())
+        self.save_frame_button.on_click(lambda _b: self.save_frame())
+        self.slider.observe(lambda c: setattr(self, "index", int(c["new"])), "value")
+        self.observe(self._on_index, "index")
+        self.metric.observe(self._on_metric, "value")
+        self.extremum.observe(lambda _c: self._metric_changed(), "value")
+        self.frame_view.observe(lambda _c: self.show_frame(), "value")
+        self.frame_scale.observe(lambda _c: self.show_frame(), "value")
+
+    # ---------------------------------------------------------------- parameters
+    def set_parameters(self, *, energy: float | None = None, pitch: float | None = None,
+                       z_range: tuple[float, float] | None = None) -> None:
+        """Fill the fields (SI units: eV, m, (m, m)); None leaves a field as it is."""
+        if energy:
+            self.energy.value = round(float(energy), 3)
+        if pitch:
+            self.pitch.value = float(f"{pitch / NM:.6g}")
+        if z_range is not None:
+            self.z_from.value = float(f"{z_range[0] / UM:.6g}")
+            self.z_to.value = float(f"{z_range[1] / UM:.6g}")
+
+    def parameters(self) -> dict:
+        """The sweep's parameters from the fields, in SI units.
+
+        Raises
+        ------
+        InvalidInputError
+            For a non-positive energy or pitch, or an empty distance range.
+        """
+        energy = self.energy.value
+        if not (energy or 0) > 0:
+            raise InvalidInputError(f"the photon energy must be positive, got {energy} eV; "
+                                    "type it in the energy field")
+        pitch = self.pitch.value
+        if not (pitch or 0) > 0:
+            raise InvalidInputError(f"the pixel pitch must be positive, got {pitch} nm; type "
+                                    "the size of one image pixel in the sample plane")
+        z0, z1 = self.z_from.value, self.z_to.value
+        if not (np.isfinite(z0) and np.isfinite(z1)) or z0 == z1:
+            raise InvalidInputError(f"the distance range {z0} to {z1} µm is empty; give two "
+                                    "different distances")
+        return {"energy": float(energy), "wavelength": wavelength_from_energy(energy),
+                "pixel_size": float(pitch) * NM,
+                "distances": np.linspace(z0 * UM, z1 * UM, int(self.steps.value)),
+                "apodization": float(self.apodization.value), "metric": self.metric.value,
+                "method": self.method.value}
+
+    # ---------------------------------------------------------------- running
+    def run(self) -> threading.Thread | None:
+        """Start a sweep in a worker thread and return at once (the Refocus button)."""
+        return self.run_panel.run(self._prepare)
+
+    def wait(self, timeout: float | None = 120) -> bool:
+        """Wait for the sweep and the frame being rendered; True when nothing runs."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self.run_panel.wait(timeout):
+            return False
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self._frames.wait(remaining)
+
+    def _prepare(self) -> Callable:
+        """Widget thread: the sweep's input and parameters, checked."""
+        if self.source is None:
+            raise InvalidInputError("nothing to refocus: choose data first")
+        params = self.parameters()
+        given = self.source()
+        shape = tuple(getattr(given.field, "shape", ()))
+        if len(shape) != 2 or min(shape) < MIN_SIDE:
+            raise InvalidInputError(
+                f"the region to refocus is {' × '.join(map(str, shape))} pixels; "
+                f"select one of at least {MIN_SIDE} × {MIN_SIDE} pixels")
+        return lambda progress, cancel: self._work(given, params, progress, cancel)
+
+    def _work(self, given: RefocusInput, params: dict, progress: Callable,
+              cancel: Callable) -> None:
+        try:
+            xp = get_xp("auto")  # the sweep runs on the GPU where there is one
+            field_in = given.field if array_module(given.field) is xp \
+                else xp.asarray(asnumpy(given.field))
+            field_in = apodize(field_in, params["apodization"])
+            sweep = focus_sweep(field_in, params["distances"], pixel_size=params["pixel_size"],
+                                wavelength=params["wavelength"], method=params["method"],
+                                progress=sub_progress(progress, 0.0, 0.8), cancel=cancel)
+            step = sub_progress(progress, 0.8, 1.0, cancel, "the refocus sweep was cancelled")
+            step(0.0, "plotting")
+            self._show_sweep(sweep, given, params, field_in)
+            folder, files = self._write(sweep, given, params, field_in, step)
+        except BaseException:
+            if self.sweep is not None and self.folder is None:
+                self.downloads.value = note_html("No result files were written.")
+            raise
+        self.folder, self.files = folder, files
+        self._show_links()
+        self.save_frame_button.disabled = False
+
+    # ---------------------------------------------------------------- showing a sweep
+    def _show_sweep(self, sweep, given: RefocusInput, params: dict, field_in) -> None:
+        """Make ``sweep`` the shown one: curve, marker at the best distance, frame."""
+        self._frames.invalidate()
+        self.sweep, self.input, self.params = sweep, given, params
+        self.field_in = field_in
+        self.folder, self.files = None, {}
+        self.downloads.value = note_html("Writing the result files…")
+        self.save_frame_button.disabled = True
+        self._show_body(True)
+        best = self.best_index()
+        self.slider.max = len(sweep.distances) - 1
+        self._plot_curve()
+        self.best_text.value = self._best_html()
+        self.slider.disabled = self.best_button.disabled = False
+        if self.slider.value == best:
+            self._on_index({"new": best})
+        else:
+            self.slider.value = best  # the marker follows (index)
+
+    def best_distance(self, metric: str | None = None) -> float:
+        """The best distance (m) of ``metric`` (default the chosen one) in the last sweep.
+
+        The chosen metric's focus is at the chosen extremum; any other metric's at its default
+        (:data:`speckle.imaging.focus.FOCUS_EXTREMUM`).
+        """
+        chosen = self.metric.value
+        metric = metric or chosen
+        return self.sweep.best(metric, self.extremum.value if metric == chosen else None)
+
+    def best_index(self) -> int:
+        """Index of the best distance of the chosen metric in the last sweep."""
+        d = np.asarray(self.sweep.distances)
+        return int(np.argmin(np.abs(d - self.best_distance())))
+
+    @property
+    def distance(self) -> float | None:
+        """The marker's distance (m), or None before a sweep."""
+        if self.sweep is None:
+            return None
+        return float(np.asarray(self.sweep.distances)[self.index])
+
+    def _plot_curve(self) -> None:
+        sweep = self.sweep
+        if sweep is None:
+            return
+        metric = self.metric.value
+        z_um = np.asarray(sweep.distances, float) / UM
+        values = np.asarray(sweep.sharpness[metric], float)
+        with self._lock:
+            self._curve.set_data(z_um, values)
+            self._best_line.set_xdata([self.best_distance() / UM] * 2)
+            self._marker.set_xdata([z_um[self.index]] * 2)
+            self.ax.set_ylabel(f"sharpness: {METRIC_LABELS.get(metric, metric)}")
+            self.ax.relim()
+            self.ax.autoscale_view()
+        self.plot.draw_idle()
+
+    def _best_html(self) -> str:
+        sweep = self.sweep
+        items = "".join(
+            f"<li>{html.escape(METRIC_LABELS.get(m, m))}: "
+            f"<b>{self.best_distance(m) / UM:.3f} µm</b></li>" for m in sweep.sharpness)
+        return (f"<div>Sharpest at (green line):<ul style='margin:2px 0'>{items}</ul></div>")
+
+    def _on_metric(self, change) -> None:
+        extremum = FOCUS_EXTREMUM.get(change["new"], "max")
+        if self.extremum.value != extremum:
+            self.extremum.value = extremum  # redraws
+        else:
+            self._metric_changed()
+
+    def _metric_changed(self) -> None:
+        if self.sweep is not None and self.metric.value in self.sweep.sharpness:
+            self._plot_curve()
+            self.best_text.value = self._best_html()
+
+    def go_to_best(self) -> None:
+        """Move the marker to the best distance of the chosen metric."""
+        if self.sweep is not None:
+            self.slider.value = self.best_index()
+
+    def _on_index(self, change) -> None:
+        if self.sweep is None:
+            return
+        i = int(change["new"])
+        if self.slider.value != i:
+            self.slider.value = i
+        z = self.distance
+        with self._lock:
+            self._marker.set_xdata([z / UM] * 2)
+        self.plot.draw_idle()
+        self.distance_text.value = (f"<b>z = {z / UM:+.3f} µm</b> "
+                                    f"<span style='color:#555'>({i + 1} of "
+                                    f"{len(self.sweep.distances)})</span>")
+        self.show_frame()
+
+    # the marker follows the mouse on the plot
+    def _index_at(self, x) -> int | None:
+        if self.sweep is None or x is None:
+            return None
+        z_um = np.asarray(self.sweep.distances, float) / UM
+        return int(np.argmin(np.abs(z_um - x)))
+
+    def _on_press(self, event) -> None:
+        if event.inaxes is not self.ax or event.button != 1:
+            return
+        self._dragging = True
+        i = self._index_at(event.xdata)
+        if i is not None:
+            self.index = i
+
+    def _on_motion(self, event) -> None:
+        if not self._dragging or event.inaxes is not self.ax:
+            return
+        i = self._index_at(event.xdata)
+        if i is not None and i != self.index:
+            self.index = i
+
+    def _on_release(self, _event) -> None:
+        self._dragging = False
+
+    # ---------------------------------------------------------------- the frame at the marker
+    def frame_at(self, distance: float, view: str | None = None):
+        """The field (or its gradient magnitude) at ``distance`` (m) of the last sweep."""
+        field_z = self.sweep.field_at(distance)
+        if (view or self.frame_view.value) == "gradient":
+            return gradient_magnitude(field_z)
+        return field_z
+
+    def show_frame(self) -> None:
+        """Render the frame at the marker in the background (a newer request wins)."""
+        if self.sweep is None:
+            return
+        z, view, scale = self.distance, self.frame_view.value, self.frame_scale.value
+
+        def render():
+            data = self.frame_at(z, view)
+            return image_png(upscale(render_rgb(data, "magnitude" if view == "gradient"
+                                                else "complex", scale)))
+
+        def done(png):
+            self.frame_png = png
+            self.frame.value = png
+            self.frame.layout.display = None
+            what = "|∇ field|" if view == "gradient" else "field (brightness: magnitude, hue: phase)"
+            self.frame_caption.value = (f"<span style='color:#555'>{what} at z = "
+                                        f"{z / UM:+.3f} µm, {scale} scale</span>")
+
+        def failed(exc):
+            self.message.error(exc, title="Cannot show this distance:")
+
+        self._frames.start(render, done, failed)
+
+    # ---------------------------------------------------------------- files
+    def _write(self, sweep, given: RefocusInput, params: dict, field_in, step):
+        metric = params["metric"]
+        best = self.best_distance(metric)
+        focused = sweep.field_at(best)
+        arrays = dict(given.arrays)
+        arrays.update({"field": field_in, "focused": focused,
+                       "distances": np.asarray(sweep.distances, float)})
+        arrays.update({f"sharpness_{m}": np.asarray(v, float)
+                       for m, v in sweep.sharpness.items()})
+        attrs = dict(given.attrs)
+        attrs.update({"kind": given.kind, "energy_ev": params["energy"],
+                      "wavelength_m": params["wavelength"], "pixel_size_m": params["pixel_size"],
+                      "method": params["method"], "metric": metric, "apodization":
+                      params["apodization"], "best_distance_m": float(best),
+                      "extremum": self.extremum.value,
+                      "best_distances_m": {m: self.best_distance(m) for m in sweep.sharpness},
+                      "source": given.label})
+        # a figure of its own: saving the live ipympl one would push frames to the browser
+        sharpness_png = render_png(sharpness_figure(sweep, metric, best))
+        with new_result_folder(f"{given.label}-refocus", self.results_dir) as (tmp, final):
+            step(0.1, "writing the sharpness table")
+            with open(tmp / "sharpness.csv", "w", newline="") as f:
+                csv.writer(f).writerows(sharpness_csv_rows(sweep))
+            step(0.3, "writing the HDF5 result")
+            write_image_result(tmp / "result.h5", arrays, attrs)
+            step(0.7, "writing pictures")
+            (tmp / "sharpness.png").write_bytes(sharpness_png)
+            (tmp / "input.png").write_bytes(image_png(render_rgb(field_in)))
+            (tmp / "focus_best.png").write_bytes(image_png(render_rgb(focused)))
+            step(0.95, "finishing")
+        names = {"csv": "sharpness.csv", "hdf5": "result.h5", "sharpness_png": "sharpness.png",
+                 "input_png": "input.png", "best_png": "focus_best.png"}
+        return final, {key: final / name for key, name in names.items()}
+
+    def save_frame(self) -> Path | None:
+        """Add the frame shown at the marker to the result folder (PNG) and offer it."""
+        if self.folder is None or not self.frame_png or self.sweep is None:
+            return None
+        self._frames.wait(30)
+        z = self.distance
+        kind = "gradient" if self.frame_view.value == "gradient" else "field"
+        path = self.folder / f"{kind}_z{z / UM:+.3f}um.png"
+        try:
+            with atomic_path(path) as tmp:
+                Path(tmp).write_bytes(image_png(render_rgb(
+                    self.frame_at(z), "magnitude" if kind == "gradient" else "complex",
+                    self.frame_scale.value)))
+        except Exception as exc:  # noqa: BLE001 - shown in the page
+            self.message.error(exc, title="The frame was not saved:")
+            return None
+        self.files["frame_png"] = path
+        self._show_links()
+        return path
+
+    def _show_links(self) -> None:
+        f = self.files
+        entries = [(f["csv"], "sharpness table, CSV"), (f["hdf5"], "result, HDF5"),
+                   (f["sharpness_png"], "sharpness plot, PNG"),
+                   (f["best_png"], "field at the best distance, PNG"),
+                   (f["input_png"], "field before propagation, PNG")]
+        if "frame_png" in f:
+            entries.append((f["frame_png"], f"saved frame {f['frame_png'].name}"))
+        self.downloads.value = links_html(entries, self.folder, self.base_url,
+                                          self.server_root)
+
+    def _show_body(self, shown: bool) -> None:
+        """The plots and frame after a sweep; the hint before."""
+        self._body.layout.display = None if shown else "none"
+        self.hint.layout.display = "none" if shown else None
+
+    def clear(self) -> None:
+        """Forget the shown sweep (new data was chosen)."""
+        self.cancel()
+        self._frames.invalidate()
+        self.sweep = None
+        self.input = None
+        self.field_in = None
+        self.folder, self.files = None, {}
+        self.frame_png = b""
+        self.frame.value = b""
+        self.frame.layout.display = "none"
+        self.frame_caption.value = ""
+        self.downloads.value = ""
+        self.best_text.value = ""
+        self.distance_text.value = ""
+        self.slider.disabled = self.best_button.disabled = True
+        self.save_frame_button.disabled = True
+        self.run_panel.reset()
+        self._show_body(False)
+        with self._lock:
+            self._curve.set_data([], [])
+        self.plot.draw_idle()

@@ -1,0 +1,93 @@
+"""Helpers of the dashboard browser tests: a logged-in page, screenshots, canvases, downloads.
+
+Import the fixture into a test module to use it (``from browser_helpers import page_of``); it
+needs the ``browser``, ``speckle_hub`` and ``browser_login`` fixtures of ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+HDF5 = b"\x89HDF\r\n\x1a\n"
+#: JavaScript: does a canvas inside ``selector`` hold anything but one flat colour?
+CANVAS_DRAWN = """selector => {
+    for (const c of document.querySelectorAll(selector + ' canvas')) {
+        if (!c.width || !c.height) continue;
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 4; i < d.length; i += 4)
+            if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) return true;
+    }
+    return false;
+}"""
+#: JavaScript: does a canvas inside ``arg.selector`` show the colour ``arg.rgb`` (± 6)?
+CANVAS_HAS_COLOUR = """arg => {
+    const [r, g, b] = arg.rgb;
+    for (const c of document.querySelectorAll(arg.selector + ' canvas')) {
+        if (!c.width || !c.height) continue;
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 0; i < d.length; i += 4)
+            if (Math.abs(d[i] - r) <= 6 && Math.abs(d[i + 1] - g) <= 6
+                && Math.abs(d[i + 2] - b) <= 6) return true;
+    }
+    return false;
+}"""
+
+
+@pytest.fixture
+def page_of(browser, speckle_hub, browser_login):
+    """``page_of(user)``: a fresh browser context, logged in through the form; closed afterwards."""
+    contexts = []
+
+    def make(user):
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.errors = []
+        page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+        browser_login(page, speckle_hub, user)
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def screenshot(page, path: Path) -> None:
+    """The whole dashboard: Voila scrolls inside its own container, so grow the viewport first."""
+    height = page.evaluate(
+        "() => Math.max(document.body.scrollHeight,"
+        " ...[...document.querySelectorAll('*')].filter(e => e.scrollHeight > e.clientHeight + 5"
+        "    && getComputedStyle(e).overflowY !== 'visible').map(e => e.scrollHeight))")
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 6000)})
+    try:
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(path), full_page=True)
+    finally:
+        page.set_viewport_size(size)
+
+
+def wait_drawn(page, selector: str, timeout_ms: int = 60_000) -> None:
+    """Wait until a canvas inside ``selector`` shows more than one flat colour."""
+    page.wait_for_function(CANVAS_DRAWN, arg=selector, timeout=timeout_ms)
+
+
+def wait_colour(page, selector: str, rgb: tuple[int, int, int], timeout_ms: int = 60_000) -> None:
+    """Wait until a canvas inside ``selector`` shows the colour ``rgb`` (a plotted curve)."""
+    page.wait_for_function(CANVAS_HAS_COLOUR, arg={"selector": selector, "rgb": list(rgb)},
+                           timeout=timeout_ms)
+
+
+def download(page, name: str, tmp_path: Path) -> bytes:
+    """Click the download link of the file ``name``; return the bytes the browser saved."""
+    link = page.locator(f"a.speckle-download-link[download='{name}']")
+    with page.expect_download(timeout=60_000) as info:
+        link.click()
+    result = info.value
+    assert result.failure() is None and result.suggested_filename == name
+    path = tmp_path / name
+    result.save_as(path)
+    return path.read_bytes()

@@ -1,0 +1,233 @@
+"""The FTH and propagation dashboards as a person uses them: a real browser, hub, spawner, Voila.
+
+Headless Debian Chromium (Playwright's Python API) logs in through the form, opens each
+dashboard, chooses a demo hologram, sees its reconstruction, refocuses a region (no empty plot
+before), sees the sharpness curve, moves the focus marker (slider, keyboard and mouse on the plot) and watches the
+displayed frame change, and downloads the sharpness table (CSV) and the result (HDF5).
+
+The hub is the session's (``speckle_hub``); one user, whose server is started once through the
+API. Screenshots go to ``tests/artifacts/``. Nothing here skips: a missing proxy or browser fails.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import h5py
+import pytest
+
+from browser_helpers import (HDF5, download, page_of, screenshot,  # noqa: F401 - a fixture
+                             wait_colour, wait_drawn)
+
+TIMEOUT_MS = 120_000
+CURVE_RGB = (0x1F, 0x77, 0xB4)  # the sharpness curve's colour
+#: JavaScript: a digest of what the canvases inside ``selector`` show.
+CANVAS_DIGEST = """async selector => {
+    const urls = [...document.querySelectorAll(selector + ' canvas')].map(c => c.toDataURL());
+    const hash = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(urls.join('|')));
+    return Array.from(new Uint8Array(hash)).map(b => b.toString(16).padStart(2, '0')).join('');
+}"""
+#: JavaScript: the bytes behind an <img> (a blob: URL for ipywidgets' Image), as a hex digest.
+IMAGE_DIGEST = """async selector => {
+    const img = document.querySelector(selector);
+    if (!img || !img.src) return '';
+    const buf = await (await fetch(img.src)).arrayBuffer();
+    const hash = await crypto.subtle.digest('SHA-256', buf);
+    return Array.from(new Uint8Array(hash)).map(b => b.toString(16).padStart(2, '0')).join('');
+}"""
+
+
+@pytest.fixture(scope="module")
+def imager(speckle_hub):
+    """The user of this module, their server started through the API."""
+    user = speckle_hub.new_user("img")
+    user.start("quick")
+    return user
+
+
+def _open(page, user, notebook: str, root: str) -> float:
+    """Open a dashboard and wait until its kernel answers (the demo buttons work)."""
+    t0 = time.monotonic()
+    page.goto(user.dashboard_url(notebook), timeout=TIMEOUT_MS)
+    page.locator(f".{root} button.speckle-refocus-run").wait_for(state="visible",
+                                                                  timeout=TIMEOUT_MS)
+    page.wait_for_selector("button.speckle-refocus-run:enabled", timeout=TIMEOUT_MS)
+    return time.monotonic() - t0
+
+
+def _choose_demo(page, name: str) -> None:
+    page.click(f"button.speckle-demo-{name}")
+    page.locator(".speckle-dataset-info").filter(has_text=f"demo-{name}").wait_for(
+        state="visible", timeout=60_000)
+    info = page.locator(".speckle-dataset-info").inner_text()
+    assert "512 × 512 pixels" in info and "frame time" not in info, info  # a single image
+
+
+def _frame_digest(page) -> str:
+    return page.evaluate(IMAGE_DIGEST, "img.speckle-focus-frame")
+
+
+def _plot_digest(page) -> str:
+    return page.evaluate(CANVAS_DIGEST, ".speckle-sharpness-plot")
+
+
+def _wait_changed(digest, old: str, what: str, page, timeout_ms: int = 30_000) -> str:
+    """Wait until ``digest()`` differs from ``old``; return the new value."""
+    end = time.monotonic() + timeout_ms / 1000
+    while time.monotonic() < end:
+        value = digest()
+        if value and value != old:
+            return value
+        page.wait_for_timeout(100)
+    raise AssertionError(f"{what} did not change")
+
+
+def _wait_new_frame(page, old: str) -> str:
+    """Wait until the displayed frame's bytes differ from ``old``; return the new digest."""
+    return _wait_changed(lambda: _frame_digest(page), old, "the displayed frame", page)
+
+
+def _refocus(page) -> None:
+    """Press Refocus; wait for done, the sharpness curve drawn and a frame shown.
+
+    Before the first sweep the panel shows a hint, not an empty plot.
+    """
+    assert page.locator(".speckle-refocus-hint").is_visible()
+    assert not page.locator(".speckle-sharpness-plot").is_visible()
+    page.click("button.speckle-refocus-run")
+    page.wait_for_selector(".speckle-refocus-stage:has-text('done in')", timeout=60_000)
+    page.locator(".speckle-sharpness-plot").wait_for(state="visible", timeout=30_000)
+    wait_colour(page, ".speckle-sharpness-plot", CURVE_RGB, timeout_ms=30_000)
+    assert not page.locator(".speckle-refocus-hint").is_visible()
+    page.wait_for_function(
+        "() => { const e = document.querySelector('img.speckle-focus-frame');"
+        " return e && e.complete && e.naturalWidth > 0 && e.offsetParent !== null; }",
+        timeout=30_000)
+    page.wait_for_selector("a.speckle-download-link[download='sharpness.csv']", timeout=30_000)
+
+
+def _distance(page) -> str:
+    return page.locator(".speckle-focus-distance").inner_text().split("(")[0].strip()
+
+
+def _move_slider(page, key: str, before: str) -> str:
+    """Press ``key`` on the focus slider's handle; return the frame digest that follows.
+
+    The marker on the sharpness plot moves with it.
+    """
+    handle = page.locator(".speckle-focus-slider .noUi-handle")
+    distance = _distance(page)
+    plot = _plot_digest(page)
+    handle.focus()
+    page.keyboard.press(key)
+    page.wait_for_function(
+        "old => { const e = document.querySelector('.speckle-focus-distance');"
+        " return e && !e.innerText.startsWith(old); }", arg=distance, timeout=30_000)
+    _wait_changed(lambda: _plot_digest(page), plot, "the marker on the plot", page)
+    return _wait_new_frame(page, before)
+
+
+def _drag_marker(page, before: str) -> str:
+    """Drag on the sharpness plot (from 40 % to 25 % of its width); return the new digest.
+
+    The plot itself changes too (the marker moved on it).
+    """
+    box = page.locator(".speckle-sharpness-plot canvas").last.bounding_box()
+    distance = _distance(page)
+    plot = _plot_digest(page)
+    y = box["y"] + 0.5 * box["height"]
+    page.mouse.move(box["x"] + 0.40 * box["width"], y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.30 * box["width"], y, steps=4)
+    page.mouse.move(box["x"] + 0.25 * box["width"], y, steps=4)
+    page.mouse.up()
+    page.wait_for_function(
+        "old => { const e = document.querySelector('.speckle-focus-distance');"
+        " return e && !e.innerText.startsWith(old); }", arg=distance, timeout=30_000)
+    _wait_changed(lambda: _plot_digest(page), plot, "the marker on the plot", page)
+    return _wait_new_frame(page, before)
+
+
+def _check_downloads(page, tmp_path) -> None:
+    table = download(page, "sharpness.csv", tmp_path).decode()
+    rows = list(csv.reader(io.StringIO(table)))
+    assert rows[0][0] == "distance_um" and "edge_sparsity" in rows[0] and len(rows) > 10
+    assert all(len(r) == len(rows[0]) for r in rows)
+    result = download(page, "result.h5", tmp_path)
+    assert result[:8] == HDF5
+    with h5py.File(io.BytesIO(result), "r") as f:
+        assert f["speckle"].attrs["kind"] in ("fth", "propagation")
+        assert f["speckle/focused"].dtype.kind == "c"
+        assert len(f["speckle/distances"]) == len(rows) - 1
+
+
+# ---------------------------------------------------------------------------------- FTH
+def test_fth_demo_reconstruction_refocus_marker_and_download(imager, page_of, artifacts,
+                                                             tmp_path):
+    t0 = time.monotonic()
+    page = page_of(imager)
+    open_s = _open(page, imager, "fth_reconstruction.ipynb", "speckle-fth")
+    assert page.locator(".speckle-fth").is_visible()
+
+    # the demo hologram, reconstructed on screen, with a region proposed around a cross-term
+    _choose_demo(page, "fth")
+    page.wait_for_selector(".speckle-fth-status:has-text('Reconstructed')", timeout=60_000)
+    wait_drawn(page, ".speckle-reconstruction .speckle-complex-canvas")
+    wait_drawn(page, ".speckle-hologram .speckle-complex-canvas")
+    assert "rows" in page.locator(".speckle-reconstruction .speckle-region-info").inner_text()
+    row = float(page.locator(".speckle-fth-center-row input").input_value())
+    assert abs(row - 256) < 1, row
+    # a region typed as a user would
+    page.fill(".speckle-reconstruction .speckle-region-text input", "320:392,320:392")
+    page.press(".speckle-reconstruction .speckle-region-text input", "Enter")
+    page.locator(".speckle-reconstruction .speckle-region-info").filter(
+        has_text="rows 320:392, cols 320:392").wait_for(timeout=30_000)
+
+    t1 = time.monotonic()
+    _refocus(page)
+    refocus_s = time.monotonic() - t1
+    first = _frame_digest(page)
+    second = _move_slider(page, "Home", first)  # the slider: to the first distance
+    assert _distance(page).startswith("z = -10.000 µm"), _distance(page)
+    third = _drag_marker(page, second)  # the marker, dragged on the plot
+    assert len({first, second, third}) == 3
+    screenshot(page, artifacts / "fth-dashboard.png")
+    _check_downloads(page, tmp_path)
+    assert not page.locator(".speckle-fth .speckle-error:visible").count()
+    assert not page.errors, page.errors
+    print(f"\nFTH: dashboard live in {open_s:.1f} s, refocus {refocus_s:.1f} s, "
+          f"whole test {time.monotonic() - t0:.1f} s")
+
+
+# ---------------------------------------------------------------------------------- propagation
+def test_propagation_demo_refocus_gradient_and_download(imager, page_of, artifacts, tmp_path):
+    t0 = time.monotonic()
+    page = page_of(imager)
+    open_s = _open(page, imager, "propagation.ipynb", "speckle-propagation")
+
+    # the CDI demo carries reference apertures: inverted as a hologram, a region proposed
+    _choose_demo(page, "cdi")
+    wait_drawn(page, ".speckle-field .speckle-complex-canvas")
+    page.locator(".speckle-field .speckle-region-info").filter(has_text="rows").wait_for(
+        timeout=60_000)
+    assert page.locator(".speckle-input-mode button.mod-active").inner_text().startswith("FTH")
+
+    t1 = time.monotonic()
+    _refocus(page)
+    refocus_s = time.monotonic() - t1
+    first = _frame_digest(page)
+    best = float(_distance(page).split()[2])
+    second = _move_slider(page, "ArrowRight", first)  # one step: 20 µm / 40
+    assert float(_distance(page).split()[2]) == pytest.approx(best + 0.5), _distance(page)
+    page.click(".speckle-gradient-toggle button:has-text('gradient')")  # the gradient view
+    third = _wait_new_frame(page, second)
+    page.wait_for_selector(".speckle-focus-caption:has-text('∇ field')", timeout=30_000)
+    fourth = _move_slider(page, "ArrowLeft", third)
+    assert len({first, second, third, fourth}) == 4
+    screenshot(page, artifacts / "propagation-dashboard.png")
+    _check_downloads(page, tmp_path)
+    assert not page.errors, page.errors
+    print(f"\npropagation: dashboard live in {open_s:.1f} s, refocus {refocus_s:.1f} s, "
+          f"whole test {time.monotonic() - t0:.1f} s")

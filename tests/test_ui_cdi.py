@@ -1,0 +1,336 @@
+"""The CDI phasing dashboard, driven headlessly through its own widgets and run path.
+
+As in tests/test_ui_imaging.py: buttons are clicked with ``click()``, background work is
+awaited with ``wait()``. Numbers are checked against a known truth: a simulated real object
+whose noisy diffraction pattern (with a masked beamstop) the dashboard phases, files read back
+and compared with what is shown, masks and windows counted by hand.
+"""
+
+import io
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+from speckle.imaging.align import normalized_error
+from speckle.io.images import read_image, read_image_result
+from speckle.ui.imaging import cdi_dashboard
+from speckle.ui.imaging.cdi import display_window, pattern_mask, prepare_pattern, prtf_cutoff
+from ui_helpers import HDF5, PNG, drag, visible
+
+N = 64
+BEAMSTOP = (31, 34, 31, 34)  # the 3×3 pixels around the zero frequency
+SUPPORT = (22, 43, 22, 41)  # a loose box around the object (rows 25-39, columns 25-37)
+QUICK = "20*ER + 180*HIO + 20*ER"
+
+
+def _object():
+    """A real, non-negative object: a textured ellipse in a 64 × 64 frame (oversampled ~4×)."""
+    yy, xx = np.mgrid[:N, :N]
+    inside = ((yy - 32) / 7.0) ** 2 + ((xx - 31) / 6.0) ** 2 <= 1
+    return np.where(inside, 1.0 + 0.5 * np.cos(xx / 2.0) * np.sin(yy / 3.0), 0.0)
+
+
+def _pattern(obj, photons=1e6, seed=0):
+    """Centred far-field intensity with Poisson noise (``photons`` at the brightest pixel)."""
+    intensity = np.abs(np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(obj)))) ** 2
+    rng = np.random.default_rng(seed)
+    return rng.poisson(intensity / intensity.max() * photons).astype(float)
+
+
+def _dashboard(home, pattern=None):
+    dash = cdi_dashboard(data_dirs=[], upload_dir=home / "uploads")
+    if pattern is not None:
+        dash.set_pattern(pattern, label="simulated")
+        assert dash.wait(30)
+    return dash
+
+
+def _quick(dash, schedule=QUICK, rounds=1, trials=1):
+    dash.schedule.value = schedule
+    dash.rounds.value = rounds
+    dash.trials.value = trials
+
+
+# ------------------------------------------------------------------------ helpers
+def test_mask_window_and_cutoff_against_hand_counts():
+    p = np.ones((8, 10))
+    p[0, 0], p[1, 1], p[2, 2] = 0.0, -3.0, np.nan
+    assert pattern_mask(p).sum() == 3
+    assert pattern_mask(p, nonpositive=False).sum() == 1  # only the NaN
+    m = pattern_mask(p, rects=[(4, 6, 5, 8)])
+    assert m.sum() == 3 + 6 and m[4:6, 5:8].all()
+
+    support = np.zeros((200, 300), bool)
+    support[90:110, 140:150] = True  # 20 × 10 pixels
+    assert display_window(support, margin=5, min_side=0) == (85, 115, 135, 155)
+    assert display_window(support, margin=0, min_side=64) == (68, 132, 113, 177)
+    edge = np.zeros((100, 100), bool)
+    edge[0:4, 95:100] = True  # near a corner: the window stays inside, 64 pixels each way
+    assert display_window(edge, margin=0, min_side=64) == (0, 64, 36, 100)
+    assert display_window(np.zeros((30, 40), bool)) == (0, 30, 0, 40)
+
+    q = (np.arange(50) + 0.5) / 50
+    assert prtf_cutoff(q, np.exp(-q / 0.5)) == pytest.approx(0.51)  # exp(-1) at q = 0.5
+    assert prtf_cutoff(q, np.ones(50)) is None
+
+
+def test_centring_binning_and_the_mask_of_the_pattern(home):
+    pattern = _pattern(_object(), photons=1e4)
+    shifted = np.roll(pattern, (3, -5), axis=(0, 1))
+    plain = prepare_pattern(shifted)
+    assert np.unravel_index(np.argmax(plain.pattern), plain.pattern.shape) == (35, 27)
+    centred = prepare_pattern(shifted, center=True)
+    assert centred.center == pytest.approx((35, 27), abs=0.5)
+    assert np.unravel_index(np.nanargmax(centred.pattern), (N, N)) == (32, 32)
+    came_in = ~np.isfinite(centred.pattern)  # 3 rows and 5 columns came from outside
+    assert came_in.sum() == 3 * N + 5 * N - 15 and centred.mask[came_in].all()
+
+    binned = prepare_pattern(pattern, bin_factor=2, mask_rects=[(0, 64, 0, 2)])
+    assert binned.pattern.shape == (32, 32)
+    assert binned.pattern.sum() == pytest.approx(pattern.sum())
+    assert binned.mask_rects == []  # drawn on the unbinned pattern: dropped
+    assert binned.autocorrelation.shape == (32, 32)
+    assert binned.auto_support is not None and binned.auto_support[16, 16]
+
+    # the dashboard's own fields do the same, and say how many pixels are unmeasured
+    zeros = int((pattern <= 0).sum())
+    assert zeros > 0  # Poisson zeros at high q
+    dash = _dashboard(home, shifted)
+    assert dash.prepared.mask.sum() == zeros
+    assert f"{zeros} of {N * N}" in dash.mask_info.value
+    assert ("photon-counting" in dash.mask_info.value) == (zeros > 0.2 * N * N)
+    dash.nonpositive.value = False
+    assert dash.wait(30) and dash.prepared.mask.sum() == 0
+    dash.center.value = True
+    assert dash.wait(30) and dash.prepared.center == pytest.approx((35, 27), abs=0.5)
+    assert dash.pattern_view.image.shape == (N, N)
+    dash.binning.value = 2
+    assert dash.wait(30) and dash.pattern_view.image.shape == (N // 2, N // 2)
+    assert "binned 2×2" in dash.pattern_view.caption.value
+
+
+# ------------------------------------------------------------------------ the run path
+def test_a_simulated_object_is_recovered_through_the_dashboard(home):
+    truth = _object()
+    dash = _dashboard(home, _pattern(truth))
+    assert "speckle-cdi" in dash._dom_classes and "speckle-dashboard" in dash._dom_classes
+    # a beamstop typed on the pattern: masked, tinted, counted
+    dash.pattern_view.region_text.value = "31:34,31:34"
+    assert dash.wait(30)
+    mask = dash.prepared.mask
+    r0, r1, c0, c1 = BEAMSTOP
+    assert mask[r0:r1, c0:c1].all() and dash.pattern_view.regions == [BEAMSTOP]
+    assert dash.pattern_view.tints["mask"][32, 32]  # tinted red
+    np.testing.assert_array_equal(dash.pattern_view.tints["mask"], mask)
+    # the support: a rectangle typed on the autocorrelation switches to rectangles
+    assert dash.support_mode.value == "auto"
+    dash.autocorrelation_view.region_text.value = "22:43,22:41"
+    assert dash.support_mode.value == "rectangles"
+    assert f"{21 * 19} pixels" in dash.support_info.value
+    _quick(dash, trials=2)
+    dash.constraint.value = "positive"
+    dash.seed.value = "1"
+    assert "220 iterations per round" in dash.schedule_info.value
+    dash.run_button.click()
+    assert dash.wait(120)
+    assert dash.state == "done", dash.error
+    assert dash.stage.value.startswith("done in") and dash.progress.value == 1.0
+    result = dash.result
+    assert normalized_error(truth, result.object) < 0.05
+    assert result.final_error < 0.05
+    assert len(result.errors) == 220 and len(result.trials) == 2
+
+    # on screen: the reconstruction around its support, the two plots, the summary
+    assert dash.window == (0, N, 0, N)  # a 64-pixel frame is shown whole
+    np.testing.assert_array_equal(dash.reconstruction_view.image, result.object)
+    for plot in (dash.error_plot, dash.prtf_plot):
+        assert plot.value[:8] == PNG and len(plot.value) > 5000
+    assert f"{result.final_error:.3g}" in dash.summary.value
+    assert dash.results.layout.display is None
+
+    # the files: HDF5 with what was shown and used, ZIP with real and imaginary parts
+    folder = dash.folder
+    assert folder.parent == home / "speckle-results" and folder.name.startswith("simulated-cdi")
+    assert visible(home / "speckle-results") == [folder]
+    arrays, attrs = read_image_result(dash.files["hdf5"])
+    assert attrs["kind"] == "cdi" and attrs["schedule"] == QUICK and attrs["trials"] == 2
+    assert attrs["positivity"] is True and attrs["support_mode"] == "rectangles"
+    assert attrs["support_rects"] == [list(SUPPORT)] and attrs["seed"] == 1
+    np.testing.assert_array_equal(arrays["reconstruction"], result.object)
+    np.testing.assert_array_equal(arrays["mask"], mask)
+    assert attrs["masked_pixels"] == int(mask.sum())
+    assert arrays["initial_support"].sum() == 21 * 19
+    assert arrays["trials"].shape == (2, N, N) and len(arrays["errors"]) == 220
+    assert attrs["final_error"] == pytest.approx(result.final_error)
+    with zipfile.ZipFile(dash.files["zip"]) as zf:
+        assert sorted(zf.namelist()) == ["reconstruction.png", "reconstruction_imag.npy",
+                                         "reconstruction_real.npy", "support.npy"]
+        real = np.load(io.BytesIO(zf.read("reconstruction_real.npy")))
+        imag = np.load(io.BytesIO(zf.read("reconstruction_imag.npy")))
+        assert zf.read("reconstruction.png")[:8] == PNG
+    np.testing.assert_array_equal(real + 1j * imag, result.object)
+    assert dash.files["hdf5"].read_bytes()[:8] == HDF5
+    links = dash.downloads.value
+    assert links.count("speckle-download-link") == 5
+    assert "/user/ana/files/speckle-results/" in links and "download='result.h5'" in links
+
+
+def test_rectangles_drawn_with_the_mouse_form_the_support(home):
+    dash = _dashboard(home, _pattern(_object()))
+    view = dash.autocorrelation_view
+    view.canvas.draw()
+    for x0, y0, x1, y1 in ((20, 22, 40, 42), (30, 10, 34, 14)):  # columns, rows
+        drag(view.canvas, view.ax, (x0, y0), (x1, y1))
+    assert view.regions == [(22, 43, 20, 41), (10, 15, 30, 35)]
+    assert dash.support_mode.value == "rectangles"
+    support = dash.initial_support()
+    assert support.sum() == 21 * 21 + 5 * 5 and support[22:43, 20:41].all()
+    np.testing.assert_array_equal(dash.autocorrelation_view.tints["support"], support)
+    view.remove_region(0)
+    assert dash.initial_support().sum() == 25 and "25 pixels" in dash.support_info.value
+    dash.support_mode.value = "auto"  # back to the automatic one, the rectangles kept
+    np.testing.assert_array_equal(dash.autocorrelation_view.tints["support"],
+                                  dash.prepared.auto_support)
+
+
+def test_refocusing_a_region_of_the_reconstruction(home):
+    dash = _dashboard(home, _pattern(np.pad(_object(), 32)))  # 128 × 128
+    _quick(dash, "50*ER")
+    dash.run()
+    assert dash.wait(60) and dash.state == "done", dash.error
+    r0, r1, c0, c1 = dash.window
+    assert r0 > 0 and c0 > 0 and r1 - r0 >= 64 and c1 - c0 >= 64  # around the support
+    view = dash.reconstruction_view
+    assert view.add_region(10, 40, 12, 44)
+    given = dash._refocus_input()
+    assert given.kind == "cdi" and given.attrs["region"] == [r0 + 10, r0 + 40, c0 + 12, c0 + 44]
+    np.testing.assert_array_equal(given.field,
+                                  dash.result.object[r0 + 10:r0 + 40, c0 + 12:c0 + 44])
+    dash.refocus.steps.value = 5
+    dash.refocus.run()
+    assert dash.wait(60) and dash.refocus.state == "done", dash.refocus.error
+    arrays, attrs = read_image_result(dash.refocus.files["hdf5"])
+    assert attrs["kind"] == "cdi" and attrs["region"] == given.attrs["region"]
+    np.testing.assert_array_equal(arrays["reconstruction"], dash.result.object)
+
+    # the saved result, chosen again as data: its reconstruction is shown for refocusing, its
+    # pattern for phasing again
+    reopened = _dashboard(home)
+    reopened.chooser.open_path(dash.files["hdf5"])
+    assert reopened.wait(60) and reopened.message.text == "", reopened.message.text
+    assert reopened.result is None and reopened.saved.kind == "cdi"
+    assert reopened.window == dash.window  # around the saved support, as when it was made
+    np.testing.assert_array_equal(reopened.reconstruction_view.image, view.image)
+    np.testing.assert_array_equal(reopened.prepared.pattern, dash.prepared.pattern)
+    assert "Saved CDI result" in reopened.summary.value
+    assert reopened.error_plot.value[:8] == PNG and reopened.plots.layout.display is None
+    assert reopened.results.layout.display is None
+    assert reopened.reconstruction_view.add_region(10, 40, 12, 44)
+    again = reopened._refocus_input()
+    assert again.attrs["region"] == given.attrs["region"]
+    np.testing.assert_array_equal(again.field, given.field)
+
+    dash.whole_frame.value = True  # the whole frame: another shape, the region is dropped
+    assert dash.window == (0, 2 * N, 0, 2 * N) and view.region is None
+    assert view.image.shape == (2 * N, 2 * N)
+
+
+def test_bad_input_gives_a_red_message_and_runs_nothing(home):
+    results = home / "speckle-results"
+    dash = _dashboard(home)
+    dash.run_button.click()  # no data yet
+    assert dash.state == "failed" and "choose a diffraction pattern first" in \
+        dash.run_message.text
+    assert "speckle-error" in dash.run_message._dom_classes
+
+    dash.set_pattern(_pattern(_object()), label="simulated")
+    assert dash.wait(30)
+    dash.schedule.value = "20*ER + 80*HOI"
+    assert "unknown algorithm 'HOI'" in dash.schedule_info.value  # said while typing
+    assert dash.run() is None
+    assert dash.state == "failed" and "speckle-error" in dash.run_message._dom_classes
+    assert "'HOI'" in dash.run_message.text and "press Run again" in dash.run_message.text
+    assert not dash.run_button.disabled
+
+    dash.schedule.value = "20*ER"
+    for field, value, words in ((dash.beta, 1.5, "beta must be in (0, 1]"),
+                                (dash.rounds, 0, "rounds must be a whole number"),
+                                (dash.seed, "abc", "the seed must be a whole number"),
+                                (dash.threshold, 1.0, "shrink-wrap threshold")):
+        old = field.value
+        field.value = value
+        dash.run()
+        assert dash.state == "failed" and words in dash.run_message.text, dash.run_message.text
+        field.value = old
+    dash.support_mode.value = "rectangles"  # chosen, none drawn
+    assert "draw at least one rectangle" in dash.support_info.value
+    dash.run()
+    assert "draw at least one rectangle" in dash.run_message.text
+    assert visible(results) == [] and dash.result is None
+
+    dash.support_mode.value = "auto"
+    dash.run()  # everything fixed: it runs, and the message goes
+    assert dash.wait(60) and dash.state == "done" and dash.run_message.text == ""
+
+
+def test_a_failure_while_phasing_is_red_and_says_what_to_do(home, monkeypatch):
+    import speckle.ui.imaging.cdi as cdi
+
+    def broken(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(cdi, "phase_retrieval", broken)
+    dash = _dashboard(home, _pattern(_object()))
+    dash.run()
+    assert dash.wait(30) and dash.state == "failed"
+    assert dash.stage.value == "failed" and dash.progress.bar_style == "danger"
+    text = dash.run_message.text
+    assert "Not enough memory" in text and "bin the pattern" in text
+    assert "press Run again" in text
+    assert "speckle-error" in dash.run_message._dom_classes
+    assert visible(home / "speckle-results") == []
+
+
+def test_cancel_stops_promptly_and_leaves_no_result_file(home):
+    results = home / "speckle-results"
+    dash = _dashboard(home, _pattern(np.pad(_object(), 32), photons=1e5))  # 128 × 128
+    _quick(dash, "20000*HIO")
+    dash.run_button.click()
+    deadline = time.monotonic() + 30
+    while dash.progress.value == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert dash.state == "running" and not dash.cancel_button.disabled
+    assert "%" in dash.stage.value
+    t0 = time.perf_counter()
+    dash.cancel_button.click()
+    assert dash.wait(20)
+    stopped = time.perf_counter() - t0
+    assert stopped < 3, f"cancel took {stopped:.1f} s"
+    assert dash.progress.value < 0.5  # it stopped in the middle, not at the end
+    assert dash.state == "cancelled" and dash.stage.value == "cancelled"
+    assert dash.result is None and dash.run_message.text == ""
+    assert not dash.run_button.disabled and dash.cancel_button.disabled
+    assert visible(results) == []  # nothing written, not even a hidden partial folder
+
+
+def test_the_demo_pattern_end_to_end(home, shared_data):
+    dash = _dashboard(home)
+    dash.chooser.open_demo("cdi")
+    assert dash.wait(60)
+    demo, _ = read_image(shared_data / "als-demo" / "cdi.fits")
+    np.testing.assert_array_equal(dash.prepared.pattern, demo)  # the ALS demo file, as is
+    assert dash.label == "demo-cdi" and dash.support_mode.value == "auto"
+    assert dash.prepared.auto_support[256, 256]
+    assert dash.autocorrelation_view.image.shape == (512, 512)
+    _quick(dash, "20*HIO + 5*ER")
+    dash.run()
+    assert dash.wait(120) and dash.state == "done", dash.error
+    assert dash.result.object.shape == (512, 512)
+    arrays, attrs = read_image_result(dash.files["hdf5"])
+    assert attrs["kind"] == "cdi" and attrs["source"] == "demo-cdi"
+    np.testing.assert_array_equal(arrays["pattern"], demo)
+    # another dataset: the shown reconstruction goes
+    dash.set_pattern(_pattern(_object()), label="simulated")
+    assert dash.wait(30) and dash.result is None and dash.results.layout.display == "none"
