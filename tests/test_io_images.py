@@ -220,3 +220,16 @@ def test_reading_something_else_is_refused(tmp_path):
         f["speckle/b"] = h5py.ExternalLink("elsewhere.h5", "/x")
     with pytest.raises(InvalidInputError, match="is a link"):
         read_image_result(tmp_path / "linked.h5")
+
+
+def test_image_result_kind_recognises_results_only(tmp_path):
+    from speckle.io.images import image_result_kind
+
+    result = write_image_result(tmp_path / "r.h5", {"object": np.ones((4, 4), complex)},
+                                {"kind": "cdi"})
+    assert image_result_kind(result) == "cdi"
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["speckle"] = np.zeros(3)  # a dataset, not the result group
+    (tmp_path / "text.h5").write_text("not hdf5")
+    for path in ("other.h5", "text.h5", "missing.h5"):
+        assert image_result_kind(tmp_path / path) is None

@@ -35,7 +35,7 @@ from .jsontext import to_json
 from .open import open_dataset
 from .read_hdf5 import open_h5_file
 
-__all__ = ["KINDS", "read_image", "read_image_result", "write_image_result"]
+__all__ = ["KINDS", "image_result_kind", "read_image", "read_image_result", "write_image_result"]
 
 #: The kinds of imaging result, stored in ``/speckle@kind``.
 KINDS = ("fth", "cdi", "propagation")
@@ -277,6 +277,30 @@ def _write_array(group: h5py.Group, name: str, data: np.ndarray) -> None:
 
 
 # -- reading a result back -------------------------------------------------------------------
+
+def image_result_kind(path) -> str | None:
+    """The kind of an imaging result file ("fth", "cdi", "propagation"), or None if not one.
+
+    Parameters
+    ----------
+    path : path-like
+        Any file; only HDF5 files with a ``/speckle`` group of a known kind count.
+    """
+    path = Path(path)
+    try:
+        if not path.is_file() or not h5py.is_hdf5(path):
+            return None
+        with h5py.File(path, "r") as f:
+            if not isinstance(f.get(GROUP, getlink=True), h5py.HardLink) or \
+                    not isinstance(f[GROUP], h5py.Group):
+                return None
+            kind = f[GROUP].attrs.get("kind")
+    except (OSError, ValueError):
+        return None
+    if isinstance(kind, bytes):
+        kind = kind.decode("utf-8", "replace")
+    return kind if kind in KINDS else None
+
 
 def read_image_result(path) -> tuple[dict[str, np.ndarray], dict[str, object]]:
     """Read a file written by :func:`write_image_result`.

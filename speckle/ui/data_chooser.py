@@ -20,10 +20,11 @@ import traitlets
 from .. import demo as demo_data
 from ..errors import InvalidInputError
 from ..io.dataset import Dataset
+from ..io.images import image_result_kind
 from ..io.open import open_dataset
 from ._common import MessageBox, Tasks, styled
 from .browse import list_entries, resolve_entry
-from .saved_result import SavedResult, saved_result_kind
+from .saved_result import SavedResult
 from .server import data_dirs as default_data_dirs
 from .server import upload_dir as default_upload_dir
 from .uploader import Uploader
@@ -341,7 +342,7 @@ class DataChooser(widgets.VBox):
 
     def _open(self, path, name: str, metadata: dict | None) -> Dataset:
         """Worker thread: a saved imaging result, or whatever :func:`open_dataset` reads."""
-        kind = saved_result_kind(path)
+        kind = image_result_kind(path)
         if kind is None:
             return open_dataset(path, metadata=metadata)
         if not self.saved_results:

@@ -10,44 +10,17 @@ it again, the CDI dashboard shows its reconstruction for refocusing.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import h5py
 import numpy as np
 
 from ..errors import InvalidInputError
 from ..io.dataset import Dataset, Metadata
-from ..io.images import GROUP, KINDS, read_image_result
+from ..io.images import read_image_result
 
-__all__ = ["IMAGE_NAMES", "SavedResult", "saved_result_kind"]
+__all__ = ["IMAGE_NAMES", "SavedResult"]
 
 #: The arrays that make a result's main image, in order of preference: the whole reconstruction
 #: (FTH, CDI, their refocus sweeps), the whole field (propagation), the refocused region.
 IMAGE_NAMES = ("reconstruction", "image", "focused", "field")
-
-
-def saved_result_kind(path) -> str | None:
-    """The kind of a saved imaging result ("fth", "cdi", "propagation"), or None if not one.
-
-    Parameters
-    ----------
-    path : path-like
-        Any file; only HDF5 files with a ``/speckle`` group of a known kind count.
-    """
-    path = Path(path)
-    try:
-        if not path.is_file() or not h5py.is_hdf5(path):
-            return None
-        with h5py.File(path, "r") as f:
-            if not isinstance(f.get(GROUP, getlink=True), h5py.HardLink) or \
-                    not isinstance(f[GROUP], h5py.Group):
-                return None
-            kind = f[GROUP].attrs.get("kind")
-    except (OSError, ValueError):
-        return None
-    if isinstance(kind, bytes):
-        kind = kind.decode("utf-8", "replace")
-    return kind if kind in KINDS else None
 
 
 def _image_name(arrays: dict) -> str | None:
