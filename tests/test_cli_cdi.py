@@ -68,6 +68,47 @@ def test_rectangles_and_mask_zeros_without_json(data, tmp_path, capsys):
     assert attrs["shrinkwrap"] is False
 
 
+def test_default_two_trials_and_no_prtf_from_one(data, tmp_path, capsys):
+    folder, _ = data
+    common = ["--schedule", "20*HIO + 5*ER", "--seed", 1, "--device", "cpu", "--json"]
+    rc, text, err = run(["cdi", folder / "pattern.npy", "--out", tmp_path / "a.h5", *common],
+                        capsys)
+    assert rc == 0, err
+    arrays, attrs = read_image_result(tmp_path / "a.h5")
+    assert attrs["trials"] == 2 and "prtf" in arrays  # the default: a PRTF can be given
+    rc, text, err = run(["cdi", folder / "pattern.npy", "--out", tmp_path / "b.h5", "--trials",
+                         1, *common], capsys)
+    assert rc == 0, err
+    summary = json.loads(text)
+    arrays, attrs = read_image_result(tmp_path / "b.h5")
+    # one estimate fits sqrt(I) by construction: no PRTF, no cut-off, and it is said why
+    assert "prtf" not in arrays and attrs["prtf_cutoff_q_fraction"] is None
+    assert summary["prtf_cutoff_q_fraction"] is None
+    assert summary["prtf_note"] == "PRTF needs ≥ 2 trials"
+    rc, text, err = run(["cdi", folder / "pattern.npy", "--out", tmp_path / "c.h5", "--trials",
+                         1, *common[:-1]], capsys)
+    assert rc == 0 and "PRTF needs ≥ 2 trials" in text
+
+
+def test_background_and_mask_below(data, tmp_path, capsys):
+    folder, _ = data
+    pattern = np.load(folder / "pattern.npy")
+    np.save(tmp_path / "pedestal.npy", pattern + 400.0)
+    common = ["--schedule", "5*ER", "--trials", 1, "--device", "cpu", "--json"]
+    rc, text, err = run(["cdi", tmp_path / "pedestal.npy", "--out", tmp_path / "a.h5",
+                         "--background", "400", "--mask-below", "0.5", *common], capsys)
+    assert rc == 0, err
+    arrays, attrs = read_image_result(tmp_path / "a.h5")
+    assert attrs["background"] == 400.0 and json.loads(text)["background"] == 400.0
+    # the pixels below 0.5 counts after the pedestal: the beamstop's zeros and high-q zeros
+    np.testing.assert_array_equal(arrays["mask"], pattern < 0.5)
+    rc, text, err = run(["cdi", tmp_path / "pedestal.npy", "--out", tmp_path / "b.h5",
+                         "--background", "p1", *common], capsys)
+    assert rc == 0, err
+    _, attrs = read_image_result(tmp_path / "b.h5")
+    assert attrs["background"] == pytest.approx(np.percentile(pattern + 400.0, 1))
+
+
 def test_parse_support():
     assert parse_support(None, (8, 8)) is None
     assert parse_support(["auto"], (8, 8)) is None
@@ -89,6 +130,9 @@ def test_parse_support():
     (["--center", "500,500"], "outside"),
     (["--out", "NOFOLDER"], "does not exist"),
     (["--pattern", "MISSING"], ""),
+    (["--background", "lots"], "background"),
+    (["--background", "p101"], "p100"),
+    (["--png-dir", "UNDER_A_FILE"], "png-dir"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(data, tmp_path, capsys, extra,
                                                             problem):
@@ -97,7 +141,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(data, tmp_path, caps
     pattern = folder / "pattern.npy"
     out = tmp_path / "out.h5"
     subs = {"WRONG_SHAPE": tmp_path / "small_mask.npy", "MISSING": tmp_path / "missing.npy",
-            "NOFOLDER": tmp_path / "no" / "out.h5"}
+            "NOFOLDER": tmp_path / "no" / "out.h5", "UNDER_A_FILE": folder / "mask.npy" / "png"}
     extra = [subs.get(e, e) for e in extra]
     if extra[0] == "--pattern":
         pattern, extra = extra[1], []

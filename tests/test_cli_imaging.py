@@ -78,6 +78,46 @@ def test_fth_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
                    tmp_path)
 
 
+def test_fth_unwritable_png_folder_is_refused_before_any_work(tmp_path, capsys):
+    hologram, _ = simulate_fth()
+    np.save(tmp_path / "h.npy", hologram)
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    # under a regular file no folder can be made (chmod would not stop root)
+    assert_refused(["fth", tmp_path / "h.npy", "--out", tmp_path / "r.h5",
+                    "--png-dir", tmp_path / "file.txt" / "sub"], capsys, tmp_path)
+    assert not (tmp_path / "r.h5").exists()
+
+
+@pytest.mark.parametrize("failing", ["second_png", "hdf5"])
+def test_fth_a_failure_while_writing_leaves_nothing(tmp_path, capsys, monkeypatch, failing):
+    import speckle.io.images
+    import speckle.plots
+
+    hologram, _ = simulate_fth()
+    np.save(tmp_path / "h.npy", hologram)
+    calls = []
+    real_save_png = speckle.plots.save_png
+
+    def save_png(fig, path, **kw):
+        calls.append(path)
+        if failing == "second_png" and len(calls) == 2:
+            raise OSError(28, "No space left on device", str(path))
+        return real_save_png(fig, path, **kw)
+
+    def write_image_result(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(args[0]))
+
+    monkeypatch.setattr(speckle.plots, "save_png", save_png)
+    if failing == "hdf5":
+        monkeypatch.setattr(speckle.io.images, "write_image_result", write_image_result)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    rc, _, err = run(["fth", tmp_path / "h.npy", "--out", tmp_path / "r.h5",
+                      "--png-dir", tmp_path / "pics" / "fth"], capsys)
+    assert rc == 2 and "No space left" in err
+    assert calls  # the pictures were being written...
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # ...and none is left
+
+
 # -- speckle propagate -----------------------------------------------------------------------
 
 def test_propagate_parses_signed_distances_and_units():
@@ -133,8 +173,15 @@ def test_propagate_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
         args = {**good, key: bad}
         assert_refused(base + [x for kv in args.items() for x in kv], capsys, tmp_path)
     flat = [x for kv in good.items() for x in kv]
-    for extra in (["--region", "0:40,0:10"], ["--region", "a:b"], ["--metric", "sharpest"]):
+    for extra in (["--region", "0:40,0:10"], ["--region", "a:b"], ["--metric", "sharpest"],
+                  ["--region", "0:4,0:4"], ["--region", "0:32,0:7"]):
         assert_refused(base + flat + extra, capsys, tmp_path)
+    rc, _, err = run(base + flat + ["--region", "0:4,0:4"], capsys)
+    assert rc == 2 and "at least 8 × 8" in err
+    np.save(tmp_path / "rnd.npy", np.random.default_rng(0).random((32, 32)))
+    rc, _, err = run(["propagate", tmp_path / "rnd.npy", "--out", tmp_path / "p.h5", *flat,
+                      "--region", "0:8,0:8"], capsys)  # the smallest accepted
+    assert rc == 0, err
     np.save(tmp_path / "nan.npy", np.full((32, 32), np.nan))
     assert_refused(["propagate", tmp_path / "nan.npy", "--out", tmp_path / "p.h5", *flat],
                    capsys, tmp_path)

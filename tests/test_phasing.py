@@ -116,6 +116,54 @@ def test_positivity_gives_a_real_non_negative_object(exact):
                                          device="cpu"))
     assert np.all(res.object.imag == 0) and np.all(res.object.real >= 0)
     assert not res.object[~res.support].any()
+    # ... and it is the object (the projection alone guarantees the lines above)
+    assert normalized_error(real_obj, res.object) < 0.05
+
+
+@pytest.mark.parametrize("positivity, real", [(True, False), (False, True), (False, False)])
+def test_one_hio_step_is_fienups_published_formula(positivity, real):
+    """Fienup, Appl. Opt. 21, 2758 (1982), eq. 36: x' = P_m x where the object-domain
+    constraints hold (inside the support and, with positivity, Re P_m x ≥ 0), x − β P_m x where
+    they are violated; with a real-valued object the kept value is Re P_m x."""
+    from speckle.imaging.phasing import _Engine
+
+    rng = np.random.default_rng(7)
+    n, beta = 32, 0.8
+    amp = rng.random((n, n)) * 10  # any modulus; FFT order
+    x = (rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n))).astype(np.complex64)
+    support = np.zeros((n, n), bool)
+    support[8:24, 6:20] = True
+    f = np.fft.fft2(x.astype(np.complex128))
+    pm = np.fft.ifft2(amp * f / np.abs(f))  # the modulus projection, by hand
+    violated = ~support | (pm.real < 0) if positivity else ~support
+    kept = pm.real if (positivity or real) else pm
+    expected = np.where(violated, x - beta * pm, kept)
+    assert 0 < (support & (pm.real < 0)).sum() < support.sum()  # both cases occur inside
+
+    engine = _Engine(amp.astype(np.float32), None, np, beta, positivity, real)
+    engine.set_support(support[None])
+    got = engine.step("HIO", x[None].copy(), np.zeros(1, np.float32))[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
+
+
+def test_prtf_only_from_two_or_more_independent_trials(exact):
+    obj, intensity, support = exact
+    one = phase_retrieval(intensity, support, PhasingOptions(schedule="20*HIO", seed=0,
+                                                             device="cpu"))
+    assert one.prtf is None  # a single estimate fits sqrt(I) by construction
+    # a random-phase "reconstruction" with the measured modulus has PRTF 1 everywhere:
+    # what one estimate's PRTF would report, whatever its phases
+    from speckle.imaging.resolution import prtf
+    phases = np.exp(2j * np.pi * np.random.default_rng(1).random(intensity.shape))
+    fake = np.fft.ifft2(np.fft.ifftshift(np.sqrt(intensity)) * phases)
+    np.testing.assert_allclose(prtf(intensity, fake, n_bins=10)[1], 1.0, rtol=1e-6)
+    same_start = phase_retrieval(intensity, support, PhasingOptions(schedule="5*ER", trials=2,
+                                                                    device="cpu"), start=obj)
+    assert same_start.prtf is None  # two copies of one start are not independent
+    two = phase_retrieval(intensity, support, PhasingOptions(schedule="20*HIO", trials=2,
+                                                             seed=0, device="cpu"))
+    q, values = two.prtf
+    assert q.shape == values.shape and 0.3 < np.nanmean(values) < 1.1
 
 
 # -- recovery of a simulated object ----------------------------------------------------------

@@ -177,6 +177,34 @@ def test_a_simulated_object_is_recovered_through_the_dashboard(home):
     assert "/user/ana/files/speckle-results/" in links and "download='result.h5'" in links
 
 
+def test_one_trial_gives_no_prtf_and_the_background_fields_work(home):
+    truth = _object()
+    pattern = _pattern(truth)
+    dash = _dashboard(home, pattern + 50.0)  # a pedestal of 50 counts
+    assert dash.background.value == "" and not (dash.prepared.pattern <= 0).any()
+    dash.background.value = "50"
+    assert dash.wait(30)
+    assert dash.prepared.background == 50.0
+    np.testing.assert_allclose(dash.prepared.pattern, pattern, atol=1e-9)
+    dash.mask_below.value = "2"
+    assert dash.wait(30)
+    np.testing.assert_array_equal(dash.prepared.mask, pattern < 2 - 1e-9)
+    dash.mask_below.value = "two"
+    assert "mask below" in dash.message.text
+    dash.mask_below.value = ""
+    assert dash.wait(30)
+    _quick(dash, "30*HIO + 10*ER", trials=1)
+    dash.run()
+    assert dash.wait(60) and dash.state == "done", dash.error
+    assert dash.result.prtf is None
+    assert "PRTF needs ≥ 2 trials" in dash.summary.value and "resolution of" not in \
+        dash.summary.value
+    assert dash.prtf_plot.value[:8] == PNG
+    arrays, attrs = read_image_result(dash.files["hdf5"])
+    assert "prtf" not in arrays and attrs["prtf_cutoff_q_fraction"] is None
+    assert attrs["background"] == 50.0
+
+
 def test_rectangles_drawn_with_the_mouse_form_the_support(home):
     dash = _dashboard(home, _pattern(_object()))
     view = dash.autocorrelation_view
@@ -320,7 +348,13 @@ def test_the_demo_pattern_end_to_end(home, shared_data):
     dash.chooser.open_demo("cdi")
     assert dash.wait(60)
     demo, _ = read_image(shared_data / "als-demo" / "cdi.fits")
-    np.testing.assert_array_equal(dash.prepared.pattern, demo)  # the ALS demo file, as is
+    # the ALS demo file less its pedestal: background p1 by default for the demo
+    assert dash.background.value == "p1"
+    level = np.percentile(demo, 1)
+    assert dash.prepared.background == pytest.approx(level) and 380 < level < 410
+    np.testing.assert_allclose(dash.prepared.pattern, demo - level)
+    assert dash.prepared.mask.sum() == (demo <= level).sum()  # ≤ 0 after it: unmeasured
+    demo = demo - level
     assert dash.label == "demo-cdi" and dash.support_mode.value == "auto"
     assert dash.prepared.auto_support[256, 256]
     assert dash.autocorrelation_view.image.shape == (512, 512)

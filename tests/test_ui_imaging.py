@@ -316,6 +316,25 @@ def test_fth_demo_to_reconstruction_region_refocus_and_downloads(home):
     assert dash.wait(60) and dash.chooser.state == "ready", dash.message.text
     hologram, _ = read_image(demo_path("fth"))
     np.testing.assert_array_equal(dash.hologram, hologram)
+    # the log view shows the decades the hologram spans (beyond 3), up to the cap of 8
+    positive = hologram[np.isfinite(hologram) & (hologram > 0)]
+    span = np.log10(positive.max() / positive.min())
+    assert span > 6
+    assert dash.hologram_view.decades == min(8.0, np.ceil(2 * span) / 2)
+    # the demo file gives no energy or pixel size: the defaults are marked as such
+    refocus = dash.refocus
+    assert refocus.assumed == {"energy", "pitch"}
+    for w in (refocus.energy, refocus.pitch):
+        assert "speckle-refocus-assumed" in w._dom_classes
+    assert "not from the file — check" in refocus.assumed_note.value
+    refocus.energy.value = 706.0  # the user types it: no longer marked
+    assert "speckle-refocus-assumed" not in refocus.energy._dom_classes
+    assert "speckle-refocus-assumed" in refocus.pitch._dom_classes
+    assert "energy" not in refocus.assumed_note.value and "pitch" in refocus.assumed_note.value
+    refocus.pitch.value = 20.0  # the same value as the default: not an edit
+    assert "speckle-refocus-assumed" in refocus.pitch._dom_classes
+    refocus.pitch.value = 21.0
+    assert refocus.assumed == set() and refocus.assumed_note.value == ""
     info = dash.chooser.info.value  # a single image: no frame time
     assert "512 × 512 pixels" in info and "frame time" not in info
     # the demo hologram is centred on its middle pixel (its reconstruction's disc is at 256)
@@ -386,6 +405,28 @@ def test_fth_helicity_difference_and_phase_rotation(home):
     np.testing.assert_allclose(dash.hologram, helicity_difference(plus, minus))
     assert dash.hologram.sum() == pytest.approx(0, abs=1e-6 * plus.sum())  # charge cancels
 
+    # Find centre in difference mode centres the sum of the helicities (as the CLI does), not
+    # the weak, antisymmetric difference; the two differ by half a pixel here
+    from speckle.imaging.fth import find_center, find_cross_terms, rotate_phase_to_real
+    on_sum, on_difference = find_center(plus + minus), find_center(dash.hologram)
+    assert abs(on_sum[1] - on_difference[1]) > 0.2
+    dash.find_button.click()
+    assert dash.wait(30), dash.message.text
+    assert dash.reconstruction.center == pytest.approx(on_sum, abs=1e-9)
+
+    # Rotate phase to real without a region: the strongest cross-term's box (as the CLI), not
+    # the whole frame (whose phase is dominated by the central autocorrelation)
+    view = dash.reconstruction_view
+    view.clear_regions()
+    image = view.image.copy()
+    box = find_cross_terms(image)[0].box
+    phi_box = rotate_phase_to_real(image, box)[1]
+    assert abs(np.angle(np.exp(1j * (phi_box - rotate_phase_to_real(image)[1])))) > 0.1
+    dash.rotate_button.click()
+    np.testing.assert_allclose(view.image, image * np.exp(-1j * phi_box), rtol=1e-9)
+    dash.reconstruct_button.click()
+    assert dash.wait(30)
+
     view = dash.reconstruction_view
     view.add_region(60, 160, 200, 310)
     before = view.crop().copy()
@@ -405,16 +446,20 @@ def test_propagation_field_from_code_and_demo_modes(home):
     assert {"speckle-propagation", "speckle-dashboard"} <= set(dash._dom_classes)
     dash.set_field(_defocused(3e-6), "simulated", energy=ENERGY, pixel_size=PITCH)
     assert dash.refocus.energy.value == ENERGY and dash.refocus.pitch.value == pytest.approx(20)
+    assert dash.refocus.assumed == set()  # both given: nothing marked "not from the file"
     dash.refocus.z_from.value, dash.refocus.z_to.value, dash.refocus.steps.value = -6, 6, 49
     dash.refocus.run()
     assert dash.wait(60) and dash.refocus.state == "done", dash.refocus.error
     assert abs(dash.refocus.best_distance() + 3e-6) <= 0.25e-6 + 1e-12
 
-    # the demo: a hologram, inverted; the other modes take the image as it is
-    dash.chooser.open_demo("cdi")
+    # the demo: a hologram, inverted; the other modes take the image as it is. Only the FTH
+    # demo is offered: the CDI demo is a diffraction pattern, not a hologram
+    offered = {c for b in dash.chooser.demo_buttons for c in b._dom_classes}
+    assert "speckle-demo-fth" in offered and "speckle-demo-cdi" not in offered
+    dash.chooser.open_demo("fth")
     assert dash.wait(60), dash.message.text
     assert dash.mode.value == "hologram" and dash.refocus.sweep is None
-    image, _ = read_image(demo_path("cdi"))
+    image, _ = read_image(demo_path("fth"))
     assert np.iscomplexobj(dash.field) and dash.field_view.region is not None
     dash.mode.value = "amplitude"
     assert dash.wait(30)

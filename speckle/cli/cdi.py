@@ -8,9 +8,18 @@ its ``support``, the errors and the PRTF as one HDF5 file
 (:func:`speckle.io.images.write_image_result`, kind ``"cdi"``); optionally PNG pictures, and
 with ``--json`` a summary as one JSON document on stdout.
 
-Unmeasured pixels: those of ``--mask FILE`` (non-zero = unmeasured), non-finite ones, and with
-``--mask-zeros`` those at or below zero (how conditioned data often marks a beamstop). They are
-left free in Fourier space. Other negative values are clipped to zero; zero is a measurement.
+Background: ``--background VALUE`` subtracts a constant pedestal (detector offset, dark
+level), ``--background p1`` the 1st percentile of the measured pixels
+(:func:`speckle.imaging.conditioning.subtract_background`); a pedestal left in the pattern is
+something no compact object can produce, and the phasing fits it badly.
+
+Unmeasured pixels: those of ``--mask FILE`` (non-zero = unmeasured), non-finite ones, with
+``--mask-below VALUE`` those below VALUE after the background, and with ``--mask-zeros`` those
+at or below zero (how conditioned data often marks a beamstop). They are left free in Fourier
+space. Other negative values are clipped to zero; zero is a measurement.
+
+The PRTF (and its 1/e cut-off) is reported only when at least two trials were averaged: a
+single reconstruction fits √I by construction and its PRTF is ≈ 1 whatever its phases.
 
 Bad input exits with status 2, one line on stderr, and writes nothing.
 """
@@ -27,6 +36,9 @@ from .common import check_outputs, emit_summary, finite_or_none, parse_pair, wri
 __all__ = ["add_parsers", "parse_support"]
 
 _PRTF_CUTOFF = 1 / math.e  # the usual resolution criterion
+#: CLI default number of trials: the PRTF needs at least two independent estimates.
+DEFAULT_TRIALS = 2
+PRTF_NEEDS = "PRTF needs ≥ 2 trials"
 
 
 def parse_support(values, shape):
@@ -68,6 +80,11 @@ def add_parsers(sub) -> None:
     m = c.add_argument_group("unmeasured pixels (left free in Fourier space)")
     m.add_argument("--mask", metavar="FILE",
                    help="image of the pattern's shape, non-zero where a pixel is unmeasured")
+    m.add_argument("--background", metavar="VALUE|pN",
+                   help="subtract a constant background first: a number of counts, or pN the "
+                        "N-th percentile of the measured pixels (e.g. p1)")
+    m.add_argument("--mask-below", type=float, metavar="VALUE",
+                   help="also leave free the pixels below VALUE (after the background)")
     m.add_argument("--mask-zeros", action="store_true",
                    help="also leave free the pixels at or below zero (beamstop, gaps)")
     s = c.add_argument_group("support")
@@ -89,8 +106,9 @@ def add_parsers(sub) -> None:
                    help=f"iterations of a trial per round (default \"{d.schedule}\"); "
                         "algorithms ER, HIO, RAAR, DM")
     p.add_argument("--rounds", type=int, default=d.rounds, help=f"rounds (default {d.rounds})")
-    p.add_argument("--trials", type=int, default=d.trials,
-                   help=f"random starts per round, aligned and averaged (default {d.trials})")
+    p.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
+                   help="random starts per round, aligned and averaged (default "
+                        f"{DEFAULT_TRIALS}; the PRTF needs at least 2)")
     p.add_argument("--keep", type=float, default=d.keep, metavar="F",
                    help="fraction of the trials averaged: those with the lowest error "
                         f"(default {d.keep:g}: all)")
@@ -134,8 +152,11 @@ def _centred(args, pattern, mask):
     return moved, np.asarray(shift_image(mask, shift, fill=True), bool), found
 
 
-def _prtf_cutoff(q, values):
-    """The first |q|/|q|max where the PRTF drops below 1/e (None when it never does)."""
+def _prtf_cutoff(prtf):
+    """The first |q|/|q|max where the PRTF drops below 1/e (None when it never does or is None)."""
+    if prtf is None:
+        return None
+    q, values = prtf
     below = np.flatnonzero(np.nan_to_num(values, nan=0.0) < _PRTF_CUTOFF)
     return float(q[below[0]]) if below.size else None
 
@@ -156,9 +177,13 @@ def _figures(result, pattern, mask):
     figures["errors"] = fig
     fig = Figure(figsize=(6.4, 3.6), layout="constrained")
     ax = fig.add_subplot()
-    q, values = result.prtf
-    ax.plot(q, values, "o-", ms=3)
-    ax.axhline(_PRTF_CUTOFF, color="grey", lw=0.8, ls="--")
+    if result.prtf is None:
+        ax.text(0.5, 0.5, f"{PRTF_NEEDS} (this run averaged {len(result.kept)})",
+                ha="center", va="center", transform=ax.transAxes)
+    else:
+        q, values = result.prtf
+        ax.plot(q, values, "o-", ms=3)
+        ax.axhline(_PRTF_CUTOFF, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("|q| / |q|max")
     ax.set_ylabel("PRTF")
     ax.set_ylim(0, 1.05)
@@ -169,6 +194,7 @@ def _figures(result, pattern, mask):
 
 
 def _run_cdi(args) -> int:
+    from ..imaging.conditioning import subtract_background
     from ..imaging.phasing import PhasingOptions, phase_retrieval
     from ..imaging.support import support_from_autocorrelation
     from ..io.images import read_image
@@ -182,6 +208,13 @@ def _run_cdi(args) -> int:
     options.steps()  # refuse a bad schedule or numbers before reading anything
     pattern, _ = read_image(args.pattern, dataset=args.dataset, frame=args.frame)
     mask = _read_mask(args, pattern.shape)
+    background = None
+    if args.background is not None:
+        pattern, background = subtract_background(pattern, args.background, mask=mask)
+        pattern = np.asarray(pattern)
+    if args.mask_below is not None:
+        with np.errstate(invalid="ignore"):
+            mask |= pattern < args.mask_below
     pattern, mask, found_center = _centred(args, pattern, mask)
     if args.mask_zeros:
         mask |= ~(pattern > 0) & np.isfinite(pattern)
@@ -193,13 +226,14 @@ def _run_cdi(args) -> int:
         support = support_from_autocorrelation(pattern, args.support_threshold, mask=mask)
     result = phase_retrieval(pattern, support, options, mask=mask)
 
-    q, values = result.prtf
     arrays = {"object": result.object, "support": result.support, "initial_support": support,
               "mask": mask, "errors": result.errors, "trial_errors": result.trial_errors,
-              "estimate_errors": result.estimate_errors, "prtf_q": q, "prtf": values}
+              "estimate_errors": result.estimate_errors}
+    if result.prtf is not None:
+        arrays["prtf_q"], arrays["prtf"] = result.prtf
     if result.frc is not None:
         arrays["frc_q"], arrays["frc"] = result.frc
-    cutoff = _prtf_cutoff(q, values)
+    cutoff = _prtf_cutoff(result.prtf)
     attrs = {"kind": "cdi", "source": str(args.pattern), "schedule": options.schedule,
              "rounds": options.rounds, "trials": options.trials, "keep": options.keep,
              "beta": options.beta, "average_last": options.average_last,
@@ -209,6 +243,7 @@ def _run_cdi(args) -> int:
              "device": result.device, "iterations": result.iterations,
              "final_error": result.final_error, "elapsed_s": result.elapsed_s,
              "kept_trials": result.kept, "prtf_cutoff_q_fraction": cutoff,
+             "background": background, "mask_below": args.mask_below,
              "center": None if found_center is None else list(found_center)}
     figures = _figures(result, pattern, mask) if png is not None else {}
     pictures = write_image_outputs(out, arrays, attrs, png, figures)
@@ -218,15 +253,17 @@ def _run_cdi(args) -> int:
         "support_pixels": int(result.support.sum()), "schedule": options.schedule,
         "rounds": options.rounds, "trials": options.trials, "kept_trials": result.kept,
         "iterations": result.iterations, "final_error": finite_or_none(result.final_error),
-        "prtf_cutoff_q_fraction": cutoff, "elapsed_s": round(result.elapsed_s, 3),
+        "prtf_cutoff_q_fraction": cutoff, "prtf_note": None if result.prtf else PRTF_NEEDS,
+        "background": background, "elapsed_s": round(result.elapsed_s, 3),
         "device": result.device, "pictures": pictures,
     }
     emit_summary(summary, args.json, [
         f"phased {pattern.shape[0]}×{pattern.shape[1]} pattern: {result.iterations} iterations "
         f"× {options.trials} trial(s) in {result.elapsed_s:.1f} s on the {result.device}",
         f"final Fourier error {result.final_error:.4g}; support {summary['support_pixels']} "
-        f"pixels; PRTF below 1/e from |q|/|q|max = "
-        f"{'—' if cutoff is None else f'{cutoff:.2f}'}",
+        "pixels; " + (f"{PRTF_NEEDS}, this run averaged {len(result.kept)}"
+                      if result.prtf is None else "PRTF below 1/e from |q|/|q|max = "
+                      + ("—" if cutoff is None else f"{cutoff:.2f}")),
         f"result: {out}",
     ])
     return 0

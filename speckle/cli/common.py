@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 from ..errors import InvalidInputError
@@ -80,8 +82,29 @@ def parse_frames(text: str) -> list[int]:
     return out
 
 
+def _missing_folders(folder: Path) -> list[Path]:
+    """The folders of ``folder`` (itself and its parents) that do not exist yet, deepest last."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing[::-1]
+
+
+def _remove_folders(folders) -> None:
+    """Remove ``folders`` (deepest first) if they are empty; never raises."""
+    for folder in reversed(list(folders)):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
 def check_outputs(args) -> tuple[Path, Path | None]:
     """Check ``args.out`` and ``args.png_dir`` before any work (nothing is written on bad input).
+
+    The PNG folder is created and a file written in it to prove it writable; both are removed
+    again, so a run refused later leaves nothing.
 
     Returns
     -------
@@ -95,23 +118,49 @@ def check_outputs(args) -> tuple[Path, Path | None]:
     if out.is_dir():
         raise InvalidInputError(f"--out {out} is a folder; give a file name")
     png = Path(args.png_dir) if args.png_dir else None
-    if png is not None and png.exists() and not png.is_dir():
-        raise InvalidInputError(f"--png-dir {png} exists and is not a folder")
+    if png is not None:
+        if png.exists() and not png.is_dir():
+            raise InvalidInputError(f"--png-dir {png} exists and is not a folder")
+        created = _missing_folders(png)
+        try:
+            png.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=png):
+                pass
+        except OSError as exc:
+            raise InvalidInputError(f"cannot write pictures into --png-dir {png} "
+                                    f"({exc.strerror or exc}); choose a writable folder"
+                                    ) from None
+        finally:
+            _remove_folders(created)
     return out, png
 
 
 def write_image_outputs(out: Path, arrays, attrs, png: Path | None, figures: dict) -> list[str]:
-    """Write the HDF5 image result (atomically), then the figures as PNG; return the PNG paths."""
+    """Write the figures as PNG (each atomically), then the HDF5 image result; return the PNGs.
+
+    The HDF5 file comes last, so that its presence means the whole result is there; on any
+    failure the PNGs and folders this call wrote are removed and the error propagates.
+    """
     from ..io.images import write_image_result
     from ..plots import save_png
 
-    write_image_result(out, arrays, attrs)
-    written = []
-    if png is not None:
-        png.mkdir(parents=True, exist_ok=True)
-        for name, fig in figures.items():
-            written.append(str(save_png(fig, png / f"{name}.png")))
-    return written
+    written: list[Path] = []
+    created = _missing_folders(png) if png is not None else []
+    try:
+        if png is not None:
+            png.mkdir(parents=True, exist_ok=True)
+            for name, fig in figures.items():
+                path = png / f"{name}.png"
+                save_png(fig, path)
+                written.append(path)
+        write_image_result(out, arrays, attrs)
+    except BaseException:
+        for path in written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        _remove_folders(created)
+        raise
+    return [str(p) for p in written]
 
 
 def emit_summary(summary: dict, as_json: bool, human) -> None:

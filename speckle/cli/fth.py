@@ -254,10 +254,16 @@ def _field(args):
 def _region(text, shape):
     from ..xpcs.partitions import parse_roi
 
+    from ..imaging.focus import MIN_REGION_SIDE
+
     r0, r1, c0, c1 = parse_roi(text)
     if not (0 <= r0 < r1 <= shape[0] and 0 <= c0 < c1 <= shape[1]):
         raise InvalidInputError(f"the region [{r0}:{r1}, {c0}:{c1}] is empty or outside the "
                                 f"{shape[0]} × {shape[1]} image")
+    if min(r1 - r0, c1 - c0) < MIN_REGION_SIDE:
+        raise InvalidInputError(f"the region [{r0}:{r1}, {c0}:{c1}] is {r1 - r0} × {c1 - c0} "
+                                f"pixels; give one of at least {MIN_REGION_SIDE} × "
+                                f"{MIN_REGION_SIDE} pixels")
     return r0, r1, c0, c1
 
 

@@ -32,6 +32,8 @@ __all__ = [
     "remove_dust",
     "remove_hot_pixels",
     "shift_image",
+    "background_level",
+    "subtract_background",
     "subtract_dark",
 ]
 
@@ -264,6 +266,68 @@ def subtract_dark(image, dark, scale: float = 1.0, *, clip: bool = False):
 
 
 # -- hot pixels ----------------------------------------------------------------------------
+
+def background_level(image, spec, *, mask=None) -> float:
+    """A constant background (pedestal) for an image: a number, or ``"pN"`` its N-th percentile.
+
+    Parameters
+    ----------
+    image : array, (rows, cols)
+    spec : float or str
+        A number (counts), or text: a number, or ``p`` and a percentile in [0, 100] (``"p1"``:
+        the value that 1 % of the measured, finite pixels lie below).
+    mask : bool array, optional
+        True where a pixel is not measured (left out of the percentile).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    InvalidInputError
+        For text that is neither, or no finite measured pixel to take a percentile of.
+    """
+    text = str(spec).strip().lower()
+    hint = "give a number of counts (e.g. 390) or a percentile like p1"
+    if text.startswith("p"):
+        try:
+            percent = float(text[1:])
+        except ValueError:
+            raise InvalidInputError(f"cannot read the background {spec!r}: {hint}") from None
+        if not 0 <= percent <= 100:
+            raise InvalidInputError(f"the background percentile {spec!r} must be between p0 "
+                                    "and p100")
+        xp, a = _image(image)
+        valid = xp.isfinite(a)
+        if mask is not None:
+            valid &= ~_mask(mask, a.shape, xp)
+        if not bool(valid.any()):
+            raise InvalidInputError("the image has no finite measured pixel to take the "
+                                    "background percentile of")
+        return float(xp.percentile(a[valid], percent))
+    try:
+        level = float(text)
+    except ValueError:
+        raise InvalidInputError(f"cannot read the background {spec!r}: {hint}") from None
+    if not np.isfinite(level):
+        raise InvalidInputError(f"the background must be a finite number, got {spec!r}")
+    return level
+
+
+def subtract_background(image, spec, *, mask=None):
+    """Subtract a constant background (:func:`background_level`) with :func:`subtract_dark`.
+
+    Returns
+    -------
+    image : array
+        float64, ``image - level`` (negative values are kept: the caller decides).
+    level : float
+    """
+    level = background_level(image, spec, mask=mask)
+    xp, a = _image(image)
+    return subtract_dark(a, xp.full(a.shape[-2:], level)), level
+
 
 def remove_hot_pixels(image, threshold: float = 5.0, size: int = 3, *, mask=None,
                       contrast: float = 2.0, cold: bool = False,

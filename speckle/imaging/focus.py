@@ -51,6 +51,7 @@ from ..errors import Cancelled, InvalidInputError
 from .propagation import METHODS, propagate
 
 __all__ = [
+    "MIN_REGION_SIDE",
     "FOCUS_EXTREMUM",
     "METRICS",
     "RECOMMENDED_METRIC",
@@ -67,6 +68,8 @@ FOCUS_EXTREMUM = {"acutance": "max", "brenner": "max", "normalized_variance": "m
                   "edge_sparsity": "max"}
 #: The metric that found the focus of absorbing and of phase objects in the tests.
 RECOMMENDED_METRIC = "edge_sparsity"
+#: The smallest region the dashboards and ``speckle propagate`` refocus (pixels each way).
+MIN_REGION_SIDE = 8
 _EXTREMA = ("max", "min")
 _MIN_SIDE = 4  # pixels: smaller fields have (almost) no interior for the differences
 

@@ -19,8 +19,11 @@ Algorithms, with P_M the modulus and P_S the support projection (support, option
 real and non-negative) and β = ``options.beta``:
 
 - ER:    x ← P_S P_M x
-- HIO:   x ← x + P_S((1+β) P_M x − x) − β P_M x  (Fienup's HIO for a plain support:
-  P_M x inside, x − β P_M x outside)
+- HIO:   x ← P_M x where no constraint is violated, x − β P_M x where one is (Fienup, Appl.
+  Opt. 21, 2758, 1982). The violation set is the outside of the support, and with
+  ``positivity`` also the pixels where Re P_M x < 0; with ``real`` or ``positivity`` the kept
+  value is Re P_M x. (This is not Bauschke's HPR, x + P_S((1+β) P_M x − x) − β P_M x, which
+  differs from it once positivity is imposed.)
 - RAAR:  x ← β x + (1−2β) P_M x + β P_S(2 P_M x − x)  (Luke 2005)
 - DM:    x ← x + β (P_S f_M − P_M f_S), f_M = (1+1/β) P_M x − x/β, f_S = (1−1/β) P_S x + x/β
   (Elser 2003); two Fourier projections per iteration unless β = 1; the estimate is P_S f_M.
@@ -263,8 +266,11 @@ class PhasingResult:
         The aligned trials of the last round (same frame).
     errors : ndarray
         Fourier error per iteration (all rounds in turn), averaged over the trials.
-    prtf : (ndarray, ndarray)
-        (q_fraction, values) of the phase retrieval transfer function of ``object``.
+    prtf : (ndarray, ndarray) or None
+        (q_fraction, values) of the phase retrieval transfer function of ``object``; None
+        unless at least two independent estimates (kept trials from random starts) were
+        averaged: a single estimate fits ``sqrt(I)`` by construction, so its PRTF is ≈ 1
+        whatever its phases (even random ones) and says nothing about resolution.
     trial_errors : ndarray, (trials, iterations)
         Fourier error per trial and iteration.
     estimate_errors : ndarray, (trials,)
@@ -278,7 +284,9 @@ class PhasingResult:
         support).
     frc : (ndarray, ndarray) or None
         Fourier ring correlation between the averages of the even- and the odd-numbered kept
-        trials (None when fewer than two are kept).
+        trials (None when fewer than two are kept). Both halves are aligned to one shared
+        reference and fit the same data, so it measures self-consistency (reproducibility of
+        the retrieval), not resolution against the truth.
     options : PhasingOptions
     iterations : int
         Iterations per trial (all rounds).
@@ -292,7 +300,7 @@ class PhasingResult:
     support: np.ndarray
     trials: list
     errors: np.ndarray
-    prtf: tuple
+    prtf: tuple | None
     trial_errors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     estimate_errors: np.ndarray = field(default_factory=lambda: np.zeros(0))
     kept: list = field(default_factory=list)
@@ -402,11 +410,10 @@ class _Engine:
                 x += xp.multiply(pm, 1 - 2 * beta, out=tmp)
             xp.copyto(x, pm, where=self.support)
             return x
-        if name == "HIO":
-            xp.multiply(pm, 1 + beta, out=tmp)
-            tmp -= x
-            x += self.project_support(tmp, out=tmp)
+        if name == "HIO":  # Fienup 1982: pm where no constraint is violated, x − β pm elsewhere
             x -= xp.multiply(pm, beta, out=tmp)
+            ok = self.support & (pm.real >= 0) if self.positivity else self.support
+            xp.copyto(x, pm.real, where=ok)
             return x
         # RAAR
         xp.multiply(pm, 2, out=tmp)
@@ -611,11 +618,12 @@ def phase_retrieval(intensity, support=None, options: PhasingOptions | None = No
     final = math.sqrt(float(engine.fourier_error2(reference[None])[0]) / norm2)
     support_out = align_mask(supports[best], alignments[best])
     return _finish(intensity, free_np, reference, aligned, kept, estimate_errors, final,
-                   support_out, np.sqrt(errors2 / norm2), opts, started, xp)
+                   support_out, np.sqrt(errors2 / norm2), opts, started, xp,
+                   independent=start is None)
 
 
 def _finish(intensity, free_np, average, aligned, kept, estimate_errors, final_error, support,
-            errors, opts, started, xp) -> PhasingResult:
+            errors, opts, started, xp, independent=True) -> PhasingResult:
     """Centre the average (integer roll, on its centre of mass) and collect the result."""
     centre = _circular_centre(xp.abs(average) ** 2, xp)
     shift = tuple(int(round(n // 2 - c)) for n, c in zip(average.shape, centre))
@@ -629,10 +637,12 @@ def _finish(intensity, free_np, average, aligned, kept, estimate_errors, final_e
     if len(kept) >= 2:
         chosen = [trials[t] for t in kept]
         halves = frc(np.mean(chosen[0::2], axis=0), np.mean(chosen[1::2], axis=0))
-    i = np.asarray(asnumpy(intensity), dtype=np.float64)
+    transfer = None
+    if independent and len(kept) >= 2:  # one estimate fits sqrt(I) by construction: PRTF ≈ 1
+        transfer = prtf(np.asarray(asnumpy(intensity), dtype=np.float64), obj, mask=free_np)
     return PhasingResult(
         object=obj, support=roll(support).astype(bool), trials=trials,
-        errors=errors.mean(axis=0), prtf=prtf(i, obj, mask=free_np), trial_errors=errors,
+        errors=errors.mean(axis=0), prtf=transfer, trial_errors=errors,
         estimate_errors=estimate_errors, kept=[int(t) for t in kept], final_error=final_error,
         frc=halves, options=replace(opts), iterations=errors.shape[1],
         elapsed_s=time.perf_counter() - started, device="cpu" if xp is np else "gpu")

@@ -11,8 +11,16 @@ cycles per pixel along each axis, so rectangular frames get round rings.
   ``|fft2(object)|`` matches ``sqrt(I)`` (unnormalised forward FFT), as
   :func:`speckle.imaging.phasing.phase_retrieval` returns them. 1 means the phases are
   reproducible at that |q|; the usual resolution cut-off is where it falls below 1/e.
+  It is only meaningful for an average of at least two independent reconstructions: a single
+  one fits ``sqrt(I)`` by construction and gives ≈ 1 whatever its phases.
+  Computed per pixel over the pixels with ``I > 0``, it is biased low at low counts: leaving
+  out the zero counts keeps the pixels whose count fluctuated up, where ``sqrt(I)`` exceeds
+  the true modulus (at 0.1 expected counts a kept pixel has ``sqrt(I) ≥ 1`` against 0.32), so
+  a ring of few counts per pixel reads lower than the phases' reproducibility alone would.
 - ``frc``: ``Re Σ F₁ F₂* / sqrt(Σ|F₁|² Σ|F₂|²)`` per ring (van Heel, Ultramicroscopy 21, 95,
-  1987) of two images already aligned (for example two half-set averages).
+  1987) of two images already aligned (for example two half-set averages). For two halves
+  of one retrieval, aligned to a shared reference and fitting the same data, it is a
+  self-consistency measure, not an independent resolution estimate.
 """
 
 from __future__ import annotations

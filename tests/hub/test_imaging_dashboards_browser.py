@@ -207,8 +207,8 @@ def test_propagation_demo_refocus_gradient_and_download(imager, page_of, artifac
     page = page_of(imager)
     open_s = _open(page, imager, "propagation.ipynb", "speckle-propagation")
 
-    # the CDI demo carries reference apertures: inverted as a hologram, a region proposed
-    _choose_demo(page, "cdi")
+    # the FTH demo hologram is inverted first, and a region around a cross-term is proposed
+    _choose_demo(page, "fth")
     wait_drawn(page, ".speckle-field .speckle-complex-canvas")
     page.locator(".speckle-field .speckle-region-info").filter(has_text="rows").wait_for(
         timeout=60_000)

@@ -112,8 +112,7 @@ class ImagingDashboard(Dashboard):
     def _suggest_refocus(self, metadata, shape) -> None:
         """Energy and object-plane pitch from the metadata, where the file gives them."""
         self.metadata = metadata
-        self.refocus.set_parameters(energy=metadata.energy,
-                                    pitch=object_pixel_size(metadata, shape))
+        self.refocus.suggest(energy=metadata.energy, pitch=object_pixel_size(metadata, shape))
 
     # ---------------------------------------------------------------- for scripts and tests
     def wait(self, timeout: float | None = 120) -> bool:

@@ -34,6 +34,10 @@ class                             element
 ``speckle-cdi-pattern``           the pattern's image view (its Fourier modulus √I, log scale;
                                   rectangles drawn or typed on it are masked)
 ``speckle-cdi-mask-nonpositive``  "pixels ≤ 0 are unmeasured" checkbox
+``speckle-cdi-background``        background subtracted first: a number, or pN a percentile
+                                  (``p1`` for the demo; empty: none)
+``speckle-cdi-mask-below``        pixels below this (after the background) are unmeasured
+                                  (empty: none)
 ``speckle-cdi-center``            "centre the pattern" checkbox
 ``speckle-cdi-bin``               binning (1, 2, 4)
 ``speckle-cdi-mask-info``         how many pixels are masked, and why
@@ -85,7 +89,7 @@ from matplotlib.figure import Figure
 
 from ...backend import asnumpy
 from ...errors import Cancelled, InvalidInputError
-from ...imaging.conditioning import bin_image, center_pattern
+from ...imaging.conditioning import bin_image, center_pattern, subtract_background
 from ...imaging.phasing import ALGORITHMS, PhasingOptions, parse_schedule, phase_retrieval
 from ...imaging.support import (autocorrelation, support_from_autocorrelation,
                                 support_from_rectangles)
@@ -98,7 +102,7 @@ from ..export import new_result_folder
 from ..results import links_html, render_png
 from ..saved_result import SavedResult
 from ._base import ImagingDashboard, section
-from .complex_view import ComplexImageView, crop
+from .complex_view import ComplexImageView, crop, log_decades
 from .refocus import RefocusInput
 
 __all__ = ["CONSTRAINTS", "CdiDashboard", "PhasingJob", "PreparedPattern", "RUN_STATES",
@@ -117,10 +121,10 @@ VIEW_MARGIN = 16
 VIEW_MIN_SIDE = 64
 MASK_RGBA = (0.95, 0.1, 0.1, 0.55)
 SUPPORT_RGBA = (0.1, 0.95, 0.35, 0.35)
-#: The pattern's log scale shows as many decades of √I as it spans, within these bounds.
-PATTERN_DECADES = (3.0, 8.0)
 #: The usual PRTF resolution cut-off.
 PRTF_LEVEL = 1.0 / math.e
+#: Said instead of a PRTF when fewer than two independent estimates were averaged.
+PRTF_NEEDS = "PRTF needs ≥ 2 trials"
 
 
 # -------------------------------------------------------------------------------- the pattern
@@ -150,6 +154,10 @@ class PreparedPattern:
     threshold : float
         Threshold of the automatic support.
     auto_error : str
+    background : float or None
+        The constant background subtracted (None: none).
+    mask_below : float or None
+        Pixels below it (after the background) are masked.
     """
 
     image: np.ndarray
@@ -163,9 +171,12 @@ class PreparedPattern:
     nonpositive: bool = True
     threshold: float = 0.04
     auto_error: str = ""
+    background: float | None = None
+    mask_below: float | None = None
 
 
-def pattern_mask(pattern, *, nonpositive: bool = True, rects=()) -> np.ndarray:
+def pattern_mask(pattern, *, nonpositive: bool = True, rects=(),
+                 below: float | None = None) -> np.ndarray:
     """Unmeasured pixels of a pattern: not finite, at or below zero (if asked), in ``rects``.
 
     Parameters
@@ -176,6 +187,8 @@ def pattern_mask(pattern, *, nonpositive: bool = True, rects=()) -> np.ndarray:
         detector's zeros at high q are real measurements: turn this off for it).
     rects : sequence of (row0, row1, col0, col1)
         Half-open pixel ranges to mask (beamstop, gaps, saturated pixels).
+    below : float, optional
+        Also mask the pixels below this value.
 
     Returns
     -------
@@ -183,9 +196,11 @@ def pattern_mask(pattern, *, nonpositive: bool = True, rects=()) -> np.ndarray:
     """
     data = np.asarray(asnumpy(pattern))
     mask = ~np.isfinite(data)
-    if nonpositive:
-        with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):
+        if nonpositive:
             mask |= data <= 0
+        if below is not None:
+            mask |= data < below
     rows, cols = data.shape
     for rect in rects:
         r0, r1, c0, c1 = (int(v) for v in rect)
@@ -206,23 +221,9 @@ def fourier_modulus(pattern) -> np.ndarray:
         return np.where(np.isfinite(p), np.sqrt(np.maximum(p, 0.0)), p)
 
 
-def log_decades(image, bounds=PATTERN_DECADES) -> float:
-    """How many decades a log scale needs to show every positive value of ``image``.
-
-    ``log10(max / min)`` of the finite positive values, rounded up to half a decade and kept
-    within ``bounds`` (a photon-counting pattern of 10⁹ photons at its peak spans 4.5 decades
-    of √I; the default 3 would leave its high-q speckle black).
-    """
-    a = np.asarray(asnumpy(image), dtype=np.float64)
-    positive = a[np.isfinite(a) & (a > 0)]
-    if positive.size == 0:
-        return bounds[0]
-    span = math.ceil(2 * math.log10(positive.max() / positive.min())) / 2
-    return float(min(max(span, bounds[0]), bounds[1]))
-
-
 def prepare_pattern(image, *, center: bool = False, bin_factor: int = 1,
-                    nonpositive: bool = True, mask_rects=(), threshold: float = 0.04
+                    nonpositive: bool = True, mask_rects=(), threshold: float = 0.04,
+                    background: str = "", mask_below: float | None = None
                     ) -> PreparedPattern:
     """Condition a pattern (centre, bin), find its mask, autocorrelation and automatic support.
 
@@ -239,21 +240,28 @@ def prepare_pattern(image, *, center: bool = False, bin_factor: int = 1,
         See :func:`pattern_mask`; rectangles of another shape than the result are dropped.
     threshold : float
         Of the automatic support (:func:`speckle.imaging.support.support_from_autocorrelation`).
+    background : str
+        Constant background subtracted first: a number or ``"pN"``, a percentile
+        (:func:`speckle.imaging.conditioning.subtract_background`); empty: none.
+    mask_below : float, optional
+        Pixels below it after the background are unmeasured.
 
     Returns
     -------
     PreparedPattern
     """
     raw = np.asarray(asnumpy(image), dtype=np.float64)
-    pattern, found = raw, None
+    pattern, found, level = raw, None, None
+    if str(background).strip():
+        pattern, level = subtract_background(raw, background, mask=~np.isfinite(raw))
     if center:
-        pattern, found = center_pattern(raw, mask=~np.isfinite(raw), fill=np.nan)
+        pattern, found = center_pattern(pattern, mask=~np.isfinite(pattern), fill=np.nan)
     if bin_factor != 1:
         pattern = bin_image(pattern, int(bin_factor))
     rows, cols = pattern.shape
     rects = [tuple(int(v) for v in r) for r in mask_rects
              if 0 <= r[0] < r[1] <= rows and 0 <= r[2] < r[3] <= cols]
-    mask = pattern_mask(pattern, nonpositive=nonpositive, rects=rects)
+    mask = pattern_mask(pattern, nonpositive=nonpositive, rects=rects, below=mask_below)
     ac = np.asarray(asnumpy(autocorrelation(pattern, mask=mask)))
     auto, error = None, ""
     try:
@@ -263,7 +271,8 @@ def prepare_pattern(image, *, center: bool = False, bin_factor: int = 1,
     return PreparedPattern(image=raw, pattern=pattern, mask=mask, autocorrelation=ac,
                            auto_support=auto, center=found, bin_factor=int(bin_factor),
                            mask_rects=rects, nonpositive=bool(nonpositive),
-                           threshold=float(threshold), auto_error=error)
+                           threshold=float(threshold), auto_error=error, background=level,
+                           mask_below=mask_below)
 
 
 # -------------------------------------------------------------------------------- results
@@ -350,17 +359,27 @@ def error_figure(result) -> Figure:
 
 
 def prtf_figure(result) -> Figure:
-    """PRTF (and FRC of even against odd trials, when there are several) against |q|/|q|max."""
+    """PRTF (and FRC of even against odd trials, when there are several) against |q|/|q|max.
+
+    Without a PRTF (``result.prtf`` None: a single estimate, which fits √I by construction)
+    the plot says so instead.
+    """
     fig = Figure(figsize=(5.2, 3.4), layout="constrained")
     ax = fig.add_subplot()
-    q, values = (np.asarray(a, float) for a in result.prtf)
-    ax.plot(q, values, "o-", color="#1f77b4", markersize=3, linewidth=1.2, label="PRTF")
+    if result.prtf is None:
+        q = values = np.zeros(0)
+        ax.text(0.5, 0.55, f"{PRTF_NEEDS}: a single reconstruction fits √I\nby "
+                "construction, so its PRTF would be ≈ 1 whatever its phases",
+                ha="center", va="center", fontsize=9, transform=ax.transAxes)
+    else:
+        q, values = (np.asarray(a, float) for a in result.prtf)
+        ax.plot(q, values, "o-", color="#1f77b4", markersize=3, linewidth=1.2, label="PRTF")
     frc = getattr(result, "frc", None)
     if frc is not None:
         ax.plot(*(np.asarray(a, float) for a in frc), "-", color="#ff7f0e", linewidth=1.0,
-                label="FRC (even vs odd trials)")
+                label="FRC, even vs odd trials (self-consistency)")
     ax.axhline(PRTF_LEVEL, color="#d62728", linestyle="--", linewidth=1, label="1/e")
-    cut = prtf_cutoff(q, values)
+    cut = prtf_cutoff(q, values) if q.size else None
     if cut is not None:
         ax.axvline(cut, color="#2ca02c", linestyle=":", linewidth=1.2,
                    label=f"PRTF < 1/e from {cut:.2f}")
@@ -430,13 +449,13 @@ def _regions_view(help_text: str, css: str) -> ComplexImageView:
 def _saved_as_result(saved: SavedResult):
     """What :func:`error_figure` and :func:`prtf_figure` read, from a saved CDI result."""
     a, attrs = saved.arrays, saved.attrs
-    if not {"errors", "prtf_q", "prtf"} <= set(a):
+    if "errors" not in a:
         return None
     return SimpleNamespace(
         errors=a["errors"], trial_errors=a.get("trial_errors", np.zeros((0, 0))),
         options=SimpleNamespace(rounds=int(attrs.get("rounds", 1) or 1)),
         final_error=float(attrs.get("final_error", float("nan"))),
-        prtf=(a["prtf_q"], a["prtf"]),
+        prtf=(a["prtf_q"], a["prtf"]) if {"prtf_q", "prtf"} <= set(a) else None,
         frc=(a["frc_q"], a["frc"]) if {"frc_q", "frc"} <= set(a) else None)
 
 
@@ -531,6 +550,15 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
             tooltip="gaps and dead pixels read 0; turn off for a photon-counting detector whose "
                     "zeros at high q are measurements", layout=widgets.Layout(width="auto")),
             "speckle-cdi-mask-nonpositive")
+        self.background = _field(widgets.Text, "background", "", "speckle-cdi-background",
+                                 width="190px", placeholder="none, 390 or p1",
+                                 tooltip="constant background (pedestal) subtracted first: a "
+                                         "number of counts, or pN the N-th percentile of the "
+                                         "pattern (p1 for the demo)")
+        self.mask_below = _field(widgets.Text, "mask below", "", "speckle-cdi-mask-below",
+                                 width="190px", placeholder="none",
+                                 tooltip="pixels below this value (after the background) are "
+                                         "unmeasured")
         self.center = styled(widgets.Checkbox(
             value=False, indent=False, description="centre the pattern on its symmetry centre",
             tooltip="phasing needs the zero frequency in the middle pixel",
@@ -624,6 +652,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
             section("1. Data"), self.chooser, self.message,
             section("2. Diffraction pattern and mask"),
             widgets.HBox([self.nonpositive, self.center, self.binning], **row),
+            widgets.HBox([self.background, self.mask_below], **row),
             self.pattern_view, self.mask_info,
             section("3. Autocorrelation and initial support"),
             widgets.HBox([self.support_mode, self.support_threshold], **row),
@@ -641,6 +670,8 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
 
         for w in (self.nonpositive, self.support_threshold):
             w.observe(lambda _c: self.update_pattern(), "value")
+        for w in (self.background, self.mask_below):
+            w.observe(lambda _c: None if self._quiet else self.update_pattern(), "value")
         for w in (self.center, self.binning):
             w.observe(lambda _c: self._geometry_changed(), "value")
         self.pattern_view.observe(self._on_mask_regions, "regions_version")
@@ -654,8 +685,15 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
 
     # ---------------------------------------------------------------- data to pattern
     def _settings(self) -> dict:
+        below = self.mask_below.value.strip()
+        try:
+            below = float(below) if below else None
+        except ValueError:
+            raise InvalidInputError(f"cannot read “mask below” {below!r}: give a number of "
+                                    "counts, or leave it empty") from None
         return {"center": bool(self.center.value), "bin_factor": int(self.binning.value),
                 "nonpositive": bool(self.nonpositive.value),
+                "background": self.background.value, "mask_below": below,
                 "mask_rects": list(self.pattern_view.regions),
                 "threshold": float(self.support_threshold.value)}
 
@@ -663,6 +701,12 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         self.cancel()
         self._derive.invalidate()
         self.clear_results()
+        if self.chooser.label == "demo-cdi" and not self.background.value.strip():
+            self._quiet = True  # the demo has a pedestal of ~390 counts and no pixel ≤ 0
+            try:
+                self.background.value = "p1"
+            finally:
+                self._quiet = False
         super()._on_dataset(change)
 
     def _prepare(self, image, metadata, label) -> dict:
@@ -680,7 +724,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         self.metadata = prepared["metadata"]
         saved, pattern = prepared.get("saved"), prepared["prepared"]
         if saved is not None:
-            self.refocus.set_parameters(energy=self.metadata.energy, pitch=saved.pitch)
+            self.refocus.suggest(energy=self.metadata.energy, pitch=saved.pitch)
         else:
             self._suggest_refocus(self.metadata, pattern.image.shape)
         if pattern is not None:
@@ -728,7 +772,12 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         prepared = self.prepared
         if prepared is None:
             return
-        raw, settings = prepared.image, self._settings()
+        raw = prepared.image
+        try:
+            settings = self._settings()
+        except InvalidInputError as exc:
+            self.message.error(exc, title="Cannot prepare the pattern:")
+            return
 
         def done(new):
             if self.prepared is not None and self.prepared.image is raw:
@@ -903,6 +952,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
             "support_rects": [list(r) for r in self.autocorrelation_view.regions],
             "support_threshold": prepared.threshold,
             "mask_nonpositive": prepared.nonpositive,
+            "background": prepared.background, "mask_below": prepared.mask_below,
             "mask_rects": [list(r) for r in prepared.mask_rects],
             "masked_pixels": int(prepared.mask.sum()),
             "centered_from": None if prepared.center is None else list(prepared.center),
@@ -1027,8 +1077,11 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         per_s = getattr(result, "iterations_per_second", float("nan"))
         speed = f", {per_s:.0f} iterations/s" if np.isfinite(per_s) else ""
         device = html.escape(str(getattr(result, "device", "")).upper())
-        cut = prtf_cutoff(*result.prtf)
-        if cut is None:
+        cut = None if result.prtf is None else prtf_cutoff(*result.prtf)
+        if result.prtf is None:
+            resolution = f"No resolution estimate: {PRTF_NEEDS} (this run averaged " \
+                         f"{len(getattr(result, 'kept', ()) or ())})."
+        elif cut is None:
             resolution = "The PRTF stays above 1/e up to the edge of the pattern."
         else:
             half_period = 1.0 / (2.0 * cut * _q_max(result.object.shape))
@@ -1043,11 +1096,14 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
     # ---------------------------------------------------------------- files
     def _write(self, result, job: PhasingJob, step):
         obj = np.asarray(result.object)
-        q, values = result.prtf
         arrays = {"reconstruction": obj, "support": np.asarray(result.support, bool),
                   "pattern": job.intensity, "mask": job.mask, "initial_support": job.support,
-                  "errors": np.asarray(result.errors, float),
-                  "prtf_q": np.asarray(q, float), "prtf": np.asarray(values, float)}
+                  "errors": np.asarray(result.errors, float)}
+        cutoff = None
+        if result.prtf is not None:
+            q, values = result.prtf
+            arrays["prtf_q"], arrays["prtf"] = np.asarray(q, float), np.asarray(values, float)
+            cutoff = prtf_cutoff(q, values)
         trial_errors = getattr(result, "trial_errors", None)
         if trial_errors is not None and np.size(trial_errors):
             arrays["trial_errors"] = np.asarray(trial_errors, float)
@@ -1060,7 +1116,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
                       "iterations": int(result.iterations),
                       "elapsed_s": float(result.elapsed_s),
                       "device": str(getattr(result, "device", "")),
-                      "prtf_cutoff_q_fraction": prtf_cutoff(q, values),
+                      "prtf_cutoff_q_fraction": cutoff,
                       "window": list(self.window) if self.window else None})
         view = self.reconstruction_view
         picture = view.png()

@@ -13,6 +13,7 @@ drawn from rectangles) they accumulate in a list with Delete and Clear.
 from __future__ import annotations
 
 import html
+import math
 import io
 import threading
 
@@ -30,12 +31,30 @@ from .._common import MessageBox, styled
 from ..image_view import (draw_rectangles, interactive_canvas, rectangle_selector,
                           roi_from_extents, typed_region)
 
-__all__ = ["DECADES", "VIEWS", "ComplexImageView", "crop", "image_png", "render_rgb"]
+__all__ = ["DECADES", "PATTERN_DECADES", "VIEWS", "ComplexImageView", "crop", "image_png",
+           "log_decades", "render_rgb"]
 
 #: What the view can show of a complex image.
 VIEWS = ("complex", "magnitude", "phase", "real")
 #: Decades below the maximum that the log scale shows by default.
 DECADES = 3.0
+#: A pattern's or hologram's log scale shows as many decades as it spans, within these bounds.
+PATTERN_DECADES = (3.0, 8.0)
+
+
+def log_decades(image, bounds=PATTERN_DECADES) -> float:
+    """How many decades a log scale needs to show every positive value of ``image``.
+
+    ``log10(max / min)`` of the finite positive values, rounded up to half a decade and kept
+    within ``bounds`` (a photon-counting pattern of 10⁹ photons at its peak spans 4.5 decades
+    of √I; the default 3 would leave its high-q speckle black).
+    """
+    a = np.asarray(asnumpy(image), dtype=np.float64)
+    positive = a[np.isfinite(a) & (a > 0)]
+    if positive.size == 0:
+        return bounds[0]
+    span = math.ceil(2 * math.log10(positive.max() / positive.min())) / 2
+    return float(min(max(span, bounds[0]), bounds[1]))
 
 
 def render_rgb(image, view: str = "complex", scale: str = "linear",

@@ -25,7 +25,7 @@ from .._common import MessageBox, Tasks, styled
 from ..export import new_result_folder
 from ..results import links_html
 from ._base import ImagingDashboard, section
-from .complex_view import ComplexImageView, crop, image_png, render_rgb
+from .complex_view import ComplexImageView, crop, image_png, log_decades, render_rgb
 from .refocus import RefocusInput
 
 __all__ = ["FthDashboard", "fth_dashboard", "suggest_region"]
@@ -207,7 +207,9 @@ class FthDashboard(ImagingDashboard):
         self.save_message.clear()
         self.center_row.value, self.center_col.value = (round(v, 3) for v in rec.center)
         rows, cols = hologram.shape
-        self.hologram_view.set_image(hologram, f"{what}: {rows} × {cols} pixels")
+        self.hologram_view.decades = log_decades(hologram)
+        self.hologram_view.set_image(hologram, f"{what}: {rows} × {cols} pixels, log scale "
+                                               f"over {self.hologram_view.decades:g} decades")
         keep = self.reconstruction_view.region
         self.reconstruction_view.set_image(
             rec.image, f"inverse FFT of {what}, centre ({rec.center[0]:.2f}, "
@@ -236,6 +238,13 @@ class FthDashboard(ImagingDashboard):
                                     "the demo data")
         return self._raw, self.label
 
+    def _centring_pattern(self, hologram) -> np.ndarray:
+        """What the centre is found on: the sum of the helicities in difference mode (the
+        difference is weak and antisymmetric, the sum the well-defined hologram), as the CLI."""
+        if self.difference.value:
+            return self._helicity["+"][0] + self._helicity["-"][0]
+        return hologram
+
     def reconstruct(self) -> None:
         """Invert the hologram with the typed centre and apodization (the Reconstruct button)."""
         center = (self.center_row.value, self.center_col.value)
@@ -254,7 +263,8 @@ class FthDashboard(ImagingDashboard):
 
         def work():
             hologram, what = self._hologram_in_use()
-            rec = reconstruct(hologram, center=find_center(hologram), apodization=apodization)
+            rec = reconstruct(hologram, center=find_center(self._centring_pattern(hologram)),
+                              apodization=apodization)
             return hologram, rec, suggest_region(rec.image), what
 
         self._run(work, "Cannot find the centre:")
@@ -289,7 +299,11 @@ class FthDashboard(ImagingDashboard):
             self.message.error("Reconstruct a hologram first.")
             return
         view = self.reconstruction_view
-        rotated, phi = rotate_phase_to_real(view.image, view.region)
+        region = view.region
+        if region is None:  # as the CLI: the strongest cross-term, not the whole frame
+            terms = find_cross_terms(view.image)
+            region = terms[0].box if terms else None
+        rotated, phi = rotate_phase_to_real(view.image, region)
         self.phase = (self.phase + phi + np.pi) % (2 * np.pi) - np.pi
         view.set_image(rotated, f"reconstruction with its global phase "
                                 f"{np.degrees(self.phase):+.1f}° taken off")

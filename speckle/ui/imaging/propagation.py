@@ -71,7 +71,8 @@ class PropagationDashboard(ImagingDashboard):
     ----------
     **kwargs
         See :class:`~speckle.ui.imaging._base.ImagingDashboard` (``data_dirs``, ``upload_dir``,
-        ``results_dir``, ``base_url``, ``server_root``, ``demos``).
+        ``results_dir``, ``base_url``, ``server_root``); ``demos`` defaults to ``("fth",)``:
+        the CDI demo is a diffraction pattern, not a field or a hologram.
 
     Attributes
     ----------
@@ -90,8 +91,8 @@ class PropagationDashboard(ImagingDashboard):
     refocus panel's (``speckle-refocus``...).
     """
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *, demos=("fth",), **kwargs):
+        super().__init__(demos=demos, **kwargs)
         self.add_class("speckle-propagation")
         self.field = None
         self.label = ""
@@ -117,8 +118,8 @@ class PropagationDashboard(ImagingDashboard):
 
     # ---------------------------------------------------------------- data to field
     def _prepare(self, image, metadata, label):
-        # the demos are holograms (cdi.fits carries reference apertures too)
-        mode = "hologram" if label in ("demo-fth", "demo-cdi") else self.mode.value
+        # the FTH demo is a hologram; the CDI demo is a diffraction pattern (phase it first)
+        mode = "hologram" if label == "demo-fth" else self.mode.value
         field, what = field_from_image(image, mode)
         region = suggest_region(field) if mode == "hologram" else None
         return {"image": image, "metadata": metadata, "label": label, "mode": mode,
@@ -138,8 +139,7 @@ class PropagationDashboard(ImagingDashboard):
         self.label = prepared["label"]
         if self._raw is None:
             self._given = "saved result"
-            self.refocus.set_parameters(energy=prepared["metadata"].energy,
-                                        pitch=prepared["pitch"])
+            self.refocus.suggest(energy=prepared["metadata"].energy, pitch=prepared["pitch"])
         else:
             self._quiet = True
             try:
@@ -204,7 +204,7 @@ class PropagationDashboard(ImagingDashboard):
         self.label = label
         self.field_view.clear_regions()
         self._set(data.astype(np.complex128), f"{label}: complex field given from code", None)
-        self.refocus.set_parameters(energy=energy, pitch=pixel_size)
+        self.refocus.suggest(energy=energy, pitch=pixel_size)
 
     # ---------------------------------------------------------------- refocus
     def _refocus_input(self) -> RefocusInput:

@@ -28,8 +28,8 @@ from matplotlib.figure import Figure
 from ...backend import array_module, asnumpy, get_xp
 from ...errors import InvalidInputError
 from ...imaging.display import SCALES
-from ...imaging.focus import (FOCUS_EXTREMUM, METRICS, RECOMMENDED_METRIC, focus_sweep,
-                              gradient_magnitude)
+from ...imaging.focus import (FOCUS_EXTREMUM, METRICS, MIN_REGION_SIDE, RECOMMENDED_METRIC,
+                              focus_sweep, gradient_magnitude)
 from ...imaging.fth import apodization_window
 from ...imaging.propagation import METHODS, wavelength_from_energy
 from ...io.atomic import atomic_path
@@ -49,7 +49,7 @@ UM = 1e-6
 #: The displayed frame is enlarged (whole pixels) to at least this many screen pixels.
 FRAME_PIXELS = 360
 #: The smallest region that can be refocused (pixels each way).
-MIN_SIDE = 8
+MIN_SIDE = MIN_REGION_SIDE
 METRIC_LABELS = {"acutance": "acutance (gradient)", "brenner": "Brenner",
                  "normalized_variance": "normalised variance",
                  "edge_sparsity": "edge sparsity (Tamura)"}
@@ -180,7 +180,9 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
     Notes
     -----
     CSS classes: ``speckle-refocus`` (the whole), ``speckle-refocus-energy``,
-    ``speckle-refocus-pitch``, ``speckle-refocus-from``, ``speckle-refocus-to``,
+    ``speckle-refocus-pitch`` (either also ``speckle-refocus-assumed`` while it holds a default
+    the data did not give and the user has not edited; ``speckle-refocus-assumed-note`` then
+    says so), ``speckle-refocus-from``, ``speckle-refocus-to``,
     ``speckle-refocus-steps``, ``speckle-refocus-apodization``, ``speckle-refocus-metric``,
     ``speckle-refocus-extremum``, ``speckle-refocus-method``, ``speckle-refocus-run``,
     ``speckle-refocus-cancel``, ``speckle-refocus-progress``, ``speckle-refocus-stage`` (the
@@ -218,6 +220,11 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
         self.energy = _number("energy (eV)", 780.0, "speckle-refocus-energy", step=1)
         self.pitch = _number("pixel pitch (nm)", 20.0, "speckle-refocus-pitch",
                              tooltip="size of one image pixel in the sample plane", step=1)
+        self.assumed_note = styled(widgets.HTML(), "speckle-refocus-assumed-note")
+        self._assumed: set[str] = set()
+        self._filling = False
+        for name in ("energy", "pitch"):
+            getattr(self, name).observe(lambda _c, n=name: self._edited(n), "value")
         self.z_from = _number("from (µm)", -10.0, "speckle-refocus-from", step=1)
         self.z_to = _number("to (µm)", 10.0, "speckle-refocus-to", step=1)
         self.steps = styled(widgets.BoundedIntText(
@@ -300,6 +307,7 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
             "the distance appears here, with the field at the red marker beside it.</div>"),
             "speckle-refocus-hint")
         self.children = [
+            self.assumed_note,
             widgets.HBox([widgets.VBox([self.energy, self.pitch, self.steps]),
                           widgets.VBox([self.z_from, self.z_to]),
                           widgets.VBox([self.apodization, self.metric, self.extremum,
@@ -332,6 +340,45 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
         if z_range is not None:
             self.z_from.value = float(f"{z_range[0] / UM:.6g}")
             self.z_to.value = float(f"{z_range[1] / UM:.6g}")
+
+    def suggest(self, *, energy: float | None, pitch: float | None) -> None:
+        """Fill energy (eV) and pitch (m) from the data; mark those it lacks as assumed.
+
+        A field the data does not give keeps its value (a default) but is marked "not from the
+        file — check" (CSS ``speckle-refocus-assumed``) until the user edits it.
+        """
+        self._filling = True
+        try:
+            self.set_parameters(energy=energy, pitch=pitch)
+        finally:
+            self._filling = False
+        self._mark("energy", not energy)
+        self._mark("pitch", not pitch)
+
+    @property
+    def assumed(self) -> set[str]:
+        """The fields (``"energy"``, ``"pitch"``) holding a value not from the data."""
+        return set(self._assumed)
+
+    def _edited(self, name: str) -> None:
+        if not self._filling:
+            self._mark(name, False)
+
+    def _mark(self, name: str, assumed: bool) -> None:
+        widget = getattr(self, name)
+        if assumed:
+            self._assumed.add(name)
+            widget.add_class("speckle-refocus-assumed")
+        else:
+            self._assumed.discard(name)
+            widget.remove_class("speckle-refocus-assumed")
+        words = {"energy": f"energy ({self.energy.value:g} eV)",
+                 "pitch": f"pixel pitch ({self.pitch.value:g} nm)"}
+        missing = [words[n] for n in ("energy", "pitch") if n in self._assumed]
+        self.assumed_note.value = "" if not missing else (
+            "<div class='speckle-refocus-assumed' style='color:#b35900;padding:2px 0'>⚠ "
+            f"{' and '.join(missing)}: not from the file — check "
+            f"{'them' if len(missing) > 1 else 'it'} (the distances scale with both).</div>")
 
     def parameters(self) -> dict:
         """The sweep's parameters from the fields, in SI units.
