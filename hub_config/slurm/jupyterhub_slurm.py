@@ -23,15 +23,17 @@ c.SlurmSpawner.req_options = "--gres=gpu:1"
 c.SlurmSpawner.start_timeout = 300
 c.SlurmSpawner.http_timeout = 120
 # the same user-server arguments as the single-machine hub (extensions, Voila kernel culling,
-# large websocket messages)
+# large websocket messages, the dashboards' template and MathJax: nothing from another host)
 c.SlurmSpawner.args = [
     "--ServerApp.jpserver_extensions={'voila': True, 'speckle_jupyter': True}",
-    "--ServerApp.tornado_settings={'websocket_max_message_size': 536870912}",
+    "--ServerApp.tornado_settings={'websocket_max_message_size': 536870912, 'mathjax_url': None, 'mathjax_config': None}",
     "--MappingKernelManager.cull_idle_timeout=900",
     "--MappingKernelManager.cull_interval=60",
     "--MappingKernelManager.cull_connected=False",
+    "--VoilaConfiguration.template=speckle",
 ]
-c.SlurmSpawner.environment = {"SPECKLE_GPU_NAME": "Slurm GPU"}
+c.SlurmSpawner.environment = {"SPECKLE_GPU_NAME": "Slurm GPU",
+                              "JUPYTER_PATH": str(Path(__file__).resolve().parents[1] / "jupyter")}
 # The speckle spawn form and pre-spawn hook are for local servers; Slurm uses its own.
 c.Spawner.options_form = ""
 c.Spawner.pre_spawn_hook = None

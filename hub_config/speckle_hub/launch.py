@@ -86,8 +86,8 @@ def preflight(s: dict) -> list[str]:
     if shutil.which("node") is None:
         problems.append("node is not installed (apt-get install -y nodejs npm).")
     if os.geteuid() == 0:
-        singleuser = Path(sys.executable).with_name("jupyterhub-singleuser")
-        for target in (Path(sys.executable), singleuser, settings_mod.NOTEBOOKS):
+        for target in (Path(sys.executable), settings_mod.SINGLEUSER, settings_mod.JUPYTER_DATA,
+                       settings_mod.NOTEBOOKS):
             blocked = target.exists() and _world_can_reach(target)
             if blocked:
                 problems.append(

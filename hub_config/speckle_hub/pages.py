@@ -63,6 +63,7 @@ def template_vars(s: dict) -> dict:
     if g["devices"] != "all":
         found = [x for x in found if x.index in set(g["devices"])]
     single = os.geteuid() != 0
+    gpu_choice = len(found) > 1 and g["let_users_choose"]
     out = {
         "speckle_tiles": tiles(),
         "speckle_single_account": single,
@@ -70,6 +71,7 @@ def template_vars(s: dict) -> dict:
         "speckle_auth": s["auth"]["type"],
         "speckle_gpus": ", ".join(f"{x.name}" for x in found) if found else "",
         "speckle_data_dirs": s["data"]["beamline_dirs"],
+        "speckle_autostart": s["users"]["start_at_login"] and not gpu_choice,
     }
     if s["hub"]["announcement"]:
         out["announcement"] = s["hub"]["announcement"]

@@ -24,6 +24,13 @@ DEFAULT_STATE_DIR = HUB_CONFIG / "state"
 PROXY_BIN = HUB_CONFIG / "proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
 TEMPLATES = HERE / "templates"
 NOTEBOOKS = REPO / "notebooks"
+#: What a user server runs: jupyterhub-singleuser without jsonschema's slow IRI checker (see there).
+SINGLEUSER = HUB_CONFIG / "user_server" / "singleuser.py"
+#: A Jupyter data folder (on the user servers' JUPYTER_PATH) holding the dashboards' Voila template
+#: "speckle" (nothing from another host). Under nbconvert/templates, not voila/templates: Voila takes
+#: the first <folder>/voila on the path as its own data folder (themes) and would miss the venv's.
+JUPYTER_DATA = HUB_CONFIG / "jupyter"
+VOILA_TEMPLATE = "speckle"
 
 #: Home folders every user gets (relative to the home). The dashboards copy is refreshed at every
 #: start; the examples are copied once so that users can change them.
@@ -59,7 +66,7 @@ DEFAULTS: dict = {
         "ldap": {},
         "oauth": {},
     },
-    "users": {"unix_prefix": "speckle-", "home_root": "/home", "spawn_timeout": 120},
+    "users": {"unix_prefix": "speckle-", "home_root": "/home", "spawn_timeout": 120, "start_at_login": True},
     "data": {
         "beamline_dirs": [],
         "upload_dir": "speckle-uploads",
@@ -74,6 +81,7 @@ DEFAULTS: dict = {
         "kernel_cull_interval": 60,
     },
     "gpus": {"policy": "auto", "devices": "all", "let_users_choose": True, "nvidia_smi": "nvidia-smi"},
+    "dashboards": {"preheat": ["xpcs_quick_check.ipynb"], "preheat_refill_delay": None},
 }
 
 
@@ -323,6 +331,7 @@ def apply(c, s: dict) -> None:
         "culling": cull,
         "gpus": s["gpus"],
         "users": s["users"],
+        "dashboards": s["dashboards"],
         "auth_type": s["auth"]["type"],
         "state_dir": str(state),
     }

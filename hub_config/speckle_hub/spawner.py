@@ -31,11 +31,14 @@ import sys
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
-from traitlets import Dict, Integer, Unicode
+from jupyterhub.utils import can_connect, exponential_backoff
+from traitlets import Dict, Float, Integer, List, Unicode
 
 from . import gpus as gpu_mod
 from .pages import BEAMLINE_LINKS_DIR
-from .settings import DASHBOARDS_DIR, EXAMPLES_DIR, HUB_CONFIG, NOTEBOOKS, QUICK_CHECK_PATH
+from .settings import (
+    DASHBOARDS_DIR, EXAMPLES_DIR, HUB_CONFIG, JUPYTER_DATA, NOTEBOOKS, QUICK_CHECK_PATH, SINGLEUSER, VOILA_TEMPLATE,
+)
 
 PROFILES = {
     "quick": {
@@ -88,7 +91,12 @@ class SpeckleSpawner(LocalProcessSpawner):
     speckle_settings = Dict(config=True, help="The validated settings (set by speckle_hub.settings.apply).")
     interrupt_timeout = Integer(8, config=True)
     term_timeout = Integer(5, config=True)
-    singleuser_bin = Unicode(str(Path(sys.executable).with_name("jupyterhub-singleuser")), config=True)
+    singleuser_cmd = List(Unicode(), [sys.executable, str(SINGLEUSER)], config=True,
+                          help="The user server's command (jupyterhub-singleuser or a wrapper of it).")
+    ready_poll_interval = Float(
+        0.1, config=True,
+        help="Seconds between checks that a starting server listens. JupyterHub's own wait backs "
+             "off up to 5 s between tries, which cost a user 0.5-2 s of every start.")
 
     # ---------------------------------------------------------------- who and where
     @property
@@ -270,6 +278,7 @@ class SpeckleSpawner(LocalProcessSpawner):
         env["SPECKLE_DASHBOARDS_DIR"] = str(home / DASHBOARDS_DIR)
         env["SPECKLE_EXAMPLES_DIR"] = str(home / EXAMPLES_DIR)
         env.update(getattr(self, "_gpu_env", None) or gpu_mod.Assignment(None).env)
+        env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(JUPYTER_DATA), env.get("JUPYTER_PATH", "")) if p)
         venv_bin = str(Path(sys.executable).parent)
         if not env.get("PATH", "").startswith(venv_bin):
             env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "/usr/bin:/bin")
@@ -283,19 +292,41 @@ class SpeckleSpawner(LocalProcessSpawner):
         if importlib.util.find_spec("speckle_jupyter") is not None:
             extensions["speckle_jupyter"] = True
         ws_bytes = int(float(data.get("websocket_max_message_mb", 512)) * 2**20)
+        # mathjax_url/config None: Voila's page then typesets with the MathJax 3 bundled in its own
+        # scripts instead of loading MathJax from cdnjs (its default when these are not set)
+        tornado = {"websocket_max_message_size": ws_bytes, "mathjax_url": None, "mathjax_config": None}
         # Dict options on the command line take a Python literal (not JSON: True, not true)
         args += [
             f"--ServerApp.jpserver_extensions={extensions!r}",
-            f"--ServerApp.tornado_settings={ {'websocket_max_message_size': ws_bytes}!r}",
+            f"--ServerApp.tornado_settings={tornado!r}",
             # Voila leaves a kernel behind for every page view: cull idle kernels, connected or not
             f"--MappingKernelManager.cull_idle_timeout={int(cull.get('kernel_idle_timeout', 900))}",
             f"--MappingKernelManager.cull_interval={int(cull.get('kernel_cull_interval', 60))}",
             "--MappingKernelManager.cull_connected=False",
+            # the dashboards' page template: Voila's lab page loading nothing from another host
+            f"--VoilaConfiguration.template={VOILA_TEMPLATE}",
         ]
+        return args + self._preheat_args()
+
+    def _preheat_args(self) -> list[str]:
+        """Quick-check servers keep Voila's preheated kernels for ``dashboards.preheat``
+        (hub_config/user_server/speckle_preheat.py): each dashboard already executed in a waiting
+        kernel, so that its page shows at once. JupyterLab servers do not (memory)."""
+        dash = self._s.get("dashboards", {})
+        notebooks = dash.get("preheat", [])
+        if (self.user_options or {}).get("profile", DEFAULT_PROFILE) != "quick" or not notebooks:
+            return []
+        args = ["--ServerApp.kernel_manager_class=speckle_preheat.PreheatedKernelManager"]
+        delay = dash.get("preheat_refill_delay")
+        if delay is None:
+            args.append("--PreheatedKernelManager.refill=False")
+        else:
+            args.append(f"--PreheatedKernelManager.fill_delay={float(delay)}")
+        args += [f"--PreheatedKernelManager.preheat_notebooks={DASHBOARDS_DIR}/{nb}" for nb in notebooks]
         return args
 
     async def start(self):
-        self.cmd = [self.singleuser_bin]
+        self.cmd = list(self.singleuser_cmd)
         self.notebook_dir = str(self.home)
         self.default_url = self._profile()["default_url"]
         choice = (self.user_options or {}).get("gpu", "auto")
@@ -310,10 +341,28 @@ class SpeckleSpawner(LocalProcessSpawner):
             (self.user_options or {}).get("profile", DEFAULT_PROFILE), self._gpu_env["SPECKLE_GPU_NAME"],
         )
         try:
-            return await super().start()
+            ip, port = await super().start()
+            await self._wait_listening(ip, port)
+            return ip, port
         except BaseException:
             alloc.release(self.gpu_key)
             raise
+
+    async def _wait_listening(self, ip: str, port: int) -> None:
+        """Return as soon as the new server listens (or its process ended, or http_timeout passed).
+
+        JupyterHub then asks the server over HTTP at once and finds it up, instead of after its
+        own backed-off wait.
+        """
+        def up_or_gone() -> bool:
+            return self.proc.poll() is not None or can_connect(ip, port)
+
+        dt = self.ready_poll_interval
+        try:
+            await exponential_backoff(up_or_gone, "not listening yet", start_wait=dt, scale_factor=1,
+                                      max_wait=dt, timeout=self.http_timeout, timeout_tolerance=0)
+        except asyncio.TimeoutError:
+            pass  # JupyterHub's own wait reports the server that does not answer
 
     # ---------------------------------------------------------------- state across hub restarts
     gpu_index = None

@@ -501,7 +501,7 @@ def process_tree_rss(root: int | None = None) -> dict[str, int]:
 
 def _kind(cmd: str) -> str:
     for key, kind in (("chromium", "chromium"), ("run-driver", "driver"),
-                      ("configurable-http-proxy", "proxy"), ("jupyterhub-singleuser", "user server"),
+                      ("configurable-http-proxy", "proxy"), ("user_server/singleuser.py", "user server"),
                       ("ipykernel", "kernel"), ("launch.py", "hub")):
         if key in cmd:
             return kind

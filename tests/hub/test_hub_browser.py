@@ -1,37 +1,127 @@
-"""A person's first steps in a real browser: the login form, then the landing page."""
+"""A person's first steps in a real browser: the login form, the landing page, the XPCS dashboard.
 
+One journey through the real hub (the ``journey`` fixture, once for the module): log in through
+the form, land on the tiles, choose the XPCS quick check, wait until the dashboard is live. Every
+request of that browser context goes through an interceptor that lets through only the hub's own
+address (and the page's ``data:``/``blob:`` URLs) and refuses anything else, as a beamline network
+would. The tests then check what that journey saw.
+"""
+
+import json
+import re
 import time
+from urllib.parse import quote
+
+import pytest
+
+from hubtools import ARTIFACTS, browser_login, wait_dashboard_ready
+
+TIMEOUT_MS = 120_000
 
 
-def test_login_through_the_form_reaches_the_landing_page(speckle_hub, browser, browser_login, artifacts):
-    user = speckle_hub.new_user("p")
+@pytest.fixture(scope="module")
+def journey(speckle_hub, browser):
+    """Login -> landing page -> XPCS tile -> live dashboard, every request recorded."""
+    hub = speckle_hub
+    artifacts = ARTIFACTS
+    artifacts.mkdir(parents=True, exist_ok=True)
+    user = hub.new_user("p")
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    seen = {"outside": [], "requests": 0}
+
+    def only_the_hub(route):
+        url = route.request.url
+        seen["requests"] += 1
+        if url.startswith(hub.url) or url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            seen["outside"].append(url)
+            route.abort("blockedbyclient")
+
+    context.route("**/*", only_the_hub)
     page = context.new_page()
-    failed = []
-    page.on("requestfailed", lambda req: failed.append(req.url))
+    page.set_default_timeout(TIMEOUT_MS)
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         t0 = time.monotonic()
-        page.goto(speckle_hub.url + "hub/home")  # anonymous: sent to the login form
-        assert "/hub/login" in page.url
-        assert page.is_visible("#signup-hint")
-        browser_login(page, speckle_hub, user)
-        elapsed = time.monotonic() - t0
+        page.goto(hub.url + "hub/home")  # anonymous: sent to the login form
+        seen["anonymous_url"] = page.url
+        seen["signup_hint"] = page.is_visible("#signup-hint")
+        browser_login(page, hub, user)
+        seen["login_s"] = time.monotonic() - t0
         page.wait_for_selector("#tile-xpcs_quick_check")
-        assert page.title() == "speckle hub"
-        assert page.is_visible("#tile-jupyterlab") and page.is_visible("#tile-data_browser")
-        assert page.inner_text("#login_widget").strip().startswith(user.name)
+        seen["title"] = page.title()
+        seen["tiles_visible"] = page.is_visible("#tile-jupyterlab") and page.is_visible("#tile-data_browser")
+        seen["login_widget"] = page.inner_text("#login_widget").strip()
         page.screenshot(path=str(artifacts / "hub-landing.png"), full_page=True)
-        assert elapsed < 15
-        assert not [u for u in failed if not u.startswith(speckle_hub.url)], failed
-        page.goto(speckle_hub.url + "hub/spawn")
-        page.wait_for_selector("#profile-quick")
-        assert page.is_checked("#profile-quick")
-        page.screenshot(path=str(artifacts / "hub-spawn-form.png"), full_page=True)
+        # no tile chosen yet: the landing page has asked the hub to start the server
+        t_landing = time.monotonic()
+        server = None
+        while time.monotonic() - t_landing < 10 and not server:
+            server = hub.api("GET", f"users/{user.name}").json().get("servers", {}).get("")
+            if not server:
+                time.sleep(0.1)
+        seen["server_after_landing"] = server
+        seen["server_seen_after_s"] = time.monotonic() - t_landing
+        page.click("#tile-xpcs_quick_check")
+        page.wait_for_url(re.compile(r".*/voila/render/.*xpcs_quick_check\.ipynb.*"))
+        wait_dashboard_ready(page, TIMEOUT_MS)
+        seen["dashboard_s"] = time.monotonic() - t0
+        config = page.evaluate("() => document.getElementById('jupyter-config-data').textContent")
+        seen["kernel_id"] = json.loads(config)["kernelId"]
+        # the icons of the buttons: Font Awesome from Voila's own bundle, loaded and applied
+        seen["icon_font"] = page.locator("button.speckle-analyze i").first.evaluate(
+            "e => getComputedStyle(e, '::before').fontFamily")
+        seen["icon_font_loaded"] = page.evaluate(
+            "async () => { await document.fonts.ready;"
+            " return document.fonts.check('900 16px \"Font Awesome 5 Free\"'); }")
+        page.screenshot(path=str(artifacts / "hub-dashboard-first-view.png"))
+        seen["errors"] = errors
+        yield hub, user, seen
     finally:
         context.close()
+        try:
+            user.stop()
+        except Exception:  # noqa: BLE001 - teardown: the hub's own stop cleans up too
+            pass
 
 
-def test_login_page_screenshot_and_wrong_password(speckle_hub, browser, artifacts):
+def test_login_through_the_form_reaches_the_landing_page(journey):
+    hub, user, seen = journey
+    assert "/hub/login" in seen["anonymous_url"] and seen["signup_hint"]
+    assert seen["title"] == "speckle hub"
+    assert seen["tiles_visible"]
+    assert seen["login_widget"].startswith(user.name)
+    assert seen["login_s"] < 15
+
+
+def test_the_landing_page_starts_the_server_before_a_tile_is_chosen(journey):
+    hub, user, seen = journey
+    server = seen["server_after_landing"]
+    assert server is not None, "the landing page did not start the server"
+    assert seen["server_seen_after_s"] < 5
+    # the Quick check profile: it lands on the XPCS dashboard
+    assert server.get("user_options", {}).get("profile") == "quick", server
+
+
+def test_the_dashboard_comes_from_a_preheated_kernel(journey):
+    hub, user, seen = journey
+    # Voila's preheated kernel had already run the dashboard when the page asked for it
+    log = hub.log_path.read_text(errors="replace")
+    assert f"Using pre-heated kernel: {seen['kernel_id']} for dashboards/xpcs_quick_check.ipynb" in log
+    assert not seen["errors"], seen["errors"]
+
+
+def test_nothing_is_loaded_from_another_host(journey):
+    hub, user, seen = journey
+    assert seen["requests"] > 20  # the interceptor saw the pages' requests
+    assert seen["outside"] == [], f"requests to other hosts: {sorted(set(seen['outside']))}"
+    assert "Font Awesome" in seen["icon_font"], seen["icon_font"]
+    assert seen["icon_font_loaded"]
+
+
+def test_login_page_screenshot_wrong_password_and_spawn_form(speckle_hub, browser, artifacts):
     page = browser.new_page(viewport={"width": 1000, "height": 700})
     try:
         page.goto(speckle_hub.url + "hub/signup")
@@ -44,5 +134,14 @@ def test_login_page_screenshot_and_wrong_password(speckle_hub, browser, artifact
         page.click("#login_submit")
         page.wait_for_selector(".login_error")
         assert "Invalid username or password" in page.inner_text(".login_error")
+        # straight to the spawn form (not through the landing page, which would start the server)
+        user = speckle_hub.new_user("f")
+        page.goto(speckle_hub.url + "hub/login?next=" + quote("/hub/spawn"))
+        page.fill("#username_input", user.name)
+        page.fill("#password_input", user.password)
+        page.click("#login_submit")
+        page.wait_for_selector("#profile-quick")
+        assert page.is_checked("#profile-quick")
+        page.screenshot(path=str(artifacts / "hub-spawn-form.png"), full_page=True)
     finally:
         page.close()

@@ -98,9 +98,9 @@ def test_spawn_form_offers_the_profiles(speckle_hub):
 
 def _server_pid(unix_uid: int) -> int:
     for pid in _pids_of_uid(unix_uid):
-        if "jupyterhub-singleuser" in _cmdline(pid):
+        if "user_server/singleuser.py" in _cmdline(pid):
             return pid
-    raise AssertionError("no jupyterhub-singleuser process for that account")
+    raise AssertionError("no user server (hub_config/user_server/singleuser.py) for that account")
 
 
 def _environ(pid: int) -> dict:

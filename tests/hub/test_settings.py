@@ -51,6 +51,7 @@ def test_state_dir_from_the_environment_wins(tmp_path, monkeypatch):
     ({"auth": {"type": "pam"}}, "say who may log in"),
     ({"auth": {"type": "oauth", "allow_all": True}}, "auth.oauth needs client_id"),
     ({"data": {"upload_dir": "../elsewhere"}}, "data.upload_dir must be a folder inside the home"),
+    ({"dashboards": {"preheat": ["../x.ipynb"]}}, "dashboards.preheat.0: '../x.ipynb' does not match"),
 ])
 def test_mistakes_are_named_with_their_key(tmp_path, data, needle):
     with pytest.raises(SettingsError) as err:

@@ -1,5 +1,6 @@
 """The spawner's pieces without a hub: account names, home folders, spawn form, args and env."""
 
+import ast
 import asyncio
 import os
 import stat
@@ -8,7 +9,9 @@ import pytest
 
 from speckle_hub import homeprep, launch
 from speckle_hub.gpus import GpuAllocator, parse_nvidia_smi
-from speckle_hub.spawner import PROFILES, SpeckleSpawner, unix_name_for
+from speckle_hub.spawner import (
+    JUPYTER_DATA, PROFILES, SINGLEUSER, VOILA_TEMPLATE, SpeckleSpawner, unix_name_for,
+)
 
 
 def test_unix_names_never_collide_with_system_accounts():
@@ -131,6 +134,35 @@ def test_args_enable_extensions_cull_kernels_and_raise_the_websocket_limit():
     assert "--MappingKernelManager.cull_idle_timeout=600" in args
     assert "--MappingKernelManager.cull_interval=30" in args
     assert "--MappingKernelManager.cull_connected=False" in args
+
+
+def test_quick_check_servers_preheat_dashboards_and_load_nothing_from_another_host():
+    dashboards = {"preheat": ["xpcs_quick_check.ipynb", "cdi_phasing.ipynb"], "preheat_refill_delay": 7}
+    sp = _spawner({**SETTINGS, "dashboards": dashboards})
+    sp.user_options = {"profile": "quick"}
+    args = sp.get_args()
+    assert f"--VoilaConfiguration.template={VOILA_TEMPLATE}" in args
+    assert (JUPYTER_DATA / "nbconvert" / "templates" / VOILA_TEMPLATE / "index.html.j2").is_file()
+    tornado = ast.literal_eval(next(a for a in args if a.startswith("--ServerApp.tornado_settings=")).split("=", 1)[1])
+    assert tornado["mathjax_url"] is None and tornado["mathjax_config"] is None  # Voila's own MathJax
+    assert "--ServerApp.kernel_manager_class=speckle_preheat.PreheatedKernelManager" in args
+    assert "--PreheatedKernelManager.preheat_notebooks=dashboards/xpcs_quick_check.ipynb" in args
+    assert "--PreheatedKernelManager.preheat_notebooks=dashboards/cdi_phasing.ipynb" in args
+    assert "--PreheatedKernelManager.fill_delay=7.0" in args
+    assert "--PreheatedKernelManager.refill=False" not in args
+    assert "--MappingKernelManager.cull_connected=False" in args  # the pool's manager culls views too
+    # JupyterLab servers keep no preheated kernels; nor does a hub that preheats nothing
+    sp.user_options = {"profile": "lab"}
+    assert not [a for a in sp.get_args() if "Preheated" in a]
+    sp = _spawner({**SETTINGS, "dashboards": {"preheat": []}})
+    sp.user_options = {"profile": "quick"}
+    assert not [a for a in sp.get_args() if "Preheated" in a]
+    # no refill delay: one preheated kernel per dashboard, from the server's start
+    sp = _spawner({**SETTINGS, "dashboards": {"preheat": ["xpcs_quick_check.ipynb"], "preheat_refill_delay": None}})
+    sp.user_options = {"profile": "quick"}
+    assert "--PreheatedKernelManager.refill=False" in sp.get_args()
+    # the server command: the project's python running the user-server wrapper
+    assert sp.singleuser_cmd[1] == str(SINGLEUSER) and SINGLEUSER.is_file()
 
 
 def test_launcher_preflight_and_banner(tmp_path, monkeypatch):
