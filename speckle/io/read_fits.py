@@ -27,7 +27,6 @@ import math
 import warnings
 
 import numpy as np
-from astropy.io import fits
 
 from ..errors import InvalidInputError
 from .dataset import Dataset, Metadata
@@ -84,6 +83,8 @@ class FitsDataset(Dataset):
         self.source = str(path)
         self.format = "fits"
         max_bytes = check_max_bytes(max_bytes)
+        from astropy.io import fits  # noqa: PLC0415 - astropy costs ~0.5 s; import when needed
+
         try:
             # astropy memory-maps by default; memmap=True would also forbid BZERO/BSCALE scaling.
             with warnings.catch_warnings():
@@ -138,6 +139,8 @@ class FitsDataset(Dataset):
 
     def _check_complete(self, hdu) -> None:
         """Refuse a file shorter than its header declares (a truncated copy)."""
+        from astropy.io import fits  # noqa: PLC0415 - imported by __init__ already
+
         info = hdu.fileinfo()
         if isinstance(hdu, fits.CompImageHDU):
             # Only the padded span of the compressed table is known: its last block may be short.

@@ -36,8 +36,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import least_squares
-from scipy.special import chdtri
 
 from ..errors import InvalidInputError
 
@@ -409,6 +407,8 @@ def _fit_once(model, names, free, t, y, w, start, lo, hi, fixed_vals):
     x0 = np.array([start[n] for n in free], dtype=np.float64)
     x0 = np.where(np.isfinite(x0), x0, np.where(np.isfinite(lo), lo, 0.0))
     x0 = np.clip(x0, lo, hi)
+    from scipy.optimize import least_squares  # noqa: PLC0415 - ~0.5 s; dashboards start faster
+
     res = least_squares(resid, x0, jac=jac, bounds=(lo, hi), method="trf", x_scale="jac",
                         xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=200 * (x0.size + 1))
     return res, full(res.x)
@@ -664,6 +664,8 @@ def fit_g2(t, g2, err=None, model="single", *, fixed: dict | None = None,
         chi2_flat = float(np.sum((w * (yy - level)) ** 2))
         noise = 1.0 if ss is not None else chi2 / dof
         k = len(free) - (0 if "baseline" in fixed_names else 1)
+        from scipy.special import chdtri  # noqa: PLC0415 - see least_squares
+
         limit = float(chdtri(k, _FLAT_P_VALUE))
         delta = chi2_flat - chi2
         flat_excess = (delta / noise / limit) if noise > 0 else (math.inf if delta > 0 else 0.0)
