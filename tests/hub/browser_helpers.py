@@ -6,6 +6,7 @@ needs the ``browser``, ``speckle_hub`` and ``browser_login`` fixtures of ``conft
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,87 @@ def download(page, name: str, tmp_path: Path) -> bytes:
     path = tmp_path / name
     result.save_as(path)
     return path.read_bytes()
+
+
+# -- the refocus panel (FTH, propagation and CDI dashboards) ------------------------------
+
+CURVE_RGB = (0x1F, 0x77, 0xB4)  # the sharpness curve's colour
+#: JavaScript: a digest of what the canvases inside ``selector`` show.
+CANVAS_DIGEST = """async selector => {
+    const urls = [...document.querySelectorAll(selector + ' canvas')].map(c => c.toDataURL());
+    const hash = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(urls.join('|')));
+    return Array.from(new Uint8Array(hash)).map(b => b.toString(16).padStart(2, '0')).join('');
+}"""
+#: JavaScript: the bytes behind an <img> (a blob: URL for ipywidgets' Image), as a hex digest.
+IMAGE_DIGEST = """async selector => {
+    const img = document.querySelector(selector);
+    if (!img || !img.src) return '';
+    const buf = await (await fetch(img.src)).arrayBuffer();
+    const hash = await crypto.subtle.digest('SHA-256', buf);
+    return Array.from(new Uint8Array(hash)).map(b => b.toString(16).padStart(2, '0')).join('');
+}"""
+
+
+def frame_digest(page) -> str:
+    return page.evaluate(IMAGE_DIGEST, "img.speckle-focus-frame")
+
+
+def plot_digest(page) -> str:
+    return page.evaluate(CANVAS_DIGEST, ".speckle-sharpness-plot")
+
+
+def wait_changed(digest, old: str, what: str, page, timeout_ms: int = 30_000) -> str:
+    """Wait until ``digest()`` differs from ``old``; return the new value."""
+    end = time.monotonic() + timeout_ms / 1000
+    while time.monotonic() < end:
+        value = digest()
+        if value and value != old:
+            return value
+        page.wait_for_timeout(100)
+    raise AssertionError(f"{what} did not change")
+
+
+def wait_new_frame(page, old: str) -> str:
+    """Wait until the displayed frame's bytes differ from ``old``; return the new digest."""
+    return wait_changed(lambda: frame_digest(page), old, "the displayed frame", page)
+
+
+def refocus(page) -> None:
+    """Press Refocus; wait for done, the sharpness curve drawn and a frame shown.
+
+    Before the first sweep the panel shows a hint, not an empty plot.
+    """
+    assert page.locator(".speckle-refocus-hint").is_visible()
+    assert not page.locator(".speckle-sharpness-plot").is_visible()
+    page.click("button.speckle-refocus-run")
+    page.wait_for_selector(".speckle-refocus-stage:has-text('done in')", timeout=60_000)
+    page.locator(".speckle-sharpness-plot").wait_for(state="visible", timeout=30_000)
+    wait_colour(page, ".speckle-sharpness-plot", CURVE_RGB, timeout_ms=30_000)
+    assert not page.locator(".speckle-refocus-hint").is_visible()
+    page.wait_for_function(
+        "() => { const e = document.querySelector('img.speckle-focus-frame');"
+        " return e && e.complete && e.naturalWidth > 0 && e.offsetParent !== null; }",
+        timeout=30_000)
+    page.wait_for_selector("a.speckle-download-link[download='sharpness.csv']", timeout=30_000)
+
+
+def focus_distance(page) -> str:
+    """The focus marker's distance as shown, e.g. "z = -7.500 µm"."""
+    return page.locator(".speckle-focus-distance").inner_text().split("(")[0].strip()
+
+
+def move_slider(page, key: str, before: str) -> str:
+    """Press ``key`` on the focus slider's handle; return the frame digest that follows.
+
+    The marker on the sharpness plot moves with it.
+    """
+    handle = page.locator(".speckle-focus-slider .noUi-handle")
+    distance = focus_distance(page)
+    plot = plot_digest(page)
+    handle.focus()
+    page.keyboard.press(key)
+    page.wait_for_function(
+        "old => { const e = document.querySelector('.speckle-focus-distance');"
+        " return e && !e.innerText.startsWith(old); }", arg=distance, timeout=30_000)
+    wait_changed(lambda: plot_digest(page), plot, "the marker on the plot", page)
+    return wait_new_frame(page, before)

@@ -3,9 +3,9 @@
 Headless Debian Chromium (Playwright's Python API) logs in through the form, opens the CDI
 dashboard, chooses the demo pattern, sees the pattern and its autocorrelation drawn, types a
 support rectangle on the autocorrelation, shortens the run through the fields (1 round, 1 trial,
-a short schedule), presses Run, sees the reconstruction, the error and PRTF plots, and downloads
+a short schedule), presses Run, sees the reconstruction, the error and PRTF plots, downloads
 the HDF5 result and the ZIP of real and imaginary parts, which are checked byte for byte against
-the server's files.
+the server's files, then refocuses the reconstruction and moves the focus marker.
 
 The hub is the session's (``speckle_hub``); one user, whose server is started once through the
 API. Screenshots go to ``tests/artifacts/``. Nothing here skips: a missing proxy or browser fails.
@@ -23,8 +23,9 @@ import h5py
 import numpy as np
 import pytest
 
-from browser_helpers import (HDF5, download, page_of, screenshot,  # noqa: F401 - a fixture
-                             wait_drawn)
+from browser_helpers import (HDF5, download, frame_digest, move_slider,
+                             page_of,  # noqa: F401 - a fixture
+                             refocus, screenshot, wait_drawn)
 
 TIMEOUT_MS = 120_000
 SUPPORT = "196:316,196:316"  # around the centre of the demo's autocorrelation
@@ -117,6 +118,11 @@ def test_cdi_demo_to_reconstruction_plots_and_downloads(phaser, page_of, artifac
     rel = unquote(href.split("/files/", 1)[1].split("?")[0])
     assert hashlib.sha256(archive).hexdigest() == hashlib.sha256(
         (phaser.home / rel).read_bytes()).hexdigest()
+
+    # the reconstruction refocused: the sharpness curve, and the marker moves the frame
+    refocus(page)
+    first = frame_digest(page)
+    assert move_slider(page, "ArrowRight", first) != first
 
     assert not page.locator(".speckle-cdi .speckle-error:visible").count()
     assert not page.errors, page.errors

@@ -18,27 +18,12 @@ import time
 import h5py
 import pytest
 
-from browser_helpers import (HDF5, download, page_of, screenshot,  # noqa: F401 - a fixture
-                             wait_colour, wait_drawn)
+from browser_helpers import (HDF5, download, focus_distance, frame_digest, move_slider,
+                             page_of,  # noqa: F401 - a fixture
+                             plot_digest, refocus, screenshot, wait_changed, wait_drawn,
+                             wait_new_frame)
 
 TIMEOUT_MS = 120_000
-CURVE_RGB = (0x1F, 0x77, 0xB4)  # the sharpness curve's colour
-#: JavaScript: a digest of what the canvases inside ``selector`` show.
-CANVAS_DIGEST = """async selector => {
-    const urls = [...document.querySelectorAll(selector + ' canvas')].map(c => c.toDataURL());
-    const hash = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(urls.join('|')));
-    return Array.from(new Uint8Array(hash)).map(b => b.toString(16).padStart(2, '0')).join('');
-}"""
-#: JavaScript: the bytes behind an <img> (a blob: URL for ipywidgets' Image), as a hex digest.
-IMAGE_DIGEST = """async selector => {
-    const img = document.querySelector(selector);
-    if (!img || !img.src) return '';
-    const buf = await (await fetch(img.src)).arrayBuffer();
-    const hash = await crypto.subtle.digest('SHA-256', buf);
-    return Array.from(new Uint8Array(hash)).map(b => b.toString(16).padStart(2, '0')).join('');
-}"""
-
-
 @pytest.fixture(scope="module")
 def imager(speckle_hub):
     """The user of this module, their server started through the API."""
@@ -65,78 +50,14 @@ def _choose_demo(page, name: str) -> None:
     assert "512 × 512 pixels" in info and "frame time" not in info, info  # a single image
 
 
-def _frame_digest(page) -> str:
-    return page.evaluate(IMAGE_DIGEST, "img.speckle-focus-frame")
-
-
-def _plot_digest(page) -> str:
-    return page.evaluate(CANVAS_DIGEST, ".speckle-sharpness-plot")
-
-
-def _wait_changed(digest, old: str, what: str, page, timeout_ms: int = 30_000) -> str:
-    """Wait until ``digest()`` differs from ``old``; return the new value."""
-    end = time.monotonic() + timeout_ms / 1000
-    while time.monotonic() < end:
-        value = digest()
-        if value and value != old:
-            return value
-        page.wait_for_timeout(100)
-    raise AssertionError(f"{what} did not change")
-
-
-def _wait_new_frame(page, old: str) -> str:
-    """Wait until the displayed frame's bytes differ from ``old``; return the new digest."""
-    return _wait_changed(lambda: _frame_digest(page), old, "the displayed frame", page)
-
-
-def _refocus(page) -> None:
-    """Press Refocus; wait for done, the sharpness curve drawn and a frame shown.
-
-    Before the first sweep the panel shows a hint, not an empty plot.
-    """
-    assert page.locator(".speckle-refocus-hint").is_visible()
-    assert not page.locator(".speckle-sharpness-plot").is_visible()
-    page.click("button.speckle-refocus-run")
-    page.wait_for_selector(".speckle-refocus-stage:has-text('done in')", timeout=60_000)
-    page.locator(".speckle-sharpness-plot").wait_for(state="visible", timeout=30_000)
-    wait_colour(page, ".speckle-sharpness-plot", CURVE_RGB, timeout_ms=30_000)
-    assert not page.locator(".speckle-refocus-hint").is_visible()
-    page.wait_for_function(
-        "() => { const e = document.querySelector('img.speckle-focus-frame');"
-        " return e && e.complete && e.naturalWidth > 0 && e.offsetParent !== null; }",
-        timeout=30_000)
-    page.wait_for_selector("a.speckle-download-link[download='sharpness.csv']", timeout=30_000)
-
-
-def _distance(page) -> str:
-    return page.locator(".speckle-focus-distance").inner_text().split("(")[0].strip()
-
-
-def _move_slider(page, key: str, before: str) -> str:
-    """Press ``key`` on the focus slider's handle; return the frame digest that follows.
-
-    The marker on the sharpness plot moves with it.
-    """
-    handle = page.locator(".speckle-focus-slider .noUi-handle")
-    distance = _distance(page)
-    plot = _plot_digest(page)
-    handle.focus()
-    page.keyboard.press(key)
-    page.wait_for_function(
-        "old => { const e = document.querySelector('.speckle-focus-distance');"
-        " return e && !e.innerText.startsWith(old); }", arg=distance, timeout=30_000)
-    _wait_changed(lambda: _plot_digest(page), plot, "the marker on the plot", page)
-    return _wait_new_frame(page, before)
-
-
 def _drag_marker(page, before: str) -> str:
     """Drag on the sharpness plot (from 40 % to 25 % of its width); return the new digest.
 
     The plot itself changes too (the marker moved on it).
     """
     box = page.locator(".speckle-sharpness-plot canvas").last.bounding_box()
-    distance = _distance(page)
-    plot = _plot_digest(page)
+    distance = focus_distance(page)
+    plot = plot_digest(page)
     y = box["y"] + 0.5 * box["height"]
     page.mouse.move(box["x"] + 0.40 * box["width"], y)
     page.mouse.down()
@@ -146,8 +67,8 @@ def _drag_marker(page, before: str) -> str:
     page.wait_for_function(
         "old => { const e = document.querySelector('.speckle-focus-distance');"
         " return e && !e.innerText.startsWith(old); }", arg=distance, timeout=30_000)
-    _wait_changed(lambda: _plot_digest(page), plot, "the marker on the plot", page)
-    return _wait_new_frame(page, before)
+    wait_changed(lambda: plot_digest(page), plot, "the marker on the plot", page)
+    return wait_new_frame(page, before)
 
 
 def _check_downloads(page, tmp_path) -> None:
@@ -186,11 +107,11 @@ def test_fth_demo_reconstruction_refocus_marker_and_download(imager, page_of, ar
         has_text="rows 320:392, cols 320:392").wait_for(timeout=30_000)
 
     t1 = time.monotonic()
-    _refocus(page)
+    refocus(page)
     refocus_s = time.monotonic() - t1
-    first = _frame_digest(page)
-    second = _move_slider(page, "Home", first)  # the slider: to the first distance
-    assert _distance(page).startswith("z = -10.000 µm"), _distance(page)
+    first = frame_digest(page)
+    second = move_slider(page, "Home", first)  # the slider: to the first distance
+    assert focus_distance(page).startswith("z = -10.000 µm"), focus_distance(page)
     third = _drag_marker(page, second)  # the marker, dragged on the plot
     assert len({first, second, third}) == 3
     screenshot(page, artifacts / "fth-dashboard.png")
@@ -215,16 +136,17 @@ def test_propagation_demo_refocus_gradient_and_download(imager, page_of, artifac
     assert page.locator(".speckle-input-mode button.mod-active").inner_text().startswith("FTH")
 
     t1 = time.monotonic()
-    _refocus(page)
+    refocus(page)
     refocus_s = time.monotonic() - t1
-    first = _frame_digest(page)
-    best = float(_distance(page).split()[2])
-    second = _move_slider(page, "ArrowRight", first)  # one step: 20 µm / 40
-    assert float(_distance(page).split()[2]) == pytest.approx(best + 0.5), _distance(page)
+    first = frame_digest(page)
+    best = float(focus_distance(page).split()[2])
+    second = move_slider(page, "ArrowRight", first)  # one step: 20 µm / 40
+    assert float(focus_distance(page).split()[2]) == pytest.approx(best + 0.5), \
+        focus_distance(page)
     page.click(".speckle-gradient-toggle button:has-text('gradient')")  # the gradient view
-    third = _wait_new_frame(page, second)
+    third = wait_new_frame(page, second)
     page.wait_for_selector(".speckle-focus-caption:has-text('∇ field')", timeout=30_000)
-    fourth = _move_slider(page, "ArrowLeft", third)
+    fourth = move_slider(page, "ArrowLeft", third)
     assert len({first, second, third, fourth}) == 4
     screenshot(page, artifacts / "propagation-dashboard.png")
     _check_downloads(page, tmp_path)
