@@ -1,6 +1,7 @@
 """Multi-tau g2: the published definitions, streaming, exclusions and simulated truth."""
 
 import tracemalloc
+import types
 
 import numpy as np
 import pytest
@@ -8,7 +9,8 @@ import pytest
 from speckle.errors import AnalysisError, InvalidInputError
 from speckle.io.dataset import Dataset, Metadata
 from speckle.xpcs.fitting import fit_g2
-from speckle.xpcs.multitau import lag_grid, multitau_g2
+from speckle.xpcs.multitau import (MultiTauCorrelator, lag_grid, multitau_g2,
+                                   normalize_symmetric)
 from speckle.xpcs.partitions import Partition, rectangles
 from speckle.xpcs.simulate import ou_speckle, ou_speckle_chunks
 from xpcs_reference import symmetric_g2
@@ -96,6 +98,113 @@ def test_excluded_frames_match_direct_definition(small):
         res = multitau_g2(ds, part, exclude_frames=bad, chunk_frames=chunk, device="cpu")
         np.testing.assert_allclose(res.g2, ref, rtol=1e-9)
     assert res.n_pairs[0] == ds.n_frames - 1 - 7  # pairs (j, j+1) touching 0,5,6,100,332
+
+
+def ring_partition(shape, n_dyn=3, per_dyn=3, hole=4):
+    """Rings around an off-centre point, each split into ``per_dyn`` static rings, with an
+    unused disc in the middle: labels come in short runs along the pixel order."""
+    y, x = np.indices(shape)
+    r = np.hypot(y - shape[0] * 0.4, x - shape[1] * 0.55)
+    edges = np.linspace(hole, r.max() + 1e-9, n_dyn * per_dyn + 1)
+    sta = np.digitize(r, edges).astype(np.int32)  # 0 inside the hole
+    dyn = np.where(sta > 0, (sta - 1) // per_dyn + 1, 0).astype(np.int32)
+    return Partition(dyn, sta, [np.nan] * n_dyn, [np.nan] * (n_dyn * per_dyn),
+                     [f"ring {i}" for i in range(n_dyn)], "qring")
+
+
+def test_several_pixel_blocks_with_many_exclusions_match_definition():
+    # more pixels than one correlator block, so that per-block sums are combined; single
+    # frames, a run and both ends excluded, so that pairs drop at every level
+    shape = (96, 96)
+    ds = ou_speckle(260, shape, tau_frames=6, beta=0.3, mean_counts=2, seed=4)
+    part = ring_partition(shape)
+    bad = np.zeros(ds.n_frames, bool)
+    bad[[0, 13, 37, 38, 90, 201, 259]] = True
+    bad[150:155] = True
+    grid = lag_grid(ds.n_frames, 8)
+    with np.errstate(invalid="ignore"):  # lags whose pairs all touch an excluded frame
+        ref, ref_err = symmetric_g2(ds.read_frames(), part, grid.tau_frames, grid.level,
+                                    (~bad).astype(float))
+    assert np.isfinite(ref).all(axis=1).sum() >= len(ref) - 3
+    results = [multitau_g2(ds, part, exclude_frames=bad, chunk_frames=chunk, device="cpu",
+                           threads=threads) for chunk, threads in ((None, 2), (5, 1))]
+    for res in results:
+        np.testing.assert_allclose(res.g2, ref, rtol=1e-9)
+        np.testing.assert_allclose(res.g2_err, ref_err, rtol=1e-7)
+    np.testing.assert_array_equal(results[0].g2, results[1].g2)
+
+
+def test_block_normalisation_equals_normalising_all_pixels():
+    # scattered labels (runs of one pixel) and left-out pixels, over three blocks
+    rng = np.random.default_rng(3)
+    n_pixels, n_frames = 20000, 150
+    frames = rng.poisson(rng.uniform(0.2, 4, n_pixels), (n_frames, n_pixels)).astype(np.uint16)
+    labels = rng.integers(0, 7, n_pixels)  # static bins 1..6, 0 = left out
+    s2d = np.array([1, 1, 2, 2, 2, 4])  # dynamic bin 3 is empty
+    w = np.ones(n_frames, np.float32)
+    w[[3, 40, 41]] = 0
+
+    def fed():
+        corr = MultiTauCorrelator(n_frames, n_pixels, threads=2)
+        for start in range(0, n_frames, 64):
+            corr.feed(frames[start:start + 64], w[start:start + 64])
+        return corr
+
+    g2, err, n_pairs = fed().g2(labels, s2d)
+    G, IP, IF, n_all = fed().result()
+    np.testing.assert_array_equal(n_pairs, n_all)
+    ref, ref_err = normalize_symmetric(G, IP, IF, n_all, labels, s2d)
+    assert np.isnan(g2[:, 2]).all() and np.isnan(err[:, 2]).all()
+    np.testing.assert_allclose(g2, ref, rtol=1e-12)
+    np.testing.assert_allclose(err, ref_err, rtol=1e-9)
+    # and the normalisation itself, from its definition, on one lag
+    used = labels > 0
+    gp = n_all[0] * G[0] / (IP[0] * IF[0])
+    for d in (1, 2, 4):
+        statics = [s for s in range(1, 7) if s2d[s - 1] == d]
+        means = [G[0, labels == s].mean() / (IP[0, labels == s].mean() * IF[0, labels == s].mean())
+                 for s in statics]
+        assert g2[0, d - 1] == pytest.approx(n_all[0] * np.mean(means), rel=1e-12)
+        sel = used & np.isin(labels, statics)
+        ok = sel & np.isfinite(gp)
+        assert err[0, d - 1] == pytest.approx(gp[ok].std(ddof=1) / np.sqrt(sel.sum()), rel=1e-9)
+
+
+def test_pixels_left_out_after_the_pass_equal_a_smaller_partition():
+    shape = (40, 40)
+    ds = ou_speckle(200, shape, tau_frames=8, beta=0.3, mean_counts=2, seed=9)
+    part = ring_partition(shape, hole=2)
+    keep = np.ones(shape, bool)
+    keep[5:9, :] = False  # e.g. dead pixels found from the pass's mean image
+    keep[part.static_map == 2] = False  # a whole static bin
+    late = multitau_g2(ds, part, keep_pixels=lambda: keep, device="cpu")
+    early = multitau_g2(ds, part.with_mask(keep), device="cpu")
+    np.testing.assert_allclose(late.g2, early.g2, rtol=1e-12)
+    np.testing.assert_allclose(late.g2_err, early.g2_err, rtol=1e-10)
+
+
+class NumpyAsDevice(types.ModuleType):
+    """numpy under another name: the correlator then takes its device (cupy) code path."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+def test_device_code_path_matches_cpu_path(small):
+    ds, part = small
+    pixels = part.mask.ravel()
+    flat = ds.read_frames().reshape(ds.n_frames, -1)[:, pixels]
+    w = np.ones(ds.n_frames, np.float32)
+    w[[2, 3, 150, 331]] = 0
+    labels, s2d = part.static_map.ravel()[pixels], part.static_to_dynamic()
+    results = []
+    for xp in (np, NumpyAsDevice("device")):
+        corr = MultiTauCorrelator(ds.n_frames, flat.shape[1], xp=xp)
+        for start in range(0, ds.n_frames, 200):  # chunks longer than the CPU's pieces
+            corr.feed(flat[start:start + 200], w[start:start + 200])
+        results.append(corr.g2(labels, s2d))
+    for cpu, device in zip(*results):
+        np.testing.assert_allclose(device, cpu, rtol=1e-12)
 
 
 def test_excluded_frame_contents_are_ignored(small):

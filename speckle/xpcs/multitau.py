@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -108,20 +108,30 @@ class _Level:
     queued for the next :meth:`process`. Producers write straight into :meth:`slot` (level 0:
     the converted frames; higher levels: the pair sums of the level below), so no chunk is
     copied twice. Level ``l`` stores *sums* of ``2**l`` frames: g2 = G / (IP IF) does not
-    depend on that scale, and :meth:`finish` divides it out.
+    depend on that scale, which is divided out at the end (:meth:`_Block.finish`,
+    :meth:`_BinSums.of`).
+
+    The sum of all entries (for IP and IF) is not accumulated level by level: every entry of
+    level ``l`` except a trailing unpaired one is in exactly one pair sum, so it is the sum of
+    level ``l+1`` plus the pair sums that an excluded partner dropped (``dropped``) plus the
+    unpaired entry; only the top level, which has a handful of entries, sums them itself.
     """
 
-    def __init__(self, level, lags, buffers, n_pixels, xp, capacity=0):
+    def __init__(self, level, lags, buffers, n_pixels, xp, capacity=0, top=False):
         self.level = level
         self.lags = lags
         self.buffers = buffers
         self.xp = xp
+        self.top = top
         n_lags = len(lags)
         self.G = xp.zeros((n_lags, n_pixels), np.float64)
+        self.acc = xp.empty((n_lags, n_pixels), np.float32)  # one process() call's products
         self.ip_drop = self.if_drop = None  # allocated at the first excluded frame
+        self.dropped = None  # pair sums not passed up because of an excluded entry
         self.n_pairs = np.zeros(n_lags, np.int64)
-        self.total = xp.zeros(n_pixels, np.float64)
-        self.head = xp.zeros((0, n_pixels), np.float64)
+        self.total = xp.zeros(n_pixels, np.float64) if top else None
+        self.head = xp.empty((buffers, n_pixels), np.float32)  # the first entries
+        self.n_head = 0
         self.buf = xp.empty((buffers + capacity, n_pixels), np.float32)
         self.wbuf = np.empty(buffers + capacity, np.float32)
         self.h = 0  # history rows at the start of buf
@@ -152,12 +162,14 @@ class _Level:
         x = ext[h:]
         bad = ew == 0
         any_bad = bool(bad.any())
+        acc = self.acc
         for i, k in enumerate(self.lags):
             lo, hi = max(h - k, 0), h + n - k
             if hi <= lo:
+                acc[i] = 0
                 continue
             a, b = ext[lo:hi], ext[lo + k:hi + k]
-            self.G[i] += xp.einsum("tp,tp->p", a, b)
+            _row_products(xp, a, b, acc[i])
             if not any_bad:
                 self.n_pairs[i] += hi - lo
                 continue
@@ -172,10 +184,13 @@ class _Level:
                     self.ip_drop[i] += a[drop_first].sum(0, dtype=np.float64)
                 if len(drop_second):
                     self.if_drop[i] += b[drop_second].sum(0, dtype=np.float64)
-        self.total += x.sum(0)
-        if len(self.head) < self.buffers:
-            self.head = xp.concatenate([self.head, x[:self.buffers - len(self.head)]
-                                        .astype(np.float64)])
+        self.G += acc  # float32 products of up to a few hundred pairs, accumulated in float64
+        if self.top:
+            self.total += x.sum(0, dtype=np.float64)
+        if self.n_head < self.buffers:
+            add = min(self.buffers - self.n_head, n)
+            self.head[self.n_head:self.n_head + add] = x[:add]
+            self.n_head += add
         # pair sums for the next level, from the first entry not yet paired
         first = h - self.unpaired
         pairs = (h + n - first) // 2
@@ -183,30 +198,56 @@ class _Level:
             vals, wts = upper.slot(pairs)
             xp.add(ext[first:first + 2 * pairs:2], ext[first + 1:first + 2 * pairs:2], out=vals)
             np.multiply(ew[first:first + 2 * pairs:2], ew[first + 1:first + 2 * pairs:2], out=wts)
-            if (wts == 0).any():
-                vals *= xp.asarray(wts)[:, None]
+            zero = np.flatnonzero(wts == 0)
+            if len(zero):
+                zero = xp.asarray(zero)
+                if self.dropped is None:
+                    self.dropped = xp.zeros(vals.shape[1], np.float64)
+                self.dropped += vals[zero].sum(0, dtype=np.float64)
+                vals[zero] = 0
         self.unpaired = (h + n - first) - 2 * pairs
         keep = min(self.buffers, h + n)
         self.buf[:keep] = ext[h + n - keep:]
         self.wbuf[:keep] = ew[h + n - keep:]
         self.h, self.q = keep, 0
 
-    def finish(self, G, IP, IF):
-        """Write G, IP, IF (lags, P) summed over pairs, in frame units, into the given rows;
-        return the pair counts."""
+    def entry_sum(self, upper_sum):
+        """Sum of all entries of this level (float64), given that of the level above."""
+        if self.top:
+            return self.total
+        total = upper_sum if self.dropped is None else upper_sum + self.dropped
+        if self.unpaired:
+            total = total + self.buf[self.h - 1]
+        return total
+
+    def pair_sums(self, total):
+        """Return IP, IF (lags, P): per pixel, the sums of the first and of the second members
+        of the pairs, in entry units; ``total`` is :meth:`entry_sum`."""
         xp = self.xp
-        scale = float(2 ** self.level)  # entries are sums of 2**level frames
+        IP, IF = xp.empty(self.G.shape, np.float64), xp.empty(self.G.shape, np.float64)
+        # a lag k has no pair for the last k entries as first members, nor the first k as second
         hist = self.buf[:self.h].astype(np.float64)
+        last, first = xp.zeros_like(total), xp.zeros_like(total)  # of the last / first k entries
+        summed = 0
         for i, k in enumerate(self.lags):
-            IP[i] = self.total - hist[self.h - k:].sum(0)
-            IF[i] = self.total - self.head[:k].sum(0)
+            for j in range(summed, k):
+                last += hist[self.h - 1 - j]
+                first += self.head[j]
+            summed = k
+            xp.subtract(total, last, out=IP[i])
+            xp.subtract(total, first, out=IF[i])
         if self.ip_drop is not None:
             IP -= self.ip_drop
             IF -= self.if_drop
-        xp.multiply(self.G, 1 / scale**2, out=G)
-        IP *= 1 / scale
-        IF *= 1 / scale
-        return self.n_pairs
+        return IP, IF
+
+
+def _row_products(xp, a, b, out):
+    """``out[p] = sum_t a[t, p] b[t, p]`` (float32)."""
+    if xp is np:
+        np.einsum("tp,tp->p", a, b, out=out)
+    else:
+        out[...] = xp.einsum("tp,tp->p", a, b)
 
 
 class _Block:
@@ -218,9 +259,10 @@ class _Block:
 
     def __init__(self, grid, n_pixels, xp, min_batch=16):
         # room for one fed piece at level 0 and a full queue above, so buffers never grow
+        top = len(grid.per_level) - 1
         self.levels = [_Level(i, lags, grid.buffers, n_pixels, xp,
                               capacity=_SUB_FRAMES if i == 0 else
-                              min_batch + (_SUB_FRAMES >> i) + 2)
+                              min_batch + (_SUB_FRAMES >> i) + 2, top=i == top)
                        for i, lags in enumerate(grid.per_level)]
         self.min_batch = min_batch
 
@@ -231,6 +273,32 @@ class _Block:
                 return
             upper = self.levels[i + 1] if i + 1 < len(self.levels) else None
             level.process(upper)
+
+    def finished_levels(self):
+        """Flush the queues; yield ``(level, IP, IF)`` (see :meth:`_Level.pair_sums`) for each
+        level, from the top one down (each level's entry sum needs the next one's)."""
+        self.process(flush=True)
+        total = None
+        for level in reversed(self.levels):
+            total = level.entry_sum(total)
+            yield (level, *level.pair_sums(total))
+
+    def finish(self):
+        """Flush the queues; return G, IP, IF (n_tau, block pixels) in frame units."""
+        parts = []
+        for level, ip, if_ in self.finished_levels():
+            scale = float(2 ** level.level)  # entries are sums of 2**level frames
+            parts.append((level.G / scale**2, ip / scale, if_ / scale))
+        return tuple(self.levels[0].xp.concatenate([p[j] for p in reversed(parts)])
+                     for j in range(3))
+
+    def bin_sums(self, bins):
+        """Flush the queues; return the :class:`_BinSums` of this block's pixels ``bins``."""
+        parts = [_BinSums.of(asnumpy(level.G), asnumpy(ip), asnumpy(if_),
+                             level.n_pairs.astype(np.float64)[:, None], bins,
+                             scale=float(2 ** level.level))
+                 for level, ip, if_ in self.finished_levels()]
+        return _BinSums.stack(parts[::-1])
 
 
 class MultiTauCorrelator:
@@ -279,60 +347,208 @@ class MultiTauCorrelator:
         if self.fed + n > self.n_frames:
             raise AnalysisError("more frames were fed than the correlator was made for")
         w = np.ones(n, np.float32) if weights is None else np.asarray(weights, np.float32)
-        if n > _SUB_FRAMES and self.xp is np:
-            # smaller pieces keep each block's working set in the CPU cache
-            for start in range(0, n, _SUB_FRAMES):
-                self.feed(frames[start:start + _SUB_FRAMES], w[start:start + _SUB_FRAMES])
-            return
-        zero = w == 0
+        excluded = np.flatnonzero(w == 0)
+        # on the CPU, pieces of _SUB_FRAMES keep a block's working set in the cache; each task
+        # takes all pieces of its block, so that the block's state stays hot between them
+        step = _SUB_FRAMES if self.xp is np else max(n, 1)
 
         def run(i):
-            block = self.blocks[i]
-            vals, wts = block.levels[0].slot(n)
-            src = frames[:, self.slices[i]]
-            if self.xp is np:
-                np.copyto(vals, src, casting="unsafe")
-            else:
-                vals[...] = self.xp.asarray(np.ascontiguousarray(src))
-            wts[...] = w
-            if zero.any():
-                vals[self.xp.asarray(np.flatnonzero(zero))] = 0
-            block.process()
+            block, cols = self.blocks[i], self.slices[i]
+            for start in range(0, n, step):
+                stop = min(start + step, n)
+                vals, wts = block.levels[0].slot(stop - start)
+                src = frames[start:stop, cols]
+                if self.xp is np:
+                    np.copyto(vals, src, casting="unsafe")
+                else:
+                    vals[...] = self.xp.asarray(np.ascontiguousarray(src))
+                wts[...] = w[start:stop]
+                zero = excluded[(excluded >= start) & (excluded < stop)] - start
+                if len(zero):
+                    vals[self.xp.asarray(zero)] = 0
+                block.process()
 
         self._run(run)
         self.fed += n
 
     def _run(self, task):
-        """Run ``task(block_index)`` for every pixel block, on the thread pool when there is one."""
+        """Run ``task(block_index)`` for every pixel block, on the thread pool when there is one;
+        return the results in block order."""
         if self._pool is None:
-            for i in range(len(self.blocks)):
-                task(i)
-        else:
-            list(self._pool.map(task, range(len(self.blocks))))
+            return [task(i) for i in range(len(self.blocks))]
+        return list(self._pool.map(task, range(len(self.blocks))))
+
+    def _finish(self, task):
+        """Run ``task(block_index)`` once all frames are in, on every block; close the pool."""
+        if self.fed != self.n_frames:
+            raise AnalysisError(
+                f"the correlator expected {self.n_frames} frames and received {self.fed}")
+        try:
+            return self._run(task)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
+
+    def _pair_counts(self):
+        return np.concatenate([level.n_pairs for level in self.blocks[0].levels])
 
     def result(self):
         """Return per-pixel sums ``G, IP, IF`` (n_tau, n_pixels) and pair counts (n_tau,).
 
         Divide each by the pair count for the means of the module docstring.
         """
-        if self.fed != self.n_frames:
-            raise AnalysisError(
-                f"the correlator expected {self.n_frames} frames and received {self.fed}")
-        self._run(lambda i: self.blocks[i].process(flush=True))
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
         xp = self.xp
         n_tau, n_pixels = len(self.grid.tau_frames), self.slices[-1].stop
         G, IP, IF = (xp.empty((n_tau, n_pixels), np.float64) for _ in range(3))
-        for block, cols in zip(self.blocks, self.slices):
-            row = 0
-            counts = []
-            for level in block.levels:
-                rows = slice(row, row + len(level.lags))
-                counts.append(level.finish(G[rows, cols], IP[rows, cols], IF[rows, cols]))
-                row = rows.stop
-        return G, IP, IF, np.concatenate(counts)
+
+        def place(i):
+            cols = self.slices[i]
+            G[:, cols], IP[:, cols], IF[:, cols] = self.blocks[i].finish()
+
+        self._finish(place)
+        return G, IP, IF, self._pair_counts()
+
+    def g2(self, static_labels, static_to_dynamic):
+        """Finish and return g2 per dynamic bin (see :func:`normalize_symmetric`).
+
+        Each pixel block is binned where it was correlated (on the worker threads), level by
+        level, so the per-pixel sums of all lags and pixels never exist at once.
+
+        Parameters
+        ----------
+        static_labels : ndarray of int, (n_pixels,)
+            Static bin (1-based) of each pixel; 0 leaves a pixel out.
+        static_to_dynamic : ndarray of int, (n_static,)
+            Dynamic bin (1-based) of each static bin.
+
+        Returns
+        -------
+        g2, g2_err : ndarray, (n_tau, n_dynamic)
+        n_pairs : ndarray, (n_tau,)
+        """
+        labels = np.asarray(static_labels, np.int64)
+        parts = self._finish(lambda i: self.blocks[i].bin_sums(
+            _Bins(labels[self.slices[i]], static_to_dynamic)))
+        total = parts[0]
+        for part in parts[1:]:
+            total.add(part)
+        n_pairs = self._pair_counts()
+        g2, err = total.g2(n_pairs.astype(np.float64)[:, None], static_to_dynamic)
+        return g2, err, n_pairs
+
+
+class _Segments:
+    """Sums of columns by label, without gathering the columns.
+
+    Labels of real partitions come in runs along the pixel order (a ring crosses each detector
+    row in one or two runs), so the columns are first summed run by run in place, and only the
+    much smaller table of run sums is sorted by label.
+    """
+
+    def __init__(self, labels, n_labels):
+        self.n_labels = n_labels
+        labels = labels if len(labels) else np.zeros(1, np.int64)
+        self.starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+        run_labels = labels[self.starts]
+        self.order = np.argsort(run_labels, kind="stable")
+        sorted_labels = run_labels[self.order]
+        self.label_starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+        self.labels = sorted_labels[self.label_starts]
+
+    def sum(self, a):
+        """(rows, n_labels) sums of the columns of ``a`` (rows, n_pixels) with each label."""
+        out = np.zeros((a.shape[0], self.n_labels))
+        if a.shape[1]:
+            runs = np.add.reduceat(a, self.starts, axis=1)
+            out[:, self.labels] = np.add.reduceat(runs[:, self.order], self.label_starts, axis=1)
+        return out
+
+
+class _Bins:
+    """Static and dynamic bin of each pixel of a set (0: left out), and their runs."""
+
+    def __init__(self, static_labels, static_to_dynamic):
+        s2d = np.r_[0, np.asarray(static_to_dynamic, np.int64)]
+        s = np.asarray(static_labels, np.int64)
+        self.dynamic = s2d[s]
+        s = np.where(self.dynamic > 0, s, 0)
+        n_d = int(s2d.max()) + 1
+        self.by_static, self.by_dynamic = _Segments(s, len(s2d)), _Segments(self.dynamic, n_d)
+        self.count_s = np.bincount(s, minlength=len(s2d)).astype(np.float64)
+        self.count_d = np.bincount(self.dynamic, minlength=n_d).astype(np.float64)
+
+
+@dataclass
+class _BinSums:
+    """Per-bin sums over a set of pixels; sums over disjoint sets add up.
+
+    Per static bin: pixel count and the sums of G, IP, IF; per dynamic bin: pixel count, and
+    the number, sum and sum of squares of the finite per-pixel ``g2_p = n G / (IP IF)``.
+    Columns are bin numbers (column 0, the unused label, stays empty).
+    """
+
+    count_s: np.ndarray
+    G: np.ndarray
+    IP: np.ndarray
+    IF: np.ndarray
+    count_d: np.ndarray
+    k: np.ndarray
+    m1: np.ndarray
+    m2: np.ndarray
+
+    @classmethod
+    def of(cls, G, IP, IF, n, bins, scale=1.0):
+        """Sums over the pixels (columns) of G, IP, IF (n_tau, n_pixels) whose bins are ``bins``
+        (:class:`_Bins`); n: pairs (n_tau, 1). G, IP and IF may be in units of ``scale`` frames:
+        the sums are returned in frame units (g2_p does not depend on the unit)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gp = IP * IF
+            np.divide(G, gp, out=gp)
+        gp *= n
+        lag, pixel = np.divmod(np.flatnonzero(~np.isfinite(gp)), gp.shape[1])  # no counts
+        gp[lag, pixel] = 0.0
+        n_d = len(bins.count_d)
+        no_counts = np.bincount(lag * n_d + bins.dynamic[pixel], minlength=len(gp) * n_d)
+        m1 = bins.by_dynamic.sum(gp)
+        gp *= gp
+        return cls(bins.count_s, bins.by_static.sum(G) / scale**2,
+                   bins.by_static.sum(IP) / scale, bins.by_static.sum(IF) / scale,
+                   bins.count_d, bins.count_d - no_counts.reshape(-1, n_d), m1,
+                   bins.by_dynamic.sum(gp))
+
+    @classmethod
+    def stack(cls, parts):
+        """Join the sums of consecutive lags over the same pixels."""
+        per_lag = ("G", "IP", "IF", "k", "m1", "m2")
+        joined = {name: np.concatenate([getattr(p, name) for p in parts]) for name in per_lag}
+        return cls(count_s=parts[0].count_s.copy(), count_d=parts[0].count_d.copy(), **joined)
+
+    def add(self, other):
+        """Add the sums of a disjoint set of pixels."""
+        for field in fields(self):
+            mine = getattr(self, field.name)
+            mine += getattr(other, field.name)
+
+    def g2(self, n, static_to_dynamic):
+        """g2 and its error per dynamic bin (1..n_dynamic), n: pairs per lag (n_tau, 1)."""
+        s2d = np.r_[0, np.asarray(static_to_dynamic, np.int64)]
+        n_d = len(self.count_d) - 1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # static bins: <G>_s / (<IP>_s <IF>_s) with the means over the pairs (factor n)
+            g_static = n * self.count_s * self.G / (self.IP * self.IF)
+            ok = np.isfinite(g_static) & (self.count_s > 0) & (s2d > 0)
+            # dynamic bins: unweighted mean of their static bins' g2
+            by_d = _Segments(s2d, n_d + 1)
+            num, den = by_d.sum(np.where(ok, g_static, 0.0)), by_d.sum(ok.astype(np.float64))
+            g2 = np.where(den > 0, num / np.maximum(den, 1), np.nan)[:, 1:]
+            # error: sample standard deviation of the per-pixel g2 over the bin / sqrt(pixels)
+            k = self.k
+            m1 = self.m1 / np.maximum(k, 1)
+            m2 = self.m2 / np.maximum(k, 1)
+            std = np.sqrt(np.maximum(m2 - m1**2, 0) * k / np.maximum(k - 1, 1))  # ddof=1
+            err = np.where(k > 0, std / np.sqrt(self.count_d), np.nan)[:, 1:]
+        return g2, err
 
 
 def normalize_symmetric(G, IP, IF, n_pairs, static_labels, static_to_dynamic):
@@ -345,7 +561,7 @@ def normalize_symmetric(G, IP, IF, n_pairs, static_labels, static_to_dynamic):
     n_pairs : ndarray, (n_tau,)
         Number of pairs per lag.
     static_labels : ndarray of int, (n_pixels,)
-        Static bin (1-based) of each pixel.
+        Static bin (1-based) of each pixel; 0 leaves a pixel out.
     static_to_dynamic : ndarray of int, (n_static,)
         Dynamic bin (1-based) of each static bin; 0 for empty static bins.
 
@@ -354,50 +570,10 @@ def normalize_symmetric(G, IP, IF, n_pairs, static_labels, static_to_dynamic):
     g2, g2_err : ndarray, (n_tau, n_dynamic)
         NaN where a lag has no pair or a bin has no counts.
     """
-    G, IP, IF = (asnumpy(a) for a in (G, IP, IF))
     n = np.asarray(n_pairs, np.float64)[:, None]
-    s = np.asarray(static_labels, np.int64)
-    s2d = np.asarray(static_to_dynamic, np.int64)
-    n_dyn = int(s2d.max())
-    n_tau = G.shape[0]
-    g2 = np.full((n_tau, n_dyn), np.nan)
-    err = np.full((n_tau, n_dyn), np.nan)
-    if s.size == 0:
-        return g2, err
-    d_of_pixel = s2d[s - 1]
-    # one order that makes every static bin, and every dynamic bin, a contiguous run of columns
-    order = np.lexsort((s, d_of_pixel))
-    if not np.array_equal(order, np.arange(s.size)):
-        G, IP, IF, s, d_of_pixel = G[:, order], IP[:, order], IF[:, order], s[order], \
-            d_of_pixel[order]
-    s_starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    d_starts = np.flatnonzero(np.r_[True, d_of_pixel[1:] != d_of_pixel[:-1]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # static bins: <G>_s / (<IP>_s <IF>_s) with the means over the pairs (factor n)
-        count = np.diff(np.r_[s_starts, s.size])[None, :].astype(np.float64)
-        g_static = (n * count * np.add.reduceat(G, s_starts, axis=1)
-                    / (np.add.reduceat(IP, s_starts, axis=1)
-                       * np.add.reduceat(IF, s_starts, axis=1)))
-        dyn_of_static = d_of_pixel[s_starts]
-        # dynamic bins: unweighted mean of their static bins' g2
-        ok = np.isfinite(g_static)
-        d_runs = np.flatnonzero(np.r_[True, dyn_of_static[1:] != dyn_of_static[:-1]])
-        num = np.add.reduceat(np.where(ok, g_static, 0.0), d_runs, axis=1)
-        den = np.add.reduceat(ok.astype(np.float64), d_runs, axis=1)
-        g2[:, dyn_of_static[d_runs] - 1] = np.where(den > 0, num / np.maximum(den, 1), np.nan)
-        # error: sample standard deviation of the per-pixel g2 over the bin / sqrt(pixels)
-        pixels_in = np.diff(np.r_[d_starts, s.size]).astype(np.float64)
-        gp = G / (IP * IF)
-        gp *= n
-        fin = np.isfinite(gp)
-        gp[~fin] = 0.0
-        k = np.add.reduceat(fin.astype(np.float64), d_starts, axis=1)
-        m1 = np.add.reduceat(gp, d_starts, axis=1) / np.maximum(k, 1)
-        gp *= gp
-        m2 = np.add.reduceat(gp, d_starts, axis=1) / np.maximum(k, 1)
-        std = np.sqrt(np.maximum(m2 - m1**2, 0) * k / np.maximum(k - 1, 1))  # ddof=1
-        err[:, d_of_pixel[d_starts] - 1] = np.where(k > 0, std / np.sqrt(pixels_in), np.nan)
-    return g2, err
+    sums = _BinSums.of(asnumpy(G), asnumpy(IP), asnumpy(IF), n,
+                       _Bins(static_labels, static_to_dynamic))
+    return sums.g2(n, static_to_dynamic)
 
 
 def multitau_g2(data, partition: Partition, *, buffers: int = 8, chunk_frames: int | None = None,
@@ -452,11 +628,9 @@ def multitau_g2(data, partition: Partition, *, buffers: int = 8, chunk_frames: i
                                         normalize=normalize_frames, progress=progress,
                                         cancel=cancel, consumers=consumers):
         corr.feed(flat, w)
-    G, IP, IF, n_pairs = corr.result()
     static = partition.static_map.ravel()[pixels]
     if keep_pixels is not None:
         keep = np.asarray(keep_pixels(), bool).ravel()[pixels]
-        if not keep.all():
-            G, IP, IF, static = G[:, keep], IP[:, keep], IF[:, keep], static[keep]
-    g2, err = normalize_symmetric(G, IP, IF, n_pairs, static, partition.static_to_dynamic())
+        static = np.where(keep, static, 0)
+    g2, err, n_pairs = corr.g2(static, partition.static_to_dynamic())
     return MultiTauG2(corr.grid.tau_frames.copy(), g2, err, n_pairs)
