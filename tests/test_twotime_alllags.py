@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from speckle.errors import InvalidInputError
+from speckle.io.dataset import ArrayDataset
 from speckle.xpcs.alllags import alllags_g2
 from speckle.xpcs.multitau import multitau_g2
 from speckle.xpcs.partitions import rectangles
@@ -40,6 +41,20 @@ def test_twotime_blocked_equals_in_memory(data):
     blocked = twotime_maps(ds, part, device="cpu", memory_limit=20_000, chunk_frames=7)
     for b in whole:
         np.testing.assert_allclose(blocked[b], whole[b], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
+def test_twotime_same_for_every_frame_dtype(data, dtype):
+    """Integer frames are held at their own size, others as float32: the maps must not care."""
+    ds, part = data
+    frames = ds.read_frames()
+    cast = ArrayDataset(np.minimum(frames, 127).astype(dtype))
+    for kwargs in ({}, {"memory_limit": 20_000, "chunk_frames": 7}):
+        maps = twotime_maps(cast, part, device="cpu", **kwargs)
+        for b in (1, 2):
+            np.testing.assert_allclose(
+                maps[b], direct_twotime(np.minimum(frames, 127), part.dynamic_map == b),
+                rtol=1e-5)
 
 
 def test_twotime_binning_averages_frames(data):

@@ -31,11 +31,20 @@ def choose_bin_frames(n_frames: int, max_size: int = DEFAULT_MAX_SIZE) -> int:
     return max(1, -(-n_frames // max_size))
 
 
-def _binned_pixels(ds, pixels, columns, start, stop, bin_frames, chunk_frames, cancel):
-    """Frames ``start:stop`` averaged in groups of ``bin_frames``, as one contiguous
-    (steps, pixels of the bin) float32 array per entry of ``columns``."""
+def _storage_dtype(dtype, bin_frames: int) -> np.dtype:
+    """Integers of up to 16 bits are held as they are when frames are not averaged (exact in
+    float32 later, half the memory); anything else as float32."""
+    dtype = np.dtype(dtype)
+    if bin_frames == 1 and dtype.kind in "ui" and dtype.itemsize <= 2:
+        return dtype
+    return np.dtype(np.float32)
+
+
+def _binned_pixels(ds, pixels, start, stop, bin_frames, chunk_frames, cancel):
+    """Frames ``start:stop`` averaged in groups of ``bin_frames``, restricted to ``pixels``:
+    one (steps, len(pixels)) array in :func:`_storage_dtype`."""
     n_out = (stop - start) // bin_frames
-    out = {k: np.empty((n_out, c.stop - c.start), np.float32) for k, c in columns.items()}
+    out = np.empty((n_out, len(pixels)), _storage_dtype(ds.dtype, bin_frames))
     stop = start + n_out * bin_frames
     chunk_frames = chunk_frames or ds.default_chunk_frames()
     chunk_frames = max(bin_frames, chunk_frames // bin_frames * bin_frames)
@@ -44,22 +53,33 @@ def _binned_pixels(ds, pixels, columns, start, stop, bin_frames, chunk_frames, c
         if cancel is not None and cancel():
             raise Cancelled("the analysis was cancelled")
         flat = chunk.reshape(len(chunk), -1)
-        if not whole_frame:
-            flat = flat[:, pixels]
         rows = len(flat) // bin_frames
         i0 = (first - start) // bin_frames
-        for k, cols in columns.items():
-            part = flat[:, cols]
-            if bin_frames > 1:
-                part = part.reshape(rows, bin_frames, -1).mean(axis=1, dtype=np.float32)
-            out[k][i0:i0 + rows] = part
+        target = out[i0:i0 + rows]
+        if bin_frames > 1:
+            part = flat if whole_frame else np.take(flat, pixels, axis=1)
+            target[:] = part.reshape(rows, bin_frames, -1).mean(axis=1, dtype=np.float32)
+        elif whole_frame:
+            target[:] = flat
+        elif flat.dtype == out.dtype:
+            np.take(flat, pixels, axis=1, out=target)  # far faster than flat[:, pixels]
+        else:
+            target[:] = np.take(flat, pixels, axis=1)
     return out
 
 
+def _as_float32(xp, block):
+    """A contiguous float32 copy of a (strided) block on the compute device; the cast happens
+    after the transfer, so integer frames cross the bus at their own size."""
+    if xp is np:
+        return np.ascontiguousarray(block, dtype=np.float32)
+    return xp.asarray(np.ascontiguousarray(block)).astype(xp.float32, copy=False)
+
+
 def _normalised_product(xp, a, b, same):
-    """``<a b>_p / (<a>_p <b>_p)`` for two (time, pixels) float32 blocks of one bin."""
-    a = xp.asarray(a)
-    b = a if same else xp.asarray(b)
+    """``<a b>_p / (<a>_p <b>_p)`` for two (time, pixels) blocks of one bin, in float32."""
+    a = _as_float32(xp, a)
+    b = a if same else _as_float32(xp, b)
     prod = a @ a.T if same else a @ b.T  # a @ a.T runs as a symmetric rank-k update
     ma, mb = a.mean(axis=1), b.mean(axis=1)
     scale = xp.outer(ma, mb)
@@ -92,7 +112,8 @@ def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | Non
         Frames read per chunk.
     memory_limit : float
         Bytes the used pixels' time series may occupy before the blocked (multi-pass) method is
-        used.
+        used (integer frames of up to 16 bits count at their own size when not averaged,
+        anything else as float32).
     device : {"auto", "cpu", "gpu"}
     progress, cancel : callable, optional
         ``progress(done, total)`` and ``cancel() -> bool``, as in :func:`multitau_g2`.
@@ -124,21 +145,22 @@ def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | Non
     columns = {b: slice(*np.searchsorted(labels, [b, b + 1])) for b in bins}
     maps = {}
 
-    block = steps if steps * len(pixels) * 4 <= memory_limit else max(
-        1, int(memory_limit / 2 / (4 * len(pixels))))
+    itemsize = _storage_dtype(ds.dtype, bin_frames).itemsize
+    block = steps if steps * len(pixels) * itemsize <= memory_limit else max(
+        1, int(memory_limit / 2 / (itemsize * len(pixels))))
     edges = list(range(0, steps, block)) + [steps]
     n_tasks = (len(edges) - 1) * len(edges) // 2
     done = 0
     for i in range(len(edges) - 1):
-        a = _binned_pixels(ds, pixels, columns, edges[i] * bin_frames,
-                           edges[i + 1] * bin_frames, bin_frames, chunk_frames, cancel)
+        a = _binned_pixels(ds, pixels, edges[i] * bin_frames, edges[i + 1] * bin_frames,
+                           bin_frames, chunk_frames, cancel)
         for j in range(i, len(edges) - 1):
             same = i == j
-            b = a if same else _binned_pixels(ds, pixels, columns, edges[j] * bin_frames,
+            b = a if same else _binned_pixels(ds, pixels, edges[j] * bin_frames,
                                               edges[j + 1] * bin_frames, bin_frames,
                                               chunk_frames, cancel)
-            for k in columns:
-                c = _normalised_product(xp, a[k], b[k], same)
+            for k, cols in columns.items():
+                c = _normalised_product(xp, a[:, cols], b[:, cols], same)
                 if len(edges) == 2:  # one block: the whole (symmetric) map at once
                     maps[k] = c
                     continue
