@@ -388,6 +388,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-upload", action="store_true", help="skip the browser upload")
     parser.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/")
     parser.add_argument("--login-only", action="store_true", help="measure the logins only")
+    parser.add_argument("--keep-log", type=Path, default=None,
+                        help="copy the hub's log (hub, proxy and user servers) here at the end")
     args = parser.parse_args(argv)
 
     if not Path(CHROMIUM).exists():
@@ -435,6 +437,8 @@ def main(argv=None) -> int:
         pw.stop()
         results["spawn_s_from_hub_log"] = spawn_times(hub)
         hub.stop()
+        if args.keep_log is not None and hub.log_path.exists():
+            shutil.copyfile(hub.log_path, args.keep_log)
         shutil.rmtree(hub.workdir, ignore_errors=True)
     results["load1_end"] = load1()
     rows, text = table(results)

@@ -9,8 +9,12 @@ Voila configuration, template paths, web settings). :class:`PreheatedKernelManag
 class (``voila_kernel_manager_factory`` over jupyter-server's kernel manager) with the jupyter
 server seen through :class:`_ServerAsVoilaApp`, which answers those questions.
 
-A view of a dashboard whose kernel is still warming up (just after the server started) joins
-that warm-up instead of starting another kernel. Pooled kernels are not culled as idle (Voila's
+The first pooled kernel is launched while the server is still initialising (its web application,
+which rendering the notebook needs, does not exist yet): the loop runs just long enough to start
+the process, which then boots and imports ``kernel_preload`` on the other core while the server
+finishes; the notebook is executed in it once the server runs. A view of a dashboard whose kernel
+is still warming up (just after the server started) joins that warm-up instead of starting
+another kernel. Pooled kernels are not culled as idle (Voila's
 ``cull_kernel_if_idle``); the kernels of page views are, as before.
 
 Imported by the user server (``hub_config/user_server/singleuser.py`` puts this folder on
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
@@ -94,11 +99,51 @@ class PreheatedKernelManager(_VoilaPooled):
         pools.update({nb: {"pool_size": 1} for nb in self.preheat_notebooks})
         return pools
 
+    kernel_preload = Unicode(
+        "import speckle.ui", config=True,
+        help="Python each preheated kernel runs as it boots (IPKernelApp.exec_lines), before the "
+             "notebook is executed in it; empty for none.",
+    )
+
     def __init__(self, **kwargs):
         kwargs["parent"] = _ServerAsVoilaApp(kwargs["parent"], self)
-        super().__init__(**kwargs)  # fills the pool of the first notebook
+        self._launched: asyncio.Future | None = None  # set by fill_if_needed during start-up
+        super().__init__(**kwargs)  # puts the first notebook's warm-up task on the loop
+        if self._launched is not None:
+            self._launch_during_startup(self._launched)
         for nb in self.preheat_notebooks[1:]:
             self.fill_if_needed(delay=0, notebook_name=nb)
+
+    def _launch_during_startup(self, launched: asyncio.Future) -> None:
+        """Run the (not yet running) server loop until the first warm-up task has launched its
+        kernel; the task then waits for the web application, and the loop stops."""
+        loop = asyncio.get_event_loop()
+        if loop.is_running():
+            return
+        try:
+            loop.run_until_complete(asyncio.wait_for(asyncio.shield(launched), 10))
+        except Exception as e:  # the task itself goes on, and reports, when the server runs
+            self.log.warning("Early start of the preheated kernel did not finish: %s", e)
+
+    async def _initialize(self, notebook_path, kernel_id=None, **kwargs):
+        if kernel_id is None:  # a new pooled kernel: launch it before the renderer exists
+            launched, self._launched = self._launched, None
+            try:
+                kernel_id = await self.start_kernel(
+                    kernel_name=_kernel_name(self.root_dir, notebook_path),
+                    extra_arguments=self._preload_arguments(), **kwargs)
+            except BaseException as e:
+                if launched is not None:
+                    launched.set_exception(e)
+                raise
+            if launched is not None:
+                launched.set_result(kernel_id)
+            while getattr(self.parent.server, "web_app", None) is None:
+                await asyncio.sleep(0.02)  # the server is still initialising
+        return await super()._initialize(notebook_path, kernel_id, **kwargs)
+
+    def _preload_arguments(self) -> list[str]:
+        return [f"--IPKernelApp.exec_lines={self.kernel_preload}"] if self.kernel_preload else []
 
     def fill_if_needed(self, delay=None, notebook_name=None, **kwargs):
         if notebook_name is None or not os.path.isfile(os.path.join(self.root_dir, notebook_name)):
@@ -117,6 +162,17 @@ class PreheatedKernelManager(_VoilaPooled):
         # records when the kernel has started: a view just after the server started would start a
         # cold kernel beside the warming one. Known from now on, such a view waits for the pool.
         conf = self.parent.voila_configuration
+        if getattr(self.parent.server, "web_app", None) is None and self._launched is None:
+            self._launched = asyncio.get_event_loop().create_future()
         self.notebook_data.setdefault(notebook_name, {"template": conf.template, "theme": conf.theme,
                                                       "kernel_ids": set()})
         super().fill_if_needed(delay=delay, notebook_name=notebook_name, **kwargs)
+
+
+def _kernel_name(root_dir: str, notebook_path: str) -> str:
+    """The kernel a notebook asks for (its kernelspec), python3 when it names none."""
+    try:
+        with open(os.path.join(root_dir, notebook_path), encoding="utf-8") as f:
+            return json.load(f)["metadata"]["kernelspec"]["name"] or "python3"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "python3"

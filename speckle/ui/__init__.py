@@ -148,10 +148,25 @@ from .image_view import ImageView
 from .results import ResultsView
 from .runner import AnalysisRunner
 from .uploader import Uploader
-from .imaging import (CdiDashboard, ComplexImageView, FthDashboard, PropagationDashboard,
-                      RefocusPanel, cdi_dashboard, fth_dashboard, propagation_dashboard)
+
+#: Imaging names, imported on first use: the XPCS dashboard's kernel does not pay for phasing,
+#: alignment and scipy.fft (a quarter of a second of every dashboard start on 2 cores).
+_IMAGING = ("CdiDashboard", "ComplexImageView", "FthDashboard", "PropagationDashboard",
+            "RefocusPanel", "cdi_dashboard", "fth_dashboard", "propagation_dashboard")
+
+
+def __getattr__(name):
+    if name in _IMAGING:
+        from . import imaging
+        return getattr(imaging, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["AnalysisRunner", "DataChooser", "DeviceBadge", "ImageView", "ResultsView",
            "RunPanel", "Uploader", "XpcsDashboard", "xpcs_dashboard",
            "CdiDashboard", "ComplexImageView", "FthDashboard", "PropagationDashboard",
            "RefocusPanel", "cdi_dashboard", "fth_dashboard", "propagation_dashboard"]
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_IMAGING))

@@ -111,6 +111,13 @@ def test_the_dashboard_comes_from_a_preheated_kernel(journey):
     log = hub.log_path.read_text(errors="replace")
     assert f"Using pre-heated kernel: {seen['kernel_id']} for dashboards/xpcs_quick_check.ipynb" in log
     assert not seen["errors"], seen["errors"]
+    # and that kernel was launched while its server was still starting, not after
+    lines = log.splitlines()
+    started = next(i for i, line in enumerate(lines) if f"Kernel started: {seen['kernel_id']}" in line)
+    spawned = max(i for i, line in enumerate(lines[:started])
+                  if "Spawning" in line and "singleuser.py" in line)
+    running = next(i for i, line in enumerate(lines) if i > spawned and "is running at" in line)
+    assert spawned < started < running, lines[spawned:running + 1]
 
 
 def test_nothing_is_loaded_from_another_host(journey):
