@@ -338,3 +338,32 @@ def test_earlier_uploads_can_be_opened_again(tmp_path):
         time.sleep(0.05)
     assert chooser.state == "ready", chooser.message.text
     assert chooser.dataset.shape == (4, 8, 8)
+
+
+def test_the_folder_is_listed_again_when_the_page_is_shown_later(tmp_path, monkeypatch):
+    """A preheated dashboard lists the folders at server start; the page may be shown hours later."""
+    from speckle.ui import data_chooser
+    from speckle.ui.data_chooser import DataChooser
+
+    beamline = tmp_path / "beamline"
+    beamline.mkdir()
+    np.save(beamline / "early.npy", np.ones((4, 8, 8), np.uint16))
+    chooser = DataChooser(data_dirs=[beamline], upload_dir=tmp_path / "none", demos=[])
+    listed = lambda: [v for _, v in chooser.listing.options]  # noqa: E731
+    assert listed() == ["early.npy"]
+    np.save(beamline / "late.npy", np.ones((4, 8, 8), np.uint16))
+    # a display right after the listing does not list again (a page built for its own view)
+    chooser.shown._on_message(chooser.shown, {"event": "shown"}, [])
+    assert listed() == ["early.npy"]
+    # shown later: the new file is there, newest first, and the page says when it was listed
+    monkeypatch.setattr(data_chooser, "RELIST_AFTER_S", -1.0)
+    chooser.shown._on_message(chooser.shown, {"event": "other"}, [])
+    assert listed() == ["early.npy"]
+    chooser.shown._on_message(chooser.shown, {"event": "shown"}, [])
+    assert sorted(listed()) == ["early.npy", "late.npy"]
+    assert "listed at" in chooser.where.value
+    # a user's selection is never thrown away by a display
+    chooser.listing.value = "early.npy"
+    np.save(beamline / "later.npy", np.ones((4, 8, 8), np.uint16))
+    chooser.shown._on_message(chooser.shown, {"event": "shown"}, [])
+    assert chooser.listing.value == "early.npy" and "later.npy" not in listed()

@@ -48,6 +48,7 @@ class                          element
 ``speckle-data-chooser``       the data section
 ``speckle-browse``             beamline folder list (a select; folders open on click)
 ``speckle-browse-open``        "Open" button for the selected beamline file
+``speckle-listed``             when the folder was listed (listed again when the page is shown)
 ``speckle-upload``             the upload widget; inside: ``input.speckle-upload-input``,
                                ``progress.speckle-upload-progress``,
                                ``.speckle-upload-status``, ``.speckle-upload-error``,

@@ -27,6 +27,7 @@ from .browse import list_entries, resolve_entry
 from .saved_result import SavedResult
 from .server import data_dirs as default_data_dirs
 from .server import upload_dir as default_upload_dir
+from .shown import ShownSignal
 from .uploader import Uploader
 
 __all__ = ["DataChooser", "describe_dataset"]
@@ -35,6 +36,8 @@ _DEMO_TITLES = {"xpcs": "XPCS demo: 100 real frames, 256×256 (scikit-beam examp
                 "fth": "FTH demo: hologram, 512×512 (ALS 12.0.2)",
                 "cdi": "CDI demo: diffraction pattern, 512×512 (ALS 12.0.2)"}
 _UP = "\u2b11 .. (up one folder)"
+#: A listing older than this (seconds) is made again when the page is displayed.
+RELIST_AFTER_S = 2.0
 _TIFF_HERE = "\u25a3 this folder, as a TIFF series"
 
 
@@ -212,7 +215,11 @@ class DataChooser(widgets.VBox):
             _card("Upload from your computer", self.uploader, css="speckle-source-upload"),
             _card("Demo data", *self.demo_buttons, css="speckle-source-demo"),
         ], layout=widgets.Layout(display="flex", flex_flow="row wrap", width="100%"))
-        self.children = [cards, self.message, self.info]
+        # the page may be shown long after this listing (a preheated dashboard): list again then
+        self.shown = ShownSignal()
+        self.shown.on_shown(self._on_shown)
+        self._listed_at = 0.0
+        self.children = [cards, self.message, self.info, self.shown]
 
         self.root_choice.observe(lambda _c: self.browse(""), "value")
         self.listing.observe(self._on_pick, "value")
@@ -257,8 +264,16 @@ class DataChooser(widgets.VBox):
         self.listing.value = None
         self.listing.observe(self._on_pick, "value")
         self.open_button.disabled = True
+        self._listed_at = time.time()
         self.where.value = (f"<span style='color:#555'>{html.escape(str(self.root))}/"
-                            f"<b>{html.escape(self._rel)}</b></span>")
+                            f"<b>{html.escape(self._rel)}</b></span> <span class='speckle-listed' "
+                            f"style='color:#888'>listed at "
+                            f"{time.strftime('%H:%M:%S', time.localtime(self._listed_at))}</span>")
+
+    def _on_shown(self) -> None:
+        if (self.root is not None and self.listing.value is None
+                and time.time() - self._listed_at > RELIST_AFTER_S):
+            self.browse(self._rel)
 
     def _on_pick(self, change) -> None:
         value = change["new"]

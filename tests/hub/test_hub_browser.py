@@ -12,6 +12,7 @@ import re
 import time
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 
 from hubtools import ARTIFACTS, browser_login, wait_dashboard_ready
@@ -118,6 +119,48 @@ def test_the_dashboard_comes_from_a_preheated_kernel(journey):
                   if "Spawning" in line and "singleuser.py" in line)
     running = next(i for i, line in enumerate(lines) if i > spawned and "is running at" in line)
     assert spawned < started < running, lines[spawned:running + 1]
+
+
+def _wait_until_kernels_idle(user, quiet_s: float = 1.5, timeout: float = 90) -> None:
+    """Until the server's kernels (the preheated one) have been idle for ``quiet_s``."""
+    end, quiet_since = time.monotonic() + timeout, None
+    while time.monotonic() < end:
+        kernels = user.get("api/kernels").json()
+        if kernels and all(k["execution_state"] == "idle" for k in kernels):
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= quiet_s:
+                return
+        else:
+            quiet_since = None
+        time.sleep(0.25)
+    raise AssertionError(f"the preheated kernel did not settle: {kernels}")
+
+
+def test_a_preheated_dashboard_lists_new_files_when_it_is_shown(speckle_hub, browser):
+    """The preheated kernel listed the beamline folder when the server started; a file that has
+    arrived since is in the list when the page is shown, without pressing Refresh."""
+    hub = speckle_hub
+    user = hub.new_user("late")
+    user.start(profile="quick")
+    _wait_until_kernels_idle(user)  # the dashboard was executed, the folder listed
+    arrived = hub.beamline_dir / f"arrived-{user.name}.npy"
+    np.save(arrived, np.ones((2, 8, 8), np.uint16))
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        browser_login(page, hub, user)
+        page.goto(user.dashboard_url(), timeout=TIMEOUT_MS)
+        wait_dashboard_ready(page, TIMEOUT_MS)
+        config = json.loads(page.evaluate(
+            "() => document.getElementById('jupyter-config-data').textContent"))
+        assert f"Using pre-heated kernel: {config['kernelId']}" in hub.log_path.read_text(errors="replace")
+        option = page.locator(".speckle-browse select option", has_text=arrived.name)
+        option.first.wait_for(state="attached", timeout=30_000)
+        assert "listed at" in page.inner_text(".speckle-listed")
+    finally:
+        context.close()
+        user.stop()
+        arrived.unlink()
 
 
 def test_nothing_is_loaded_from_another_host(journey):
