@@ -47,6 +47,8 @@ def test_a_pattern_becomes_a_result_file_json_and_pictures(data, tmp_path, capsy
     assert summary["iterations"] == 400 and summary["masked_pixels"] == 9
     assert summary["final_error"] == pytest.approx(attrs["final_error"])
     assert summary["support_pixels"] == int(arrays["support"].sum())
+    assert summary["trials_agree"] is True and summary["trial_spread"] < 0.2
+    assert attrs["trial_spread"] == pytest.approx(summary["trial_spread"])
     names = {p.rsplit("/", 1)[-1] for p in summary["pictures"]}
     assert names == {"object.png", "errors.png", "prtf.png", "pattern.png"}
     for p in summary["pictures"]:
@@ -85,6 +87,7 @@ def test_default_two_trials_and_no_prtf_from_one(data, tmp_path, capsys):
     assert "prtf" not in arrays and attrs["prtf_cutoff_q_fraction"] is None
     assert summary["prtf_cutoff_q_fraction"] is None
     assert summary["prtf_note"] == "PRTF needs ≥ 2 trials"
+    assert summary["trial_spread"] is None and summary["trials_agree"] is None
     rc, text, err = run(["cdi", folder / "pattern.npy", "--out", tmp_path / "c.h5", "--trials",
                          1, *common[:-1]], capsys)
     assert rc == 0 and "PRTF needs ≥ 2 trials" in text

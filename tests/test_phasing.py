@@ -7,8 +7,9 @@ import pytest
 from speckle.backend import gpu_available
 from speckle.errors import Cancelled, InvalidInputError
 from speckle.imaging.align import normalized_error
-from speckle.imaging.phasing import (ALGORITHMS, PhasingOptions, parse_schedule,
-                                     phase_retrieval, simulated_object, simulated_pattern)
+from speckle.imaging.phasing import (ALGORITHMS, TRIAL_SPREAD_LIMIT, PhasingOptions,
+                                     describe_trial_spread, parse_schedule, phase_retrieval,
+                                     simulated_object, simulated_pattern, trial_spread)
 from speckle.imaging.support import support_from_autocorrelation
 
 
@@ -198,6 +199,9 @@ def test_a_simulated_object_is_recovered_from_noisy_masked_data():
     assert 650 < res.support.sum() < 900 < support.sum()
     assert res.errors.shape == (1600,) and res.trial_errors.shape == (4, 1600)
     assert len(res.trials) == 4 and len(res.kept) == 2
+    # the two kept trials converged to one solution: they agree
+    assert res.trial_spread < TRIAL_SPREAD_LIMIT
+    assert describe_trial_spread(res.trial_spread).startswith("The trials agree")
     q, values = res.prtf
     assert np.nanmean(values[q < 0.2]) > 0.9
     assert res.frc is not None
@@ -206,6 +210,27 @@ def test_a_simulated_object_is_recovered_from_noisy_masked_data():
     weight = np.abs(res.object) ** 2
     rows = np.sum(weight.sum(axis=1) * np.arange(128)) / weight.sum()
     assert abs(rows - 64) < 1.0
+
+
+def test_trial_spread_is_the_distance_from_the_average():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((16, 16)) + 1j * rng.standard_normal((16, 16))
+    e = rng.standard_normal((16, 16))
+    # trials x + e and x - e average to x, and each lies ||e|| from it
+    assert trial_spread([x + e, x - e]) == pytest.approx(np.linalg.norm(e) / np.linalg.norm(x))
+    assert trial_spread([x, x, x]) == pytest.approx(0.0, abs=1e-12)
+    assert trial_spread([x]) is None and trial_spread([x, -x]) == float("inf")
+
+
+def test_trials_stopped_before_they_agree_are_reported():
+    """One round from random starts inside the loose support of the autocorrelation, no
+    shrink-wrap: each trial fits the data its own way."""
+    intensity = simulated_pattern(simulated_object((128, 128)), photons=1e7, seed=2)
+    res = phase_retrieval(intensity, support_from_autocorrelation(intensity),
+                          PhasingOptions(schedule="99*HIO + 1*ER", trials=3, seed=1,
+                                         device="cpu"))
+    assert res.trial_spread > TRIAL_SPREAD_LIMIT
+    assert "disagree" in describe_trial_spread(res.trial_spread)
 
 
 def test_trials_are_reproducible_with_a_seed(exact):

@@ -148,6 +148,8 @@ def test_a_simulated_object_is_recovered_through_the_dashboard(home):
     for plot in (dash.error_plot, dash.prtf_plot):
         assert plot.value[:8] == PNG and len(plot.value) > 5000
     assert f"{result.final_error:.3g}" in dash.summary.value
+    assert result.trial_spread < 0.2 and "The trials agree" in dash.summary.value
+    assert "speckle-cdi-disagree" not in dash.summary.value
     assert dash.results.layout.display is None
 
     # the files: HDF5 with what was shown and used, ZIP with real and imaginary parts
@@ -164,6 +166,7 @@ def test_a_simulated_object_is_recovered_through_the_dashboard(home):
     assert arrays["initial_support"].sum() == 21 * 19
     assert arrays["trials"].shape == (2, N, N) and len(arrays["errors"]) == 220
     assert attrs["final_error"] == pytest.approx(result.final_error)
+    assert attrs["trial_spread"] == pytest.approx(result.trial_spread)
     with zipfile.ZipFile(dash.files["zip"]) as zf:
         assert sorted(zf.namelist()) == ["reconstruction.png", "reconstruction_imag.npy",
                                          "reconstruction_real.npy", "support.npy"]
@@ -199,6 +202,7 @@ def test_one_trial_gives_no_prtf_and_the_background_fields_work(home):
     assert dash.result.prtf is None
     assert "PRTF needs ≥ 2 trials" in dash.summary.value and "resolution of" not in \
         dash.summary.value
+    assert dash.result.trial_spread is None and "nothing to compare" in dash.summary.value
     assert dash.prtf_plot.value[:8] == PNG
     arrays, attrs = read_image_result(dash.files["hdf5"])
     assert "prtf" not in arrays and attrs["prtf_cutoff_q_fraction"] is None

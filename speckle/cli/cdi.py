@@ -195,7 +195,8 @@ def _figures(result, pattern, mask):
 
 def _run_cdi(args) -> int:
     from ..imaging.conditioning import subtract_background
-    from ..imaging.phasing import PhasingOptions, phase_retrieval
+    from ..imaging.phasing import (TRIAL_SPREAD_LIMIT, PhasingOptions, describe_trial_spread,
+                                   phase_retrieval)
     from ..imaging.support import support_from_autocorrelation
     from ..io.images import read_image
 
@@ -243,6 +244,7 @@ def _run_cdi(args) -> int:
              "device": result.device, "iterations": result.iterations,
              "final_error": result.final_error, "elapsed_s": result.elapsed_s,
              "kept_trials": result.kept, "prtf_cutoff_q_fraction": cutoff,
+             "trial_spread": result.trial_spread,
              "background": background, "mask_below": args.mask_below,
              "center": None if found_center is None else list(found_center)}
     figures = _figures(result, pattern, mask) if png is not None else {}
@@ -254,6 +256,9 @@ def _run_cdi(args) -> int:
         "rounds": options.rounds, "trials": options.trials, "kept_trials": result.kept,
         "iterations": result.iterations, "final_error": finite_or_none(result.final_error),
         "prtf_cutoff_q_fraction": cutoff, "prtf_note": None if result.prtf else PRTF_NEEDS,
+        "trial_spread": finite_or_none(result.trial_spread),
+        "trials_agree": (None if result.trial_spread is None
+                         else bool(result.trial_spread <= TRIAL_SPREAD_LIMIT)),
         "background": background, "elapsed_s": round(result.elapsed_s, 3),
         "device": result.device, "pictures": pictures,
     }
@@ -264,6 +269,7 @@ def _run_cdi(args) -> int:
         "pixels; " + (f"{PRTF_NEEDS}, this run averaged {len(result.kept)}"
                       if result.prtf is None else "PRTF below 1/e from |q|/|q|max = "
                       + ("—" if cutoff is None else f"{cutoff:.2f}")),
+        describe_trial_spread(result.trial_spread),
         f"result: {out}",
     ])
     return 0

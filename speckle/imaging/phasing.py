@@ -57,8 +57,8 @@ from .align import Alignment, align_mask, apply_alignment, find_alignment
 from .resolution import frc, prtf
 from .support import fft_module, shrink_wrap, support_from_autocorrelation
 
-__all__ = ["ALGORITHMS", "PhasingOptions", "PhasingResult", "parse_schedule",
-           "phase_retrieval", "simulated_object", "simulated_pattern"]
+__all__ = ["ALGORITHMS", "PhasingOptions", "PhasingResult", "TRIAL_SPREAD_LIMIT",
+           "describe_trial_spread", "parse_schedule", "phase_retrieval", "simulated_object", "simulated_pattern", "trial_spread"]
 
 ALGORITHMS = ("ER", "HIO", "RAAR", "DM")
 MAX_ITERATIONS = 10_000_000  # all rounds × schedule; a typo like 1e9 iterations is refused
@@ -287,6 +287,10 @@ class PhasingResult:
         trials (None when fewer than two are kept). Both halves are aligned to one shared
         reference and fit the same data, so it measures self-consistency (reproducibility of
         the retrieval), not resolution against the truth.
+    trial_spread : float or None
+        How far the kept trials lie from their average (:func:`trial_spread`); None with fewer
+        than two kept. Above :data:`TRIAL_SPREAD_LIMIT` the trials found different solutions
+        and their average is a blur of them, whatever the final error.
     options : PhasingOptions
     iterations : int
         Iterations per trial (all rounds).
@@ -306,6 +310,7 @@ class PhasingResult:
     kept: list = field(default_factory=list)
     final_error: float = float("nan")
     frc: tuple | None = None
+    trial_spread: float | None = None
     options: PhasingOptions = field(default_factory=PhasingOptions)
     iterations: int = 0
     elapsed_s: float = 0.0
@@ -622,6 +627,49 @@ def phase_retrieval(intensity, support=None, options: PhasingOptions | None = No
                    independent=start is None)
 
 
+#: :attr:`PhasingResult.trial_spread` above which the trials are reported as disagreeing. Trials
+#: that converged to one solution differ by their noise (a few percent on simulated data with
+#: 1e7-1e9 photons: 0.01-0.07); trials stopped before they agree lie ~0.4-0.7 from their average.
+TRIAL_SPREAD_LIMIT = 0.2
+
+
+def trial_spread(trials) -> float | None:
+    """Mean distance of aligned trials from their average, relative to the average's norm.
+
+    ``mean_t ||a_t - a|| / ||a||`` with ``a`` the mean of the trials: 0 when they are identical;
+    for trials ``x ± e`` it is ``||e|| / ||x||``. The trials must already share one frame (shift,
+    twin and global phase removed, as :attr:`PhasingResult.trials` are).
+
+    Parameters
+    ----------
+    trials : sequence of arrays of one shape
+
+    Returns
+    -------
+    float or None
+        None for fewer than two trials; inf when the average is zero.
+    """
+    if len(trials) < 2:
+        return None
+    stack = np.stack([np.asarray(asnumpy(t)) for t in trials])
+    mean = stack.mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    spread = float(np.mean([np.linalg.norm(t - mean) for t in stack]))
+    return spread / norm if norm > 0 else float("inf")
+
+
+def describe_trial_spread(spread: float | None) -> str:
+    """One sentence on :attr:`PhasingResult.trial_spread` for a person: agreement, or what to do."""
+    if spread is None:
+        return "One trial: nothing to compare it with (run 2 or more to check that they agree)."
+    if spread <= TRIAL_SPREAD_LIMIT:
+        return f"The trials agree (spread {spread:.2f} of the average)."
+    return (f"The trials disagree (spread {spread:.2f} of the average, above "
+            f"{TRIAL_SPREAD_LIMIT:g}): they found different solutions and the average blurs them. "
+            "Run more rounds with shrink-wrap, give a tighter support, or mask the pixels that "
+            "were not measured.")
+
+
 def _finish(intensity, free_np, average, aligned, kept, estimate_errors, final_error, support,
             errors, opts, started, xp, independent=True) -> PhasingResult:
     """Centre the average (integer roll, on its centre of mass) and collect the result."""
@@ -644,7 +692,8 @@ def _finish(intensity, free_np, average, aligned, kept, estimate_errors, final_e
         object=obj, support=roll(support).astype(bool), trials=trials,
         errors=errors.mean(axis=0), prtf=transfer, trial_errors=errors,
         estimate_errors=estimate_errors, kept=[int(t) for t in kept], final_error=final_error,
-        frc=halves, options=replace(opts), iterations=errors.shape[1],
+        frc=halves, trial_spread=trial_spread([trials[t] for t in kept]),
+        options=replace(opts), iterations=errors.shape[1],
         elapsed_s=time.perf_counter() - started, device="cpu" if xp is np else "gpu")
 
 

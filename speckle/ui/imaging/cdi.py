@@ -59,7 +59,8 @@ class                             element
 ``speckle-cdi-reconstruction``    the reconstruction's complex image view (select a region to
                                   refocus); ``speckle-cdi-whole-frame`` shows the whole frame
                                   instead of the support's surroundings
-``speckle-cdi-summary``           final error, iterations, time, resolution
+``speckle-cdi-summary``           final error, iterations, time, whether the trials agree
+                                  (``speckle-cdi-disagree`` when they do not), resolution
 ``speckle-cdi-error-plot``        Fourier error against iteration (an image)
 ``speckle-prtf-plot``             PRTF (and FRC with several trials) against |q|/|q|max (an image)
 ``speckle-cdi-download``          the download links (also ``speckle-download``; links
@@ -90,7 +91,8 @@ from matplotlib.figure import Figure
 from ...backend import asnumpy
 from ...errors import Cancelled, InvalidInputError
 from ...imaging.conditioning import bin_image, center_pattern, subtract_background
-from ...imaging.phasing import ALGORITHMS, PhasingOptions, parse_schedule, phase_retrieval
+from ...imaging.phasing import (ALGORITHMS, TRIAL_SPREAD_LIMIT, PhasingOptions,
+                                describe_trial_spread, parse_schedule, phase_retrieval)
 from ...imaging.support import (autocorrelation, support_from_autocorrelation,
                                 support_from_rectangles)
 from ...io.atomic import atomic_path
@@ -1087,11 +1089,16 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
             half_period = 1.0 / (2.0 * cut * _q_max(result.object.shape))
             resolution = (f"The PRTF falls below 1/e at |q|/|q|max = {cut:.2f}: a half-period "
                           f"resolution of about {half_period:.1f} pixels.")
+        spread = getattr(result, "trial_spread", None)
+        agreement = html.escape(describe_trial_spread(spread))
+        if spread is not None and spread > TRIAL_SPREAD_LIMIT:
+            agreement = (f"<span class='speckle-cdi-disagree' style='color:#b45309'><b>"
+                         f"{agreement}</b></span>")
         return (f"<div><b>Final Fourier error {result.final_error:.3g}</b> after "
                 f"{result.iterations} iterations per trial ({opts.rounds} round(s) of "
                 f"{html.escape(opts.schedule)}), {trials} trial(s), in "
-                f"{result.elapsed_s:.1f} s ({device}{speed}). {resolution} Final support: "
-                f"{int(np.asarray(result.support).sum())} pixels.</div>")
+                f"{result.elapsed_s:.1f} s ({device}{speed}). {agreement} {resolution} "
+                f"Final support: {int(np.asarray(result.support).sum())} pixels.</div>")
 
     # ---------------------------------------------------------------- files
     def _write(self, result, job: PhasingJob, step):
@@ -1117,6 +1124,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
                       "elapsed_s": float(result.elapsed_s),
                       "device": str(getattr(result, "device", "")),
                       "prtf_cutoff_q_fraction": cutoff,
+                      "trial_spread": getattr(result, "trial_spread", None),
                       "window": list(self.window) if self.window else None})
         view = self.reconstruction_view
         picture = view.png()
