@@ -309,14 +309,16 @@ class SpeckleSpawner(LocalProcessSpawner):
         return args + self._preheat_args()
 
     def _preheat_args(self) -> list[str]:
-        """Quick-check servers keep Voila's preheated kernels for ``dashboards.preheat``
-        (hub_config/user_server/speckle_preheat.py): each dashboard already executed in a waiting
-        kernel, so that its page shows at once. JupyterLab servers do not (memory)."""
+        """Every user server's kernels are managed by hub_config/user_server/speckle_preheat.py
+        (a dashboard kernel that dies is reported to its page, not restarted empty); Quick-check
+        servers also keep Voila's preheated kernels for ``dashboards.preheat``: each dashboard
+        already executed in a waiting kernel, so that its page shows at once. JupyterLab servers
+        do not (memory)."""
+        args = ["--ServerApp.kernel_manager_class=speckle_preheat.PreheatedKernelManager"]
         dash = self._s.get("dashboards", {})
         notebooks = dash.get("preheat", [])
         if (self.user_options or {}).get("profile", DEFAULT_PROFILE) != "quick" or not notebooks:
-            return []
-        args = ["--ServerApp.kernel_manager_class=speckle_preheat.PreheatedKernelManager"]
+            return args
         delay = dash.get("preheat_refill_delay")
         if delay is None:
             args.append("--PreheatedKernelManager.refill=False")

@@ -17,6 +17,11 @@ is still warming up (just after the server started) joins that warm-up instead o
 another kernel. Pooled kernels are not culled as idle (Voila's
 ``cull_kernel_if_idle``); the kernels of page views are, as before.
 
+A dashboard kernel that dies (out of memory, killed) is reported dead and removed instead of being
+restarted: a restarted kernel is empty and its page's widgets would stop answering without a
+word, whereas a removed one lets the page (the speckle Voila template) tell the user to reload.
+JupyterLab's kernels restart as usual. The class serves every user server, with a pool or not.
+
 Imported by the user server (``hub_config/user_server/singleuser.py`` puts this folder on
 ``sys.path``); configured by the hub's spawner::
 
@@ -141,6 +146,14 @@ class PreheatedKernelManager(_VoilaPooled):
             while getattr(self.parent.server, "web_app", None) is None:
                 await asyncio.sleep(0.02)  # the server is still initialising
         return await super()._initialize(notebook_path, kernel_id, **kwargs)
+
+    async def start_kernel(self, *args, **kwargs):
+        kernel_id = await super().start_kernel(*args, **kwargs)
+        if "VOILA_BASE_URL" in (kwargs.get("env") or {}):  # a dashboard's kernel (Voila sets it)
+            restarter = getattr(self.get_kernel(kernel_id), "_restarter", None)
+            if restarter is not None:
+                restarter.restart_limit = 0  # first death: "dead" callbacks, the kernel is removed
+        return kernel_id
 
     def _preload_arguments(self) -> list[str]:
         return [f"--IPKernelApp.exec_lines={self.kernel_preload}"] if self.kernel_preload else []

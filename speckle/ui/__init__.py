@@ -78,6 +78,9 @@ class                          element
 ``speckle-download``           download links (``a.speckle-download-link``) and the folder
 ``speckle-error``              any error message in the page (red); other messages carry
                                ``speckle-message``
+``speckle-kernel-lost``        the hub's page template: a banner shown when the page's kernel
+                               is gone (died, culled, server stopped), with
+                               ``speckle-kernel-lost-reload``
 ``speckle-run-panel``          every dashboard's run panel (:class:`RunPanel`; XPCS, refocus,
                                CDI); inside: ``speckle-run-button``, ``speckle-run-cancel``,
                                ``speckle-run-progress``, ``speckle-run-stage`` (besides each

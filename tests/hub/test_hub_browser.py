@@ -8,8 +8,11 @@ would. The tests then check what that journey saw.
 """
 
 import json
+import os
 import re
+import signal
 import time
+from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
@@ -161,6 +164,58 @@ def test_a_preheated_dashboard_lists_new_files_when_it_is_shown(speckle_hub, bro
         context.close()
         user.stop()
         arrived.unlink()
+
+
+def _kernel_pid(kernel_id: str) -> int:
+    """The process of a kernel (its command line names its connection file)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if f"kernel-{kernel_id}.json".encode() in cmdline:
+            return int(proc.name)
+    raise AssertionError(f"no process for kernel {kernel_id}")
+
+
+def test_a_dashboard_whose_kernel_dies_says_so_and_a_reload_works(speckle_hub, browser):
+    """Out of memory mid-analysis looks like this: the kernel is killed. The page must say that
+    it stopped working and what to do, and nothing else may break."""
+    hub = speckle_hub
+    user = hub.new_user("oom")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        browser_login(page, hub, user)
+        page.goto(user.dashboard_url(), timeout=TIMEOUT_MS)
+        wait_dashboard_ready(page, TIMEOUT_MS)
+        kernel_id = json.loads(page.evaluate(
+            "() => document.getElementById('jupyter-config-data').textContent"))["kernelId"]
+        # the page asks after its kernel; while it lives, it says nothing
+        with page.expect_response(lambda r: f"api/kernels/{kernel_id}" in r.url,
+                                  timeout=30_000) as answer:
+            pass
+        assert answer.value.status == 200
+        banner = page.locator("#speckle-kernel-lost")
+        assert banner.is_hidden()
+        os.kill(_kernel_pid(kernel_id), signal.SIGKILL)
+        banner.wait_for(state="visible", timeout=30_000)
+        text = banner.inner_text()
+        assert "This page has stopped working" in text and "run out of memory" in text
+        assert "speckle-results" in text
+        # the server removed the dead kernel instead of restarting it empty
+        assert user.get(f"api/kernels/{kernel_id}").status_code == 404
+        # the way out works: a reload gives a live dashboard with a new kernel
+        page.click("button.speckle-kernel-lost-reload")
+        wait_dashboard_ready(page, TIMEOUT_MS)
+        new_id = json.loads(page.evaluate(
+            "() => document.getElementById('jupyter-config-data').textContent"))["kernelId"]
+        assert new_id != kernel_id and page.locator("#speckle-kernel-lost").is_hidden()
+        page.click(".speckle-demo-xpcs")
+        page.wait_for_selector(".speckle-dataset-info:has-text('256')", timeout=60_000)
+    finally:
+        context.close()
+        user.stop()
 
 
 def test_nothing_is_loaded_from_another_host(journey):

@@ -151,12 +151,15 @@ def test_quick_check_servers_preheat_dashboards_and_load_nothing_from_another_ho
     assert "--PreheatedKernelManager.fill_delay=7.0" in args
     assert "--PreheatedKernelManager.refill=False" not in args
     assert "--MappingKernelManager.cull_connected=False" in args  # the pool's manager culls views too
-    # JupyterLab servers keep no preheated kernels; nor does a hub that preheats nothing
+    # JupyterLab servers keep no preheated kernels; nor does a hub that preheats nothing (the
+    # kernel manager stays: it reports dashboard kernels that die)
     sp.user_options = {"profile": "lab"}
-    assert not [a for a in sp.get_args() if "Preheated" in a]
+    lab_args = sp.get_args()
+    assert "--ServerApp.kernel_manager_class=speckle_preheat.PreheatedKernelManager" in lab_args
+    assert not [a for a in lab_args if a.startswith("--PreheatedKernelManager.")]
     sp = _spawner({**SETTINGS, "dashboards": {"preheat": []}})
     sp.user_options = {"profile": "quick"}
-    assert not [a for a in sp.get_args() if "Preheated" in a]
+    assert not [a for a in sp.get_args() if a.startswith("--PreheatedKernelManager.")]
     # no refill delay: one preheated kernel per dashboard, from the server's start
     sp = _spawner({**SETTINGS, "dashboards": {"preheat": ["xpcs_quick_check.ipynb"], "preheat_refill_delay": None}})
     sp.user_options = {"profile": "quick"}
