@@ -7,6 +7,7 @@ address (and the page's ``data:``/``blob:`` URLs) and refuses anything else, as 
 would. The tests then check what that journey saw.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -72,8 +73,7 @@ def journey(speckle_hub, browser):
         page.wait_for_url(re.compile(r".*/voila/render/.*xpcs_quick_check\.ipynb.*"))
         wait_dashboard_ready(page, TIMEOUT_MS)
         seen["dashboard_s"] = time.monotonic() - t0
-        config = page.evaluate("() => document.getElementById('jupyter-config-data').textContent")
-        seen["kernel_id"] = json.loads(config)["kernelId"]
+        seen["kernel_id"] = _page_kernel_id(page)
         # the icons of the buttons: Font Awesome from Voila's own bundle, loaded and applied
         seen["icon_font"] = page.locator("button.speckle-analyze i").first.evaluate(
             "e => getComputedStyle(e, '::before').fontFamily")
@@ -124,6 +124,25 @@ def test_the_dashboard_comes_from_a_preheated_kernel(journey):
     assert spawned < started < running, lines[spawned:running + 1]
 
 
+@contextlib.contextmanager
+def _dashboard_page(browser, hub, user):
+    """A new browser context logged in as ``user``, on their live XPCS dashboard."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        browser_login(page, hub, user)
+        page.goto(user.dashboard_url(), timeout=TIMEOUT_MS)
+        wait_dashboard_ready(page, TIMEOUT_MS)
+        yield page
+    finally:
+        context.close()
+
+
+def _page_kernel_id(page) -> str:
+    return json.loads(page.evaluate(
+        "() => document.getElementById('jupyter-config-data').textContent"))["kernelId"]
+
+
 def _wait_until_kernels_idle(user, quiet_s: float = 1.5, timeout: float = 90) -> None:
     """Until the server's kernels (the preheated one) have been idle for ``quiet_s``."""
     end, quiet_since = time.monotonic() + timeout, None
@@ -148,20 +167,14 @@ def test_a_preheated_dashboard_lists_new_files_when_it_is_shown(speckle_hub, bro
     _wait_until_kernels_idle(user)  # the dashboard was executed, the folder listed
     arrived = hub.beamline_dir / f"arrived-{user.name}.npy"
     np.save(arrived, np.ones((2, 8, 8), np.uint16))
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
     try:
-        browser_login(page, hub, user)
-        page.goto(user.dashboard_url(), timeout=TIMEOUT_MS)
-        wait_dashboard_ready(page, TIMEOUT_MS)
-        config = json.loads(page.evaluate(
-            "() => document.getElementById('jupyter-config-data').textContent"))
-        assert f"Using pre-heated kernel: {config['kernelId']}" in hub.log_path.read_text(errors="replace")
-        option = page.locator(".speckle-browse select option", has_text=arrived.name)
-        option.first.wait_for(state="attached", timeout=30_000)
-        assert "listed at" in page.inner_text(".speckle-listed")
+        with _dashboard_page(browser, hub, user) as page:
+            log = hub.log_path.read_text(errors="replace")
+            assert f"Using pre-heated kernel: {_page_kernel_id(page)}" in log
+            option = page.locator(".speckle-browse select option", has_text=arrived.name)
+            option.first.wait_for(state="attached", timeout=30_000)
+            assert "listed at" in page.inner_text(".speckle-listed")
     finally:
-        context.close()
         user.stop()
         arrived.unlink()
 
@@ -183,14 +196,10 @@ def test_a_dashboard_whose_kernel_dies_says_so_and_a_reload_works(speckle_hub, b
     it stopped working and what to do, and nothing else may break."""
     hub = speckle_hub
     user = hub.new_user("oom")
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
+    stack = contextlib.ExitStack()
     try:
-        browser_login(page, hub, user)
-        page.goto(user.dashboard_url(), timeout=TIMEOUT_MS)
-        wait_dashboard_ready(page, TIMEOUT_MS)
-        kernel_id = json.loads(page.evaluate(
-            "() => document.getElementById('jupyter-config-data').textContent"))["kernelId"]
+        page = stack.enter_context(_dashboard_page(browser, hub, user))
+        kernel_id = _page_kernel_id(page)
         # the page asks after its kernel; while it lives, it says nothing
         with page.expect_response(lambda r: f"api/kernels/{kernel_id}" in r.url,
                                   timeout=30_000) as answer:
@@ -208,13 +217,12 @@ def test_a_dashboard_whose_kernel_dies_says_so_and_a_reload_works(speckle_hub, b
         # the way out works: a reload gives a live dashboard with a new kernel
         page.click("button.speckle-kernel-lost-reload")
         wait_dashboard_ready(page, TIMEOUT_MS)
-        new_id = json.loads(page.evaluate(
-            "() => document.getElementById('jupyter-config-data').textContent"))["kernelId"]
+        new_id = _page_kernel_id(page)
         assert new_id != kernel_id and page.locator("#speckle-kernel-lost").is_hidden()
         page.click(".speckle-demo-xpcs")
         page.wait_for_selector(".speckle-dataset-info:has-text('256')", timeout=60_000)
     finally:
-        context.close()
+        stack.close()
         user.stop()
 
 
