@@ -11,7 +11,7 @@ PROXY_BIN := $(PROXY_DIR)/node_modules/.bin/configurable-http-proxy
 CHROMIUM := /usr/bin/chromium
 ROOT := $(shell test "$$(id -u)" = 0 && echo yes)
 
-.PHONY: hub hub-check test setup setup-hub setup-test bench proxy chromium clean
+.PHONY: hub hub-check test setup setup-hub setup-test bench proxy chromium slurm clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -48,9 +48,19 @@ chromium:
 	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; \
 	  else echo "chromium is missing: as root, apt-get install -y chromium" >&2; exit 1; fi; }
 
+# Slurm and munge from Debian for tests/hub/test_scale_out_slurm.py (a real single-node cluster;
+# root only: the test is skipped for other users, so this is too).
+SLURM_PROGRAMS := /usr/sbin/slurmctld /usr/sbin/slurmd /usr/sbin/munged /usr/bin/sbatch /usr/bin/srun
+slurm:
+	@for p in $(SLURM_PROGRAMS); do test -x $$p || missing=1; done; \
+	if [ -n "$$missing" ]; then if [ -n "$(ROOT)" ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends slurmctld slurmd slurm-client munge || \
+	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends slurmctld slurmd slurm-client munge; }; \
+	  else echo "Slurm is missing (its test is skipped when not root): as root, apt-get install slurmctld slurmd slurm-client munge" >&2; fi; fi
+
 setup: $(VENV)/.installed
 setup-hub: $(VENV)/.installed-hub proxy
-setup-test: $(VENV)/.installed-test proxy chromium
+setup-test: $(VENV)/.installed-test proxy chromium slurm
 
 # Set up and start the hub in the foreground (Ctrl-C stops it, its proxy and the user servers).
 # Settings: hub_config/settings.yaml (or SPECKLE_HUB_SETTINGS=...), state: hub_config/state
