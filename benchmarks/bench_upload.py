@@ -2,10 +2,10 @@
 
 Starts a real ``jupyter-server`` with the extension in a scratch folder, uploads a generated,
 valid ``.npy`` stack of about 1 GB through the HTTP protocol (``POST uploads``, ``PUT`` chunks of
-16 MiB, ``POST finish``, exactly what the dashboard's uploader does), checks the placed file's
+64 MiB, ``POST finish``, exactly what the dashboard's uploader does), checks the placed file's
 SHA-256 and prints MB/s (1 MB = 10^6 bytes)::
 
-    .venv/bin/python benchmarks/bench_upload.py                # 1 GB, 16 MiB chunks
+    .venv/bin/python benchmarks/bench_upload.py                # 1 GB, 64 MiB chunks
     .venv/bin/python benchmarks/bench_upload.py --mb 200 --chunk-mib 4
     .venv/bin/python benchmarks/bench_upload.py --json out.json
 
@@ -31,7 +31,7 @@ FLOOR_MB_S = 100.0
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=1000.0, help="file size in MB (10^6 bytes)")
-    parser.add_argument("--chunk-mib", type=float, default=16.0, help="chunk size in MiB")
+    parser.add_argument("--chunk-mib", type=float, default=64.0, help="chunk size in MiB")
     parser.add_argument("--frame", type=int, default=512, help="frame side in pixels (uint16)")
     parser.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")

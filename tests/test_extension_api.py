@@ -22,6 +22,7 @@ requests = pytest.importorskip("requests")
 pytest.importorskip("jupyter_server")
 
 from speckle_jupyter.testing import NpyStream, UploadClient, jupyter_server  # noqa: E402
+from speckle_jupyter.uploads import DEFAULT_CHUNK_BYTES  # noqa: E402
 
 QUOTA = 300_000_000
 MiB = 2**20
@@ -137,7 +138,7 @@ def test_full_chunked_upload(client, env):
     r = client.create("stack_full.npy", len(data))
     assert r.status_code == 201
     info = r.json()
-    assert info["offset"] == 0 and info["chunk_size"] == 16 * MiB
+    assert info["offset"] == 0 and info["chunk_size"] == DEFAULT_CHUNK_BYTES
     uid = info["id"]
     assert len(uid) == 32
     assert partial_files(env, uid)  # hidden while in progress
@@ -183,7 +184,7 @@ def test_resume_after_interruption(server, env):
     second = UploadClient(server.api, server.token)
     state = second.state(uid).json()
     assert state == {"id": uid, "offset": 2 * MiB, "size": len(data), "name": "resumed.npy",
-                     "state": "uploading", "chunk_size": 16 * MiB}
+                     "state": "uploading", "chunk_size": DEFAULT_CHUNK_BYTES}
     offset = second.send(uid, read, len(data), offset=state["offset"], chunk_size=MiB)
     assert offset == len(data)
     r = second.finish(uid)
@@ -258,7 +259,7 @@ def test_wrong_offset_past_size_and_big_chunks(server, client, env):
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall((f"PUT /speckle/api/uploads/{uid}?offset=1000 HTTP/1.1\r\n"
                       f"Host: {host}:{port}\r\nAuthorization: token {server.token}\r\n"
-                      f"Content-Length: {16 * MiB + 1}\r\n\r\n").encode())
+                      f"Content-Length: {DEFAULT_CHUNK_BYTES + 1}\r\n\r\n").encode())
         answer = sock.recv(4096).decode(errors="replace")
     assert answer.startswith("HTTP/1.1 413"), answer
     assert client.state(uid).json()["offset"] == 1000
@@ -336,7 +337,7 @@ def test_upload_throughput_200mb(client, env):
     r = client.finish(info["id"])
     t2 = time.perf_counter()
     assert offset == stream.size and r.status_code == 200, r.text
-    print(f"\nupload of {stream.size / 1e6:.0f} MB in 16 MiB chunks on loopback: "
+    print(f"\nupload of {stream.size / 1e6:.0f} MB in {info['chunk_size'] >> 20} MiB chunks on loopback: "
           f"{stream.size / 1e6 / (t1 - t0):.0f} MB/s (finish, validation included: "
           f"{stream.size / 1e6 / (t2 - t0):.0f} MB/s)")
     path = Path(r.json()["path"])

@@ -53,7 +53,7 @@ def test_bad_names(name):
 def test_defaults_from_the_environment(tmp_path, caplog):
     s = UploadStore(environ={"HOME": str(tmp_path)})
     assert s.quota_bytes == DEFAULT_QUOTA_BYTES == 20 * 2**30
-    assert s.chunk_size == DEFAULT_CHUNK_BYTES == 16 * 2**20
+    assert s.chunk_size == DEFAULT_CHUNK_BYTES == 64 * 2**20
     s = UploadStore(environ={"SPECKLE_UPLOAD_DIR": str(tmp_path / "u"),
                              "SPECKLE_UPLOAD_QUOTA_BYTES": "12345",
                              "SPECKLE_UPLOAD_CHUNK_BYTES": "1048576"})

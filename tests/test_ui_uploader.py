@@ -22,7 +22,7 @@ def test_uploader_traits_and_base_url(monkeypatch):
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/ana")
     up = Uploader()
     assert up.base_url == "/user/ana/"
-    assert up.chunk_size == 16 * 2**20
+    assert up.chunk_size == 64 * 2**20
     assert (up.state, up.progress, up.path, up.error) == ("idle", 0.0, "", "")
     assert "speckle-upload" in up._dom_classes
     assert "export default" in up._esm and "speckle/api/uploads" in up._esm

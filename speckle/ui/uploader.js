@@ -11,7 +11,7 @@
 // The Python side (speckle.ui.uploader.Uploader) sees the traits progress, state, path, error.
 
 const API = "speckle/api/uploads";
-const DEFAULT_CHUNK = 16 * 1024 * 1024;
+const DEFAULT_CHUNK = 64 * 1024 * 1024;
 
 export class UploadError extends Error {
   constructor(message, status = 0) {

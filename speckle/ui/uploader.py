@@ -2,7 +2,7 @@
 
 ipywidgets' ``FileUpload`` sends a whole file as one websocket message (dropped silently over
 10 MiB, and held whole in browser memory; see FIELD-NOTES). This widget's JavaScript
-(``uploader.js``, shipped as package data) instead reads the chosen file in 16 MiB slices and
+(``uploader.js``, shipped as package data) instead reads the chosen file in 64 MiB slices and
 sends them to the ``speckle_jupyter`` server extension's REST API, which validates the file
 with :func:`speckle.io.open_dataset` before it becomes visible. The kernel only learns the
 outcome, through the traits below.
@@ -36,7 +36,7 @@ class Uploader(anywidget.AnyWidget):
         The user server's base URL (default :func:`speckle.ui.server.base_url`, i.e.
         ``JUPYTERHUB_SERVICE_PREFIX`` under a hub, else ``/``).
     chunk_size : int, optional
-        Bytes per request (default 16 MiB; the server may ask for less).
+        Bytes per request (default 64 MiB; the server may ask for less).
 
     Attributes
     ----------
@@ -63,7 +63,7 @@ class Uploader(anywidget.AnyWidget):
     _esm = _esm()
 
     base_url = traitlets.Unicode("/").tag(sync=True)
-    chunk_size = traitlets.Int(16 * 2**20).tag(sync=True)
+    chunk_size = traitlets.Int(64 * 2**20).tag(sync=True)
     state = traitlets.Unicode("idle").tag(sync=True)
     progress = traitlets.Float(0.0).tag(sync=True)
     path = traitlets.Unicode("").tag(sync=True)
