@@ -388,6 +388,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-upload", action="store_true", help="skip the browser upload")
     parser.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/")
     parser.add_argument("--login-only", action="store_true", help="measure the logins only")
+    parser.add_argument("--tag", default=None,
+                        help="results file name tag (default: the date, plus _login with --login-only)")
     parser.add_argument("--keep-log", type=Path, default=None,
                         help="copy the hub's log (hub, proxy and user servers) here at the end")
     args = parser.parse_args(argv)
@@ -451,7 +453,8 @@ def main(argv=None) -> int:
     print("\n" + head + "\n" + text)
     if not args.no_write:
         RESULTS.mkdir(exist_ok=True)
-        stem = RESULTS / f"hub_cpu_{started:%Y%m%d}{'_login' if args.login_only else ''}"
+        tag = args.tag or f"{started:%Y%m%d}{'_login' if args.login_only else ''}"
+        stem = RESULTS / f"hub_cpu_{tag}"
         stem.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str) + "\n")
         v = results.get("versions", {})
         md = ["# speckle hub benchmark (CPU)", "",
