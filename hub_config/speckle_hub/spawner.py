@@ -32,7 +32,8 @@ from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from jupyterhub.utils import can_connect, exponential_backoff
-from traitlets import Dict, Float, Integer, List, Unicode
+from tornado import web
+from traitlets import Dict, Float, Integer, List, Unicode, default
 
 from . import gpus as gpu_mod
 from .pages import BEAMLINE_LINKS_DIR
@@ -238,6 +239,17 @@ class SpeckleSpawner(LocalProcessSpawner):
 
     def options_from_form(self, formdata):
         return self._parse_options(formdata)
+
+    @default("apply_user_options")
+    def _check_user_options(self):
+        # the form's and the query's options are parsed already; options given through the REST
+        # API are checked here: an unknown profile or GPU is a 400 with its reason, not a default
+        def check(spawner, user_options):
+            try:
+                spawner.user_options = spawner._parse_options(user_options or {})
+            except ValueError as e:
+                raise web.HTTPError(400, str(e)) from None
+        return check
 
     def options_from_query(self, query_data):
         return self._parse_options(query_data)

@@ -99,6 +99,23 @@ SETTINGS = {"gpus": {"policy": "auto", "devices": "all", "let_users_choose": Tru
             "users": {"unix_prefix": "speckle-"}, "auth_type": "native", "state_dir": "/tmp/x"}
 
 
+def test_options_given_through_the_api_are_checked():
+    """The REST API skips the form: an unknown profile must be refused with its reason (HTTP 400),
+    not started as the default profile."""
+    from tornado import web
+
+    sp = _spawner(SETTINGS)
+    run(sp._run_apply_user_options({"profile": ["lab"], "gpu": "1", "other": "x"}))
+    assert sp.user_options == {"profile": "lab", "gpu": "1"}
+    for bad, reason in (({"profile": "gpu-party"}, "unknown profile 'gpu-party'"),
+                        ({"profile": "quick", "gpu": "all of them"}, "GPU must be 'auto'")):
+        with pytest.raises(web.HTTPError) as caught:
+            run(sp._run_apply_user_options(bad))
+        assert caught.value.status_code == 400 and reason in caught.value.log_message
+    run(sp._run_apply_user_options({}))
+    assert sp.user_options == {"profile": "quick", "gpu": "auto"}
+
+
 def test_spawn_form_offers_profiles_and_a_gpu_choice_when_several():
     two = parse_nvidia_smi("0, NVIDIA H100 80GB HBM3, 10, 1\n1, NVIDIA H100 80GB HBM3, 20, 50\n")
     alloc = GpuAllocator(detect_fn=lambda: two)
