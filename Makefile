@@ -11,7 +11,7 @@ PROXY_BIN := $(PROXY_DIR)/node_modules/.bin/configurable-http-proxy
 CHROMIUM := /usr/bin/chromium
 ROOT := $(shell test "$$(id -u)" = 0 && echo yes)
 
-.PHONY: hub hub-check test setup setup-hub setup-test bench proxy chromium slurm clean
+.PHONY: hub hub-check test setup setup-hub setup-test bench proxy chromium slurm ldap clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -58,9 +58,21 @@ slurm:
 	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends slurmctld slurmd slurm-client munge; }; \
 	  else echo "Slurm is missing (its test is skipped when not root): as root, apt-get install slurmctld slurmd slurm-client munge" >&2; fi; fi
 
+# OpenLDAP from Debian for tests/hub/test_auth_ldap.py (a real directory: the test runs slapd as
+# the current user on a free port with its own config and database). Preseeded so that the package
+# sets up and starts no system-wide directory of its own. Root installs it; others are told how.
+LDAP_PROGRAMS := /usr/sbin/slapd /usr/sbin/slapadd /usr/bin/ldapsearch
+ldap:
+	@for p in $(LDAP_PROGRAMS); do test -x $$p || missing=1; done; \
+	if [ -n "$$missing" ]; then if [ -n "$(ROOT)" ]; then \
+	    echo "slapd slapd/no_configuration boolean true" | debconf-set-selections; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends slapd ldap-utils || \
+	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends slapd ldap-utils; }; \
+	  else echo "slapd is missing: as root, apt-get install slapd ldap-utils" >&2; exit 1; fi; fi
+
 setup: $(VENV)/.installed
 setup-hub: $(VENV)/.installed-hub proxy
-setup-test: $(VENV)/.installed-test proxy chromium slurm
+setup-test: $(VENV)/.installed-test proxy chromium slurm ldap
 
 # Set up and start the hub in the foreground (Ctrl-C stops it, its proxy and the user servers).
 # Settings: hub_config/settings.yaml (or SPECKLE_HUB_SETTINGS=...), state: hub_config/state

@@ -139,13 +139,16 @@ def _check_meaning(s: dict, source: str) -> None:
     if len(set(ports)) != 3:
         problems.append(f"{source}: hub.port, hub.internal_port and hub.proxy_api_port must differ")
     kind = s["auth"]["type"]
-    if kind == "ldap" and not s["auth"]["ldap"].get("server_address"):
-        problems.append(f"{source}: auth.ldap.server_address is needed with auth.type ldap")
+    if kind == "ldap":
+        problems += _ldap_problems(s["auth"], source)
     if kind == "oauth":
         need = ("client_id", "client_secret_file", "oauth_callback_url", "authorize_url", "token_url", "userdata_url")
         missing = [k for k in need if not s["auth"]["oauth"].get(k)]
         if missing:
             problems.append(f"{source}: auth.oauth needs {', '.join(missing)} with auth.type oauth")
+        if s["auth"]["allowed_groups"] and not s["auth"]["oauth"].get("claim_groups_key"):
+            problems.append(f"{source}: auth.allowed_groups with auth.type oauth needs auth.oauth.claim_groups_key "
+                            "(the userinfo claim that lists a user's groups, e.g. groups)")
     if kind != "native" and not (s["auth"]["allow_all"] or s["auth"]["allowed_users"] or s["auth"]["allowed_groups"]):
         problems.append(
             f"{source}: auth.type {kind}: say who may log in (auth.allowed_users, auth.allowed_groups, "
@@ -156,6 +159,27 @@ def _check_meaning(s: dict, source: str) -> None:
         problems.append(f"{source}: data.upload_dir must be a folder inside the home, e.g. speckle-uploads")
     if problems:
         raise SettingsError("\n".join(problems))
+
+
+def _ldap_problems(auth: dict, source: str) -> list[str]:
+    ldap = auth["ldap"]
+    problems = []
+    if not ldap.get("server_address"):
+        problems.append(f"{source}: auth.ldap.server_address is needed with auth.type ldap")
+    if ldap.get("lookup_dn"):
+        missing = [k for k in ("user_search_base", "user_attribute") if not ldap.get(k)]
+        if missing:
+            problems.append(f"{source}: auth.ldap.lookup_dn needs {', '.join(missing)} "
+                            "(e.g. ou=people,dc=facility,dc=example and uid)")
+    elif not ldap.get("bind_dn_template"):
+        problems.append(f"{source}: auth.ldap needs bind_dn_template (e.g. "
+                        "['uid={username},ou=people,dc=facility,dc=example']) "
+                        "or lookup_dn: true with user_search_base and user_attribute")
+    not_dns = [g for g in auth["allowed_groups"] if "=" not in g]
+    if not_dns:
+        problems.append(f"{source}: auth.allowed_groups with auth.type ldap are group DNs, e.g. "
+                        f"cn={not_dns[0]},ou=groups,dc=facility,dc=example (not {', '.join(not_dns)})")
+    return problems
 
 
 def load(path: str | os.PathLike | None = None) -> dict:
@@ -274,6 +298,9 @@ def _authenticator(c, s: dict) -> None:
                 c.LDAPAuthenticator.lookup_dn_search_password = read_secret(Path(value))
             else:
                 setattr(c.LDAPAuthenticator, key, value)
+        if ldap.get("lookup_dn") and not ldap.get("lookup_dn_user_dn_attribute"):
+            # the looked-up entry's attribute that holds the login name (ldapauthenticator has no default)
+            c.LDAPAuthenticator.lookup_dn_user_dn_attribute = ldap["user_attribute"]
         if auth["allowed_groups"]:
             c.LDAPAuthenticator.allowed_groups = list(auth["allowed_groups"])
     elif kind == "oauth":

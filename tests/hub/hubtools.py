@@ -92,7 +92,7 @@ class HubUser:
 
         if not IS_ROOT:
             return pwd.getpwuid(os.geteuid()).pw_name
-        return unix_name_for(self.name, TEST_UNIX_PREFIX, "native")
+        return unix_name_for(self.name, TEST_UNIX_PREFIX, self.hub.auth_type)
 
     @property
     def home(self) -> Path:
@@ -144,9 +144,12 @@ class HubUser:
 class Hub:
     """A running speckle hub (see the module docstring)."""
 
-    def __init__(self, workdir: Path, external_proxy: bool = False):
+    def __init__(self, workdir: Path, external_proxy: bool = False, settings: dict | None = None):
         self.workdir = workdir
         self.external_proxy = external_proxy
+        # sections merged over the test defaults (e.g. {"auth": {"type": "ldap", ...}}); with an auth
+        # type other than native, start() logs in nobody: the test calls take_admin(hub.login(...))
+        self.settings = settings or {}
         self.proxy_proc: subprocess.Popen | None = None
         self.state_dir = workdir / "state"
         self.settings_path = workdir / "settings.yaml"
@@ -161,6 +164,10 @@ class Hub:
         self.users: list[HubUser] = []
         self.admin: HubUser | None = None
         self.token = ""
+
+    @property
+    def auth_type(self) -> str:
+        return self.settings.get("auth", {}).get("type", "native")
 
     # ------------------------------------------------------------------ lifecycle
     def write_settings(self, **extra) -> None:
@@ -207,7 +214,7 @@ class Hub:
     def start(self, timeout: float = 60) -> None:
         if not PROXY_BIN.exists():
             pytest.fail(f"the proxy is not installed ({PROXY_BIN}): run `make setup-test`")
-        self.write_settings()
+        self.write_settings(**self.settings)
         if self.external_proxy:  # as systemd runs it: the proxy in its own process (unit)
             self.proxy_proc = subprocess.Popen(
                 [sys.executable, str(HUB_CONFIG / "proxy_run.py")], env=self._env(),
@@ -215,10 +222,15 @@ class Hub:
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
         self._launch(timeout)
-        name, password = (self.state_dir / "first-admin-password").read_text().split()
-        self.admin = self.login(name, password)
-        r = self.admin.session.post(self.url + f"hub/api/users/{name}/tokens",
-                                    headers={"X-XSRFToken": self.admin.xsrf}, json={"note": "tests"})
+        if self.auth_type == "native":
+            name, password = (self.state_dir / "first-admin-password").read_text().split()
+            self.take_admin(self.login(name, password))
+
+    def take_admin(self, admin: HubUser) -> None:
+        """Use ``admin`` (an admin, logged in) for :meth:`api`: makes its API token."""
+        self.admin = admin
+        r = admin.session.post(self.url + f"hub/api/users/{admin.name}/tokens",
+                               headers={"X-XSRFToken": admin.xsrf}, json={"note": "tests"})
         r.raise_for_status()
         self.token = r.json()["token"]
 
