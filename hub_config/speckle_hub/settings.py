@@ -12,6 +12,7 @@ import copy
 import ipaddress
 import json
 import os
+import ssl
 import sys
 from pathlib import Path
 
@@ -166,6 +167,10 @@ def _ldap_problems(auth: dict, source: str) -> list[str]:
     problems = []
     if not ldap.get("server_address"):
         problems.append(f"{source}: auth.ldap.server_address is needed with auth.type ldap")
+    ca = ldap.get("ca_certs_file")
+    if ca and not os.access(ca, os.R_OK):
+        problems.append(f"{source}: auth.ldap.ca_certs_file {ca} cannot be read (the CA certificate "
+                        "that signed the directory's certificate, PEM)")
     if ldap.get("lookup_dn"):
         missing = [k for k in ("user_search_base", "user_attribute") if not ldap.get(k)]
         if missing:
@@ -296,8 +301,15 @@ def _authenticator(c, s: dict) -> None:
         for key, value in ldap.items():
             if key == "lookup_dn_search_password_file":
                 c.LDAPAuthenticator.lookup_dn_search_password = read_secret(Path(value))
-            else:
+            elif key != "ca_certs_file":
                 setattr(c.LDAPAuthenticator, key, value)
+        if ldap.get("tls_strategy", "before_bind") != "insecure":
+            # ldap3 accepts any server certificate unless told otherwise; the users' passwords
+            # must only go to the real directory: verify it (system CAs, or the facility's CA)
+            tls = {"validate": ssl.CERT_REQUIRED}
+            if ldap.get("ca_certs_file"):
+                tls["ca_certs_file"] = ldap["ca_certs_file"]
+            c.LDAPAuthenticator.tls_kwargs = tls
         if ldap.get("lookup_dn") and not ldap.get("lookup_dn_user_dn_attribute"):
             # the looked-up entry's attribute that holds the login name (ldapauthenticator has no default)
             c.LDAPAuthenticator.lookup_dn_user_dn_attribute = ldap["user_attribute"]

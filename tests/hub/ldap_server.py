@@ -48,6 +48,37 @@ def ssha(password: str) -> str:
     return "{SSHA}" + base64.b64encode(hashlib.sha1(password.encode() + salt).digest() + salt).decode()
 
 
+@dataclass
+class TestCertificates:
+    """A test CA and a server certificate it signed for 127.0.0.1 / localhost (PEM files)."""
+
+    __test__ = False  # not a pytest test class
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def make(cls, folder: Path) -> "TestCertificates":
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        ca, ca_key = folder / "ca.pem", folder / "ca.key"
+        cert, key, csr = folder / "server.pem", folder / "server.key", folder / "server.csr"
+        ext = folder / "san.cnf"
+        ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+
+        def openssl(*args):
+            subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                "/CN=speckle test CA", "-keyout", ca_key, "-out", ca)
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                "-keyout", key, "-out", csr)
+        openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+                "-days", "2", "-extfile", ext, "-out", cert)
+        return cls(ca=ca, cert=cert, key=key)
+
+
 def group_dn(name: str) -> str:
     return f"cn={name},{GROUPS}"
 
@@ -62,11 +93,14 @@ class LdapServer:
     users : list of LdapUser
         People under ``ou=people``; each group named in their ``groups`` becomes a
         ``groupOfNames`` under ``ou=groups`` listing its members' DNs.
+    tls : TestCertificates, optional
+        Offer StartTLS with this server certificate (for 127.0.0.1 and localhost).
     """
 
-    def __init__(self, workdir: Path, users: list[LdapUser]):
+    def __init__(self, workdir: Path, users: list[LdapUser], tls: "TestCertificates | None" = None):
         self.workdir = Path(workdir)
         self.users = list(users)
+        self.tls = tls
         self.port = free_port()
         self.url = f"ldap://127.0.0.1:{self.port}/"
         self.service_dn = f"cn=hub-reader,{SERVICES}"
@@ -77,8 +111,11 @@ class LdapServer:
     def _config(self) -> str:
         w = self.workdir
         schemas = "\n".join(f"include {SCHEMA_DIR / n}.schema" for n in ("core", "cosine", "nis", "inetorgperson"))
+        tls = "" if self.tls is None else (f"TLSCACertificateFile {self.tls.ca}\n"
+                                           f"TLSCertificateFile {self.tls.cert}\n"
+                                           f"TLSCertificateKeyFile {self.tls.key}\n")
         return f"""{schemas}
-pidfile {w / 'slapd.pid'}
+{tls}pidfile {w / 'slapd.pid'}
 argsfile {w / 'slapd.args'}
 modulepath {MODULE_DIR}
 moduleload back_mdb

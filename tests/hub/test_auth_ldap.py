@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hubtools import IS_ROOT, Hub, HubUser, _cmdline, _pids_of_uid, browser_login
-from ldap_server import PEOPLE, LdapServer, LdapUser, group_dn
+from ldap_server import PEOPLE, LdapServer, LdapUser, TestCertificates, group_dn
 
 GROUP = "speckle-users"
 ADA = LdapUser("ada", "Ada-pw-1815", (GROUP,))
@@ -109,19 +109,18 @@ def test_directory_user_server_runs_as_its_own_unix_account(ldap_hub):
     user.stop()
 
 
-def test_bind_dn_template_settings_authenticate_against_the_directory(directory, tmp_path):
-    """The other way a beamline configures it: the DN built from the name (no service account)."""
+def _authenticator(tmp_path, ldap: dict):
+    """``login(name, password)`` through an LDAPAuthenticator configured by speckle's settings
+    (``auth.ldap`` = ``ldap``, the group of ADA allowed); None when refused."""
     from speckle_hub import settings
     from traitlets.config import Config
 
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "settings.yaml"
-    path.write_text(json.dumps({"auth": {
-        "type": "ldap", "allowed_groups": [group_dn(GROUP)],
-        "ldap": {"server_address": "127.0.0.1", "server_port": directory.port, "tls_strategy": "insecure",
-                 "bind_dn_template": [f"uid={{username}},{PEOPLE}"]}}}))
-    s = settings.load(path)
+    path.write_text(json.dumps({"auth": {"type": "ldap", "allowed_groups": [group_dn(GROUP)],
+                                         "ldap": ldap}}))
     c = Config()
-    settings.apply(c, s)
+    settings.apply(c, settings.load(path))
     from ldapauthenticator import LDAPAuthenticator
 
     auth = LDAPAuthenticator(config=c)
@@ -131,9 +130,38 @@ def test_bind_dn_template_settings_authenticate_against_the_directory(directory,
         with ThreadPoolExecutor(1) as pool:  # its own event loop (Playwright may hold this thread's)
             return pool.submit(asyncio.run, coro).result(30)
 
+    return login
+
+
+def test_bind_dn_template_settings_authenticate_against_the_directory(directory, tmp_path):
+    """The other way a beamline configures it: the DN built from the name (no service account)."""
+    login = _authenticator(tmp_path, {
+        "server_address": "127.0.0.1", "server_port": directory.port, "tls_strategy": "insecure",
+        "bind_dn_template": [f"uid={{username}},{PEOPLE}"]})
     assert login(ADA.uid, ADA.password)["name"] == ADA.uid
     assert login(ADA.uid, "wrong") is None
     assert login(BOB.uid, BOB.password) is None
+
+
+def test_the_directory_certificate_is_verified(tmp_path):
+    """Passwords go only to the real directory: with StartTLS (LDAPAuthenticator's default
+    before_bind) the hub verifies the server's certificate, against auth.ldap.ca_certs_file or
+    the system's CAs (which do not know this test CA). ldap3 alone would accept any."""
+    certs = TestCertificates.make(tmp_path / "certs")
+    with LdapServer(tmp_path / "tls-directory", [ADA, BOB], tls=certs) as server:
+        ldap = {"server_address": "127.0.0.1", "server_port": server.port,
+                "bind_dn_template": [f"uid={{username}},{PEOPLE}"]}
+        trusting = _authenticator(tmp_path / "a", {**ldap, "ca_certs_file": str(certs.ca)})
+        assert trusting(ADA.uid, ADA.password)["name"] == ADA.uid
+        assert trusting(BOB.uid, BOB.password) is None  # over TLS, the group still counts
+        untrusting = _authenticator(tmp_path / "b", ldap)
+        try:
+            answer = untrusting(ADA.uid, ADA.password)
+        except Exception as e:  # noqa: BLE001 - ldap3 raises on a failed handshake
+            answer = None
+            assert "certificate" in str(e).lower() or "ssl" in type(e).__name__.lower() or \
+                "tls" in str(e).lower(), repr(e)
+        assert answer is None  # an unknown certificate: no password was sent, nobody logged in
 
 
 @pytest.mark.parametrize("ldap, groups, needle", [
@@ -142,6 +170,9 @@ def test_bind_dn_template_settings_authenticate_against_the_directory(directory,
      "auth.ldap.lookup_dn needs user_search_base"),
     ({"server_address": "ldap.example", "bind_dn_template": ["uid={username},ou=people,dc=x"]}, ["beamline"],
      "auth.allowed_groups with auth.type ldap are group DNs, e.g. cn=beamline,ou=groups"),
+    ({"server_address": "ldap.example", "bind_dn_template": ["uid={username},ou=people,dc=x"],
+      "ca_certs_file": "/nonexistent/facility-ca.pem"}, [],
+     "auth.ldap.ca_certs_file /nonexistent/facility-ca.pem cannot be read"),
 ])
 def test_ldap_settings_mistakes_are_named(tmp_path, ldap, groups, needle):
     from speckle_hub import settings
