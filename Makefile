@@ -11,7 +11,7 @@ PROXY_BIN := $(PROXY_DIR)/node_modules/.bin/configurable-http-proxy
 CHROMIUM := /usr/bin/chromium
 ROOT := $(shell test "$$(id -u)" = 0 && echo yes)
 
-.PHONY: hub hub-check test setup setup-hub setup-test bench proxy chromium slurm ldap clean
+.PHONY: hub hub-check test setup setup-hub setup-test bench gpu-wheels proxy chromium slurm ldap clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,11 @@ test: setup-test
 
 bench: setup-test
 	$(PY) benchmarks/bench_xpcs.py
+
+# Wheels the lent GPU machine lacks (it reaches no registry): carried by benchmarks/gpu_check.sh.
+gpu-wheels: $(VENV)/.created
+	$(PIP) download --no-deps --only-binary=:all: --python-version 3.12 \
+	    --platform manylinux_2_28_x86_64 -d benchmarks/.wheels hdf5plugin boost_corr==0.1.7
 
 clean:
 	rm -rf $(VENV) .pytest_cache $(PROXY_DIR)/node_modules

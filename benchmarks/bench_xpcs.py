@@ -58,6 +58,12 @@ FLOORS = [  # (name, numerator run, denominator run, minimum ratio of frames/s)
     ("speckle multi-tau >= 30x scikit-beam", "speckle_multitau", "skbeam_multitau", 30.0),
     ("speckle two-time >= boost_corr", "speckle_twotime", "boost_twotime", 1.0),
 ]
+GPU_FLOORS = [  # issue 2 on a GPU: at least boost_corr's frames/s on the same card
+    ("speckle multi-tau (GPU) >= boost_corr (GPU)", "speckle_multitau", "boost_multitau", 1.0),
+    ("speckle two-time (GPU) >= boost_corr (GPU)", "speckle_twotime", "boost_twotime", 1.0),
+]
+#: Set by --device and --peer-python.
+SETUP = {"device": "cpu", "peer_py": PEER_PY}
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -219,9 +225,11 @@ def bench_size(size, args):
     common = ["--frames", fpath, "--qmap", qpath, "--repeat", args.repeat]
     sk_n = min(args.skbeam_frames, args.frames)
     sk_tt = min(args.skbeam_twotime_frames, args.frames)
-    speckle_py = [MAIN_PY, HERE / "run_speckle.py"]
-    boost_py = [PEER_PY, HERE / "peers" / "run_boost_corr.py"]
-    skbeam_py = [PEER_PY, HERE / "peers" / "run_skbeam.py"]
+    gpu = SETUP["device"] == "gpu"
+    speckle_py = [MAIN_PY, HERE / "run_speckle.py", "--device", SETUP["device"]]
+    boost_py = [SETUP["peer_py"], HERE / "peers" / "run_boost_corr.py",
+                "--device", "cuda:0" if gpu else "cpu"]
+    skbeam_py = [SETUP["peer_py"], HERE / "peers" / "run_skbeam.py"]
     plan = {
         "speckle_multitau": speckle_py + common + ["--mode", "multitau"],
         "boost_multitau": boost_py + common + ["--mode", "multitau",
@@ -237,6 +245,9 @@ def bench_size(size, args):
         "speckle_twotime_small": speckle_py + common + ["--mode", "twotime", "--n-frames",
                                                         sk_tt, "--save-bins", "1"],
     }
+    if gpu:  # scikit-beam has no GPU path: the GPU run compares with boost_corr on the same card
+        plan = {k: v for k, v in plan.items() if k in ("speckle_multitau", "boost_multitau",
+                                                      "speckle_twotime", "boost_twotime")}
     runs, outs = {}, {}
     todo = []
     for name in plan:
@@ -280,7 +291,7 @@ def bench_size(size, args):
                 (work / name).with_suffix(".json").write_text(json.dumps(runs[name], indent=2))
     agree = compare(outs, runs)
     floors = {}
-    for title, num, den, minimum in FLOORS:
+    for title, num, den, minimum in (GPU_FLOORS if gpu else FLOORS):
         if num in runs and den in runs and "error" not in runs[num] and "error" not in runs[den]:
             ratio = runs[num]["frames_per_s"] / runs[den]["frames_per_s"]
             ratio_c = runs[num]["compute_frames_per_s"] / runs[den]["compute_frames_per_s"]
@@ -349,7 +360,38 @@ def table(size, res, n_frames):
     for title, f in res["floors"].items():
         lines.append(f"| {title} | {f['ratio']:.2f} | {f['ratio_compute_only']:.2f} | "
                      f"{'PASS' if f['pass'] else 'FAIL'} |")
+    bw = res.get("bandwidth")
+    if bw:
+        lines += ["", f"speckle GPU multi-tau memory traffic, lower bound: {bw['lower_bound_gb_s']:.0f} GB/s "
+                  f"= {100 * bw['fraction_of_peak']:.1f} % of the card's peak ({bw['pixel_frames_per_s']:.3g} "
+                  "pixel-frames/s; 2 B in + 8 lags x 2 float32 reads per pixel-frame at level 0)"]
     return "\n".join(lines)
+
+
+def gpu_card() -> dict:
+    """The card cupy computes on: name and peak memory bandwidth (GB/s)."""
+    import cupy
+
+    props = cupy.cuda.runtime.getDeviceProperties(0)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    peak = 2 * props["memoryClockRate"] * 1e3 * props["memoryBusWidth"] / 8 / 1e9
+    return {"name": name, "peak_gb_s": peak, "memory_gib": props["totalGlobalMem"] / 2**30}
+
+
+def gpu_bandwidth(runs: dict, size: int, card: dict) -> dict:
+    """Achieved memory traffic of speckle's GPU multi-tau as a fraction of the card's peak.
+
+    A lower bound of the traffic: each level-0 lag product reads two float32 operands per
+    pixel-frame (8 lags), and the frames arrive as uint16 (2 bytes per pixel-frame); higher
+    levels add about half as much again, left out.
+    """
+    r = runs.get("speckle_multitau", {})
+    if "frames_per_s" not in r:
+        return {}
+    pixel_frames = r["frames_per_s"] * size * size
+    bytes_s = pixel_frames * (2 + 8 * 2 * 4)
+    return {"pixel_frames_per_s": pixel_frames, "lower_bound_gb_s": bytes_s / 1e9,
+            "fraction_of_peak": bytes_s / 1e9 / card["peak_gb_s"]}
 
 
 def versions():
@@ -359,11 +401,11 @@ def versions():
         out["speckle"] = getattr(speckle, "__version__", "?")
     except ImportError:
         pass
-    if PEER_PY.exists():
+    if Path(SETUP["peer_py"]).exists():
         code = ("import importlib.metadata as m, json; print(json.dumps({k: m.version(k) for k in "
                 "('torch', 'numpy', 'boost_corr', 'scikit-beam')}))")
         try:
-            peer = json.loads(subprocess.run([str(PEER_PY), "-c", code], capture_output=True,
+            peer = json.loads(subprocess.run([str(SETUP["peer_py"]), "-c", code], capture_output=True,
                                              text=True, check=True).stdout)
             out.update({f"peer_{k}": v for k, v in peer.items()})
         except (subprocess.CalledProcessError, json.JSONDecodeError):
@@ -407,19 +449,34 @@ def main(argv=None):
                         "(runs given to --only are run again)")
     p.add_argument("--tag", default=None, help="results file name tag (default: date_host)")
     p.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                   help="gpu: speckle on cupy against boost_corr on torch's cuda:0, same card "
+                        "(no scikit-beam); the card and its memory bandwidth are reported")
+    p.add_argument("--peer-python", type=Path, default=PEER_PY,
+                   help="python that has boost_corr (and scikit-beam) and torch")
     args = p.parse_args(argv)
 
-    if not PEER_PY.exists():
-        sys.exit(f"no peer venv at {PEER_PY}: run benchmarks/peers/setup.sh first")
+    SETUP.update(device=args.device, peer_py=args.peer_python)
+    if not args.peer_python.exists():
+        sys.exit(f"no peer python at {args.peer_python}: run benchmarks/peers/setup.sh first")
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     machine = machine_info()
     vers = versions()
     print(f"machine: {machine.get('cpu_model')} ({machine.get('cpus_allowed')} cores usable, "
           f"{machine.get('mem_total_gib')} GiB); {vers}")
+    card = gpu_card() if args.device == "gpu" else None
+    if card:
+        print(f"GPU: {card}")
     results = {}
     for size in sizes:
         results[size] = bench_size(size, args)
-    md = ["# XPCS CPU benchmark: speckle vs boost_corr vs scikit-beam",
+    if card:
+        for size in sizes:
+            results[size]["bandwidth"] = gpu_bandwidth(results[size]["runs"], size, card)
+    title = ("# XPCS GPU benchmark: speckle vs boost_corr, same card" if card else
+             "# XPCS CPU benchmark: speckle vs boost_corr vs scikit-beam")
+    md = [title, "", f"GPU: {card['name']}, peak memory bandwidth {card['peak_gb_s']:.0f} GB/s "
+          "(memory clock x bus width x 2)." if card else "",
           "", f"Date: {_dt.datetime.now().isoformat(timespec='seconds')}. Machine: "
           f"{machine.get('cpu_model')}, {machine.get('cpus_allowed')} usable cores, "
           f"{machine.get('mem_total_gib')} GiB. Versions: "
@@ -447,7 +504,7 @@ def main(argv=None):
         tag = args.tag or f"{_dt.date.today():%Y%m%d}_{machine.get('hostname', 'host')}"
         if args.tag is None and (args.frames != 2000 or sizes != [256, 512]):
             tag += f"_quick_{args.frames}x{'-'.join(map(str, sizes))}"
-        base = RESULTS / f"xpcs_cpu_{tag}"
+        base = RESULTS / f"xpcs_{args.device}_{tag}"
         doc = {"machine": machine, "versions": vers, "options": vars(args),
                "date": _dt.datetime.now().isoformat(timespec="seconds"),
                "sizes": {str(k): v for k, v in results.items()}}

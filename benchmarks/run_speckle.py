@@ -90,6 +90,7 @@ def main(argv=None):
     p.add_argument("--chunk-frames", type=int, default=None)
     p.add_argument("--warmup-frames", type=int, default=128)
     p.add_argument("--threads", type=int, default=None, help="multi-tau worker threads")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--repeat", type=int, default=1, help="timed runs; the fastest is reported")
     p.add_argument("--save-bins", default="1", help="two-time: comma-separated bins to save")
     p.add_argument("--compute-only-run", action="store_true",
@@ -112,9 +113,9 @@ def main(argv=None):
         part = make_partition(args.qmap, args.roi)
         if args.mode == "multitau":
             res = multitau_g2(data, part, buffers=8, chunk_frames=args.chunk_frames,
-                              device="cpu", threads=args.threads)
+                              device=args.device, threads=args.threads)
         else:
-            res = twotime_maps(data, part, chunk_frames=args.chunk_frames, device="cpu")
+            res = twotime_maps(data, part, chunk_frames=args.chunk_frames, device=args.device)
         return time.perf_counter() - t0, res
 
     if args.warmup_frames:
@@ -163,7 +164,7 @@ def main(argv=None):
         "mode": args.mode, "n_frames": n, "frame_shape": list(reader.shape[1:]),
         "frames_per_s": n / info["time_s"], "compute_frames_per_s": n / info["compute_s"],
         "rss_before_mib": round(rss0, 1), "warmup_frames": min(args.warmup_frames, n),
-        "roi_normalisation": bool(args.roi),
+        "roi_normalisation": bool(args.roi), "device": args.device,
     })
     write_result(args.out, info, arrays)
     if info["compute_only_measured"]:  # the in-memory run came after: report the timed run's peak

@@ -40,24 +40,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _runner_util import FrameReader, Timer, current_rss_mib, write_result  # noqa: E402
 
 
+def _np(value):
+    """A numpy array of a result (torch tensors on the GPU are copied to the host)."""
+    return value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+
+
+def _sync(device, torch):
+    """Wait for the GPU's queued work, so that a timer covers it (nothing on the CPU)."""
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def _batches(n, batch):
     for a in range(0, n, batch):
         yield a, min(a + batch, n)
 
 
-def run_multitau(reader, qmap, n_frames, batch, max_memory, torch):
+def run_multitau(reader, qmap, n_frames, batch, max_memory, torch, device="cpu"):
     from boost_corr import MultitauCorrelator
     from boost_corr.xpcs_aps_8idi.xpcs_qpartitionmap import XpcsQPartitionMap
 
     t_load, t_proc, t_post, t_setup = Timer(), Timer(), Timer(), Timer()
     t0 = time.perf_counter()
     with t_setup:  # reading the q-map, allocating the (zeroed) buffers
-        qpm = XpcsQPartitionMap(qmap, device="cpu")  # crop_ratio_threshold=0.5 as in the CLI
+        qpm = XpcsQPartitionMap(qmap, device=device)  # crop_ratio_threshold=0.5 as in the CLI
         rows, cols = reader.shape[1:]
-        xb = MultitauCorrelator(det_size=(rows, cols), frame_num=n_frames, device="cpu",
+        xb = MultitauCorrelator(det_size=(rows, cols), frame_num=n_frames, device=device,
                                 queue_size=8, auto_queue=True, mask_crop=qpm.mask_crop,
                                 normalize_frame=False, max_memory=max_memory)
-    crop = None if qpm.mask_crop is None else qpm.mask_crop.numpy()
+    crop = None if qpm.mask_crop is None else _np(qpm.mask_crop)
     # a batch must fill the level-0 queue exactly (boost_corr flushes when it is full)
     batch = int(min(batch, xb.tau_all[0] - xb.tau_rev))
     for a, b in _batches(n_frames, batch):
@@ -65,13 +76,15 @@ def run_multitau(reader, qmap, n_frames, batch, max_memory, torch):
             x = reader.read(a, b).reshape(b - a, -1)
             if crop is not None:
                 x = x[:, crop]
-            x = torch.from_numpy(x.astype(np.int32))
+            x = torch.from_numpy(x.astype(np.int32)).to(device)
         with t_proc:
             xb.process(x)
+            _sync(device, torch)
     with t_post:
         xb.post_process()
         _, out_mt = xb.get_results()
         res = qpm.normalize_multitau(out_mt, save_G2=False)
+        _sync(device, torch)
     wall = time.perf_counter() - t0
     total = wall - t_setup.total
     info = {"time_s": total, "compute_s": total - t_load.total, "load_s": t_load.total,
@@ -80,13 +93,13 @@ def run_multitau(reader, qmap, n_frames, batch, max_memory, torch):
             "batch": batch, "queue": [int(q) - int(xb.tau_rev) for q in xb.tau_all],
             "level_dtypes": [str(d[0]) for d in xb.dtype_list],
             "mask_crop": crop is not None}
-    arrays = {"tau": np.asarray(res["delay_list"], np.int64),
-              "g2": np.asarray(res["g2"], np.float64),
-              "g2_err": np.asarray(res["g2_err"], np.float64)}
+    arrays = {"tau": _np(res["delay_list"]).astype(np.int64),
+              "g2": _np(res["g2"]).astype(np.float64),
+              "g2_err": _np(res["g2_err"]).astype(np.float64)}
     return info, arrays
 
 
-def run_twotime(reader, qmap, n_frames, batch, save_bins, smooth, torch):
+def run_twotime(reader, qmap, n_frames, batch, save_bins, smooth, torch, device="cpu"):
     from boost_corr import TwotimeCorrelator
     from boost_corr.xpcs_aps_8idi.xpcs_qpartitionmap import XpcsQPartitionMap
 
@@ -97,20 +110,21 @@ def run_twotime(reader, qmap, n_frames, batch, save_bins, smooth, torch):
         # correlator's slices index (with the CLI's 0.5 and a q-map covering at least half the
         # detector, boost_corr 0.1.7 feeds raster-ordered pixels to slices of the sorted order
         # and its maps are wrong).
-        qpm = XpcsQPartitionMap(qmap, device="cpu", flag_sort=True, crop_ratio_threshold=1.01)
+        qpm = XpcsQPartitionMap(qmap, device=device, flag_sort=True, crop_ratio_threshold=1.01)
         rows, cols = reader.shape[1:]
-        crop = qpm.mask_crop.numpy()
+        crop = _np(qpm.mask_crop)
         tc = TwotimeCorrelator(qpm.qinfo, frame_num=n_frames, det_size=(rows, cols),
                                method="normal", mask_crop=qpm.mask_crop, window=1024,
-                               device="cpu")
+                               device=device)
     for a, b in _batches(n_frames, batch):
         with t_load:
             x = reader.read(a, b).reshape(b - a, -1)[:, crop]
-            x = torch.from_numpy(x.astype(np.int32))
+            x = torch.from_numpy(x.astype(np.int32)).to(device)
         with t_proc:
             tc.process(x)
+            _sync(device, torch)
     maps, c2_g2 = {}, None
-    bins = [int(v) for v in np.asarray(tc.dq_idx)]
+    bins = [int(v) for v in _np(tc.dq_idx)]
     with t_post:
         tc.post_processing(smooth_method=smooth)
         k = 0
@@ -118,10 +132,10 @@ def run_twotime(reader, qmap, n_frames, batch, save_bins, smooth, torch):
             for key, value in item.items():
                 if key.startswith("correlation_map/c2_"):
                     if bins[k] in save_bins:
-                        maps[bins[k]] = np.asarray(value, np.float32)
+                        maps[bins[k]] = _np(value).astype(np.float32)
                     k += 1
                 elif key == "c2_g2":
-                    c2_g2 = np.asarray(value, np.float64).T  # (bins, lags)
+                    c2_g2 = _np(value).astype(np.float64).T  # (bins, lags)
     wall = time.perf_counter() - t0
     total = wall - t_setup.total
     info = {"time_s": total, "compute_s": total - t_load.total, "load_s": t_load.total,
@@ -147,6 +161,7 @@ def main(argv=None):
     p.add_argument("--warmup-frames", type=int, default=128,
                    help="frames of the untimed warm-up run (0: none)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda:0 (the GPU run)")
     p.add_argument("--repeat", type=int, default=1, help="timed runs; the fastest is reported")
     p.add_argument("--save-bins", default="1", help="two-time: comma-separated bins to save")
     p.add_argument("--smooth", choices=["sqmap", "dqmap"], default="sqmap",
@@ -166,9 +181,10 @@ def main(argv=None):
 
     def once(n_use):
         if args.mode == "multitau":
-            return run_multitau(reader, args.qmap, n_use, args.batch, args.max_memory, torch)
+            return run_multitau(reader, args.qmap, n_use, args.batch, args.max_memory, torch,
+                                args.device)
         return run_twotime(reader, args.qmap, n_use, args.batch, save_bins, args.smooth,
-                           torch)
+                           torch, args.device)
 
     if args.warmup_frames:
         once(min(args.warmup_frames, n))
@@ -181,7 +197,7 @@ def main(argv=None):
         "n_frames": n, "frame_shape": list(reader.shape[1:]),
         "frames_per_s": n / info["time_s"], "compute_frames_per_s": n / info["compute_s"],
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "max_memory_gb": args.max_memory, "rss_before_mib": round(rss0, 1),
+        "max_memory_gb": args.max_memory, "rss_before_mib": round(rss0, 1), "device": args.device,
         "warmup_frames": min(args.warmup_frames, n),
     })
     write_result(args.out, info, arrays)
