@@ -20,7 +20,20 @@ from speckle.io.dataset import ArrayDataset, Metadata
 from speckle.xpcs.analysis import XpcsOptions, analyze
 from speckle.xpcs.partitions import rectangles
 from speckle.xpcs.simulate import ou_speckle
-from speckle.xpcs.verdict import Rules, expected_snr
+from speckle.xpcs.verdict import (
+    CHANGING,
+    LOW_CONTRAST,
+    NO_CONTRAST,
+    NOISY,
+    PRIORITY,
+    TOO_FAST,
+    TOO_SLOW,
+    BinVerdict,
+    Finding,
+    Rules,
+    Verdict,
+    expected_snr,
+)
 
 FRAME_TIME = 1e-3  # s
 RULES = Rules()
@@ -377,3 +390,78 @@ def test_masked_pixels_rule_reports_regions_on_the_beamstop():
     assert res.parameters["masked_pixels"]["dead"] == 40 * 16
     # the beamstop does not dilute g2: the contrast of the lit part is recovered
     assert res.g2.g2[0, 0] == pytest.approx(1 + 0.25 * np.exp(-2 / 10), abs=0.03)
+
+
+# --------------------------------------------------------------------------------------------
+# what to read first: conclusion, action, problems grouped by kind
+
+
+def _finding(rule, level, kind="", label="", action="do something"):
+    return Finding(rule, level, f"{label}: {rule} is {level}", action, 1.0, kind)
+
+
+def test_problems_group_bins_by_kind_and_rank_by_level_then_reach():
+    labels = [f"q{i}" for i in range(5)]
+    bins = []
+    for i, label in enumerate(labels):
+        found = [_finding("contrast", "good", label=label)]
+        if i < 3:  # three bins too noisy (marginal)
+            found.append(_finding("signal_to_noise", "marginal", NOISY, label, "count longer"))
+        if i == 4:  # one bin decays too fast (bad)
+            found.append(_finding("decay_window", "bad", TOO_FAST, label, "shorter frames"))
+        bins.append(BinVerdict(i + 1, label, "good", found))
+    glob = [Finding("intensity_drift", "marginal", "intensity changes by 7%", "normalise", 0.07)]
+    v = Verdict("marginal", "summary words", glob, bins, "ring")
+    problems = v.problems()
+    # bad before marginal; among marginal ones the whole-run drift (all 5 rings) before 3 rings
+    assert [p.rule for p in problems] == ["decay_window", "intensity_drift", "signal_to_noise"]
+    assert problems[0].headline == f"1 of 5 rings (q4): {TOO_FAST}"
+    assert problems[1].headline == "intensity changes by 7%" and problems[1].labels == []
+    assert problems[2].headline == f"3 of 5 rings: {NOISY}"
+    assert problems[2].labels == ["q0", "q1", "q2"] and len(problems[2].findings) == 3
+    assert v.conclusion == f"1 of 5 rings (q4): {TOO_FAST}; 2 more problems"
+    assert v.action == "shorter frames"
+    d = json.loads(json.dumps(v.to_dict(), allow_nan=False))
+    assert d["conclusion"] == v.conclusion and d["action"] == v.action
+    assert [p["headline"] for p in d["problems"]] == [p.headline for p in problems]
+    # the old interface is unchanged
+    assert len(v.reasons()) == 5 and d["level"] == "marginal" and len(d["bins"]) == 5
+
+
+def test_equal_problems_follow_the_priority_of_rules():
+    bins = [BinVerdict(1, "a", "marginal", [_finding("stationarity", "marginal", CHANGING, "a"),
+                                            _finding("contrast", "marginal", LOW_CONTRAST, "a")])]
+    v = Verdict("marginal", "s", [], bins, "region")
+    assert [p.rule for p in v.problems()] == ["contrast", "stationarity"]
+    assert PRIORITY.index("contrast") < PRIORITY.index("stationarity")
+    # a single bin is not counted
+    assert v.problems()[0].headline == "Low speckle contrast"
+
+
+def test_clean_data_conclude_fine_with_no_action():
+    v = verdict("clean")
+    assert v.problems() == []
+    assert v.conclusion == v.summary and v.conclusion.startswith("Good data")
+    assert v.action == ""
+    assert v.to_dict()["action"] == ""
+
+
+def test_simulated_bad_bin_leads_the_conclusion():
+    v = verdict("bad_bin_next_to_good")
+    assert v.noun == "region"
+    assert v.conclusion.startswith(f"1 of 2 regions ({v.bins[1].label}): {NO_CONTRAST}")
+    assert "coherence" in v.action
+
+
+def test_slow_decay_in_every_region_is_one_problem():
+    frames = _frames(500, (32, 32), 20000, 0.25, 2.0, seed=8)
+    part = rectangles((32, 32), ["0:16,0:16", "0:16,16:32", "16:32,0:16", "16:32,16:32"])
+    res = analyze(ArrayDataset(frames, Metadata(frame_time=FRAME_TIME)), part,
+                  XpcsOptions(device="cpu", twotime=False))
+    v = res.verdict
+    assert v.level == "bad"
+    first = v.problems()[0]
+    assert first.headline == f"All 4 regions: {TOO_SLOW}", v.problems()
+    assert first.level == "bad" and len(first.findings) == 4
+    assert v.conclusion.startswith(first.headline)
+    assert "longer" in v.action

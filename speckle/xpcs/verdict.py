@@ -60,6 +60,15 @@ stationarity
 
 The overall level is the worst of the whole-measurement findings and the best bin's level
 (a run is usable when one q-bin is): a bad bin next to a good one makes the run marginal.
+
+What to read first
+------------------
+Findings that are not good are grouped into :class:`Problem` s: one per kind of problem
+across the bins ("5 of 8 rings: decay too slow for this run length") and one per
+whole-measurement finding. They are ranked by level, then by how many bins they concern (a
+whole-measurement problem concerns all), then by the order of :data:`PRIORITY` (problems that a
+new analysis can fix first, then those of the sample and beam). :attr:`Verdict.conclusion` is
+the first problem's headline (or that the data are fine) and :attr:`Verdict.action` its action.
 """
 
 from __future__ import annotations
@@ -68,9 +77,31 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-__all__ = ["BinVerdict", "Finding", "Rules", "Verdict", "judge"]
+__all__ = ["BinVerdict", "Finding", "Problem", "Rules", "Verdict", "judge"]
 
 LEVELS = ("good", "marginal", "bad")
+
+#: Order of the rules when problems are otherwise equal: what a new analysis can fix first.
+PRIORITY = ("empty_frames", "outlier_frames", "saturated_frames", "contrast", "decay_window",
+            "signal_to_noise", "intensity_jumps", "intensity_drift", "stationarity",
+            "masked_pixels")
+
+#: What a dynamic bin is called, by partition kind.
+BIN_NOUNS = {"roi": "region", "qring": "ring", "qphi": "sector", "qmap": "q-bin"}
+
+# Kinds of per-bin problems: findings of one kind are grouped across bins.
+LOW_CONTRAST = "low speckle contrast"
+NO_CONTRAST = "no measurable speckle contrast"
+NOISY = "g2 too noisy"
+TOO_FAST = "decay faster than the frame time"
+TOO_SLOW = "decay too slow for this run length"
+NOT_SEEN = "no decay seen (faster than a frame or buried in noise)"
+NO_COUNTS = "no counts"
+CHANGING = "the dynamics change during the run"
+
+#: One action for a kind whose findings word theirs differently.
+KIND_ACTIONS = {TOO_SLOW: "measure for longer (more frames, or a longer frame time) or at "
+                          "larger q"}
 
 
 def _worst(levels) -> str:
@@ -110,6 +141,7 @@ class Finding:
     message: str
     action: str = ""
     value: float | None = None
+    kind: str = ""
 
 
 @dataclass
@@ -123,17 +155,118 @@ class BinVerdict:
 
 
 @dataclass
+class Problem:
+    """Findings of one kind that are not good, across bins: a line of the verdict.
+
+    Attributes
+    ----------
+    rule : str
+    level : str
+        The worst level among the findings.
+    headline : str
+        One line: which bins and what ("3 of 8 rings: g2 too noisy").
+    action : str
+        What to do about it.
+    labels : list of str
+        The bins it concerns (empty for a whole-measurement problem).
+    findings : list of Finding
+        The details, one per bin.
+    """
+
+    rule: str
+    level: str
+    headline: str
+    action: str
+    labels: list[str]
+    findings: list[Finding]
+
+
+@dataclass
 class Verdict:
-    """The overall verdict."""
+    """The overall verdict.
+
+    Attributes
+    ----------
+    level : {"good", "marginal", "bad"}
+    summary : str
+        The level in words with how many bins are good.
+    findings : list of Finding
+        Whole-measurement findings.
+    bins : list of BinVerdict
+    noun : str
+        What a bin is called ("ring", "region"...).
+    """
 
     level: str
     summary: str
     findings: list[Finding]
     bins: list[BinVerdict]
+    noun: str = "bin"
+
+    def problems(self) -> list[Problem]:
+        """The problems, most important first (see the module docstring)."""
+        groups: dict[tuple, list] = {}
+        for f in self.findings:
+            if f.level != "good":
+                groups[(f.rule, f.message)] = [f]
+        for b in self.bins:
+            for f in b.findings:
+                if f.level != "good":
+                    groups.setdefault((f.rule, f.kind or f.message, "bin"), []).append((b.label, f))
+        out = []
+        n_bins = len(self.bins)
+        for key, members in groups.items():
+            if len(key) == 2:
+                (f,) = members
+                out.append(Problem(f.rule, f.level, f.message, f.action, [], [f]))
+                continue
+            labels = [label for label, _ in members]
+            found = [f for _, f in members]
+            worst = _worst(f.level for f in found)
+            action = KIND_ACTIONS.get(key[1]) or next(f.action for f in found
+                                                      if f.level == worst)
+            out.append(Problem(key[0], worst, self._headline(key[1], labels), action, labels,
+                               found))
+        rank = {r: i for i, r in enumerate(PRIORITY)}
+        out.sort(key=lambda p: (-LEVELS.index(p.level),
+                                -(len(p.labels) if p.labels else n_bins),
+                                rank.get(p.rule, len(rank))))
+        return out
+
+    def _headline(self, kind, labels) -> str:
+        n, total = len(labels), len(self.bins)
+        if total == 1:
+            return kind[:1].upper() + kind[1:]
+        nouns = f"{self.noun}s"
+        if n == total:
+            return f"All {total} {nouns}: {kind}"
+        if n == 1:
+            return f"1 of {total} {nouns} ({labels[0]}): {kind}"
+        return f"{n} of {total} {nouns}: {kind}"
+
+    @property
+    def conclusion(self) -> str:
+        """One line: the most important problem (and how many more), or that the data are fine."""
+        problems = self.problems()
+        if not problems:
+            return self.summary
+        more = len(problems) - 1
+        tail = f"; {more} more problem{'s' if more > 1 else ''}" if more else ""
+        return problems[0].headline + tail
+
+    @property
+    def action(self) -> str:
+        """The single most useful thing to do ("" when the data are fine)."""
+        problems = self.problems()
+        return problems[0].action if problems else ""
 
     def to_dict(self) -> dict:
-        """JSON-serialisable form (non-finite numbers become ``None``)."""
-        return _finite(asdict(self))
+        """JSON-serialisable form (non-finite numbers become ``None``), with the conclusion,
+        the action and the problems in order."""
+        d = asdict(self)
+        d.update(conclusion=self.conclusion, action=self.action,
+                 problems=[asdict(p) for p in self.problems()])
+        return _finite(d)
 
     def reasons(self) -> list[str]:
         """Every non-good finding as one line: 'message — action'."""
@@ -186,11 +319,11 @@ def _judge_bin(rules, label, beta, counts, n_pixels, n_frames, frame_time, fit, 
                            f"{label}: no measurable speckle contrast (β = {beta:.3g})",
                            "check the coherence: close the slits / pinhole, check the focus and "
                            "that the speckle is larger than a pixel; or the dynamics are faster "
-                           "than one frame", beta))
+                           "than one frame", beta, NO_CONTRAST))
     elif beta < rules.contrast_marginal:
         out.append(Finding("contrast", "marginal", f"{label}: low speckle contrast (β = {beta:.3g})",
                            "improve the coherence (slits, pinhole) or use a shorter frame time",
-                           beta))
+                           beta, LOW_CONTRAST))
     else:
         out.append(Finding("contrast", "good", f"{label}: speckle contrast β = {beta:.3g}",
                            value=beta))
@@ -200,9 +333,9 @@ def _judge_bin(rules, label, beta, counts, n_pixels, n_frames, frame_time, fit, 
              f"{n_pixels} pixels, {n_frames} frames)")
     act = "collect more frames, use a larger region / wider q-bin, or more flux per frame"
     if snr < rules.snr_bad:
-        out.append(Finding("signal_to_noise", "bad", words, act, snr))
+        out.append(Finding("signal_to_noise", "bad", words, act, snr, NOISY))
     elif snr < rules.snr_marginal:
-        out.append(Finding("signal_to_noise", "marginal", words, act, snr))
+        out.append(Finding("signal_to_noise", "marginal", words, act, snr, NOISY))
     else:
         out.append(Finding("signal_to_noise", "good", words, value=snr))
     # decay inside the window
@@ -215,25 +348,25 @@ def _judge_bin(rules, label, beta, counts, n_pixels, n_frames, frame_time, fit, 
                            f"{label}: g2 - 1 levels off at {plateau:.3g} of {beta:.3g}: most of "
                            f"the correlation does not decay within the run ({total:.3g} s)",
                            "measure for longer or at larger q (a non-ergodic sample, such as "
-                           "a gel, keeps a plateau)", t_fit))
+                           "a gel, keeps a plateau)", t_fit, TOO_SLOW))
     elif np.isfinite(t_fit):
         if t_fit < lo:
             out.append(Finding("decay_window", "bad",
                                f"{label}: decays in {t_fit:.3g} s, faster than {lo:.3g} s "
                                f"({rules.min_frames_per_tau:g} frame times)",
-                               "use a shorter frame time (or a smaller q)", t_fit))
+                               "use a shorter frame time (or a smaller q)", t_fit, TOO_FAST))
         elif t_fit > total / 2:
             out.append(Finding("decay_window", "bad",
                                f"{label}: correlation time {t_fit:.3g} s is longer than half the "
                                f"run ({total:.3g} s): the decay is not measured",
                                "measure for longer (more frames or a longer frame time) or at "
-                               "larger q", t_fit))
+                               "larger q", t_fit, TOO_SLOW))
         elif t_fit > hi:
             out.append(Finding("decay_window", "marginal",
                                f"{label}: correlation time {t_fit:.3g} s is over "
                                f"{rules.max_fraction_of_run:.0%} of the run ({total:.3g} s): "
                                "few independent decays", "measure for longer to average more",
-                               t_fit))
+                               t_fit, TOO_SLOW))
         else:
             out.append(Finding("decay_window", "good",
                                f"{label}: correlation time {t_fit:.3g} s inside the window "
@@ -245,16 +378,17 @@ def _judge_bin(rules, label, beta, counts, n_pixels, n_frames, frame_time, fit, 
             if first > rules.contrast_marginal and last > 0.5 * first:
                 out.append(Finding("decay_window", "bad",
                                    f"{label}: g2 does not decay within the run ({total:.3g} s)",
-                                   "measure for longer or at larger q", None))
+                                   "measure for longer or at larger q", None, TOO_SLOW))
             else:
                 out.append(Finding("decay_window", "bad",
                                    f"{label}: no decay could be fitted: it is over before the "
                                    f"first lag ({frame_time:.3g} s) or buried in noise",
-                                   "use a shorter frame time, or more counts", None))
+                                   "use a shorter frame time, or more counts", None, NOT_SEEN))
         else:
             out.append(Finding("decay_window", "bad",
                                f"{label}: no g2 could be computed (no counts in this bin)",
-                               "check the mask and the regions / q range, and the beam", None))
+                               "check the mask and the regions / q range, and the beam", None,
+                               NO_COUNTS))
     return out
 
 
@@ -355,9 +489,9 @@ def _judge_stationarity(rules, label, c2):
     act = ("the sample ages or is damaged by the beam: move to a fresh spot, reduce the dose, "
            "or analyse time windows separately")
     if spread > rules.stationarity_bad:
-        return [Finding("stationarity", "bad", words, act, spread)]
+        return [Finding("stationarity", "bad", words, act, spread, CHANGING)]
     if spread > rules.stationarity_marginal:
-        return [Finding("stationarity", "marginal", words, act, spread)]
+        return [Finding("stationarity", "marginal", words, act, spread, CHANGING)]
     return [Finding("stationarity", "good", words, value=spread)]
 
 
@@ -429,4 +563,4 @@ def judge(result, rules: Rules | None = None, weights=None, saturated=None) -> V
         "marginal": f"Usable with care: {n_good} of {len(bins)} bins are good; see the reasons.",
         "bad": "Not usable as it is: see the reasons and the suggested actions.",
     }[overall]
-    return Verdict(overall, summary, glob, bins)
+    return Verdict(overall, summary, glob, bins, BIN_NOUNS.get(part.kind, "bin"))
