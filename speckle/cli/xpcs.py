@@ -85,35 +85,39 @@ def add_parsers(sub) -> None:
     d.set_defaults(run=_run_demo)
 
 
-def _partition(args, ds, md):
-    from ..xpcs.geometry import Geometry
-    from ..xpcs.partitions import q_rings, read_aps_qmap, rectangles
+def recipe_from_args(args):
+    """The :class:`~speckle.xpcs.recipe.XpcsRecipe` that ``speckle xpcs``'s options describe."""
+    from ..xpcs.analysis import XpcsOptions
+    from ..xpcs.partitions import parse_roi
+    from ..xpcs.recipe import PartitionSpec, XpcsRecipe
 
     chosen = [bool(args.qmap), bool(args.roi), args.q_rings is not None]
     if sum(chosen) > 1:
         raise InvalidInputError("choose one of --qmap, --roi and --q-rings")
+    q = {name: parse_quantity(getattr(args, name), "q") if getattr(args, name) else None
+         for name in ("q_min", "q_width", "q_step")}
+    if (q["q_min"] is None) != (q["q_width"] is None):
+        raise InvalidInputError("give both --q-min and --q-width (or neither)")
     if args.qmap:
-        return read_aps_qmap(args.qmap)
-    if args.roi:
-        return rectangles(ds.frame_shape, args.roi)
-    geometry_known = all(v is not None for v in (md.energy, md.distance, md.pixel_size,
-                                                 md.beam_center))
-    if args.q_rings is not None or geometry_known:
-        geometry = Geometry.from_metadata(md)
-        n = args.q_rings or 8
-        if args.q_min is None or args.q_width is None:
-            if args.q_rings is not None and (args.q_min or args.q_width):
-                raise InvalidInputError("give both --q-min and --q-width (or neither)")
-            q = geometry.q_map(ds.frame_shape)
-            q_lo, q_hi = np.percentile(q, [2, 90])
-            q_min, q_width, q_step = q_lo, (q_hi - q_lo) / n, None
-        else:
-            q_min, q_width = parse_quantity(args.q_min, "q"), parse_quantity(args.q_width, "q")
-            q_step = parse_quantity(args.q_step, "q") if args.q_step else None
-        return q_rings(ds.frame_shape, geometry, q_min=q_min, q_width=q_width, q_step=q_step,
-                       n_rings=n, static_per_dynamic=args.static_per_ring)
-    rows, cols = ds.frame_shape
-    return rectangles(ds.frame_shape, [(0, rows, 0, cols)])
+        spec = PartitionSpec(kind="qmap", qmap=args.qmap)
+    elif args.roi:
+        spec = PartitionSpec(kind="rois", rois=tuple(parse_roi(r) for r in args.roi))
+    else:
+        spec = PartitionSpec(kind="auto" if args.q_rings is None else "q_rings",
+                             n_rings=args.q_rings or 8, static_per_ring=args.static_per_ring, **q)
+    metadata = {
+        "frame_time": parse_quantity(args.frame_time, "time") if args.frame_time else None,
+        "energy": parse_quantity(args.energy, "energy") if args.energy else None,
+        "distance": parse_quantity(args.distance, "length") if args.distance else None,
+        "pixel_size": parse_pair(args.pixel_size, "length") if args.pixel_size else None,
+        "beam_center": parse_pair(args.beam_center, None) if args.beam_center else None,
+    }
+    options = XpcsOptions(mode="alllags" if args.all_lags else "multitau", buffers=args.buffers,
+                          normalize_frames=args.normalize_frames,
+                          exclude_frames=tuple(parse_frames(args.exclude_frames)),
+                          twotime=not args.no_twotime, fit_model=args.model,
+                          fit_fixed=_fixed(args.fix) or None, device=args.device)
+    return XpcsRecipe(partition=spec, metadata=metadata, options=options, dataset=args.dataset)
 
 
 def _summary(result, out_path) -> dict:
@@ -184,28 +188,11 @@ def _print_human(summary, stream):
 
 
 def _run_xpcs(args) -> int:
-    from ..io.open import open_dataset
-    from ..xpcs.analysis import XpcsOptions, analyze
-
-    overrides = {
-        "frame_time": parse_quantity(args.frame_time, "time") if args.frame_time else None,
-        "energy": parse_quantity(args.energy, "energy") if args.energy else None,
-        "distance": parse_quantity(args.distance, "length") if args.distance else None,
-        "pixel_size": parse_pair(args.pixel_size, "length") if args.pixel_size else None,
-        "beam_center": parse_pair(args.beam_center, None) if args.beam_center else None,
-    }
+    recipe = recipe_from_args(args)
     out = Path(args.out)
     if not out.parent.is_dir():
         raise InvalidInputError(f"the output folder {out.parent} does not exist")
-    options = XpcsOptions(mode="alllags" if args.all_lags else "multitau", buffers=args.buffers,
-                          normalize_frames=args.normalize_frames,
-                          exclude_frames=tuple(parse_frames(args.exclude_frames)),
-                          twotime=not args.no_twotime, fit_model=args.model,
-                          fit_fixed=_fixed(args.fix) or None, device=args.device)
-    with open_dataset(args.input, dataset=args.dataset,
-                      metadata={k: v for k, v in overrides.items() if v is not None}) as ds:
-        partition = _partition(args, ds, ds.metadata)
-        result = analyze(ds, partition, options)
+    result = recipe.run(args.input)
     _write_outputs(result, out, args.csv_dir, args.png_dir)
     summary = _summary(result, out)
     if args.json:

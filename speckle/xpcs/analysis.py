@@ -73,8 +73,14 @@ class XpcsOptions:
     mask_bad_pixels: bool = True
 
     def __post_init__(self):
-        if self.mode not in ("multitau", "alllags"):
-            raise InvalidInputError(f"mode must be 'multitau' or 'alllags', not {self.mode!r}")
+        choices = {"mode": ("multitau", "alllags"), "fit_model": ("single", "stretched", "double"),
+                   "device": ("auto", "cpu", "gpu")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise InvalidInputError(f"{name} must be one of {', '.join(allowed)}, "
+                                        f"not {getattr(self, name)!r}")
+        if int(self.buffers) < 2 or int(self.twotime_max_size) < 2:
+            raise InvalidInputError("buffers and twotime_max_size must be at least 2")
 
 
 def analyze(data, partition: Partition, options: XpcsOptions | None = None, *,
