@@ -11,7 +11,7 @@ PROXY_BIN := $(PROXY_DIR)/node_modules/.bin/configurable-http-proxy
 CHROMIUM := /usr/bin/chromium
 ROOT := $(shell test "$$(id -u)" = 0 && echo yes)
 
-.PHONY: hub hub-check test setup setup-hub setup-test bench gpu-wheels proxy chromium slurm ldap clean
+.PHONY: hub hub-check test setup setup-hub setup-test bench gpu-wheels proxy chromium slurm ldap kernels clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ $(VENV)/.created:
 $(VENV)/.installed: $(VENV)/.created pyproject.toml
 	$(PIP) install -e .
 	touch $@
+
+# The compiled XPCS kernels, once per install, into a cache every user reads (speckle/xpcs/kernel_cache.py).
+$(VENV)/.kernels: $(VENV)/.installed speckle/xpcs/kernels.py
+	$(PY) -m speckle.xpcs.engine
+	touch $@
+
+kernels: $(VENV)/.kernels
 
 $(VENV)/.installed-hub: $(VENV)/.installed pyproject.toml
 	$(PIP) install -e '.[hub]'
@@ -70,9 +77,9 @@ ldap:
 	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends slapd ldap-utils; }; \
 	  else echo "slapd is missing: as root, apt-get install slapd ldap-utils" >&2; exit 1; fi; fi
 
-setup: $(VENV)/.installed
-setup-hub: $(VENV)/.installed-hub proxy
-setup-test: $(VENV)/.installed-test proxy chromium slurm ldap
+setup: $(VENV)/.installed $(VENV)/.kernels
+setup-hub: $(VENV)/.installed-hub $(VENV)/.kernels proxy
+setup-test: $(VENV)/.installed-test $(VENV)/.kernels proxy chromium slurm ldap
 
 # Set up and start the hub in the foreground (Ctrl-C stops it, its proxy and the user servers).
 # Settings: hub_config/settings.yaml (or SPECKLE_HUB_SETTINGS=...), state: hub_config/state

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..backend import asnumpy, get_xp
 from ..errors import AnalysisError, InvalidInputError
+from .engine import compiled_kernels
 from .passes import as_dataset, check_partition, frame_weights, stream_frames
 from .partitions import Partition
 from .result import MultiTauG2
@@ -117,15 +118,17 @@ class _Level:
     unpaired entry; only the top level, which has a handful of entries, sums them itself.
     """
 
-    def __init__(self, level, lags, buffers, n_pixels, xp, capacity=0, top=False):
+    def __init__(self, level, lags, buffers, n_pixels, xp, capacity=0, top=False, kernels=None):
         self.level = level
         self.lags = lags
         self.buffers = buffers
         self.xp = xp
         self.top = top
+        self.kernels = kernels
         n_lags = len(lags)
         self.G = xp.zeros((n_lags, n_pixels), np.float64)
-        self.acc = xp.empty((n_lags, n_pixels), np.float32)  # one process() call's products
+        # one process() call's products (the compiled kernel keeps its own, tile by tile)
+        self.acc = None if kernels else xp.empty((n_lags, n_pixels), np.float32)
         self.ip_drop = self.if_drop = None  # allocated at the first excluded frame
         self.dropped = None  # pair sums not passed up because of an excluded entry
         self.n_pairs = np.zeros(n_lags, np.int64)
@@ -163,13 +166,17 @@ class _Level:
         bad = ew == 0
         any_bad = bool(bad.any())
         acc = self.acc
+        if acc is None:
+            self.kernels.lag_products(ext, h, n, int(self.lags[0]), self.G)
         for i, k in enumerate(self.lags):
             lo, hi = max(h - k, 0), h + n - k
             if hi <= lo:
-                acc[i] = 0
+                if acc is not None:
+                    acc[i] = 0
                 continue
             a, b = ext[lo:hi], ext[lo + k:hi + k]
-            _row_products(xp, a, b, acc[i])
+            if acc is not None:
+                _row_products(xp, a, b, acc[i])
             if not any_bad:
                 self.n_pairs[i] += hi - lo
                 continue
@@ -184,7 +191,8 @@ class _Level:
                     self.ip_drop[i] += a[drop_first].sum(0, dtype=np.float64)
                 if len(drop_second):
                     self.if_drop[i] += b[drop_second].sum(0, dtype=np.float64)
-        self.G += acc  # float32 products of up to a few hundred pairs, accumulated in float64
+        if acc is not None:
+            self.G += acc  # float32 products of up to a few hundred pairs, accumulated in float64
         if self.top:
             self.total += x.sum(0, dtype=np.float64)
         if self.n_head < self.buffers:
@@ -243,7 +251,8 @@ class _Level:
 
 
 def _row_products(xp, a, b, out):
-    """``out[p] = sum_t a[t, p] b[t, p]`` (float32)."""
+    """``out[p] = sum_t a[t, p] b[t, p]`` (float32): the reference of
+    :func:`speckle.xpcs.kernels.lag_products`, and the GPU's code."""
     if xp is np:
         np.einsum("tp,tp->p", a, b, out=out)
     else:
@@ -257,12 +266,13 @@ class _Block:
     the short binned series stays small; the order of entries, and so the result, is unchanged.
     """
 
-    def __init__(self, grid, n_pixels, xp, min_batch=16):
+    def __init__(self, grid, n_pixels, xp, min_batch=16, kernels=None):
         # room for one fed piece at level 0 and a full queue above, so buffers never grow
         top = len(grid.per_level) - 1
         self.levels = [_Level(i, lags, grid.buffers, n_pixels, xp,
                               capacity=_SUB_FRAMES if i == 0 else
-                              min_batch + (_SUB_FRAMES >> i) + 2, top=i == top)
+                              min_batch + (_SUB_FRAMES >> i) + 2, top=i == top,
+                              kernels=kernels)
                        for i, lags in enumerate(grid.per_level)]
         self.min_batch = min_batch
 
@@ -315,14 +325,18 @@ class MultiTauCorrelator:
     xp : module
         numpy or cupy.
     threads : int, optional
-        Worker threads on the CPU (numpy releases the GIL in its loops); default: all cores.
+        Worker threads on the CPU (numpy and the compiled kernels release the GIL); default:
+        all cores.
+    kernels : {"auto", "numba", "numpy"}, optional
+        CPU kernels (see :mod:`speckle.xpcs.engine`); the GPU always runs the numpy code.
     """
 
-    def __init__(self, n_frames, n_pixels, buffers=8, xp=np, threads=None):
+    def __init__(self, n_frames, n_pixels, buffers=8, xp=np, threads=None, kernels=None):
         self.grid = lag_grid(n_frames, buffers)
         self.n_frames = n_frames
         self.xp = xp
         self.fed = 0
+        compiled = compiled_kernels(kernels) if xp is np else None
         if xp is np:
             n_blocks = max(1, -(-n_pixels // _PIXEL_BLOCK))
             self.threads = max(1, min(threads or os.cpu_count() or 1, n_blocks))
@@ -330,7 +344,8 @@ class MultiTauCorrelator:
             n_blocks, self.threads = 1, 1
         edges = np.linspace(0, n_pixels, n_blocks + 1).astype(int)
         self.slices = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
-        self.blocks = [_Block(self.grid, s.stop - s.start, xp) for s in self.slices]
+        self.blocks = [_Block(self.grid, s.stop - s.start, xp, kernels=compiled)
+                       for s in self.slices]
         self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
 
     def feed(self, frames, weights=None):
@@ -580,7 +595,7 @@ def multitau_g2(data, partition: Partition, *, buffers: int = 8, chunk_frames: i
                 exclude_frames=None, normalize_frames: bool = False, device: str = "auto",
                 threads: int | None = None, progress: Callable | None = None,
                 cancel: Callable | None = None, consumers: tuple = (),
-                keep_pixels: Callable | None = None) -> MultiTauG2:
+                keep_pixels: Callable | None = None, kernels: str | None = None) -> MultiTauG2:
     """Multi-tau g2 per dynamic bin, streaming the frames chunk by chunk.
 
     Parameters
@@ -612,6 +627,8 @@ def multitau_g2(data, partition: Partition, *, buffers: int = 8, chunk_frames: i
     keep_pixels : callable, optional
         Called after the pass; returns a boolean (rows, cols) map of the pixels to keep in the
         normalisation (for masks that depend on the pass's statistics, such as dead pixels).
+    kernels : {"auto", "numba", "numpy"}, optional
+        CPU kernels (see :mod:`speckle.xpcs.engine`); results agree to float precision.
 
     Returns
     -------
@@ -623,7 +640,8 @@ def multitau_g2(data, partition: Partition, *, buffers: int = 8, chunk_frames: i
     mask = partition.mask
     check_partition(partition, ds)
     pixels = np.flatnonzero(mask.ravel())
-    corr = MultiTauCorrelator(ds.n_frames, len(pixels), buffers, xp=xp, threads=threads)
+    corr = MultiTauCorrelator(ds.n_frames, len(pixels), buffers, xp=xp, threads=threads,
+                              kernels=kernels)
     for start, flat, w in stream_frames(ds, pixels, weights, chunk_frames=chunk_frames,
                                         normalize=normalize_frames, progress=progress,
                                         cancel=cancel, consumers=consumers):

@@ -1,0 +1,72 @@
+"""Which CPU kernels the correlators run: the compiled ones (numba) or the numpy reference.
+
+``SPECKLE_CPU_KERNELS`` chooses: ``auto`` (default: compiled where numba is installed),
+``numba`` (an error where it is not) or ``numpy``. The correlators also take the choice as an
+argument (``kernels=``), which the tests use to compare both. On a GPU neither applies: cupy
+runs the numpy code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from types import ModuleType
+
+from ..errors import InvalidInputError
+
+__all__ = ["compiled_kernels", "preload", "warm"]
+
+_CHOICES = ("auto", "numba", "numpy")
+
+
+def _wanted(choice: str | None) -> bool:
+    choice = (choice or os.environ.get("SPECKLE_CPU_KERNELS") or "auto").strip().lower()
+    if choice not in _CHOICES:
+        raise InvalidInputError(f"CPU kernels must be one of {', '.join(_CHOICES)}, "
+                                f"not {choice!r} (SPECKLE_CPU_KERNELS)")
+    available = importlib.util.find_spec("numba") is not None
+    if choice == "numba" and not available:
+        raise InvalidInputError("the compiled CPU kernels need numba, which is not installed "
+                                "here: pip install numba, or choose the numpy kernels")
+    return choice != "numpy" and available
+
+
+def compiled_kernels(choice: str | None = None) -> ModuleType | None:
+    """Return :mod:`speckle.xpcs.kernels` when compiled kernels are chosen, else None.
+
+    Parameters
+    ----------
+    choice : {"auto", "numba", "numpy"}, optional
+        Default: ``SPECKLE_CPU_KERNELS``, else ``"auto"``.
+    """
+    if not _wanted(choice):
+        return None
+    from . import kernels  # noqa: PLC0415 - numba's start-up only when the kernels are used
+
+    return kernels
+
+
+def preload(choice: str | None = None) -> None:
+    """Start loading the compiled kernels in a background thread (numba's start-up overlaps
+    whatever the caller does next); a later :func:`compiled_kernels` waits for it."""
+    if _wanted(choice):
+        threading.Thread(target=compiled_kernels, args=(choice,), daemon=True,
+                         name="speckle-kernels").start()
+
+
+def warm() -> str:
+    """Compile the kernels into the install's shared cache (when it is stale) and open it to
+    every user; return where it is. ``make setup`` runs this as ``python -m speckle.xpcs.engine``.
+    """
+    kernels = compiled_kernels("numba")
+    from .kernel_cache import cache_dir, open_to_all  # noqa: PLC0415 - imports numba
+
+    folder = cache_dir()
+    if folder.is_dir():
+        open_to_all(folder)
+    return f"speckle: compiled kernels ready ({len(kernels.__all__)}), cache {folder}"
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m speckle.xpcs.engine
+    print(warm())

@@ -1,0 +1,86 @@
+"""One compiled-kernel cache per install, written once and read by every user.
+
+numba caches compiled functions beside their source only where the current user may write, so
+user servers running as other unix accounts would each compile the kernels again (seconds) on
+their first analysis. Here the cache of :mod:`speckle.xpcs.kernels` is a folder of the install
+(``speckle/xpcs/__pycache__``, or ``SPECKLE_KERNEL_CACHE``): whoever may write it (the one who
+installed speckle: ``make setup`` warms it, see :func:`speckle.xpcs.engine.warm`) fills it, everyone else only reads it. A cache that
+is stale and not writable is not an error: the kernels are compiled in memory and a warning
+says how to refresh the cache.
+
+Only :mod:`speckle.xpcs.kernels` imports this module (it imports numba).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from numba.core.caching import (CompileResultCacheImpl, FunctionCache, InTreeCacheLocator,
+                                UserWideCacheLocator)
+
+__all__ = ["cache_dir", "make_shared", "open_to_all"]
+
+
+def cache_dir() -> Path:
+    """The folder that holds the compiled kernels (``SPECKLE_KERNEL_CACHE`` overrides it)."""
+    chosen = os.environ.get("SPECKLE_KERNEL_CACHE")
+    return Path(chosen) if chosen else Path(__file__).resolve().parent / "__pycache__"
+
+
+class _SharedLocator(InTreeCacheLocator):
+    """The install's cache folder, used when it can be written *or* read."""
+
+    def __init__(self, py_func, py_file):
+        super().__init__(py_func, py_file)
+        self._cache_path = str(cache_dir())
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if not os.path.exists(py_file):
+            return None
+        self = cls(py_func, py_file)
+        try:
+            self.ensure_cache_path()
+        except OSError:
+            if not os.access(self._cache_path, os.R_OK | os.X_OK):
+                return None  # numba falls back to the user's own cache
+        return self
+
+
+class _SharedImpl(CompileResultCacheImpl):
+    _locator_classes = [_SharedLocator, UserWideCacheLocator]
+
+
+class _SharedCache(FunctionCache):
+    """A function cache in the shared folder that tolerates not being allowed to write it."""
+
+    _impl_class = _SharedImpl
+
+    def save_overload(self, sig, data):
+        try:
+            super().save_overload(sig, data)
+        except OSError as exc:
+            warnings.warn(f"speckle: the compiled-kernel cache {self.cache_path} is out of date "
+                          f"and not writable here ({exc.strerror}); kernels are compiled in "
+                          "memory for this process. Refresh it as its owner: "
+                          "python -m speckle.xpcs.kernels", RuntimeWarning, stacklevel=2)
+            self.disable()
+
+
+def make_shared(dispatcher):
+    """Give a numba dispatcher the shared cache (in place of ``cache=True``); return it."""
+    dispatcher._cache = _SharedCache(dispatcher.py_func)
+    return dispatcher
+
+
+def open_to_all(folder: Path) -> None:
+    """Make the cache readable by every user whatever the umask of whoever wrote it."""
+    for path in [folder, *folder.iterdir()]:
+        mode = 0o755 if path.is_dir() else 0o644
+        try:
+            if path.is_dir() or path.suffix in (".nbi", ".nbc"):
+                path.chmod(path.stat().st_mode | mode)
+        except OSError:
+            pass  # another user's file: its owner made it

@@ -1,0 +1,100 @@
+"""Compiled CPU kernels of the XPCS correlators (numba).
+
+Each kernel computes exactly what the numpy code it replaces computes (the reference, kept in
+the correlator's module and used where numba is missing or ``SPECKLE_CPU_KERNELS=numpy``); the
+tests run both on every code path. Kernels release the GIL, so the correlators' thread pools
+run them on every core.
+
+They are compiled once per install into a cache every user reads (:mod:`.kernel_cache`);
+``python -m speckle.xpcs.engine`` (run by ``make setup``) fills it. Importing this module
+loads them (numba's start-up, about 0.3-0.5 s); :mod:`.engine` decides whether they are used
+and can load them in a background thread while the caller opens its data.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .kernel_cache import make_shared
+
+__all__ = ["lag_products"]
+
+#: Pixels handled together: a few rows of this many float32 stay in the L1 cache.
+_TILE = 512
+_OPTIONS = dict(nogil=True, boundscheck=False, fastmath={"contract"}, error_model="numpy")
+
+
+def _kernel(signature):
+    """Compile for ``signature`` now (from the shared cache when it is warm)."""
+    def decorate(func):
+        dispatcher = numba.njit(**_OPTIONS)(func)
+        make_shared(dispatcher)
+        dispatcher.compile(signature)
+        dispatcher.disable_compile()  # one signature: any other call is a bug, not a compile
+        return dispatcher
+    return decorate
+
+
+@numba.njit(**_OPTIONS)
+def _lag_group(ext, h, stop, k, p0, p1, acc, G):
+    """Lags ``k .. k + len(acc) - 1`` (at most 4) for the pixels ``p0:p1``: see lag_products."""
+    m = acc.shape[0]
+    w = p1 - p0
+    acc[:, :w] = 0
+    # entries too close to the start of the series for every lag of the group
+    fast = min(max(h, k + m - 1), stop)
+    for t in range(h, fast):
+        x = ext[t, p0:p1]
+        for i in range(m):
+            if t - k - i >= 0:
+                y = ext[t - k - i, p0:p1]
+                a = acc[i]
+                for q in range(w):
+                    a[q] += x[q] * y[q]
+    t = fast
+    if m == 4:
+        # two entries at a time; lags k..k+3 of entries t and t+1 read the rows t+1-k..t-k-3
+        a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+        while t + 1 < stop:
+            u, v = ext[t, p0:p1], ext[t + 1, p0:p1]
+            r0, r1, r2 = ext[t + 1 - k, p0:p1], ext[t - k, p0:p1], ext[t - k - 1, p0:p1]
+            r3, r4 = ext[t - k - 2, p0:p1], ext[t - k - 3, p0:p1]
+            for q in range(w):
+                uq, vq, s1, s2, s3 = u[q], v[q], r1[q], r2[q], r3[q]
+                a0[q] += uq * s1 + vq * r0[q]
+                a1[q] += uq * s2 + vq * s1
+                a2[q] += uq * s3 + vq * s2
+                a3[q] += uq * r4[q] + vq * s3
+            t += 2
+    for t in range(t, stop):
+        x = ext[t, p0:p1]
+        for i in range(m):
+            y = ext[t - k - i, p0:p1]
+            a = acc[i]
+            for q in range(w):
+                a[q] += x[q] * y[q]
+    for i in range(m):
+        g = G[i, p0:p1]
+        a = acc[i]
+        for q in range(w):
+            g[q] += a[q]
+
+
+@_kernel("void(float32[:, ::1], int64, int64, int64, float64[:, ::1])")
+def lag_products(ext, h, n, first_lag, G):
+    """Add one batch's lag products to the per-pixel sums ``G`` (n_lags, pixels).
+
+    ``ext`` (entries, pixels) holds ``h`` entries of history followed by ``n`` new ones; for
+    the lags ``k = first_lag + i`` (consecutive, as on every multi-tau level), every pair
+    ``(t - k, t)`` whose second member is new adds ``ext[t - k] * ext[t]``. The products of one
+    batch are summed in float32 and added to ``G`` in float64, as the numpy reference does.
+    """
+    n_lags, n_pixels = G.shape
+    stop = h + n
+    acc = np.empty((4, _TILE), np.float32)
+    for p0 in range(0, n_pixels, _TILE):
+        p1 = min(p0 + _TILE, n_pixels)
+        for i in range(0, n_lags, 4):
+            m = min(4, n_lags - i)
+            _lag_group(ext, h, stop, first_lag + i, p0, p1, acc[:m], G[i:i + m])

@@ -1,0 +1,218 @@
+"""The compiled CPU kernels: same results as the numpy reference on every code path, the
+choice of kernels, and the compiled-kernel cache shared by every user of an install."""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speckle.errors import InvalidInputError
+from speckle.xpcs import engine, kernel_cache, kernels
+from speckle.xpcs.multitau import MultiTauCorrelator, lag_grid, multitau_g2
+from speckle.xpcs.partitions import Partition
+from speckle.xpcs.simulate import ou_speckle
+from xpcs_reference import symmetric_g2
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rings(shape, n_dyn=3, per_dyn=3, hole=3):
+    y, x = np.indices(shape)
+    r = np.hypot(y - shape[0] * 0.45, x - shape[1] * 0.6)
+    edges = np.linspace(hole, r.max() + 1e-9, n_dyn * per_dyn + 1)
+    sta = np.digitize(r, edges).astype(np.int32)
+    dyn = np.where(sta > 0, (sta - 1) // per_dyn + 1, 0).astype(np.int32)
+    return Partition(dyn, sta, [np.nan] * n_dyn, [np.nan] * (n_dyn * per_dyn),
+                     [f"ring {i}" for i in range(n_dyn)], "qring")
+
+
+@pytest.fixture(scope="module")
+def series():
+    # 100x100 pixels: two blocks of the correlator; 517 frames: odd lengths at every level
+    shape = (100, 100)
+    ds = ou_speckle(517, shape, tau_frames=9, beta=0.3, mean_counts=2, seed=21)
+    return ds, rings(shape)
+
+
+def both(data, part, **kw):
+    return [multitau_g2(data, part, device="cpu", kernels=k, **kw) for k in ("numba", "numpy")]
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"chunk_frames": 1}, {"chunk_frames": 37}, {"threads": 1}, {"buffers": 16},
+    {"exclude_frames": [0, 3, 4, 200, 201, 202, 516]}, {"normalize_frames": True},
+], ids=lambda o: ",".join(o) or "default")
+def test_compiled_and_numpy_kernels_agree(series, options):
+    ds, part = series
+    compiled, reference = both(ds, part, **options)
+    np.testing.assert_array_equal(compiled.tau_frames, reference.tau_frames)
+    np.testing.assert_array_equal(compiled.n_pairs, reference.n_pairs)
+    # integer counts: every float32 sum of a batch is exact, so both are equal to rounding;
+    # frames divided by their means are not integers: float32 precision
+    exact = not options.get("normalize_frames")
+    np.testing.assert_allclose(compiled.g2, reference.g2, rtol=1e-12 if exact else 1e-6)
+    np.testing.assert_allclose(compiled.g2_err, reference.g2_err, rtol=1e-9 if exact else 1e-4)
+
+
+def test_compiled_kernels_match_the_definition_and_do_not_depend_on_chunks(series):
+    ds, part = series
+    grid = lag_grid(ds.n_frames, 8)
+    bad = np.zeros(ds.n_frames, bool)
+    bad[[2, 90, 91, 300]] = True
+    with np.errstate(invalid="ignore"):  # lags whose pairs all touch an excluded frame
+        ref, ref_err = symmetric_g2(ds.read_frames(), part, grid.tau_frames, grid.level,
+                                    (~bad).astype(float))
+    runs = [multitau_g2(ds, part, exclude_frames=bad, chunk_frames=c, device="cpu",
+                        kernels="numba") for c in (None, 1, 5, 128, 129)]
+    for res in runs:
+        np.testing.assert_allclose(res.g2, ref, rtol=1e-9)
+        np.testing.assert_allclose(res.g2_err, ref_err, rtol=1e-7)
+        np.testing.assert_allclose(res.g2, runs[0].g2, rtol=1e-12)
+
+
+def test_float_frames_agree_to_float32_precision():
+    rng = np.random.default_rng(4)
+    frames = rng.gamma(2.0, 1.5, (300, 40, 50)).astype(np.float32)  # not integers
+    part = rings((40, 50))
+    compiled, reference = both(frames, part, chunk_frames=64)
+    np.testing.assert_allclose(compiled.g2, reference.g2, rtol=2e-6)
+    np.testing.assert_allclose(compiled.g2_err, reference.g2_err, rtol=1e-4)
+
+
+def test_per_pixel_sums_agree():
+    rng = np.random.default_rng(8)
+    n_frames, n_pixels = 400, 9000
+    frames = rng.poisson(rng.uniform(0.5, 3, n_pixels), (n_frames, n_pixels)).astype(np.uint16)
+    w = np.ones(n_frames, np.float32)
+    w[[10, 11, 250]] = 0
+    sums = []
+    for k in ("numba", "numpy"):
+        corr = MultiTauCorrelator(n_frames, n_pixels, threads=2, kernels=k)
+        for start in range(0, n_frames, 100):
+            corr.feed(frames[start:start + 100], w[start:start + 100])
+        sums.append(corr.result())
+    for a, b in zip(*sums):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("h,n,first,n_lags", [(0, 40, 1, 8), (8, 128, 1, 8), (8, 16, 5, 4),
+                                              (3, 9, 5, 3), (8, 1, 1, 8), (0, 5, 1, 7),
+                                              (8, 33, 5, 1), (2, 20, 1, 6)])
+def test_lag_products_kernel_is_its_definition(h, n, first, n_lags):
+    rng = np.random.default_rng(h * 100 + n)
+    ext = rng.uniform(0, 4, (h + n, 1100)).astype(np.float32)  # two tiles and a part
+    G = rng.uniform(0, 1, (n_lags, 1100))
+    expected = G.copy()
+    x = ext.astype(np.float64)
+    for i in range(n_lags):
+        k = first + i
+        for t in range(max(h, k), h + n):
+            expected[i] += x[t - k] * x[t]
+    kernels.lag_products(ext, h, n, first, G)
+    np.testing.assert_allclose(G, expected, rtol=1e-6)
+
+
+def test_choice_of_kernels(monkeypatch):
+    monkeypatch.delenv("SPECKLE_CPU_KERNELS", raising=False)
+    assert engine.compiled_kernels() is kernels
+    assert engine.compiled_kernels("numpy") is None
+    monkeypatch.setenv("SPECKLE_CPU_KERNELS", "numpy")
+    assert engine.compiled_kernels() is None
+    assert engine.compiled_kernels("numba") is kernels
+    monkeypatch.setenv("SPECKLE_CPU_KERNELS", "fortran")
+    with pytest.raises(InvalidInputError, match="auto, numba, numpy"):
+        engine.compiled_kernels()
+
+
+def test_without_numba_the_numpy_kernels_are_used(monkeypatch, series):
+    real = engine.importlib.util.find_spec
+    monkeypatch.setattr(engine.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "numba" else real(name, *a))
+    monkeypatch.delenv("SPECKLE_CPU_KERNELS", raising=False)
+    assert engine.compiled_kernels() is None
+    with pytest.raises(InvalidInputError, match="need numba"):
+        engine.compiled_kernels("numba")
+    ds, part = series
+    corr = MultiTauCorrelator(ds.n_frames, 10)
+    assert all(level.kernels is None for level in corr.blocks[0].levels)
+
+
+# --- the shared cache -----------------------------------------------------------------------
+
+LOAD = textwrap.dedent("""
+    import os, sys, warnings
+    warnings.simplefilter("error")
+    assert not os.access(os.environ["SPECKLE_KERNEL_CACHE"], os.W_OK), "cache is writable"
+    from speckle.xpcs import kernels
+    stats = kernels.lag_products.stats
+    print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
+""")
+
+
+def run_read_only(cache: Path, home: Path, code: str):
+    """Run ``code`` with ``cache`` as the kernel cache and no right to write it: as another
+    user would (for root: without the capabilities that let root write anywhere)."""
+    cache.chmod(0o555)
+    prefix = []
+    if os.geteuid() == 0:
+        prefix = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
+    env = {**os.environ, "SPECKLE_KERNEL_CACHE": str(cache), "HOME": str(home),
+           "PYTHONPATH": str(ROOT)}
+    env.pop("NUMBA_CACHE_DIR", None)
+    try:
+        return subprocess.run(prefix + [sys.executable, "-c", code], env=env, cwd=home,
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        cache.chmod(0o755)
+
+
+def test_a_user_who_cannot_write_the_cache_loads_it_without_compiling(tmp_path):
+    shared = tmp_path / "cache"
+    shared.mkdir()
+    for f in kernel_cache.cache_dir().glob("kernels.*.nb[ic]"):
+        shutil.copy(f, shared)
+    assert any(shared.iterdir()), "the kernels were imported, so their cache exists"
+    done = run_read_only(shared, tmp_path, LOAD)
+    assert done.returncode == 0, done.stderr
+    hits, misses = map(int, done.stdout.split())
+    assert (hits, misses) == (1, 0)
+    assert not (tmp_path / ".cache").exists()  # nothing compiled into the user's own cache
+
+
+def test_a_stale_read_only_cache_warns_and_still_computes(tmp_path):
+    empty = tmp_path / "stale"
+    empty.mkdir()
+    code = textwrap.dedent("""
+        import warnings
+        import numpy as np
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            from speckle.xpcs import kernels
+        assert any("not writable" in str(w.message) for w in caught), caught
+        G = np.zeros((2, 3))
+        kernels.lag_products(np.arange(12, dtype=np.float32).reshape(4, 3), 0, 4, 1, G)
+        print(G.tolist())
+    """)
+    done = run_read_only(empty, tmp_path, code)
+    assert done.returncode == 0, done.stderr
+    x = np.arange(12.0).reshape(4, 3)
+    expected = [(x[:-1] * x[1:]).sum(0).tolist(), (x[:-2] * x[2:]).sum(0).tolist()]
+    assert eval(done.stdout) == expected
+    assert list(empty.iterdir()) == []
+
+
+def test_warming_opens_the_cache_to_every_user(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    folder.mkdir(mode=0o700)
+    index = folder / "kernels.x-1.py311.nbi"
+    index.write_bytes(b"")
+    index.chmod(0o600)
+    monkeypatch.setenv("SPECKLE_KERNEL_CACHE", str(folder))
+    assert str(folder) in engine.warm()
+    assert folder.stat().st_mode & 0o777 == 0o755
+    assert index.stat().st_mode & 0o777 == 0o644
