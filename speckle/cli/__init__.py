@@ -30,20 +30,26 @@ __all__ = ["build_parser", "main", "parse_quantity"]
 COMMAND_MODULES = (xpcs, fth, cdi)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``speckle`` command."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``speckle`` command.
+
+    With ``command``, only the module that declares it in its ``COMMANDS`` adds its parsers
+    (start-up time: another module's parsers may import heavy modules); all of them otherwise.
+    """
     parser = argparse.ArgumentParser(
         prog="speckle", description="Coherent X-ray scattering analysis (speckle hub).")
     parser.add_argument("--version", action="version", version=f"speckle {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in COMMAND_MODULES:
+    owners = [m for m in COMMAND_MODULES if command in getattr(m, "COMMANDS", ())]
+    for module in owners or COMMAND_MODULES:
         module.add_parsers(sub)
     return parser
 
 
 def main(argv=None) -> int:
     """Entry point of the ``speckle`` command; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return args.run(args)
     except SpeckleError as exc:

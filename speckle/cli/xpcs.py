@@ -20,6 +20,9 @@ from .common import parse_frames, parse_pair, parse_quantity
 
 __all__ = ["add_parsers"]
 
+#: The subcommands this module adds (``speckle xpcs`` builds only these parsers).
+COMMANDS = ("xpcs", "demo")
+
 
 def _fixed(items) -> dict:
     out = {}
@@ -188,6 +191,9 @@ def _print_human(summary, stream):
 
 
 def _run_xpcs(args) -> int:
+    from ..xpcs.engine import preload
+
+    preload()  # the compiled kernels load while the data and the regions are opened
     recipe = recipe_from_args(args)
     out = Path(args.out)
     if not out.parent.is_dir():
