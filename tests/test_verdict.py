@@ -81,10 +81,10 @@ SCENARIOS = {
     "clean": (lambda: _frames(3000, (48, 48), 20, 0.25, 2.0, seed=1), None, True),
     "contrast_bad": (lambda: _frames(1000, (32, 32), 20, 0.005, 50.0, seed=2), None, False),
     "contrast_marginal": (lambda: _frames(1000, (32, 32), 20, 0.035, 50.0, seed=3), None, False),
-    # expected SNR 0.002 sqrt(576 * 99) / 1.002 ≈ 0.5; below 3 whatever the measured contrast
-    # (at most 0.01 sqrt(576 * 99) / 1.01 ≈ 2.4 with beta = 1)
+    # low counts: SNR ≈ c1 n sqrt(N_pix (T - 1)) / sqrt(1 + c1), c1 = β exp(-2/τ) ≈ 0.18:
+    # 0.4; below 3 whatever the measured contrast (at most 0.01 sqrt(576 * 99) / sqrt(2) ≈ 1.7)
     "snr_bad": (lambda: _frames(100, (24, 24), 20, 0.2, 0.01, seed=4), None, False),
-    # expected SNR 0.02 sqrt(1024 * 99) / 1.02 ≈ 6.2
+    # 0.018 sqrt(1024 * 99) / sqrt(1.18) ≈ 5.3
     "snr_marginal": (lambda: _frames(100, (32, 32), 20, 0.2, 0.1, seed=5), None, False),
     # g2 - 1 at the first lag: 0.25 exp(-2 / 0.2) ≈ 1e-5: over before the first lag
     "too_fast": (lambda: _frames(1000, (32, 32), 0.2, 0.25, 2.0, seed=6), None, False),
@@ -193,37 +193,36 @@ def _bin_counts(name):
     return float(frames.mean()), frames.shape[1] * frames.shape[2], frames.shape[0]
 
 
+def _fitted_tau_frames(name):
+    return run(name)[1].fits[0].params["tau"] / FRAME_TIME
+
+
 @pytest.mark.parametrize("name, level", [("snr_bad", "bad"), ("snr_marginal", "marginal")])
 def test_signal_to_noise(name, level):
     f = in_bin(name, "signal_to_noise")
     assert f.level == level, f
     assert f.action
-    # the judged value is the documented formula with the measured contrast and counts
+    # the judged value is the noise model's, with the measured contrast, counts and tau
     beta = in_bin(name, "contrast").value
     counts, n_pix, n_frames = _bin_counts(name)
-    assert f.value == pytest.approx(expected_snr(beta, counts, n_pix, n_frames), rel=1e-6)
+    assert f.value == pytest.approx(
+        expected_snr(beta, counts, n_pix, n_frames, _fitted_tau_frames(name)), rel=1e-6)
     assert f"{n_pix} pixels, {n_frames} frames" in f.message
     good = in_bin("clean", "signal_to_noise")
     assert good.level == "good" and good.value > RULES.snr_marginal
 
 
-def test_expected_snr_by_hand():
-    # SNR = beta n sqrt(N_pix (T - 1)) / (1 + beta n)
-    assert expected_snr(0.2, 0.5, 100, 101) == pytest.approx(0.1 * 100 / 1.1)
-    assert expected_snr(0.25, 2.0, 2304, 3000) == pytest.approx(
-        0.5 * math.sqrt(2304 * 2999) / 1.5)
-    # high counts: sqrt(N_pix (T - 1))
-    assert expected_snr(0.3, 1e9, 64, 101) == pytest.approx(math.sqrt(64 * 100), rel=1e-6)
-    # no contrast, no signal; beta is at most 1; one frame counts as one pair
-    assert expected_snr(-0.1, 5.0, 100, 100) == 0.0
-    assert expected_snr(3.0, 0.01, 576, 100) == pytest.approx(0.01 * math.sqrt(576 * 99) / 1.01)
-    assert expected_snr(3.0, 0.01, 576, 100) < RULES.snr_bad
-    assert expected_snr(0.2, 0.5, 100, 1) == pytest.approx(0.1 * 10 / 1.1)
-    # the clean run's number is this formula
+def test_snr_of_the_clean_run_and_of_a_curve_without_fit():
     counts, n_pix, n_frames = _bin_counts("clean")
     beta = in_bin("clean", "contrast").value
     assert in_bin("clean", "signal_to_noise").value == pytest.approx(
-        beta * counts * math.sqrt(n_pix * (n_frames - 1)) / (1 + beta * counts), rel=1e-6)
+        expected_snr(beta, counts, n_pix, n_frames, _fitted_tau_frames("clean")), rel=1e-6)
+    # a fit that levels off describes a wiggle, not the decay: the run length stands in for tau
+    assert "levels off" in in_bin("too_slow", "decay_window").message
+    beta = in_bin("too_slow", "contrast").value
+    counts, n_pix, n_frames = _bin_counts("too_slow")
+    assert in_bin("too_slow", "signal_to_noise").value == pytest.approx(
+        expected_snr(beta, counts, n_pix, n_frames, None), rel=1e-6)
 
 
 @pytest.mark.parametrize("name", ["too_fast", "too_fast_fitted"])

@@ -12,13 +12,15 @@ contrast
     ``contrast_bad``, marginal below ``contrast_marginal``: the beam is not coherent enough at
     the sample, or the speckle is smaller than a pixel.
 signal_to_noise
-    Expected signal-to-noise of g2 at the first lag for photon-counting speckle,
-    ``SNR = β n sqrt(N_pix (T - 1)) / (1 + β n)`` with ``n`` the mean counts per pixel per frame,
-    ``N_pix`` the pixels of the bin and ``T`` the frames (low-count limit of Jakeman / Lumma et
-    al.; it tends to ``sqrt(N_pix T)`` at high counts). β is clipped to [0, 1] (fully coherent
-    speckle has β = 1; a larger measured value is noise, which at very low counts is large),
-    so the number is an upper bound when β is not measured. Bad below ``snr_bad``, marginal
-    below ``snr_marginal``.
+    Expected signal-to-noise of g2 at the first lag for photon-counting speckle
+    (:func:`speckle.xpcs.noise.expected_snr`: shot noise and the speckle's own fluctuations,
+    which a run averages over about ``T/τ`` independent patterns), from the contrast, the mean
+    counts per pixel per frame, the pixels of the bin, the frames and the fitted correlation
+    time (the run length when there is none). β is clipped to [0, 1] (fully coherent speckle
+    has β = 1; a larger measured value is noise, which at very low counts is large), so the
+    number is an upper bound when β is not measured. Bad below ``snr_bad``, marginal below
+    ``snr_marginal``. Each bin also gets a :class:`~speckle.xpcs.forecast.CountForecast`: the
+    frames that would bring it to ``snr_marginal`` and its decay inside the window.
 decay_window
     The fitted correlation time must lie inside the measurable window: at least
     ``min_frames_per_tau`` frame times (else the decay is over before the first lag) and at
@@ -77,7 +79,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-__all__ = ["BinVerdict", "Finding", "Problem", "Rules", "Verdict", "judge"]
+from .forecast import CountForecast, count_forecast
+from .noise import expected_snr
+
+__all__ = ["BinVerdict", "Finding", "Problem", "Rules", "Verdict", "expected_snr", "judge"]
 
 LEVELS = ("good", "marginal", "bad")
 
@@ -152,6 +157,7 @@ class BinVerdict:
     label: str
     level: str
     findings: list[Finding] = field(default_factory=list)
+    forecast: CountForecast | None = None
 
 
 @dataclass
@@ -223,8 +229,8 @@ class Verdict:
             labels = [label for label, _ in members]
             found = [f for _, f in members]
             worst = _worst(f.level for f in found)
-            action = KIND_ACTIONS.get(key[1]) or next(f.action for f in found
-                                                      if f.level == worst)
+            action = (self._count_action(labels) if key[1] in (NOISY, TOO_SLOW) else "") or (
+                KIND_ACTIONS.get(key[1]) or next(f.action for f in found if f.level == worst))
             out.append(Problem(key[0], worst, self._headline(key[1], labels), action, labels,
                                found))
         rank = {r: i for i, r in enumerate(PRIORITY)}
@@ -232,6 +238,32 @@ class Verdict:
                                 -(len(p.labels) if p.labels else n_bins),
                                 rank.get(p.rule, len(rank))))
         return out
+
+    def _count_action(self, labels) -> str:
+        """How long to count for these bins, from their forecasts ("" when none helps)."""
+        forecasts = [b.forecast for b in self.bins if b.label in labels and b.forecast]
+        helped = sorted((f for f in forecasts if f.more_frames), key=lambda f: f.frames_needed)
+        if not helped:
+            return ""
+        frame_time = helped[0].seconds_needed / helped[0].frames_needed
+        at_least = "at least " if any(f.decay_lower_bound for f in helped) else ""
+
+        def count(f):
+            return (f"{at_least}{f.frames_needed:,} frames in all "
+                    f"({f.seconds_needed:.3g} s, {f.more_frames:,} more)")
+
+        n = len(helped)
+        whom = f"{self.noun}s" if n > 1 else self.noun
+        most, every = helped[(n - 1) // 2], helped[-1]
+        if n <= 2 or every.frames_needed <= 2 * most.frames_needed:
+            words = f"count longer: {count(every)}, enough for {'the ' if n > 1 else ''}{n} {whom}"
+        else:
+            k = sum(f.frames_needed <= most.frames_needed for f in helped)
+            words = (f"count longer: {count(most)}, enough for {k} of the {n} {whom}; "
+                     f"{every.frames_needed:,} ({every.frames_needed * frame_time:.3g} s) for all")
+        if len(helped) < len(labels):
+            words += f" ({len(labels) - len(helped)} cannot be helped by counting longer)"
+        return words
 
     def _headline(self, kind, labels) -> str:
         n, total = len(labels), len(self.bins)
@@ -305,14 +337,19 @@ def _contrast(fit, g2_first):
     return float(g2_first - 1) if np.isfinite(g2_first) else float("nan")
 
 
-def expected_snr(beta: float, counts: float, n_pixels: int, n_frames: int) -> float:
-    """Expected signal-to-noise of g2 at the first lag (see the module docstring)."""
-    beta = min(max(beta, 0.0), 1.0)
-    return float(beta * counts * np.sqrt(n_pixels * max(n_frames - 1, 1)) / (1 + beta * counts))
+#: The decay-window kinds as the count forecast names them ("inside" when good).
+_DECAY_STATES = {TOO_SLOW: "slow", TOO_FAST: "fast", NOT_SEEN: "unseen", NO_COUNTS: "no counts",
+                 "": "inside"}
 
 
-def _judge_bin(rules, label, beta, counts, n_pixels, n_frames, frame_time, fit, g2_col):
+def _judge_bin(rules, b, label, beta, counts, n_pixels, n_frames, frame_time, fit, g2_col):
+    """The findings of one bin and its count forecast."""
     out = []
+    t_fit = float(fit.params.get("tau", np.nan)) if fit is not None and fit.success else np.nan
+    plateau = _plateau(fit)
+    levels_off = np.isfinite(t_fit) and np.isfinite(beta) and plateau > 0.5 * beta
+    # the correlation time the noise and the forecast may use (not a plateau's wiggle)
+    trusted = None if levels_off or not np.isfinite(t_fit) else t_fit
     # contrast
     if not np.isfinite(beta) or beta < rules.contrast_bad:
         out.append(Finding("contrast", "bad",
@@ -328,7 +365,8 @@ def _judge_bin(rules, label, beta, counts, n_pixels, n_frames, frame_time, fit, 
         out.append(Finding("contrast", "good", f"{label}: speckle contrast β = {beta:.3g}",
                            value=beta))
     # signal to noise
-    snr = expected_snr(beta if np.isfinite(beta) else 0.0, counts, n_pixels, n_frames)
+    snr = expected_snr(beta if np.isfinite(beta) else 0.0, counts, n_pixels, n_frames,
+                       None if trusted is None else trusted / frame_time)
     words = (f"{label}: g2 signal-to-noise ≈ {snr:.3g} ({counts:.3g} counts per pixel per frame, "
              f"{n_pixels} pixels, {n_frames} frames)")
     act = "collect more frames, use a larger region / wider q-bin, or more flux per frame"
@@ -341,9 +379,7 @@ def _judge_bin(rules, label, beta, counts, n_pixels, n_frames, frame_time, fit, 
     # decay inside the window
     total = n_frames * frame_time
     lo, hi = rules.min_frames_per_tau * frame_time, rules.max_fraction_of_run * total
-    t_fit = float(fit.params.get("tau", np.nan)) if fit is not None and fit.success else np.nan
-    plateau = _plateau(fit)
-    if np.isfinite(t_fit) and np.isfinite(beta) and plateau > 0.5 * beta:
+    if levels_off:
         out.append(Finding("decay_window", "bad",
                            f"{label}: g2 - 1 levels off at {plateau:.3g} of {beta:.3g}: most of "
                            f"the correlation does not decay within the run ({total:.3g} s)",
@@ -389,7 +425,13 @@ def _judge_bin(rules, label, beta, counts, n_pixels, n_frames, frame_time, fit, 
                                f"{label}: no g2 could be computed (no counts in this bin)",
                                "check the mask and the regions / q range, and the beam", None,
                                NO_COUNTS))
-    return out
+    tau_err = fit.errors.get("tau") if trusted is not None else None
+    forecast = count_forecast(
+        b, label, beta=beta, counts=counts, n_pixels=n_pixels, n_frames=n_frames,
+        frame_time=frame_time, tau=trusted, tau_err=tau_err,
+        decay=_DECAY_STATES[out[-1].kind], target_snr=rules.snr_marginal,
+        max_fraction=rules.max_fraction_of_run, contrast_min=rules.contrast_bad)
+    return out, forecast
 
 
 def _judge_intensity(rules, intensity, weights, n_pixels, saturated):
@@ -545,11 +587,12 @@ def judge(result, rules: Rules | None = None, weights=None, saturated=None) -> V
         g2_first = col[np.isfinite(col)][0] if np.isfinite(col).any() else np.nan
         beta = _contrast(fit, g2_first)
         label = part.labels[b]
-        findings = _judge_bin(rules, label, beta, counts[b], int(n_pix[b]), n_used, frame_time,
-                              fit, col)
+        findings, forecast = _judge_bin(rules, b + 1, label, beta, counts[b], int(n_pix[b]),
+                                        n_used, frame_time, fit, col)
         if (b + 1) in result.twotime:
             findings += _judge_stationarity(rules, label, result.twotime[b + 1])
-        bins.append(BinVerdict(b + 1, label, _worst(f.level for f in findings), findings))
+        bins.append(BinVerdict(b + 1, label, _worst(f.level for f in findings), findings,
+                               forecast))
     glob = _judge_masked(rules, result.parameters.get("masked_pixels"), part)
     glob += _judge_intensity(rules, np.asarray(result.intensity_vs_time, float), weights,
                             int(part.mask.sum()), saturated)
