@@ -41,6 +41,14 @@ masked_pixels
 empty_frames / saturated_frames
     Frames with no counts in the used pixels (shutter, beam loss) and frames with pixels at
     the detector's saturation count. Any is marginal; more than ``bad_frame_fraction`` bad.
+outlier_frames
+    Single frames or short bursts far from their neighbours (intensity spikes, detector
+    glitches) and frames far below the run's level (beam losses, dumps), found by
+    :func:`speckle.xpcs.outliers.outlier_frames` with ``outlier_sigma``, ``outlier_relative``
+    and ``dump_fraction``; named by frame, with the action to exclude them and analyse again
+    (:attr:`Verdict.exclude_frames`). Marginal; bad above ``outlier_bad_fraction`` of the
+    frames (excluding them is cheap, and a few barely change g2). The drift and
+    jump rules below judge the other frames.
 intensity_drift
     Relative change of the intensity over the run from a straight-line fit; marginal above
     ``drift_marginal``, bad above ``drift_bad``, provided the slope is significant: at least
@@ -81,6 +89,7 @@ import numpy as np
 
 from .forecast import CountForecast, count_forecast
 from .noise import expected_snr
+from .outliers import format_frames, outlier_frames
 
 __all__ = ["BinVerdict", "Finding", "Problem", "Rules", "Verdict", "expected_snr", "judge"]
 
@@ -129,6 +138,10 @@ class Rules:
     drift_bad: float = 0.2
     drift_sigma: float = 4.0
     jump_sigma: float = 6.0
+    outlier_sigma: float = 8.0
+    outlier_relative: float = 0.1
+    dump_fraction: float = 0.5
+    outlier_bad_fraction: float = 0.1
     jump_relative: float = 0.05
     stationarity_windows: int = 4
     stationarity_lags: int = 5
@@ -147,6 +160,7 @@ class Finding:
     action: str = ""
     value: float | None = None
     kind: str = ""
+    frames: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -277,6 +291,12 @@ class Verdict:
         return f"{n} of {total} {nouns}: {kind}"
 
     @property
+    def exclude_frames(self) -> list[int]:
+        """Frames the verdict suggests leaving out (empty and outlier frames), ascending."""
+        rules = ("empty_frames", "outlier_frames")
+        return sorted({f for x in self.findings if x.rule in rules for f in x.frames})
+
+    @property
     def conclusion(self) -> str:
         """One line: the most important problem (and how many more), or that the data are fine."""
         problems = self.problems()
@@ -297,7 +317,8 @@ class Verdict:
         the action and the problems in order."""
         d = asdict(self)
         d.update(conclusion=self.conclusion, action=self.action,
-                 problems=[asdict(p) for p in self.problems()])
+                 problems=[asdict(p) for p in self.problems()],
+                 exclude_frames=self.exclude_frames)
         return _finite(d)
 
     def reasons(self) -> list[str]:
@@ -443,14 +464,21 @@ def _judge_intensity(rules, intensity, weights, n_pixels, saturated):
         level = "bad" if len(empty) > rules.bad_frame_fraction * T else "marginal"
         out.append(Finding("empty_frames", level,
                            f"{len(empty)} frame(s) have no counts (first: {empty[:5].tolist()})",
-                           "check the shutter and the beam; exclude these frames", len(empty)))
+                           f"check the shutter and the beam; exclude frames "
+                           f"{format_frames(empty)} and analyse again", len(empty),
+                           frames=empty.tolist()))
     sat = np.flatnonzero((saturated > 0) & used) if saturated is not None else []
     if len(sat):
         level = "bad" if len(sat) > rules.bad_frame_fraction * T else "marginal"
         out.append(Finding("saturated_frames", level,
                            f"{len(sat)} frame(s) have saturated pixels (first: {sat[:5].tolist()})",
                            "attenuate the beam or mask the saturated pixels", len(sat)))
+    odd = outlier_frames(intensity, n_pixels, weights, sigma=rules.outlier_sigma,
+                         relative=rules.outlier_relative, dump_fraction=rules.dump_fraction)
+    if odd.frames:
+        out.append(_outlier_finding(rules, odd, T))
     good = used & (intensity > 0)
+    good[odd.frames] = False
     if good.sum() < 3:
         return out
     t = np.flatnonzero(good).astype(float)
@@ -509,6 +537,26 @@ def _judge_intensity(rules, intensity, weights, n_pixels, saturated):
                                "look at intensity vs time; exclude the frames around the jump or "
                                "split the run", float(step.max() / mean)))
     return out
+
+
+def _outlier_finding(rules, odd, n_frames) -> Finding:
+    def part(frames, what):
+        dep = [100 * odd.departure[f] for f in frames]
+        size = f"{min(dep):+.0f} %" if round(min(dep)) == round(max(dep)) else (
+            f"{min(dep):+.0f} to {max(dep):+.0f} %")
+        shown = format_frames(frames[:20]) + (", …" if len(frames) > 20 else "")
+        return f"{len(frames)} frame{'s' if len(frames) > 1 else ''} {what} ({size}): {shown}"
+
+    words = []
+    if odd.spikes:
+        words.append(part(odd.spikes, "with an intensity spike"))
+    if odd.drops:
+        words.append(part(odd.drops, "with the intensity down (beam loss?)"))
+    n = len(odd.frames)
+    level = "bad" if n > rules.outlier_bad_fraction * n_frames else "marginal"
+    return Finding("outlier_frames", level, "; ".join(words),
+                   f"exclude frames {format_frames(odd.frames)} and analyse again", float(n),
+                   frames=odd.frames)
 
 
 def _judge_stationarity(rules, label, c2):
