@@ -4,19 +4,20 @@ ipywidgets work without a browser: button handlers are called with ``click()``, 
 background threads are awaited with the components' ``wait()``.
 """
 
+import html
 import os
 import time
 
 import h5py
 import numpy as np
 import pytest
+from ui_helpers import visible
 
 from speckle.demo import DEMO_RINGS
 from speckle.errors import InvalidInputError
 from speckle.io.dataset import Dataset, Metadata
 from speckle.ui import xpcs_dashboard
 from speckle.ui.results import fit_table_rows
-from ui_helpers import visible
 
 
 def test_demo_rectangle_analyze_verdict_table_downloads(home):
@@ -287,3 +288,97 @@ def test_corrupt_file_from_the_beamline_folder_shows_a_readable_error(home, tmp_
     chooser.open_button.click()
     assert chooser.wait(30) and chooser.state == "ready"
     assert chooser.message.text == "" and chooser.dataset.shape == (4, 8, 8)
+
+
+def test_a_typed_frame_time_is_for_that_run_only(home):
+    dash = xpcs_dashboard()
+    dash.chooser.open_demo("xpcs")
+    assert dash.wait(60)
+    ds = dash.chooser.dataset
+    in_file = ds.metadata.frame_time
+    assert in_file == pytest.approx(1.30068e-3)
+    dash.image.n_rings.value = 2
+    dash.runner.twotime.value = False
+    dash.runner.frame_time_ms.value = 2.0
+    dash.runner.run()
+    assert dash.runner.wait(120) and dash.runner.state == "done", dash.runner.error
+    assert dash.runner.result.metadata.frame_time == pytest.approx(2e-3)
+    assert dash.runner.result.tau_seconds[0] == pytest.approx(2e-3)
+    # the chosen dataset keeps the file's value ...
+    assert ds.metadata.frame_time == in_file
+    # ... so that 0 ("as in the file") gives it back
+    dash.runner.frame_time_ms.value = 0
+    dash.runner.run()
+    assert dash.runner.wait(120) and dash.runner.state == "done", dash.runner.error
+    assert dash.runner.result.metadata.frame_time == in_file
+    # the page says what 0 means and what the file's frame time is
+    assert "0 = as in the file: 1.3007 ms" in dash.runner.frame_time_note.value
+
+
+def test_verdict_leads_with_what_to_do_and_excludes_the_spikes_on_request(home):
+    dash = xpcs_dashboard()
+    dash.chooser.open_demo("xpcs")
+    assert dash.wait(60)
+    dash.runner.twotime.value = False
+    button = dash.results.exclude_button
+    assert button.layout.display == "none"  # nothing to exclude before a verdict
+    dash.runner.run()
+    assert dash.runner.wait(120) and dash.runner.state == "done", dash.runner.error
+    v = dash.runner.result.verdict
+    page = dash.results.verdict.value
+    # one line that concludes, one action, then the problems folded, each with its details
+    assert "speckle-verdict-conclusion" in page and html.escape(v.conclusion) in page
+    assert f"<b>Do first:</b> {html.escape(v.action)}" in page
+    assert page.count("<details class='speckle-problem'") == len(v.problems()) >= 2
+    assert page.index(html.escape(v.conclusion)) < page.index("speckle-problem")
+    for f in v.problems()[0].findings:
+        assert html.escape(f.message) in page
+    # how much longer to count, per ring
+    assert "How much longer to count" in page
+    assert page.count("speckle-forecast-row") == len(v.bins) == 8
+    needed = max(b.forecast.frames_needed or 0 for b in v.bins)
+    assert f"{needed:,} (" in page
+    # the three spikes of the demo, and the button that leaves them out
+    assert v.exclude_frames == [3, 10, 32]
+    assert button.layout.display is None
+    assert button.description == "Exclude frames 3,10,32 and analyse again"
+    button.click()
+    assert dash.runner.exclude.value == "3,10,32"
+    assert dash.runner.wait(120) and dash.runner.state == "done", dash.runner.error
+    again = dash.runner.result
+    assert again.parameters["exclude_frames"] == [3, 10, 32]
+    assert again.verdict.exclude_frames == []
+    assert "intensity spike" not in dash.results.verdict.value
+    assert button.layout.display == "none"
+    # another dataset starts again from no excluded frames
+    dash.chooser.open_demo("xpcs")
+    assert dash.wait(60)
+    assert dash.runner.exclude.value == ""
+
+
+def test_typed_excluded_frames_are_checked(home):
+    dash = xpcs_dashboard()
+    dash.chooser.open_demo("xpcs")
+    assert dash.wait(60)
+    dash.runner.exclude.value = "3, 7-x"
+    dash.runner.run()
+    assert dash.runner.wait(60)
+    assert dash.runner.state == "failed"
+    assert "3,10-20" in dash.runner.error  # how to write it
+    dash.runner.exclude.value = "150"
+    dash.runner.run()
+    assert dash.runner.wait(60) and dash.runner.state == "failed"
+    assert "between 0 and 99" in dash.runner.error  # the run has 100 frames
+
+
+def test_before_any_data_a_hint_instead_of_empty_axes(home):
+    dash = xpcs_dashboard()
+    image = dash.image
+    assert image.empty_hint.layout.display is None
+    assert "Choose a dataset above" in image.empty_hint.value
+    assert all(box.layout.display == "none" for box in image._with_data)
+    assert image.canvas in image._with_data[1].children[0].children
+    dash.chooser.open_demo("xpcs")
+    assert dash.wait(60)
+    assert image.empty_hint.layout.display == "none"
+    assert all(box.layout.display is None for box in image._with_data)

@@ -49,6 +49,7 @@ class XpcsDashboard(Dashboard):
             section("3. Analysis"), self.runner,
             section("4. Results"), self.results,
         ]
+        self.results.on_exclude = self._exclude_and_analyse
         self.chooser.observe(self._on_dataset, "dataset")
         self.image.observe(lambda _c: self.runner.regions_changed(), "regions_version")
 
@@ -56,17 +57,23 @@ class XpcsDashboard(Dashboard):
     def _on_dataset(self, change) -> None:
         self.runner.cancel()
         self.results.clear()
-        self.image.set_dataset(change["new"], rings=self.chooser.hints.get("rings"))
+        ds = change["new"]
+        self.runner.exclude.value = ""  # frame numbers of another run
+        self.image.set_dataset(ds, rings=self.chooser.hints.get("rings"))
+        self.runner.show_file_frame_time(ds.metadata.frame_time if ds is not None else None)
+
+    def _exclude_and_analyse(self, frames) -> None:
+        """The verdict's button: leave these frames out too, and analyse again."""
+        self.runner.exclude_more(frames)
+        self.runner.run()
 
     def _make_job(self) -> Job:
         ds = self.chooser.dataset
         if ds is None:
             raise InvalidInputError(
                 "choose a dataset first: a beamline file, an upload or the demo data")
-        overrides = self.runner.metadata_overrides()
-        if overrides:
-            ds.metadata = ds.metadata.updated(**overrides)
-        return Job(ds, self.image.partition(), self.runner.options())
+        return Job(ds, self.image.partition(), self.runner.options(),
+                   self.runner.metadata_overrides())
 
     def _after(self, result, job, step) -> None:
         """Worker thread: show the result, then write its files and offer them."""

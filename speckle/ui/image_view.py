@@ -165,7 +165,8 @@ class ImageView(widgets.VBox):
     CSS classes: ``speckle-image-view``, ``speckle-image`` (the canvas),
     ``speckle-image-kind``, ``speckle-image-scale``, ``speckle-region-mode``,
     ``speckle-roi-list``, ``speckle-roi-delete``, ``speckle-roi-clear``, ``speckle-roi-text``,
-    ``speckle-roi-add``, ``speckle-qrings`` (the ring fields), ``speckle-error``.
+    ``speckle-roi-add``, ``speckle-qrings`` (the ring fields), ``speckle-error``,
+    ``speckle-image-empty`` (the hint shown instead of the image before any dataset).
     """
 
     regions_version = traitlets.Int(0)
@@ -253,12 +254,17 @@ class ImageView(widgets.VBox):
 
         self.side = widgets.VBox([self.mode, self.rect_panel, self.ring_panel],
                                  layout=widgets.Layout(margin="0 0 0 12px"))
-        self.children = [
+        self.empty_hint = styled(widgets.HTML(
+            "<div style='color:#555;padding:18px 0'>Choose a dataset above (beamline data, an "
+            "upload or the demo data): its image appears here, and you draw the regions or "
+            "choose q-rings on it.</div>"), "speckle-image-empty")
+        self._with_data = [
             widgets.HBox([self.kind, self.scale], layout=widgets.Layout(flex_flow="row wrap")),
             widgets.HBox([widgets.VBox([self.canvas, self.caption]), self.side],
                          layout=widgets.Layout(flex_flow="row wrap")),
-            self.message,
         ]
+        self.children = [self.empty_hint, *self._with_data, self.message]
+        self._show_data(False)
         self._show_mode()
 
         self.kind.observe(lambda _c: self.redraw(), "value")
@@ -293,6 +299,7 @@ class ImageView(widgets.VBox):
             self._dataset = ds
             self._first = self._mean = None
             self._mean_note = ""
+        self._show_data(ds is not None)
         if ds is None:
             self.caption.value = ""
             return
@@ -333,6 +340,13 @@ class ImageView(widgets.VBox):
         self._changed()
         if first is not None:
             self._start_mean(ds)
+
+    def _show_data(self, shown: bool) -> None:
+        """The image and the region controls with data; before any, a hint instead of empty
+        axes."""
+        self.empty_hint.layout.display = "none" if shown else None
+        for box in self._with_data:
+            box.layout.display = None if shown else "none"
 
     def _start_mean(self, ds) -> None:
         frame_bytes = max(1, int(np.prod(ds.frame_shape)) * np.dtype(ds.dtype).itemsize)

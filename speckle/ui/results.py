@@ -17,12 +17,14 @@ import numpy as np
 
 from .. import plots
 from ..io.tables import fit_summary
+from ..xpcs.outliers import format_frames
 from ._common import MessageBox, note_html, styled
 from .export import ResultFiles, save_twotime_png, twotime_png_name
 from .server import base_url as default_base_url
 from .server import download_url
 
-__all__ = ["ResultsView", "fit_table_rows", "links_html", "render_png", "verdict_html"]
+__all__ = ["ResultsView", "fit_table_rows", "forecast_html", "links_html", "render_png",
+           "verdict_html"]
 
 #: Files at most this large are offered inline when the server cannot serve them.
 INLINE_LIMIT = 5 * 2**20
@@ -42,33 +44,76 @@ def render_png(fig, dpi: int = DPI) -> bytes:
         return buf.getvalue()
 
 
-def _findings(verdict):
-    for f in verdict.findings:
-        yield "", f
-    for b in verdict.bins:
-        for f in b.findings:
-            yield b.label, f
+def _problem_html(problem, with_action: bool) -> str:
+    fg = LEVEL_STYLE.get(problem.level, ("#333",))[0]
+    action = (f" <span style='color:#333'>→ {html.escape(problem.action)}</span>"
+              if with_action and problem.action else "")
+    details = "".join(f"<li>{html.escape(f.message)}</li>" for f in problem.findings)
+    return (f"<details class='speckle-problem' style='margin:3px 0'><summary style='cursor:"
+            f"pointer'><b style='color:{fg}'>{problem.level}</b> {html.escape(problem.headline)}"
+            f"{action}</summary><ul style='margin:2px 0 4px 0;padding-left:22px;font-size:12px;"
+            f"color:#444'>{details}</ul></details>")
+
+
+def _frames_cell(frames, seconds, lower=False) -> str:
+    if frames is None:
+        return "—"
+    return f"{'≥ ' if lower else ''}{frames:,} ({seconds:.3g} s)" if seconds is not None \
+        else f"{'≥ ' if lower else ''}{frames:,}"
+
+
+def forecast_html(verdict) -> str:
+    """How much longer to count, per bin, as a small folded table ("" without forecasts)."""
+    forecasts = [b.forecast for b in verdict.bins if b.forecast is not None]
+    if not forecasts:
+        return ""
+    target = forecasts[0].target_snr
+    heads = [verdict.noun, "g2 S/N now", f"frames for S/N {target:g}",
+             "frames for the decay inside", "count in all"]
+    rows = []
+    for f in forecasts:
+        secs = f.seconds_needed / f.frames_needed if f.frames_needed else None
+
+        def cell(n, lower=False, secs=secs):
+            return _frames_cell(n, None if secs is None or n is None else n * secs, lower)
+
+        if f.frames_needed is None:
+            total = html.escape(f.note)
+        elif f.more_frames == 0:
+            total = "long enough"
+        else:
+            total = (f"<b>{cell(f.frames_needed, f.decay_lower_bound)}</b>, "
+                     f"{f.more_frames:,} more")
+        values = [html.escape(f.label), f"{f.snr:.3g}", cell(f.frames_for_snr),
+                  cell(f.frames_for_decay, f.decay_lower_bound), total]
+        rows.append("<tr class='speckle-forecast-row'>" + "".join(
+            f"<td style='padding:1px 8px;vertical-align:top'>{v}</td>" for v in values) + "</tr>")
+    th = "".join(f"<th style='text-align:left;padding:1px 8px;border-bottom:1px solid #999'>"
+                 f"{html.escape(h)}</th>" for h in heads)
+    needed = any(f.more_frames for f in forecasts)
+    title = ("How much longer to count (at this count rate)" if needed
+             else "Long enough: no bin needs more frames")
+    return (f"<details class='speckle-forecast' style='margin-top:6px'{' open' if needed else ''}>"
+            f"<summary style='cursor:pointer'><b>{title}</b></summary>"
+            f"<table style='border-collapse:collapse;font-size:12px;margin-top:3px'>"
+            f"<thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table></details>")
 
 
 def verdict_html(verdict) -> str:
-    """The verdict as HTML: level in colour, the summary, reasons and actions as a list."""
+    """The verdict as HTML: the level and the one-line conclusion, what to do first, the
+    problems grouped by kind with their per-bin details folded, and how much longer to count."""
     fg, bg, word = LEVEL_STYLE.get(verdict.level, ("#333", "#f3f3f3", verdict.level.upper()))
-    items = []
-    for where, f in _findings(verdict):
-        if f.level == "good":
-            continue
-        ffg = LEVEL_STYLE.get(f.level, (fg,))[0]
-        prefix = f"{html.escape(where)}: " if where and not f.message.startswith(where) else ""
-        action = (f"<br><span style='color:#333'>→ {html.escape(f.action)}</span>"
-                  if f.action else "")
-        items.append(f"<li style='margin:3px 0'><b style='color:{ffg}'>{f.level}</b> "
-                     f"{prefix}{html.escape(f.message)}{action}</li>")
-    reasons = f"<ul style='margin:6px 0 0 0;padding-left:20px'>{''.join(items)}</ul>" \
-        if items else ""
+    problems = verdict.problems()
+    action = (f"<div class='speckle-verdict-action' style='font-size:14px;margin-top:4px'>"
+              f"<b>Do first:</b> {html.escape(verdict.action)}</div>" if verdict.action else "")
+    listed = "".join(_problem_html(p, with_action=i > 0) for i, p in enumerate(problems))
+    listed = f"<div style='margin-top:6px'>{listed}</div>" if listed else ""
     return (f"<div style='border-left:10px solid {fg};background:{bg};padding:8px 14px;"
-            f"margin:4px 0'><div style='font-size:22px;font-weight:bold;color:{fg};"
-            f"letter-spacing:1px'>{word}</div><div style='font-size:14px'>"
-            f"{html.escape(verdict.summary)}</div>{reasons}</div>")
+            f"margin:4px 0'><div><span style='font-size:22px;font-weight:bold;color:{fg};"
+            f"letter-spacing:1px;margin-right:12px'>{word}</span>"
+            f"<span class='speckle-verdict-conclusion' style='font-size:15px;font-weight:bold'>"
+            f"{html.escape(verdict.conclusion)}</span></div>{action}{listed}"
+            f"{forecast_html(verdict)}</div>")
 
 
 def _pm(value, error, fmt="{:.3g}") -> str:
@@ -206,11 +251,16 @@ class ResultsView(widgets.VBox):
         The fit table as display strings (see :func:`fit_table_rows`).
     files : ResultFiles or None
         The downloadable files of the shown result.
+    on_exclude : callable or None
+        ``on_exclude(frames)`` is called by the "exclude these frames and analyse again" button,
+        shown when the verdict names frames to leave out (the dashboard sets it).
 
     Notes
     -----
     CSS classes: ``speckle-results``, ``speckle-verdict`` (plus ``speckle-verdict-good``,
-    ``-marginal`` or ``-bad``), ``speckle-g2-plot``, ``speckle-fit-table`` (rows
+    ``-marginal`` or ``-bad``; inside: ``speckle-verdict-conclusion``,
+    ``speckle-verdict-action``, ``details.speckle-problem``, ``details.speckle-forecast`` with
+    rows ``tr.speckle-forecast-row``), ``speckle-exclude-again`` (the button), ``speckle-g2-plot``, ``speckle-fit-table`` (rows
     ``tr.speckle-fit-row``), ``speckle-intensity-plot``, ``speckle-twotime-bin``,
     ``speckle-twotime-plot``, ``speckle-download`` (links ``a.speckle-download-link``).
     """
@@ -226,6 +276,12 @@ class ResultsView(widgets.VBox):
         self.files: ResultFiles | None = None
         self._twotime_png: dict[int, bytes] = {}
         self.verdict = styled(widgets.HTML(), "speckle-verdict")
+        self.on_exclude = None
+        self._to_exclude: list[int] = []
+        self.exclude_button = styled(widgets.Button(
+            icon="filter", button_style="warning", layout=widgets.Layout(width="auto")),
+            "speckle-exclude-again")
+        self.exclude_button.on_click(self._exclude)
         self.g2_plot = styled(widgets.Image(format="png", layout=widgets.Layout(
             width="560px", max_width="100%")), "speckle-g2-plot")
         self.fit_table = styled(widgets.HTML(), "speckle-fit-table")
@@ -246,7 +302,7 @@ class ResultsView(widgets.VBox):
                          layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start")),
             self.downloads,
         ])
-        self.children = [self.verdict, self.message, self._body]
+        self.children = [self.verdict, self.exclude_button, self.message, self._body]
         self.twotime_bin.observe(self._on_bin, "value")
         self.clear()
 
@@ -265,6 +321,7 @@ class ResultsView(widgets.VBox):
         text = (html.escape(note) if note else
                 "Choose data and regions, then press <b>Analyze</b>: the verdict appears here.")
         self.verdict.value = f"<div style='color:#555;padding:8px 0'>{text}</div>"
+        self._offer_exclusion([])
         self.message.clear()
         self.downloads.value = ""
         self._body.layout.display = "none"
@@ -288,6 +345,7 @@ class ResultsView(widgets.VBox):
         if verdict is not None:
             self.verdict.add_class(f"speckle-verdict-{verdict.level}")
             self.verdict.value = verdict_html(verdict)
+        self._offer_exclusion(verdict.exclude_frames if verdict is not None else [])
         self.downloads.value = note_html("Writing the result files…")
         self._body.layout.display = None
         intensity_png = render_png(plots.plot_intensity(result))
@@ -304,6 +362,17 @@ class ResultsView(widgets.VBox):
         pngs = {"g2.png": g2_png, "intensity.png": intensity_png}
         pngs.update({twotime_png_name(k): v for k, v in self._twotime_png.items()})
         return pngs
+
+    def _offer_exclusion(self, frames) -> None:
+        self._to_exclude = list(frames)
+        self.exclude_button.description = (
+            f"Exclude frame{'s' if len(frames) > 1 else ''} {format_frames(frames)} and analyse "
+            "again" if frames else "")
+        self.exclude_button.layout.display = None if frames else "none"
+
+    def _exclude(self, _button) -> None:
+        if self.on_exclude is not None and self._to_exclude:
+            self.on_exclude(list(self._to_exclude))
 
     def _on_bin(self, _change) -> None:
         try:

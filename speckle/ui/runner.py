@@ -9,15 +9,19 @@ the regions change" ticked, a change of regions cancels a running analysis and s
 
 from __future__ import annotations
 
+import copy
+import html
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import ipywidgets as widgets
 import traitlets
 
 from ..errors import InvalidInputError
+from ..units import parse_frames
 from ..xpcs.analysis import XpcsOptions, analyze
+from ..xpcs.outliers import format_frames
 from ._common import RUN_STATES, RunPanel, RunPanelOwner, styled, sub_progress
 
 __all__ = ["AnalysisRunner", "Job", "RUN_STATES"]
@@ -25,11 +29,22 @@ __all__ = ["AnalysisRunner", "Job", "RUN_STATES"]
 
 @dataclass
 class Job:
-    """What one analysis needs: the dataset, the partition and the options."""
+    """What one analysis needs: the dataset, the partition, the options, and the acquisition
+    values typed in the page (SI units; they apply to this run only, the dataset keeps the
+    file's)."""
 
     dataset: object
     partition: object
     options: XpcsOptions
+    metadata: dict = field(default_factory=dict)
+
+    def frames(self):
+        """The dataset as this run sees it: with the typed metadata, if any."""
+        if not self.metadata:
+            return self.dataset
+        view = copy.copy(self.dataset)  # shares the open file; only the metadata differs
+        view.metadata = self.dataset.metadata.updated(**self.metadata)
+        return view
 
 
 class AnalysisRunner(RunPanelOwner, widgets.VBox):
@@ -90,23 +105,49 @@ class AnalysisRunner(RunPanelOwner, widgets.VBox):
                                           description="normalise each frame by its mean")
         self.twotime = widgets.Checkbox(value=True, indent=False,
                                         description="two-time maps")
-        self.frame_time_ms = widgets.FloatText(
+        self.frame_time_ms = styled(widgets.FloatText(
             value=0.0, description="frame time (ms)", style={"description_width": "110px"},
-            tooltip="0 = as in the file (unknown: lags are shown in frames)",
-            layout=widgets.Layout(width="230px"))
+            layout=widgets.Layout(width="230px")), "speckle-frame-time")
+        self.frame_time_note = styled(widgets.HTML(), "speckle-frame-time-note")
+        self.exclude = styled(widgets.Text(
+            value="", placeholder="e.g. 3,10-20", description="exclude frames",
+            style={"description_width": "110px"}, layout=widgets.Layout(width="300px")),
+            "speckle-exclude-frames")
         self.children = [
             self.run_panel,
-            widgets.HBox([self.auto, self.model, self.frame_time_ms],
+            widgets.HBox([self.auto, self.model],
                          layout=widgets.Layout(align_items="center", flex_flow="row wrap")),
-            widgets.HBox([self.normalize, self.twotime]),
+            widgets.HBox([self.frame_time_ms, self.frame_time_note],
+                         layout=widgets.Layout(align_items="center", flex_flow="row wrap")),
+            widgets.HBox([self.exclude, self.normalize, self.twotime],
+                         layout=widgets.Layout(align_items="center", flex_flow="row wrap")),
         ]
+        self.show_file_frame_time(None)
         self.analyze_button.on_click(lambda _b: self.run())
 
     # ---------------------------------------------------------------- options
     def options(self) -> XpcsOptions:
-        """The analysis options chosen in the page."""
+        """The analysis options chosen in the page.
+
+        Raises
+        ------
+        InvalidInputError
+            When the excluded frames cannot be read.
+        """
         return XpcsOptions(fit_model=self.model.value, normalize_frames=self.normalize.value,
-                           twotime=self.twotime.value)
+                           twotime=self.twotime.value,
+                           exclude_frames=tuple(parse_frames(self.exclude.value)))
+
+    def show_file_frame_time(self, seconds: float | None) -> None:
+        """Say beside the frame-time field what the file gives, and what 0 means."""
+        given = (f"{seconds * 1e3:.5g} ms" if seconds else
+                 "the file gives none, lags are in frames")
+        self.frame_time_note.value = (f"<span style='color:#555'>0 = as in the file: "
+                                      f"{html.escape(given)}</span>")
+
+    def exclude_more(self, frames) -> None:
+        """Add frames to the excluded ones (the verdict's "exclude and analyse again")."""
+        self.exclude.value = format_frames(set(parse_frames(self.exclude.value)) | set(frames))
 
     def metadata_overrides(self) -> dict:
         """Metadata the user typed (SI units): the frame time when one was given."""
@@ -141,7 +182,7 @@ class AnalysisRunner(RunPanelOwner, widgets.VBox):
         return lambda progress, cancel: self._work(job, progress, cancel)
 
     def _work(self, job: Job, progress: Callable, cancel: Callable) -> None:
-        result = analyze(job.dataset, job.partition, job.options,
+        result = analyze(job.frames(), job.partition, job.options,
                          progress=sub_progress(progress, 0.0, 0.85), cancel=cancel)
         step = sub_progress(progress, 0.85, 1.0, cancel, "the analysis was cancelled")
         step(0.0, "plotting")

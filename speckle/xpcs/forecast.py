@@ -62,6 +62,8 @@ class CountForecast:
         The same in seconds.
     note : str
         The forecast in words.
+    target_snr : float
+        The signal-to-noise aimed at.
     """
 
     bin: int
@@ -76,6 +78,7 @@ class CountForecast:
     seconds_needed: float | None
     more_seconds: float | None
     note: str
+    target_snr: float = 10.0
 
 
 def count_forecast(bin: int, label: str, *, beta: float, counts: float, n_pixels: int,
@@ -119,7 +122,7 @@ def count_forecast(bin: int, label: str, *, beta: float, counts: float, n_pixels
         more = None if needed is None else max(needed - n_frames, 0)
         secs = (lambda f: None if f is None else f * frame_time)
         return CountForecast(bin, label, n_frames, snr, for_snr, for_decay, lower, needed, more,
-                             secs(needed), secs(more), note)
+                             secs(needed), secs(more), note, target_snr)
 
     if decay == "no counts" or counts <= 0:
         return result(None, None, False, None, "no counts in this bin: counting longer does "
