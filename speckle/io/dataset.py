@@ -9,6 +9,8 @@ wraps an array already in memory (tests, simulations, uploads already decoded).
 from __future__ import annotations
 
 import dataclasses
+import queue
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -144,14 +146,25 @@ class Dataset(ABC):
         return int(max(1, min(self.n_frames, chunk_bytes // max(per_frame, 1))))
 
     def iter_chunks(self, chunk_frames: int | None = None, start: int = 0,
-                    stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(first_frame_index, frames)`` chunks covering ``start:stop`` in order."""
+                    stop: int | None = None, *,
+                    prefetch: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(first_frame_index, frames)`` chunks covering ``start:stop`` in order.
+
+        With ``prefetch``, a reader thread reads the next chunk while the caller works on this
+        one (at most two chunks ahead); its errors are raised here, in order.
+        """
         chunk = int(chunk_frames or self.default_chunk_frames())
         if chunk < 1:
             raise InvalidInputError(f"chunk size must be at least one frame, got {chunk}")
         stop = self.n_frames if stop is None else min(stop, self.n_frames)
-        for first in range(start, stop, chunk):
-            yield first, self.read_frames(first, min(first + chunk, stop))
+        firsts = range(start, stop, chunk)
+        reads = ((first, lambda a=first: self.read_frames(a, min(a + chunk, stop)))
+                 for first in firsts)
+        if not prefetch or len(firsts) < 2:
+            for first, read in reads:
+                yield first, read()
+            return
+        yield from _read_ahead(reads)
 
     def close(self) -> None:
         """Release open file handles (idempotent)."""
@@ -165,6 +178,46 @@ class Dataset(ABC):
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} {self.format} {self.shape} {np.dtype(self.dtype).name} "
                 f"from {self.source}>")
+
+
+def _read_ahead(reads, depth: int = 1):
+    """Run ``read()`` of each ``(first, read)`` in a reader thread, ``depth`` chunks ahead of
+    the consumer; yield ``(first, frames)`` in order. Stops the thread when the consumer does."""
+    results: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item) -> bool:
+        while not stop.is_set():
+            try:
+                results.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader():
+        for first, read in reads:
+            try:
+                item = (first, read(), None)
+            except BaseException as exc:  # handed to the consumer, raised there
+                item = (first, None, exc)
+            if stop.is_set() or not offer(item) or item[2] is not None:
+                return
+        offer((None, None, None))
+
+    thread = threading.Thread(target=reader, name="speckle-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            first, frames, exc = results.get()
+            if exc is not None:
+                raise exc
+            if first is None:
+                return
+            yield first, frames
+    finally:
+        stop.set()
+        thread.join()
 
 
 class ArrayDataset(Dataset):

@@ -32,7 +32,8 @@ import hdf5plugin  # noqa: F401  (registers the detector compression filters wit
 import numpy as np
 
 from ..errors import InvalidInputError, SpeckleError, UnsafeFileError, UnsupportedFormatError
-from .dataset import HC_EV_M, Dataset, Metadata
+from .dataset import DEFAULT_CHUNK_BYTES, HC_EV_M, Dataset, Metadata
+from .direct_hdf5 import DirectFrames
 from .limits import (check_declared_size, check_max_bytes, damaged, frame_dtype, frame_layout,
                      one_line)
 
@@ -102,18 +103,31 @@ class HDF5Dataset(Dataset):
                                 what=what)
             _check_filters(self._ds, self.source)
             self.metadata = read_nexus_metadata(self._file, self.dataset_path)
+            self._direct = DirectFrames.of(self._ds, path, self.source, self.dtype)
         except BaseException:
             self._file.close()
             raise
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         try:
+            if self._direct is not None:
+                return self._direct.read(start, stop)
             return self._layout.read(self._ds, start, stop, self.dtype)
         except OSError as exc:
             raise damaged(self.source, exc, "HDF5 file") from None
 
+    def default_chunk_frames(self, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+        """As :meth:`Dataset.default_chunk_frames`, rounded to whole chunks of the file."""
+        frames = super().default_chunk_frames(chunk_bytes)
+        stored = self._ds.chunks[-3] if self._ds.chunks and len(self._ds.chunks) >= 3 else 1
+        if frames >= self.n_frames:
+            return frames
+        return max(frames // stored * stored, min(stored, self.n_frames))
+
     def close(self) -> None:
         """Close the HDF5 file (idempotent)."""
+        if self._direct is not None:
+            self._direct.close()
         if self._file:
             self._file.close()
 

@@ -84,7 +84,7 @@ def alllags_g2(data, partition: Partition, *, max_lag: int | None = None,
     w = frame_weights(T, exclude_frames)
     pixels = np.flatnonzero(partition.mask.ravel())
     series = np.empty((T, len(pixels)), np.float32)
-    for start, chunk in ds.iter_chunks():
+    for start, chunk in ds.iter_chunks(prefetch=True):
         if cancel is not None and cancel():
             raise Cancelled("the analysis was cancelled")
         series[start:start + len(chunk)] = chunk.reshape(len(chunk), -1)[:, pixels]

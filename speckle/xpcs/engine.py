@@ -15,12 +15,13 @@ from types import ModuleType
 
 from ..errors import InvalidInputError
 
-__all__ = ["compiled_kernels", "preload", "warm"]
+__all__ = ["compiled_kernels", "preload", "use_compiled", "warm"]
 
 _CHOICES = ("auto", "numba", "numpy")
 
 
-def _wanted(choice: str | None) -> bool:
+def use_compiled(choice: str | None = None) -> bool:
+    """Whether the compiled kernels are chosen (and numba is there); imports nothing."""
     choice = (choice or os.environ.get("SPECKLE_CPU_KERNELS") or "auto").strip().lower()
     if choice not in _CHOICES:
         raise InvalidInputError(f"CPU kernels must be one of {', '.join(_CHOICES)}, "
@@ -40,7 +41,7 @@ def compiled_kernels(choice: str | None = None) -> ModuleType | None:
     choice : {"auto", "numba", "numpy"}, optional
         Default: ``SPECKLE_CPU_KERNELS``, else ``"auto"``.
     """
-    if not _wanted(choice):
+    if not use_compiled(choice):
         return None
     from . import kernels  # noqa: PLC0415 - numba's start-up only when the kernels are used
 
@@ -50,7 +51,7 @@ def compiled_kernels(choice: str | None = None) -> ModuleType | None:
 def preload(choice: str | None = None) -> None:
     """Start loading the compiled kernels in a background thread (numba's start-up overlaps
     whatever the caller does next); a later :func:`compiled_kernels` waits for it."""
-    if _wanted(choice):
+    if use_compiled(choice):
         threading.Thread(target=compiled_kernels, args=(choice,), daemon=True,
                          name="speckle-kernels").start()
 

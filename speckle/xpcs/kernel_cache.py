@@ -20,7 +20,7 @@ from pathlib import Path
 from numba.core.caching import (CompileResultCacheImpl, FunctionCache, InTreeCacheLocator,
                                 UserWideCacheLocator)
 
-__all__ = ["cache_dir", "make_shared", "open_to_all"]
+__all__ = ["cache_dir", "compiled", "open_to_all"]
 
 
 def cache_dir() -> Path:
@@ -69,10 +69,18 @@ class _SharedCache(FunctionCache):
             self.disable()
 
 
-def make_shared(dispatcher):
-    """Give a numba dispatcher the shared cache (in place of ``cache=True``); return it."""
-    dispatcher._cache = _SharedCache(dispatcher.py_func)
-    return dispatcher
+def compiled(signature: str, options: dict):
+    """Decorator: compile a function with numba for ``signature`` now, through the shared
+    cache (a warm cache only loads it); calls with other types are refused, not compiled."""
+    import numba  # noqa: PLC0415 - this module is only imported where numba is used
+
+    def decorate(func):
+        dispatcher = numba.njit(**options)(func)
+        dispatcher._cache = _SharedCache(dispatcher.py_func)  # in place of cache=True
+        dispatcher.compile(signature)
+        dispatcher.disable_compile()
+        return dispatcher
+    return decorate
 
 
 def open_to_all(folder: Path) -> None:

@@ -16,24 +16,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .kernel_cache import make_shared
+from .kernel_cache import compiled
 
 __all__ = ["lag_products"]
 
 #: Pixels handled together: a few rows of this many float32 stay in the L1 cache.
 _TILE = 512
 _OPTIONS = dict(nogil=True, boundscheck=False, fastmath={"contract"}, error_model="numpy")
-
-
-def _kernel(signature):
-    """Compile for ``signature`` now (from the shared cache when it is warm)."""
-    def decorate(func):
-        dispatcher = numba.njit(**_OPTIONS)(func)
-        make_shared(dispatcher)
-        dispatcher.compile(signature)
-        dispatcher.disable_compile()  # one signature: any other call is a bug, not a compile
-        return dispatcher
-    return decorate
 
 
 @numba.njit(**_OPTIONS)
@@ -81,7 +70,7 @@ def _lag_group(ext, h, stop, k, p0, p1, acc, G):
             g[q] += a[q]
 
 
-@_kernel("void(float32[:, ::1], int64, int64, int64, float64[:, ::1])")
+@compiled("void(float32[:, ::1], int64, int64, int64, float64[:, ::1])", _OPTIONS)
 def lag_products(ext, h, n, first_lag, G):
     """Add one batch's lag products to the per-pixel sums ``G`` (n_lags, pixels).
 

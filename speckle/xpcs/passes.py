@@ -95,7 +95,7 @@ def stream_frames(ds: Dataset, pixels: np.ndarray, weights: np.ndarray, *,
     """
     n_total = ds.n_frames
     all_pixels = len(pixels) == ds.frame_shape[0] * ds.frame_shape[1]
-    for start, chunk in ds.iter_chunks(chunk_frames):
+    for start, chunk in ds.iter_chunks(chunk_frames, prefetch=True):  # reading overlaps
         if cancel is not None and cancel():
             raise Cancelled("the analysis was cancelled")
         n = len(chunk)

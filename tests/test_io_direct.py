@@ -1,0 +1,127 @@
+"""Frames read straight from an HDF5 file's bytes, and chunks read ahead by a reader thread."""
+
+import threading
+
+import h5py
+import hdf5plugin
+import numpy as np
+import pytest
+
+from speckle.errors import InvalidInputError
+from speckle.io.dataset import ArrayDataset
+from speckle.io.read_hdf5 import open_hdf5
+from speckle.xpcs.multitau import multitau_g2
+from speckle.xpcs.partitions import rectangles
+
+FRAMES = np.random.default_rng(5).poisson(3.0, (23, 12, 10)).astype(np.uint16)
+
+
+def write(path, data=FRAMES, userblock=0, **kw):
+    with h5py.File(path, "w", userblock_size=userblock) as f:
+        f.create_dataset("/entry/data/data", data=data, **kw)
+    return path
+
+
+@pytest.mark.parametrize("layout", [
+    {}, {"chunks": (1, 12, 10)}, {"chunks": (4, 12, 10)}, {"chunks": (23, 12, 10)},
+    {"userblock": 512}, {"userblock": 1024, "chunks": (5, 12, 10)},
+], ids=str)
+def test_direct_reads_equal_hdf5_reads(tmp_path, layout):
+    ds = open_hdf5(write(tmp_path / "f.h5", **layout))
+    assert ds._direct is not None
+    for start, stop in [(0, 23), (0, 1), (3, 9), (4, 8), (22, 23), (7, 21)]:
+        np.testing.assert_array_equal(ds.read_frames(start, stop), FRAMES[start:stop])
+    np.testing.assert_array_equal(ds.frame(-1), FRAMES[-1])
+    ds.close()
+    ds.close()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float32, np.float64])
+def test_direct_reads_of_every_dtype(tmp_path, dtype):
+    data = FRAMES.astype(dtype)
+    with open_hdf5(write(tmp_path / "f.h5", data, chunks=(2, 12, 10))) as ds:
+        assert ds._direct is not None and ds.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(ds.read_frames(1, 20), data[1:20])
+
+
+@pytest.mark.parametrize("layout", [
+    {"compression": "gzip"}, {"chunks": (1, 6, 10)}, {"dtype": ">u2"},
+    dict(hdf5plugin.Bitshuffle(cname="lz4"), chunks=(1, 12, 10)),
+], ids=["gzip", "split frames", "big-endian", "bitshuffle-lz4"])
+def test_other_layouts_are_read_through_hdf5(tmp_path, layout):
+    ds = open_hdf5(write(tmp_path / "f.h5", **layout))
+    assert ds._direct is None
+    np.testing.assert_array_equal(ds.read_frames(2, 19), FRAMES[2:19])
+
+
+def test_chunks_never_written_are_read_through_hdf5(tmp_path):
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("/entry/data/data", (6, 4, 4), np.uint16, chunks=(1, 4, 4),
+                             fillvalue=7)
+        d[:3] = 1  # frames 3..5 never written
+    with open_hdf5(path) as ds:
+        assert ds._direct is None
+        assert ds.read_frames(2, 4)[:, 0, 0].tolist() == [1, 7]
+
+
+def test_a_truncated_file_is_refused_with_one_line(tmp_path):
+    path = write(tmp_path / "f.h5", np.zeros((400, 64, 64), np.uint16))
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(size - 5000)  # the end of the frames is gone
+    with pytest.raises(InvalidInputError, match="damaged or truncated") as err:
+        open_hdf5(path).read_frames(0, 400)
+    assert "\n" not in str(err.value)
+
+
+def test_chunks_of_a_stream_are_aligned_with_the_file(tmp_path):
+    with open_hdf5(write(tmp_path / "f.h5", chunks=(4, 12, 10))) as ds:
+        assert ds.default_chunk_frames(chunk_bytes=12 * 10 * 2 * 7) == 4
+        assert ds.default_chunk_frames(chunk_bytes=1) == 4  # never less than one file chunk
+        assert ds.default_chunk_frames() == 23
+
+
+class Failing(ArrayDataset):
+    """Frames whose fourth chunk cannot be read."""
+
+    def _read(self, start, stop):
+        if start >= 9:
+            raise InvalidInputError("frame 9 is damaged")
+        return super()._read(start, stop)
+
+
+def reader_threads():
+    return sum(t.name == "speckle-reader" for t in threading.enumerate())
+
+
+def test_reading_ahead_gives_the_same_chunks_and_raises_in_order():
+    plain = list(ArrayDataset(FRAMES).iter_chunks(3))
+    ahead = list(ArrayDataset(FRAMES).iter_chunks(3, prefetch=True))
+    assert [f for f, _ in ahead] == [f for f, _ in plain] == list(range(0, 23, 3))
+    for (_, a), (_, b) in zip(plain, ahead):
+        np.testing.assert_array_equal(a, b)
+    got = []
+    with pytest.raises(InvalidInputError, match="frame 9"):
+        for first, _ in Failing(FRAMES).iter_chunks(3, prefetch=True):
+            got.append(first)
+    assert got == [0, 3, 6]
+    assert reader_threads() == 0
+
+
+def test_stopping_early_stops_the_reader_thread():
+    chunks = ArrayDataset(FRAMES).iter_chunks(1, prefetch=True)
+    next(chunks)
+    assert reader_threads() == 1
+    chunks.close()
+    assert reader_threads() == 0
+
+
+def test_correlation_of_a_file_read_directly_equals_the_array(tmp_path):
+    frames = np.random.default_rng(2).poisson(2.0, (300, 16, 16)).astype(np.uint16)
+    part = rectangles((16, 16), ["0:8,0:16", "8:16,0:16"])
+    with open_hdf5(write(tmp_path / "f.h5", frames, chunks=(7, 16, 16))) as ds:
+        assert ds._direct is not None
+        from_file = multitau_g2(ds, part, chunk_frames=50, device="cpu")
+    in_memory = multitau_g2(frames, part, device="cpu")
+    np.testing.assert_allclose(from_file.g2, in_memory.g2, rtol=1e-12)
