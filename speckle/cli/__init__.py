@@ -6,6 +6,7 @@ subparsers and sets ``run`` (a function of the parsed arguments returning the ex
 - :mod:`speckle.cli.xpcs`: ``speckle xpcs``, ``speckle demo``
 - :mod:`speckle.cli.fth`: ``speckle fth``, ``speckle propagate``
 - :mod:`speckle.cli.cdi`: ``speckle cdi``
+- :mod:`speckle.cli.monitor`: ``speckle watch``, ``speckle reprocess``
 
 Bad input exits with status 2 and one line on stderr; no result file is left half-written
 (every writer replaces its target atomically).
@@ -21,13 +22,13 @@ import sys
 
 from .. import __version__
 from ..errors import SpeckleError
-from . import cdi, fth, xpcs
+from . import cdi, fth, monitor, xpcs
 from .common import parse_quantity
 
 __all__ = ["build_parser", "main", "parse_quantity"]
 
 #: Modules that add subcommands, in the order of ``speckle --help``.
-COMMAND_MODULES = (xpcs, fth, cdi)
+COMMAND_MODULES = (xpcs, fth, cdi, monitor)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

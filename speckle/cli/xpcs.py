@@ -11,6 +11,7 @@ import json
 import math
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from .common import parse_frames, parse_pair, parse_quantity
 
-__all__ = ["add_parsers"]
+__all__ = ["add_parsers", "add_recipe_arguments", "recipe_from_args"]
 
 #: The subcommands this module adds (``speckle xpcs`` builds only these parsers).
 COMMANDS = ("xpcs", "demo")
@@ -36,15 +37,12 @@ def _fixed(items) -> dict:
     return out
 
 
-def add_parsers(sub) -> None:
-    """Add the ``xpcs`` and ``demo`` subcommands to an argparse subparsers object."""
-    x = sub.add_parser("xpcs", help="XPCS quick check: g2, fits and a verdict",
-                       description="XPCS quick check: g2, two-time, fits and a quality verdict.")
-    x.add_argument("input", help="HDF5/NeXus, TIFF (file, folder or pattern), FITS or NumPy file")
-    x.add_argument("--dataset", help="dataset inside an HDF5 file or a zip (default: "
-                                     "/entry/data/data or the only one)")
-    where = x.add_argument_group("which pixels (default: q-rings from the geometry when known, "
-                                 "else the whole detector)")
+def add_recipe_arguments(parser) -> None:
+    """Add the options that describe an XPCS analysis (read back by :func:`recipe_from_args`)."""
+    parser.add_argument("--dataset", help="dataset inside an HDF5 file or a zip (default: "
+                                          "/entry/data/data or the only one)")
+    where = parser.add_argument_group("which pixels (default: q-rings from the geometry when "
+                                      "known, else the whole detector)")
     where.add_argument("--qmap", help="APS q-map file (/qmap/dynamic_roi_map, static_roi_map, mask)")
     where.add_argument("--roi", action="append", metavar="ROW0:ROW1,COL0:COL1",
                        help="rectangular region (repeat for several)")
@@ -55,13 +53,13 @@ def add_parsers(sub) -> None:
     where.add_argument("--static-per-ring", type=int, default=5,
                        help="static bins per ring for the normalisation (default 5): finer "
                             "static bins keep uneven intensity from inflating g2")
-    geo = x.add_argument_group("acquisition (overrides what the file says)")
+    geo = parser.add_argument_group("acquisition (overrides what the file says)")
     geo.add_argument("--frame-time", help="time between frames (default unit s)")
     geo.add_argument("--energy", help="photon energy (default unit eV)")
     geo.add_argument("--distance", help="sample-detector distance (default unit m)")
     geo.add_argument("--pixel-size", help="pixel size, or ROW,COL sizes (default unit m)")
     geo.add_argument("--beam-center", metavar="ROW,COL", help="direct beam position, pixels")
-    ana = x.add_argument_group("analysis")
+    ana = parser.add_argument_group("analysis")
     ana.add_argument("--all-lags", action="store_true",
                      help="every lag up to half the series (FFT) instead of multi-tau")
     ana.add_argument("--buffers", type=int, default=8, help="multi-tau lags per level (8)")
@@ -75,15 +73,27 @@ def add_parsers(sub) -> None:
     ana.add_argument("--fix", action="append", metavar="NAME=VALUE",
                      help="hold a fit parameter fixed, e.g. baseline=1")
     ana.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
+
+
+def add_parsers(sub) -> None:
+    """Add the ``xpcs`` and ``demo`` subcommands to an argparse subparsers object."""
+    x = sub.add_parser("xpcs", help="XPCS quick check: g2, fits and a verdict",
+                       description="XPCS quick check: g2, two-time, fits and a quality verdict.")
+    x.add_argument("input", help="HDF5/NeXus, TIFF (file, folder or pattern), FITS or NumPy file")
+    add_recipe_arguments(x)
     out = x.add_argument_group("output")
     out.add_argument("--out", required=True, help="result file (HDF5, APS layout)")
     out.add_argument("--csv-dir", help="also write g2 and fit tables as CSV here")
     out.add_argument("--png-dir", help="also write plots as PNG here")
     out.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    out.add_argument("--details", action="store_true",
+                     help="list the verdict's reasons bin by bin under each problem")
 
     d = sub.add_parser("demo", help="run the XPCS quick check on the bundled demo data")
     d.add_argument("--out", help="result file (default: a temporary file)")
     d.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    d.add_argument("--details", action="store_true",
+                   help="list the verdict's reasons bin by bin under each problem")
     x.set_defaults(run=_run_xpcs)
     d.set_defaults(run=_run_demo)
 
@@ -124,6 +134,7 @@ def recipe_from_args(args):
 
 
 def _summary(result, out_path) -> dict:
+    clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
     part = result.partition
     bins = []
     for b in range(part.n_dynamic):
@@ -141,16 +152,27 @@ def _summary(result, out_path) -> dict:
             "verdict": bv.level,
             "reasons": [f.message + (f" — {f.action}" if f.action else "")
                         for f in bv.findings if f.level != "good"],
+            "snr": None if bv.forecast is None else bv.forecast.snr,
+            "count_longer": None if bv.forecast is None else {
+                k: clean(v) for k, v in asdict(bv.forecast).items()
+                if k not in ("bin", "label")},
         })
-    clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
+    verdict = result.verdict
     return {
         "input": result.parameters.get("source"),
         "output": str(out_path),
         "frames": result.parameters.get("n_frames"),
         "frame_time_s": result.metadata.frame_time,
-        "verdict": result.verdict.level,
-        "summary": result.verdict.summary,
-        "reasons": result.verdict.reasons(),
+        "verdict": verdict.level,
+        "conclusion": verdict.conclusion,
+        "action": verdict.action,
+        "exclude_frames": verdict.exclude_frames,
+        "problems": [{"level": p.level, "rule": p.rule, "headline": p.headline,
+                      "action": p.action, "bins": p.labels,
+                      "details": [f.message for f in p.findings]}
+                     for p in verdict.problems()],
+        "summary": verdict.summary,
+        "reasons": verdict.reasons(),
         "bins": [{k: clean(v) for k, v in b.items()} for b in bins],
         "relaxation": None if result.relaxation is None else {
             k: clean(v) for k, v in result.relaxation.to_dict().items()},
@@ -179,14 +201,48 @@ def _write_outputs(result, out, csv_dir, png_dir):
             plots.save_png(plots.plot_twotime(result, b), Path(png_dir) / f"twotime_{b:03d}.png")
 
 
-def _print_human(summary, stream):
-    print(f"verdict: {summary['verdict'].upper()} — {summary['summary']}", file=stream)
+def _count_words(c) -> str:
+    """A bin's count forecast in a few words."""
+    if c is None:
+        return ""
+    if c["frames_needed"] is None:
+        return "counting longer does not help"
+    if not c["more_frames"]:
+        return "long enough"
+    at_least = "≥ " if c["at_least"] else ""
+    return f"{at_least}{c['frames_needed']:,} frames ({c['seconds_needed']:.3g} s)"
+
+
+def _print_human(summary, stream, details: bool = False):
+    """The verdict first (conclusion, what to do first, problems), then one line per bin."""
+    from ..xpcs.outliers import format_frames
+
+    print(f"verdict: {summary['verdict'].upper()} — {summary['conclusion']}", file=stream)
+    if summary["action"]:
+        print(f"do first: {summary['action']}", file=stream)
+    if summary["problems"]:
+        print("problems:", file=stream)
+    for i, p in enumerate(summary["problems"]):
+        print(f"  {p['level']:<9} {p['headline']}", file=stream)
+        action = p["action"] if i else ""
+        if p["rule"] in ("outlier_frames", "empty_frames") and summary["exclude_frames"]:
+            action = f"{p['action']}: --exclude-frames {format_frames(summary['exclude_frames'])}"
+        if action:
+            print(f"  {'':<9} → {action}", file=stream)
+        if details and p["bins"]:
+            for line in p["details"]:
+                print(f"  {'':<9}   · {line}", file=stream)
+    if summary["problems"] and not details and any(p["bins"] for p in summary["problems"]):
+        print("  (--details: the reasons bin by bin)", file=stream)
+    width = max([len(b["label"]) for b in summary["bins"]] + [4])
+    print(f"  {'bin':<{width}}  verdict   {'τ (s)':<10} {'β':<6} {'g2 S/N':<7} count in all",
+          file=stream)
     for b in summary["bins"]:
-        tau = f"τ = {b['tau_s']:.4g} s" if b["tau_s"] is not None else "no fit"
-        beta = f", β = {b['beta']:.3g}" if b["beta"] is not None else ""
-        print(f"  {b['label']}: {b['verdict']} ({tau}{beta})", file=stream)
-    for r in summary["reasons"]:
-        print(f"  - {r}", file=stream)
+        tau = f"{b['tau_s']:.4g}" if b["tau_s"] is not None else "no fit"
+        beta = f"{b['beta']:.3g}" if b["beta"] is not None else "—"
+        snr = f"{b['snr']:.3g}" if b["snr"] is not None else "—"
+        print(f"  {b['label']:<{width}}  {b['verdict']:<9} {tau:<10} {beta:<6} {snr:<7} "
+              f"{_count_words(b['count_longer'])}", file=stream)
     print(f"result: {summary['output']}", file=stream)
 
 
@@ -205,7 +261,7 @@ def _run_xpcs(args) -> int:
         json.dump(summary, sys.stdout, indent=2, allow_nan=False)
         print()
     else:
-        _print_human(summary, sys.stdout)
+        _print_human(summary, sys.stdout, details=args.details)
     return 0
 
 
@@ -222,8 +278,7 @@ def _run_demo(args) -> int:
             "--q-rings", str(rings["n_rings"]), "--q-min", repr(rings["q_min"]),
             "--q-width", repr(rings["q_width"]),
             "--static-per-ring", str(rings["static_per_ring"])]
-    if args.json:
-        argv.append("--json")
+    argv += ["--json"] * args.json + ["--details"] * args.details
     from . import build_parser  # noqa: PLC0415 - the package imports this module
 
     return _run_xpcs(build_parser().parse_args(argv))
