@@ -7,6 +7,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from cli_helpers import run as cli_run
 
 from speckle.xpcs.simulate import ou_speckle
 
@@ -112,3 +113,67 @@ def test_q_rings_report_a_diffusive_relaxation(tmp_path):
     relax = summary["relaxation"]
     assert relax["exponent"] == pytest.approx(2.0, abs=0.15)
     assert relax["regime"] == "diffusive"
+
+
+@pytest.fixture(scope="module")
+def spiky(tmp_path_factory):
+    """300 noisy frames (tau = 40 frames, 13 % of the run) with spikes at frames 50 and 200."""
+    frames = ou_speckle(300, (32, 32), tau_frames=40, beta=0.25, mean_counts=0.05,
+                        seed=4).read_frames().astype(np.int64)
+    rng = np.random.default_rng(9)
+    for f in (50, 200):
+        frames[f] += rng.poisson(0.15, frames[f].shape)  # four times the counts
+    path = tmp_path_factory.mktemp("spiky") / "spiky.npy"
+    np.save(path, frames.astype(np.uint16))
+    return path
+
+
+def test_human_output_leads_with_the_conclusion_and_what_to_do(spiky, tmp_path, capsys):
+    common = [spiky, "--frame-time", "2ms", "--no-twotime", "--roi", "0:16,0:32",
+              "--roi", "16:32,0:32"]
+    rc, out, err = cli_run(["xpcs", *common, "--out", tmp_path / "a.h5", "--json"], capsys)
+    assert rc == 0, err
+    summary = json.loads(out)
+    rc, human, err = cli_run(["xpcs", *common, "--out", tmp_path / "b.h5"], capsys)
+    assert rc == 0, err
+    lines = human.splitlines()
+    assert lines[0] == f"verdict: {summary['verdict'].upper()} — {summary['conclusion']}"
+    assert lines[1] == f"do first: {summary['action']}"
+    assert lines[2] == "problems:"
+    for p in summary["problems"]:
+        assert p["headline"] in human
+    assert "--exclude-frames 50,200" in human
+    assert "(--details: the reasons bin by bin)" in human
+    detail = next(p for p in summary["problems"] if p["bins"])["details"][0]
+    assert detail not in human
+    rc, full, err = cli_run(["xpcs", *common, "--out", tmp_path / "c.h5", "--details"], capsys)
+    assert rc == 0, err
+    assert f"· {detail}" in full
+    # one line per region with its count forecast
+    for b in summary["bins"]:
+        (line,) = [x for x in lines if x.strip().startswith(b["label"])]
+        assert f"{b['count_longer']['frames_needed']:,} frames" in line
+
+
+def test_json_has_the_conclusion_problems_frames_and_count_forecast(spiky, tmp_path, capsys):
+    common = [spiky, "--frame-time", "2ms", "--no-twotime", "--json"]
+    rc, out, err = cli_run(["xpcs", *common, "--out", tmp_path / "a.h5"], capsys)
+    assert rc == 0, err
+    summary = json.loads(out)
+    assert summary["exclude_frames"] == [50, 200]
+    rules = [p["rule"] for p in summary["problems"]]
+    assert "outlier_frames" in rules and "signal_to_noise" in rules
+    assert summary["action"] == summary["problems"][0]["action"]
+    assert summary["conclusion"].startswith(summary["problems"][0]["headline"])
+    (b,) = summary["bins"]
+    c = b["count_longer"]
+    assert c["frames"] == 300 and c["frames_needed"] > 300 and c["note"].startswith("count ")
+    assert c["seconds_needed"] == pytest.approx(c["frames_needed"] * 2e-3)
+    assert b["snr"] == pytest.approx(c["snr"]) and b["snr"] < 10
+    # leaving the flagged frames out clears them
+    rc, out, err = cli_run(["xpcs", *common, "--out", tmp_path / "b.h5",
+                            "--exclude-frames", "50,200"], capsys)
+    assert rc == 0, err
+    again = json.loads(out)
+    assert again["exclude_frames"] == []
+    assert "outlier_frames" not in [p["rule"] for p in again["problems"]]

@@ -82,7 +82,7 @@ def forecast_html(verdict) -> str:
         elif f.more_frames == 0:
             total = "long enough"
         else:
-            total = (f"<b>{cell(f.frames_needed, f.decay_lower_bound)}</b>, "
+            total = (f"<b>{cell(f.frames_needed, f.at_least)}</b>, "
                      f"{f.more_frames:,} more")
         values = [html.escape(f.label), f"{f.snr:.3g}", cell(f.frames_for_snr),
                   cell(f.frames_for_decay, f.decay_lower_bound), total]

@@ -56,6 +56,8 @@ class CountForecast:
         ``frames_for_decay`` is a lower bound (the decay is not seen yet).
     frames_needed : int or None
         The larger of the two; None when counting longer does not help.
+    at_least : bool
+        ``frames_needed`` is a lower bound (it is the decay's, and that is one).
     more_frames : int or None
         Frames to add to this run (0 when it is long enough).
     seconds_needed, more_seconds : float or None
@@ -74,6 +76,7 @@ class CountForecast:
     frames_for_decay: int | None
     decay_lower_bound: bool
     frames_needed: int | None
+    at_least: bool
     more_frames: int | None
     seconds_needed: float | None
     more_seconds: float | None
@@ -121,8 +124,9 @@ def count_forecast(bin: int, label: str, *, beta: float, counts: float, n_pixels
     def result(for_snr, for_decay, lower, needed, note):
         more = None if needed is None else max(needed - n_frames, 0)
         secs = (lambda f: None if f is None else f * frame_time)
-        return CountForecast(bin, label, n_frames, snr, for_snr, for_decay, lower, needed, more,
-                             secs(needed), secs(more), note, target_snr)
+        at_least = bool(lower and needed is not None and needed == for_decay)
+        return CountForecast(bin, label, n_frames, snr, for_snr, for_decay, lower, needed,
+                             at_least, more, secs(needed), secs(more), note, target_snr)
 
     if decay == "no counts" or counts <= 0:
         return result(None, None, False, None, "no counts in this bin: counting longer does "

@@ -260,10 +260,9 @@ class Verdict:
         if not helped:
             return ""
         frame_time = helped[0].seconds_needed / helped[0].frames_needed
-        at_least = "at least " if any(f.decay_lower_bound for f in helped) else ""
 
         def count(f):
-            return (f"{at_least}{f.frames_needed:,} frames in all "
+            return (f"{'at least ' if f.at_least else ''}{f.frames_needed:,} frames in all "
                     f"({f.seconds_needed:.3g} s, {f.more_frames:,} more)")
 
         n = len(helped)
@@ -274,7 +273,8 @@ class Verdict:
         else:
             k = sum(f.frames_needed <= most.frames_needed for f in helped)
             words = (f"count longer: {count(most)}, enough for {k} of the {n} {whom}; "
-                     f"{every.frames_needed:,} ({every.frames_needed * frame_time:.3g} s) for all")
+                     f"{'at least ' if every.at_least else ''}{every.frames_needed:,} "
+                     f"({every.frames_needed * frame_time:.3g} s) for all")
         if len(helped) < len(labels):
             words += f" ({len(labels) - len(helped)} cannot be helped by counting longer)"
         return words
