@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "peers"))
 sys.path.insert(0, str(HERE.parent))
 from _runner_util import (FrameReader, current_rss_mib, peak_rss_mib,  # noqa: E402
-                          read_aps_qmap, write_result)
+                          read_aps_qmap, ring_qmap, write_result)
 
 
 def make_dataset(reader, n, keep_chunks=2):
@@ -78,10 +78,61 @@ def diagonal_average(c2):
     return np.bincount(idx, weights=np.asarray(c2, np.float64).ravel()) / np.bincount(idx)
 
 
+def stream(args):
+    """Multi-tau over a big detector's stream: ``--generate FRAMESxSIDE`` frames made on the fly
+    (nothing read from disk), a q-map of 16 x 16 rings; prints progress, reports frames/s and
+    the peak resident memory."""
+    from speckle.io.dataset import Dataset, Metadata
+    from speckle.xpcs.multitau import multitau_g2
+    from speckle.xpcs.partitions import Partition
+
+    n, side = (int(v) for v in args.generate.lower().split("x"))
+
+    class PoolFrames(Dataset):
+        """Frames drawn in turn from a pool of 16 Poisson frames (mean 1 count)."""
+
+        def __init__(self):
+            self.pool = np.random.default_rng(0).poisson(1.0, (16, side, side)).astype(np.uint16)
+            self.shape, self.dtype = (n, side, side), self.pool.dtype
+            self.metadata, self.source, self.format = Metadata(), "generated", "generated"
+
+        def _read(self, start, stop):
+            return self.pool[np.arange(start, stop) * 7 % len(self.pool)]
+
+    qm = ring_qmap((side, side), 16, 16)
+    part = Partition(qm["dynamic_map"], qm["static_map"], [np.nan] * 16, [np.nan] * 256,
+                     [f"ring {i + 1}" for i in range(16)], "qring")
+    rss0 = current_rss_mib()
+    ds = PoolFrames()
+    pool_mib = ds.pool.nbytes / 2**20
+    t0 = time.perf_counter()
+    shown = [0]
+
+    def progress(done, total):
+        if done * 10 // total > shown[0] or done == total:
+            shown[0] = done * 10 // total
+            print(f"  {done}/{total} frames, {done / (time.perf_counter() - t0):.0f} frames/s, "
+                  f"RSS {current_rss_mib():.0f} MiB", file=sys.stderr, flush=True)
+
+    res = multitau_g2(ds, part, chunk_frames=args.chunk_frames, threads=args.threads,
+                      progress=progress)
+    total = time.perf_counter() - t0
+    info = {"engine": "speckle multitau (generated stream)", "mode": "stream", "n_frames": n,
+            "frame_shape": [side, side], "time_s": total, "compute_s": total,
+            "frames_per_s": n / total, "compute_frames_per_s": n / total,
+            "rss_before_mib": round(rss0, 1), "pool_mib": round(pool_mib, 1)}
+    write_result(args.out, info, {"tau": np.asarray(res.tau_frames), "g2": res.g2})
+    print(f"{info['engine']}: {n} frames {side}x{side} in {total:.1f} s "
+          f"({info['frames_per_s']:.0f} frames/s)")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--frames", required=True)
-    p.add_argument("--qmap", required=True)
+    p.add_argument("--frames", help="frames (.npy, memory-mapped)")
+    p.add_argument("--qmap", help="APS q-map (.h5)")
+    p.add_argument("--generate", metavar="FRAMESxSIDE",
+                   help="instead of --frames/--qmap: stream this many generated frames of "
+                        "SIDE x SIDE through multi-tau (big detectors; progress on stderr)")
     p.add_argument("--out", required=True)
     p.add_argument("--mode", choices=["multitau", "twotime"], default="multitau")
     p.add_argument("--n-frames", type=int, default=None, help="use only the first N frames")
@@ -98,6 +149,10 @@ def main(argv=None):
                         "by default compute_s = time_s (reading is inside the correlator's "
                         "chunk loop and is not separated)")
     args = p.parse_args(argv)
+    if args.generate:
+        return stream(args)
+    if not (args.frames and args.qmap):
+        p.error("give --frames and --qmap (or --generate)")
 
     import speckle
     from speckle.xpcs.multitau import multitau_g2

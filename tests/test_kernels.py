@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from speckle.errors import InvalidInputError
-from speckle.xpcs import engine, kernel_cache, kernels
+from speckle.xpcs import engine, kernel_cache, kernels, multitau
 from speckle.xpcs.multitau import MultiTauCorrelator, lag_grid, multitau_g2
 from speckle.xpcs.partitions import Partition
 from speckle.xpcs.simulate import ou_speckle
@@ -216,3 +216,16 @@ def test_warming_opens_the_cache_to_every_user(tmp_path, monkeypatch):
     assert str(folder) in engine.warm()
     assert folder.stat().st_mode & 0o777 == 0o755
     assert index.stat().st_mode & 0o777 == 0o644
+
+
+def test_queues_sized_for_big_detectors_give_the_same_result(series, monkeypatch):
+    # on a big detector the pieces and the batches of the higher levels shrink to bound memory;
+    # forced here on a small one: pieces of 8 frames, higher levels run every 2 entries
+    ds, part = series
+    default = both(ds, part, exclude_frames=[5, 6, 300])
+    monkeypatch.setattr(multitau, "_QUEUE_BYTES", 1)
+    corr = MultiTauCorrelator(ds.n_frames, 10)
+    assert corr.piece == 8 and corr.blocks[0].min_batch == 2
+    for small, big in zip(both(ds, part, exclude_frames=[5, 6, 300]), default):
+        np.testing.assert_allclose(small.g2, big.g2, rtol=1e-12)
+        np.testing.assert_allclose(small.g2_err, big.g2_err, rtol=1e-9)

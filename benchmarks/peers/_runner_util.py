@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FrameReader", "Timer", "load_frames", "machine_info", "peak_rss_mib",
+__all__ = ["FrameReader", "H5Reader", "Timer", "open_frames", "load_frames", "machine_info", "peak_rss_mib",
            "current_rss_mib", "read_aps_qmap",
            "ring_qmap", "write_aps_qmap", "write_result"]
 
@@ -188,6 +188,36 @@ class FrameReader:
         hi = min(hi + (-hi) % self._page, len(self._mm))
         if hi > lo:
             self._mm.madvise(self._dontneed, lo, hi - lo)
+
+
+class H5Reader:
+    """Read frames ``a:b`` of ``/entry/data/data`` in an HDF5 file with h5py (hdf5plugin's
+    filters), as boost_corr's own HDF reader does: the same interface as :class:`FrameReader`."""
+
+    def __init__(self, path, dataset="/entry/data/data"):
+        import h5py  # noqa: PLC0415
+        import hdf5plugin  # noqa: F401,PLC0415 - registers the detector filters
+
+        self._file = h5py.File(path, "r")
+        self.frames = self._file[dataset]
+        self.shape = self.frames.shape
+        self.dtype = self.frames.dtype
+
+    def __len__(self):
+        return int(self.shape[0])
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        return self.frames[a:b]
+
+    def release(self, a: int, b: int) -> None:
+        """Nothing mapped: nothing to release."""
+
+
+def open_frames(path):
+    """A reader of the frames in ``path``: an HDF5 file (``.h5``/``.hdf5``) or a ``.npy``."""
+    if Path(path).suffix in (".h5", ".hdf5", ".hdf"):
+        return H5Reader(path)
+    return FrameReader(path)
 
 
 def machine_info() -> dict:

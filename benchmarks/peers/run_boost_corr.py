@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _runner_util import FrameReader, Timer, current_rss_mib, write_result  # noqa: E402
+from _runner_util import Timer, current_rss_mib, open_frames, write_result  # noqa: E402
 
 
 def _np(value):
@@ -150,7 +150,9 @@ def run_twotime(reader, qmap, n_frames, batch, save_bins, smooth, torch, device=
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--frames", required=True, help=".npy frames (n, rows, cols), memory-mapped")
+    p.add_argument("--frames", required=True,
+                   help=".npy frames (n, rows, cols), memory-mapped, or an HDF5 file "
+                        "(/entry/data/data, read with h5py as boost_corr's reader does)")
     p.add_argument("--qmap", required=True, help="APS q-map .h5")
     p.add_argument("--out", required=True, help="output prefix (writes .json and .npz)")
     p.add_argument("--mode", choices=["multitau", "twotime"], default="multitau")
@@ -174,7 +176,7 @@ def main(argv=None):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    reader = FrameReader(args.frames)
+    reader = open_frames(args.frames)
     n = len(reader) if args.n_frames is None else min(args.n_frames, len(reader))
     save_bins = {int(v) for v in args.save_bins.split(",") if v.strip()}
     rss0 = current_rss_mib()

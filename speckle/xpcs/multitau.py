@@ -41,10 +41,17 @@ from .result import MultiTauG2
 
 __all__ = ["LagGrid", "MultiTauCorrelator", "lag_grid", "multitau_g2", "normalize_symmetric"]
 
-#: Pixels handled by one task of the thread pool (CPU); keeps a task's working set in cache.
+#: Pixels handled by one task of the thread pool (CPU) at least; keeps a task's working set in
+#: cache. Big detectors get bigger blocks (at most _MAX_BLOCKS), so that the per-call work of
+#: the levels stays large next to Python's overhead.
 _PIXEL_BLOCK = 8192
+_MAX_BLOCKS = 32
 #: Frames correlated at once on the CPU (larger chunks are split).
 _SUB_FRAMES = 128
+#: Bytes that the queued entries of all levels may hold together: on big detectors the pieces
+#: and the batches of the higher levels shrink, so memory stays bounded (history, sums and
+#: these queues: about 100 bytes per pixel per level).
+_QUEUE_BYTES = 2**30
 
 
 @dataclass(frozen=True)
@@ -266,13 +273,12 @@ class _Block:
     the short binned series stays small; the order of entries, and so the result, is unchanged.
     """
 
-    def __init__(self, grid, n_pixels, xp, min_batch=16, kernels=None):
+    def __init__(self, grid, n_pixels, xp, min_batch=16, piece=_SUB_FRAMES, kernels=None):
         # room for one fed piece at level 0 and a full queue above, so buffers never grow
         top = len(grid.per_level) - 1
         self.levels = [_Level(i, lags, grid.buffers, n_pixels, xp,
-                              capacity=_SUB_FRAMES if i == 0 else
-                              min_batch + (_SUB_FRAMES >> i) + 2, top=i == top,
-                              kernels=kernels)
+                              capacity=piece if i == 0 else min_batch + (piece >> i) + 2,
+                              top=i == top, kernels=kernels)
                        for i, lags in enumerate(grid.per_level)]
         self.min_batch = min_batch
 
@@ -338,13 +344,16 @@ class MultiTauCorrelator:
         self.fed = 0
         compiled = compiled_kernels(kernels) if xp is np else None
         if xp is np:
-            n_blocks = max(1, -(-n_pixels // _PIXEL_BLOCK))
+            n_blocks = max(1, min(-(-n_pixels // _PIXEL_BLOCK), _MAX_BLOCKS))
             self.threads = max(1, min(threads or os.cpu_count() or 1, n_blocks))
         else:
             n_blocks, self.threads = 1, 1
         edges = np.linspace(0, n_pixels, n_blocks + 1).astype(int)
         self.slices = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
-        self.blocks = [_Block(self.grid, s.stop - s.start, xp, kernels=compiled)
+        row = 4 * max(n_pixels, 1)  # bytes of one float32 entry of every pixel
+        self.piece = int(np.clip(_QUEUE_BYTES // row, 8, _SUB_FRAMES))
+        min_batch = int(np.clip(_QUEUE_BYTES // (row * len(self.grid.per_level)), 2, 16))
+        self.blocks = [_Block(self.grid, s.stop - s.start, xp, min_batch, self.piece, compiled)
                        for s in self.slices]
         self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
 
@@ -363,9 +372,9 @@ class MultiTauCorrelator:
             raise AnalysisError("more frames were fed than the correlator was made for")
         w = np.ones(n, np.float32) if weights is None else np.asarray(weights, np.float32)
         excluded = np.flatnonzero(w == 0)
-        # on the CPU, pieces of _SUB_FRAMES keep a block's working set in the cache; each task
+        # on the CPU, pieces of a few frames keep a block's working set in the cache; each task
         # takes all pieces of its block, so that the block's state stays hot between them
-        step = _SUB_FRAMES if self.xp is np else max(n, 1)
+        step = self.piece if self.xp is np else max(n, 1)
 
         def run(i):
             block, cols = self.blocks[i], self.slices[i]
