@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import pwd
 
@@ -57,6 +58,21 @@ def tiles(names: set[str] | None = None) -> list[dict]:
     return out
 
 
+def insecure_http(hub: dict) -> bool:
+    """Whether passwords reach the hub unencrypted over the network: it listens on a non-loopback
+    address (a host name, all interfaces) without TLS. Behind a TLS proxy the hub listens on
+    loopback, so no warning there."""
+    if hub["tls"]["cert"]:
+        return False
+    host = hub["bind_address"]
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
 def template_vars(s: dict) -> dict:
     g = s["gpus"]
     found = [] if g["policy"] == "cpu" else gpu_mod.detect(g["nvidia_smi"])
@@ -69,6 +85,7 @@ def template_vars(s: dict) -> dict:
         "speckle_single_account": single,
         "speckle_account": pwd.getpwuid(os.geteuid()).pw_name if single else "",
         "speckle_auth": s["auth"]["type"],
+        "speckle_insecure_http": insecure_http(s["hub"]),
         "speckle_gpus": ", ".join(f"{x.name}" for x in found) if found else "",
         "speckle_data_dirs": s["data"]["beamline_dirs"],
         "speckle_autostart": s["users"]["start_at_login"] and not gpu_choice,

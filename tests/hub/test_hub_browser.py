@@ -234,12 +234,51 @@ def test_nothing_is_loaded_from_another_host(journey):
     assert seen["icon_font_loaded"]
 
 
+def test_signup_page_is_branded_like_login_and_quiet_about_http_on_loopback(speckle_hub, browser,
+                                                                         artifacts):
+    hub = speckle_hub
+    page = browser.new_page(viewport={"width": 1000, "height": 760})
+    try:
+        page.goto(hub.url + "hub/login")
+        login_brand = page.inner_text("#login-main h1.h3"), page.inner_text("#login-main p.text-muted")
+        page.click("#signup-hint a")
+        page.wait_for_selector("#signup_submit")
+        assert page.url.endswith("/hub/signup")
+        # the login page's title, logo, heading and tagline; not the authenticator's stock page
+        assert page.title() == "speckle hub"
+        assert (page.inner_text("#login-main h1.h3"), page.inner_text("#login-main p.text-muted")) \
+            == login_brand == ("speckle hub", "Is the data good? Find out during the beamtime.")
+        assert page.locator("img.jpy-logo").get_attribute("alt") == "speckle hub"
+        assert page.locator("#signup_submit").get_attribute("value") == "Sign up"
+        # served over plain HTTP, but on 127.0.0.1 only: nothing crosses the network, no warning
+        assert page.url.startswith("http://127.0.0.1:")
+        body = page.inner_text("body")
+        assert "HTTP" not in body and "unsecured" not in body
+        assert page.locator("#insecure-signup-warning, #insecure-login-warning").count() == 0
+        page.screenshot(path=str(artifacts / "hub-signup.png"))
+        # the form works: a new account waits for an administrator
+        name, password = "signup-browser", "a-long-password-1"
+        page.fill("#username_input", name)
+        page.fill("#password_input", password)
+        page.fill("#password_confirmation_input", password)
+        page.click("#signup_submit")
+        page.wait_for_selector("#signup-result")
+        assert "sent to the admin" in page.inner_text("#signup-result")
+        assert page.inner_text("#login-main h1.h3") == "speckle hub"
+        page.click("#login-hint a")
+        page.wait_for_selector("#login_submit")
+        page.fill("#username_input", name)
+        page.fill("#password_input", password)
+        page.click("#login_submit")
+        page.wait_for_selector(".login_error")
+        assert "waits for an administrator's approval" in page.inner_text(".login_error")
+    finally:
+        page.close()
+
+
 def test_login_page_screenshot_wrong_password_and_spawn_form(speckle_hub, browser, artifacts):
     page = browser.new_page(viewport={"width": 1000, "height": 700})
     try:
-        page.goto(speckle_hub.url + "hub/signup")
-        page.wait_for_selector("#signup_submit")
-        page.screenshot(path=str(artifacts / "hub-signup.png"))
         page.goto(speckle_hub.url + "hub/login")
         page.screenshot(path=str(artifacts / "hub-login.png"))
         page.fill("#username_input", "nobody")
