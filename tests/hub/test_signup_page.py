@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import jinja2
 import pytest
-
 from speckle_hub.pages import insecure_http
 from speckle_hub.settings import TEMPLATES
 
