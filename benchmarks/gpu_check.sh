@@ -8,7 +8,8 @@
 # 1. the GPU parity tests (and the CPU tests of the same files), 2. the XPCS benchmark on the GPU:
 # speckle on cupy against boost_corr on torch's cuda:0, same card, with the card's peak memory
 # bandwidth and the achieved fraction (benchmarks/bench_xpcs.py --device gpu), 3. the refocus
-# sweep (times cupy when a GPU is usable). Everything lands under $OUT; copy the results into
+# sweep (times cupy when a GPU is usable), 4. a 2048^2 detector streamed on the GPU (10 000 frames,
+# frames/s and peak host memory). Everything lands under $OUT; copy the results into
 # benchmarks/results/ with the card's name.
 set -u
 OUT=${OUT:-$PWD/gpu-out}
@@ -35,6 +36,10 @@ timeout 240 $PY benchmarks/bench_xpcs.py --device gpu --peer-python "$(command -
     --tag "$(date +%Y%m%d)_gpu" > "$OUT/bench_xpcs_gpu.txt" 2>&1
 echo "bench_xpcs exit status $?" >> "$OUT/bench_xpcs_gpu.txt"
 cp benchmarks/results/xpcs_gpu_* "$OUT/" 2>/dev/null
+
+timeout 60 $PY benchmarks/run_speckle.py --generate 10000x2048 --device gpu \
+    --out "$OUT/stream_gpu_2048" > "$OUT/stream_gpu.txt" 2>&1
+echo "stream exit status $?" >> "$OUT/stream_gpu.txt"
 
 timeout 60 $PY benchmarks/bench_refocus.py --repeats 3 --no-naive --no-write \
     > "$OUT/bench_refocus.txt" 2>&1

@@ -115,9 +115,10 @@ def stream(args):
                   f"RSS {current_rss_mib():.0f} MiB", file=sys.stderr, flush=True)
 
     res = multitau_g2(ds, part, chunk_frames=args.chunk_frames, threads=args.threads,
-                      progress=progress)
+                      progress=progress, device=args.device)
     total = time.perf_counter() - t0
-    info = {"engine": "speckle multitau (generated stream)", "mode": "stream", "n_frames": n,
+    info = {"engine": f"speckle multitau (generated stream, {args.device})", "mode": "stream",
+            "device": args.device, "n_frames": n,
             "frame_shape": [side, side], "time_s": total, "compute_s": total,
             "frames_per_s": n / total, "compute_frames_per_s": n / total,
             "rss_before_mib": round(rss0, 1), "pool_mib": round(pool_mib, 1)}
