@@ -47,8 +47,8 @@ def analyse_file(path: str, template: dict, result_dir: str, max_seconds: float 
     -------
     dict
         ``path``, ``kind``, ``reason`` (why that kind), ``verdict``, ``summary``, ``conclusion``,
-        ``action``, ``result``, ``elapsed_s``, ``frames``, ``frame_shape``, ``details``; or
-        ``path``, ``error`` (and ``kind`` when it was known).
+        ``action``, ``result``, ``elapsed_s``, ``frames``, ``frame_shape``, ``details``,
+        ``ran_on`` (host, pid, Slurm job); or ``path``, ``error`` (and ``kind`` when it was known).
     """
     from .templates import Template
 
@@ -58,7 +58,7 @@ def analyse_file(path: str, template: dict, result_dir: str, max_seconds: float 
     def cancel() -> bool:
         return time.monotonic() > deadline
 
-    outcome: dict = {"path": str(path)}
+    outcome: dict = {"path": str(path), "ran_on": _where()}
     try:
         tmpl = Template.from_dict(template)
         with tmpl.xpcs.open(path) as ds:
@@ -184,6 +184,15 @@ def thumbnail(image, path: Path, size: int = THUMB_SIZE) -> None:
     lo, hi = np.percentile(a, [1, 99.5]) if a.size else (0.0, 1.0)
     matplotlib.image.imsave(path, a, cmap="magma", vmin=lo, vmax=hi if hi > lo else lo + 1,
                             format="png")
+
+
+def _where() -> dict:
+    """Where this task runs (provenance): host, process, and the Slurm job when in one."""
+    import os
+    import socket
+
+    return {"host": socket.gethostname(), "pid": os.getpid(),
+            "slurm_job": os.environ.get("SLURM_JOB_ID")}
 
 
 def _finite(value):

@@ -474,9 +474,10 @@ class Monitor:
             return
         written = {}
         for entry in read_index(self.layout.index):
-            written[(entry.get("path"), entry.get("size"), entry.get("mtime_ns"))] = entry
+            key = (entry.get("path"), entry.get("size"), entry.get("mtime_ns"), entry.get("template"))
+            written[key] = entry
         for row in pending:
-            entry = written.get((row["path"], row["size"], row["mtime_ns"]))
+            entry = written.get((row["path"], row["size"], row["mtime_ns"], row["template"]))
             if entry is not None and row["state"] != "waiting":
                 failed = bool(entry.get("error"))
                 self._put(row["path"], state="failed" if failed else "done",
