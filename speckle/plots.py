@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from .backend import asnumpy
 from .errors import InvalidInputError
 from .io.atomic import atomic_path
+from .xpcs.outliers import format_frames
 
 __all__ = ["fit_curve", "plot_g2", "plot_image", "plot_intensity", "plot_twotime", "save_png"]
 
@@ -151,6 +152,9 @@ def plot_g2(result, *, bins=None, title: str | None = None,
 def plot_intensity(result, *, title: str | None = None, figsize=(6.4, 3.2)) -> Figure:
     """Mean counts per used pixel against time (seconds): beam drops, drifts, damage.
 
+    Frames the verdict flags (spikes, beam losses, empty frames) are circled in red, frames left
+    out of the analysis are crossed in grey.
+
     Parameters
     ----------
     result : XpcsResult
@@ -166,12 +170,26 @@ def plot_intensity(result, *, title: str | None = None, figsize=(6.4, 3.2)) -> F
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.add_subplot()
     ax.plot(t, y, lw=0.8)
+    excluded = [f for f in result.parameters.get("exclude_frames") or () if 0 <= f < y.size]
+    if excluded:
+        ax.plot(t[excluded], y[excluded], "x", color="#888",
+                label=f"left out: {_shorten(format_frames(excluded))}")
+    flagged = [f for f in getattr(result.verdict, "exclude_frames", None) or () if f < y.size]
+    if flagged:
+        ax.plot(t[flagged], y[flagged], "o", mfc="none", mec="#b00020", ms=7,
+                label=f"flagged: {_shorten(format_frames(flagged))}")
+    if excluded or flagged:
+        ax.legend(fontsize=8, loc="best")
     ax.set_xlabel(_time_label(result, "time"))
     ax.set_ylabel("mean counts per pixel")
     ax.grid(True, alpha=0.3)
     if title:
         ax.set_title(title)
     return fig
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit].rsplit(",", 1)[0] + ",…"
 
 
 def _robust_limits(values: np.ndarray, lo=1.0, hi=99.0):

@@ -139,3 +139,20 @@ def test_many_outliers_are_bad():
 def test_frame_lists_read_back_by_the_command_line(frames, text):
     assert format_frames(frames) == text
     assert sorted(parse_frames(text)) == sorted(set(frames))
+
+
+def test_the_intensity_plot_circles_the_flagged_frames_and_crosses_the_left_out():
+    from speckle.plots import plot_intensity
+
+    frames = _speckle(n=300)
+    rng = np.random.default_rng(5)
+    for f in (40, 41, 200):
+        frames[f] = rng.poisson(frames[f] * 1.6)
+    res = _analyse(frames, exclude=[41])
+    assert res.verdict.exclude_frames == [40, 200]
+    ax = plot_intensity(res).axes[0]
+    marks = {line.get_label(): line for line in ax.lines}
+    flagged, left_out = marks["flagged: 40,200"], marks["left out: 41"]
+    assert list(flagged.get_xdata()) == pytest.approx([40e-3, 200e-3])
+    assert list(left_out.get_xdata()) == pytest.approx([41e-3])
+    assert list(flagged.get_ydata()) == pytest.approx(res.intensity_vs_time[[40, 200]])

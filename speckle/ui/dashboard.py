@@ -59,8 +59,8 @@ class XpcsDashboard(Dashboard):
         self.results.clear()
         ds = change["new"]
         self.runner.exclude.value = ""  # frame numbers of another run
-        self.image.set_dataset(ds, rings=self.chooser.hints.get("rings"))
         self.runner.show_file_frame_time(ds.metadata.frame_time if ds is not None else None)
+        self.image.set_dataset(ds, rings=self.chooser.hints.get("rings"))
 
     def _exclude_and_analyse(self, frames) -> None:
         """The verdict's button: leave these frames out too, and analyse again."""

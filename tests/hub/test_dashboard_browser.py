@@ -92,24 +92,27 @@ def _sha256(path: Path) -> str:
 
 
 def _check_results(page) -> dict:
-    """What every analysis must show: verdict with a level and reasons, g2 image, fit rows."""
+    """What every analysis must show: the level and a one-line conclusion, what to do first and
+    the problems (folded) unless good, the g2 image, the fit rows."""
     verdict = page.locator(".speckle-verdict")
     classes = verdict.get_attribute("class")
     level = re.search(r"speckle-verdict-(good|marginal|bad)", classes).group(1)
     text = verdict.inner_text().strip()
-    assert text.splitlines()[0].strip() == level.upper(), text[:200]
-    summary = text.splitlines()[1].strip() if len(text.splitlines()) > 1 else ""
-    assert len(summary) > 10, f"the verdict has no summary: {text[:200]!r}"
-    reasons = verdict.locator("li").all_inner_texts()
+    assert text.startswith(level.upper()), text[:200]
+    conclusion = verdict.locator(".speckle-verdict-conclusion").inner_text().strip()
+    assert len(conclusion) > 10, f"the verdict has no conclusion: {text[:200]!r}"
+    problems = verdict.locator("details.speckle-problem > summary").all_inner_texts()
     if level != "good":
-        assert reasons, f"a {level} verdict must give its reasons: {text[:300]!r}"
-        assert all(len(r.strip()) > 10 for r in reasons)
+        assert problems, f"a {level} verdict must give its reasons: {text[:300]!r}"
+        assert all(len(p.strip()) > 10 for p in problems)
+        assert verdict.locator(".speckle-verdict-action").inner_text().startswith("Do first:")
     g2 = page.locator("img.speckle-g2-plot")
     assert g2.is_visible()
     width, height = g2.evaluate("e => [e.naturalWidth, e.naturalHeight]")
     assert width > 200 and height > 150, (width, height)
     rows = page.locator(".speckle-fit-table tr.speckle-fit-row")
-    return {"level": level, "reasons": reasons, "rows": rows.all_inner_texts(), "text": text}
+    return {"level": level, "conclusion": conclusion, "problems": problems,
+            "rows": rows.all_inner_texts(), "text": text}
 
 
 def _final_stage(page, seconds: float = 90) -> tuple[str, list]:
@@ -159,11 +162,20 @@ def test_login_landing_demo_analysis_and_download(speckle_hub, alice, page_of, a
     device = _device_text(page)
     assert CPU_TEXT in device, device
 
+    # before any data: a hint where the image will be, not empty axes
+    hint = page.locator(".speckle-image-empty")
+    assert hint.is_visible() and "Choose a dataset above" in hint.inner_text()
+    assert page.locator(".speckle-image").is_hidden()
+
     # the demo data, with their published q-rings
     page.click("button.speckle-demo-choice")
     info = wait_dataset_open(page, "demo-xpcs")
     assert "100 of 256 × 256" in info, info
     page.locator(".speckle-qrings").wait_for(state="visible")  # known geometry: q-rings
+    assert hint.is_hidden() and page.locator(".speckle-image").is_visible()
+    # the file's frame time beside the field, and what 0 means
+    page.wait_for_selector(".speckle-frame-time-note:has-text('0 = as in the file: 1.3007 ms')",
+                           timeout=10_000)
     n_rings = int(page.get_by_label("rings", exact=True).input_value())
     assert n_rings >= 2
 
@@ -191,6 +203,23 @@ def test_login_landing_demo_analysis_and_download(speckle_hub, alice, page_of, a
     href = link.get_attribute("href")
     rel = unquote(href.split("/files/", 1)[1].split("?")[0])
     assert _sha256(got) == _sha256(alice.home / rel)
+
+    # the details of a problem unfold on a click; how much longer to count, ring by ring
+    first = page.locator(".speckle-verdict details.speckle-problem").first
+    assert first.locator("li").first.is_hidden()
+    first.locator("summary").click()
+    assert first.locator("li").first.is_visible()
+    assert page.locator(".speckle-verdict tr.speckle-forecast-row").count() == n_rings
+    # the demo's three intensity spikes, left out with one click
+    exclude = page.locator("button.speckle-exclude-again")
+    assert exclude.inner_text().strip() == "Exclude frames 3,10,32 and analyse again"
+    assert "intensity spike" in shown["text"]
+    exclude.click()
+    page.wait_for_selector(".speckle-verdict:not(:has-text('intensity spike'))", timeout=TIMEOUT_MS)
+    wait_analysis_done(page)
+    assert page.locator(".speckle-exclude-frames input").input_value() == "3,10,32"
+    assert exclude.is_hidden()
+    _check_results(page)
 
     assert not page.errors, page.errors
     outside = [u for u in failed if not u.startswith(hub.url)]
