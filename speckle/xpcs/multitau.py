@@ -47,11 +47,12 @@ __all__ = ["LagGrid", "MultiTauCorrelator", "lag_grid", "multitau_g2", "normaliz
 _PIXEL_BLOCK = 8192
 _MAX_BLOCKS = 32
 #: Frames correlated at once on the CPU (larger chunks are split).
-_SUB_FRAMES = 128
-#: Bytes that the queued entries of all levels may hold together: on big detectors the pieces
-#: and the batches of the higher levels shrink, so memory stays bounded (history, sums and
-#: these queues: about 100 bytes per pixel per level).
-_QUEUE_BYTES = 2**30
+_SUB_FRAMES = 256
+#: Bytes that the queued entries may hold, half for level 0's pieces and half for the batches
+#: of the levels above (at most _MAX_BATCH entries each): on big detectors both shrink, so
+#: memory stays bounded (with the history and the sums: about 100 bytes per pixel per level).
+_QUEUE_BYTES = 2**29
+_MAX_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -351,8 +352,9 @@ class MultiTauCorrelator:
         edges = np.linspace(0, n_pixels, n_blocks + 1).astype(int)
         self.slices = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
         row = 4 * max(n_pixels, 1)  # bytes of one float32 entry of every pixel
-        self.piece = int(np.clip(_QUEUE_BYTES // row, 8, _SUB_FRAMES))
-        min_batch = int(np.clip(_QUEUE_BYTES // (row * len(self.grid.per_level)), 2, 16))
+        self.piece = int(np.clip(_QUEUE_BYTES // 2 // row, 8, _SUB_FRAMES))
+        min_batch = int(np.clip(_QUEUE_BYTES // 2 // (row * len(self.grid.per_level)), 2,
+                                _MAX_BATCH))
         self.blocks = [_Block(self.grid, s.stop - s.start, xp, min_batch, self.piece, compiled)
                        for s in self.slices]
         self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
