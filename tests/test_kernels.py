@@ -113,8 +113,12 @@ def test_lag_products_kernel_is_its_definition(h, n, first, n_lags):
         k = first + i
         for t in range(max(h, k), h + n):
             expected[i] += x[t - k] * x[t]
-    kernels.lag_products(ext, h, n, first, G)
+    start = h // 2  # the first entry not yet paired
+    pairs = np.full(((h + n - start) // 2, 1100), np.nan, np.float32)
+    kernels.lag_products(ext, h, n, first, G, start, pairs)
     np.testing.assert_allclose(G, expected, rtol=1e-6)
+    np.testing.assert_array_equal(pairs, ext[start:start + 2 * len(pairs):2]
+                                  + ext[start + 1:start + 2 * len(pairs):2])
 
 
 def test_choice_of_kernels(monkeypatch):
@@ -195,7 +199,8 @@ def test_a_stale_read_only_cache_warns_and_still_computes(tmp_path):
             from speckle.xpcs import kernels
         assert any("not writable" in str(w.message) for w in caught), caught
         G = np.zeros((2, 3))
-        kernels.lag_products(np.arange(12, dtype=np.float32).reshape(4, 3), 0, 4, 1, G)
+        kernels.lag_products(np.arange(12, dtype=np.float32).reshape(4, 3), 0, 4, 1, G, 0,
+                             np.empty((0, 3), np.float32))
         print(G.tolist())
     """)
     done = run_read_only(empty, tmp_path, code)

@@ -70,14 +70,17 @@ def _lag_group(ext, h, stop, k, p0, p1, acc, G):
             g[q] += a[q]
 
 
-@compiled("void(float32[:, ::1], int64, int64, int64, float64[:, ::1])", _OPTIONS)
-def lag_products(ext, h, n, first_lag, G):
-    """Add one batch's lag products to the per-pixel sums ``G`` (n_lags, pixels).
+@compiled("void(float32[:, ::1], int64, int64, int64, float64[:, ::1], int64, float32[:, ::1])",
+          _OPTIONS)
+def lag_products(ext, h, n, first_lag, G, first, pairs):
+    """Add one batch's lag products to the per-pixel sums ``G`` (n_lags, pixels), and write the
+    pair sums of the next level into ``pairs``, while the batch's rows are in the cache.
 
     ``ext`` (entries, pixels) holds ``h`` entries of history followed by ``n`` new ones; for
     the lags ``k = first_lag + i`` (consecutive, as on every multi-tau level), every pair
     ``(t - k, t)`` whose second member is new adds ``ext[t - k] * ext[t]``. The products of one
     batch are summed in float32 and added to ``G`` in float64, as the numpy reference does.
+    ``pairs[j] = ext[first + 2 j] + ext[first + 2 j + 1]`` for each of its rows.
     """
     n_lags, n_pixels = G.shape
     stop = h + n
@@ -87,3 +90,7 @@ def lag_products(ext, h, n, first_lag, G):
         for i in range(0, n_lags, 4):
             m = min(4, n_lags - i)
             _lag_group(ext, h, stop, first_lag + i, p0, p1, acc[:m], G[i:i + m])
+        for j in range(pairs.shape[0]):
+            a, b, out = ext[first + 2 * j, p0:p1], ext[first + 2 * j + 1, p0:p1], pairs[j, p0:p1]
+            for q in range(p1 - p0):
+                out[q] = a[q] + b[q]

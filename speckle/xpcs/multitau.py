@@ -173,9 +173,17 @@ class _Level:
         x = ext[h:]
         bad = ew == 0
         any_bad = bool(bad.any())
+        # pair sums for the next level, from the first entry not yet paired
+        first = h - self.unpaired
+        pairs = (h + n - first) // 2 if upper is not None else 0
+        if pairs:
+            vals, wts = upper.slot(pairs)
         acc = self.acc
-        if acc is None:
-            self.kernels.lag_products(ext, h, n, int(self.lags[0]), self.G)
+        if acc is None:  # the compiled kernel writes the pair sums too
+            self.kernels.lag_products(ext, h, n, int(self.lags[0]), self.G, first,
+                                      vals if pairs else self.buf[:0])
+        elif pairs:
+            xp.add(ext[first:first + 2 * pairs:2], ext[first + 1:first + 2 * pairs:2], out=vals)
         for i, k in enumerate(self.lags):
             lo, hi = max(h - k, 0), h + n - k
             if hi <= lo:
@@ -207,12 +215,7 @@ class _Level:
             add = min(self.buffers - self.n_head, n)
             self.head[self.n_head:self.n_head + add] = x[:add]
             self.n_head += add
-        # pair sums for the next level, from the first entry not yet paired
-        first = h - self.unpaired
-        pairs = (h + n - first) // 2
-        if upper is not None and pairs:
-            vals, wts = upper.slot(pairs)
-            xp.add(ext[first:first + 2 * pairs:2], ext[first + 1:first + 2 * pairs:2], out=vals)
+        if pairs:
             np.multiply(ew[first:first + 2 * pairs:2], ew[first + 1:first + 2 * pairs:2], out=wts)
             zero = np.flatnonzero(wts == 0)
             if len(zero):
@@ -221,7 +224,7 @@ class _Level:
                     self.dropped = xp.zeros(vals.shape[1], np.float64)
                 self.dropped += vals[zero].sum(0, dtype=np.float64)
                 vals[zero] = 0
-        self.unpaired = (h + n - first) - 2 * pairs
+        self.unpaired = (h + n - first) - 2 * ((h + n - first) // 2)
         keep = min(self.buffers, h + n)
         self.buf[:keep] = ext[h + n - keep:]
         self.wbuf[:keep] = ew[h + n - keep:]
