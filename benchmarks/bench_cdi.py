@@ -60,7 +60,7 @@ SPEED_FLOOR = 1.5
 
 def simulate(size: int, photons: float, seed: int = 1):
     """The truth, its noisy centred intensity, and the amplitudes file cohere reads."""
-    from speckle.imaging.phasing import simulated_object, simulated_pattern
+    from speckle.imaging.simulate import simulated_object, simulated_pattern
 
     truth = simulated_object((size, size))
     intensity = simulated_pattern(truth, photons, seed=seed)

@@ -6,7 +6,7 @@ import pytest
 from speckle.errors import InvalidInputError
 from speckle.imaging.align import (align_to, apply_alignment, find_alignment, normalized_error,
                                    twin)
-from speckle.imaging.phasing import simulated_object
+from speckle.imaging.simulate import simulated_object
 
 
 def fourier_shift(obj, shift):

@@ -10,7 +10,7 @@ from cli_helpers import run
 from speckle.cli.cdi import parse_support
 from speckle.errors import InvalidInputError
 from speckle.imaging.align import normalized_error
-from speckle.imaging.phasing import simulated_object, simulated_pattern
+from speckle.imaging.simulate import simulated_object, simulated_pattern
 from speckle.io.images import read_image_result
 
 

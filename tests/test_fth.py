@@ -6,7 +6,7 @@ import pytest
 from scipy import ndimage
 
 from speckle.errors import InvalidInputError
-from speckle.imaging.fth import (find_center, find_cross_terms, helicity_difference,
+from speckle.imaging.fth import (find_center, detect_cross_terms, helicity_difference,
                                  reconstruct, rotate_phase_to_real)
 from speckle.imaging.propagation import propagate, wavelength_from_energy
 
@@ -129,7 +129,7 @@ def test_several_references_each_give_the_object():
     hologram, o = simulate_fth("absorbing", obj=(160, 88), refs=refs, photons=1e9)
     rec = reconstruct(hologram)
     truth = crop(o, (160, 88), 28)
-    found = [(t.row, t.col) for t in find_cross_terms(rec.image)]
+    found = [(t.row, t.col) for t in detect_cross_terms(rec.image)]
     for ref in refs:
         offset = np.subtract((160, 88), ref)
         term = crop(rec.image, (128 + offset[0], 128 + offset[1]), 28)
@@ -243,7 +243,7 @@ def test_real_demo_hologram_end_to_end(shared_data):
     assert abs(centre[0] - rows / 2) < 2 and abs(centre[1] - cols / 2) < 2
     rec = reconstruct(hologram, center=centre, apodization=0.1)
     image = rec.image
-    terms = find_cross_terms(image)
+    terms = detect_cross_terms(image)
     assert len(terms) >= 2
     mid = np.array([rows // 2, cols // 2])
     a = terms[0]

@@ -9,7 +9,7 @@ import pytest
 from speckle.backend import asnumpy, gpu_available
 from speckle.imaging.align import apply_alignment, find_alignment, normalized_error
 from speckle.imaging.fth import find_center, helicity_difference, reconstruct
-from speckle.imaging.phasing import simulated_object, simulated_pattern
+from speckle.imaging.simulate import simulated_object, simulated_pattern
 from speckle.imaging.resolution import frc, prtf
 from speckle.imaging.support import autocorrelation, shrink_wrap, support_from_autocorrelation
 

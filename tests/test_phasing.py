@@ -9,7 +9,8 @@ from speckle.errors import Cancelled, InvalidInputError
 from speckle.imaging.align import normalized_error
 from speckle.imaging.phasing import (ALGORITHMS, TRIAL_SPREAD_LIMIT, PhasingOptions,
                                      describe_trial_spread, parse_schedule, phase_retrieval,
-                                     simulated_object, simulated_pattern, trial_spread)
+                                     trial_spread)
+from speckle.imaging.simulate import simulated_object, simulated_pattern
 from speckle.imaging.support import support_from_autocorrelation
 
 

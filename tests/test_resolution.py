@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from speckle.errors import InvalidInputError
-from speckle.imaging.phasing import simulated_object, simulated_pattern
+from speckle.imaging.simulate import simulated_object, simulated_pattern
 from speckle.imaging.resolution import frc, prtf, ring_index
 
 

@@ -141,7 +141,7 @@ def _read(path, dataset, frame):
 
 def _run_fth(args) -> int:
     from ..imaging.display import plot_complex
-    from ..imaging.fth import (find_center, find_cross_terms, helicity_difference, reconstruct,
+    from ..imaging.fth import (find_center, detect_cross_terms, helicity_difference, reconstruct,
                                rotate_phase_to_real)
     from ..plots import plot_image
 
@@ -168,7 +168,7 @@ def _run_fth(args) -> int:
     else:
         hologram = positive
     rec = reconstruct(hologram, center=center, apodization=args.apodization)
-    terms = find_cross_terms(charge.image if charge is not None else rec.image)
+    terms = detect_cross_terms(charge.image if charge is not None else rec.image)
     image = rec.image
     if charge is not None and terms:
         image, phi = rotate_phase_to_real(image, region=terms[0].box)

@@ -38,7 +38,7 @@ blurred magnitude of that trial's estimate. Trials thus stay independent (a tria
 the twin-image superposition does not drag the others' support into it) and the average is
 only what is reported.
 
-:func:`simulated_object` and :func:`simulated_pattern` make test data with a known answer.
+:mod:`speckle.imaging.simulate` makes test data with a known answer.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from .resolution import frc, prtf
 from .support import fft_module, shrink_wrap, support_from_autocorrelation
 
 __all__ = ["ALGORITHMS", "PhasingOptions", "PhasingResult", "TRIAL_SPREAD_LIMIT",
-           "describe_trial_spread", "parse_schedule", "phase_retrieval", "simulated_object", "simulated_pattern", "trial_spread"]
+           "describe_trial_spread", "parse_schedule", "phase_retrieval", "trial_spread"]
 
 ALGORITHMS = ("ER", "HIO", "RAAR", "DM")
 MAX_ITERATIONS = 10_000_000  # all rounds × schedule; a typo like 1e9 iterations is refused
@@ -173,7 +173,10 @@ def parse_schedule(text: str) -> list[tuple[str, int]]:
 
 @dataclass(frozen=True)
 class PhasingOptions:
-    """Parameters of :func:`phase_retrieval`.
+    """Parameters of :func:`phase_retrieval`, the phasing engine.
+
+    The defaults are one round of one trial, a building block; the workflow's defaults, which
+    converge on real data, are those of :class:`speckle.imaging.options.CdiOptions`.
 
     Attributes
     ----------
@@ -203,7 +206,12 @@ class PhasingOptions:
     shrinkwrap : bool
         Update the support between rounds.
     shrinkwrap_sigma : float
-        Gaussian blur (pixels) of the shrink-wrap.
+        Gaussian blur (pixels) of the last shrink-wrap.
+    shrinkwrap_sigma_start : float or None
+        Blur of the first shrink-wrap; the blur then falls geometrically to
+        ``shrinkwrap_sigma`` over the rounds (Marchesini et al. 2003: a wide blur first keeps the
+        support loose while the phases settle, a narrow one at the end follows the object's
+        edges). None: ``shrinkwrap_sigma`` throughout.
     shrinkwrap_threshold : float
         Fraction of the blurred maximum kept by the shrink-wrap.
     seed : int or None
@@ -222,9 +230,20 @@ class PhasingOptions:
     average_last: int = 0
     shrinkwrap: bool = True
     shrinkwrap_sigma: float = 1.0
+    shrinkwrap_sigma_start: float | None = None
     shrinkwrap_threshold: float = 0.1
     seed: int | None = None
     device: str = "auto"
+
+    def shrinkwrap_blur(self, index: int) -> float:
+        """Blur (pixels) of the shrink-wrap after round ``index`` (0-based)."""
+        start, end = self.shrinkwrap_sigma_start, self.shrinkwrap_sigma
+        wraps = self.rounds - 1
+        if start is None or wraps <= 1 or start == end:
+            return float(end)
+        if min(start, end) <= 0:  # no geometric path through zero: a straight line
+            return float(start + (end - start) * index / (wraps - 1))
+        return float(start * (end / start) ** (index / (wraps - 1)))
 
     def steps(self) -> list[tuple[str, int]]:
         """The parsed schedule; raises InvalidInputError for a bad one or bad numbers."""
@@ -238,8 +257,11 @@ class PhasingOptions:
                                     f"{self.keep!r}")
         if not (isinstance(self.beta, (int, float)) and 0 < self.beta <= 1):
             raise InvalidInputError(f"beta must be in (0, 1], got {self.beta!r}")
-        if not (math.isfinite(self.shrinkwrap_sigma) and self.shrinkwrap_sigma >= 0):
-            raise InvalidInputError("the shrink-wrap sigma must be zero or positive pixels")
+        for sigma in (self.shrinkwrap_sigma, self.shrinkwrap_sigma_start):
+            if sigma is not None and not (isinstance(sigma, (int, float)) and math.isfinite(sigma)
+                                          and sigma >= 0):
+                raise InvalidInputError("the shrink-wrap sigma must be zero or positive pixels, "
+                                        f"got {sigma!r}")
         if not 0 < self.shrinkwrap_threshold < 1:
             raise InvalidInputError("the shrink-wrap threshold is a fraction of the maximum, "
                                     f"between 0 and 1; got {self.shrinkwrap_threshold}")
@@ -615,8 +637,9 @@ def phase_retrieval(intensity, support=None, options: PhasingOptions | None = No
         aligned = xp.stack([apply_alignment(estimates[t], a) for t, a in enumerate(alignments)])
         reference = aligned[xp.asarray(kept)].mean(axis=0)
         if rnd + 1 < opts.rounds and opts.shrinkwrap:
+            sigma = opts.shrinkwrap_blur(rnd)
             for t in range(opts.trials):  # each trial in its own frame
-                new = shrink_wrap(estimates[t], opts.shrinkwrap_sigma, opts.shrinkwrap_threshold)
+                new = shrink_wrap(estimates[t], sigma, opts.shrinkwrap_threshold)
                 if bool(xp.any(new)):
                     supports[t] = new
     report(1.0, "finishing")
@@ -695,62 +718,3 @@ def _finish(intensity, free_np, average, aligned, kept, estimate_errors, final_e
         frc=halves, trial_spread=trial_spread([trials[t] for t in kept]),
         options=replace(opts), iterations=errors.shape[1],
         elapsed_s=time.perf_counter() - started, device="cpu" if xp is np else "gpu")
-
-
-# -- simulated data ----------------------------------------------------------------------------
-
-def _taper(distance, width: float = 1.5):
-    """1 inside (distance < -width), 0 beyond +width, a cos² ramp between: compact support."""
-    t = np.clip((distance + width) / (2 * width), 0.0, 1.0)
-    return np.where(t < 1, np.cos(np.pi / 2 * t) ** 2, 0.0)
-
-
-def simulated_object(shape=(128, 128), *, complex_valued: bool = True) -> np.ndarray:
-    """A test object with a known, compact support: three discs and a bar.
-
-    It spans about a third of the smaller side (oversampling above 2 along both axes), with
-    amplitudes 0.5-1, edges tapered over 3 pixels and, when ``complex_valued``, a smooth phase
-    of up to about ±1.3 rad. Exactly zero outside its support.
-
-    Returns
-    -------
-    numpy.ndarray
-        complex128 (or float64), centred near ``(rows // 2, cols // 2)``.
-    """
-    rows, cols = (int(n) for n in shape)
-    if min(rows, cols) < 32:
-        raise InvalidInputError("the simulated object needs a frame of at least 32×32 pixels")
-    y, x = np.mgrid[:rows, :cols].astype(float)
-    y -= rows // 2
-    x -= cols // 2
-    s = min(rows, cols) / 128
-    amp = np.zeros((rows, cols))
-    for cy, cx, r, v in ((-8, -6, 9, 1.0), (8, 9, 6, 0.7), (5, -12, 4, 0.5)):
-        amp = np.maximum(amp, v * _taper(np.hypot(y - cy * s, x - cx * s) - r * s))
-    bar = _taper(np.abs(x - 3 * s) - 4 * s) * _taper(np.abs(y + 14 * s) - 8 * s)
-    amp = np.maximum(amp, 0.6 * bar)
-    if not complex_valued:
-        return amp
-    phase = 0.8 * np.sin(2 * np.pi * x / (37 * s)) + 0.5 * np.cos(2 * np.pi * y / (29 * s))
-    return amp * np.exp(1j * phase)
-
-
-def simulated_pattern(obj, photons: float | None = None, *, seed=None) -> np.ndarray:
-    """Centred far-field intensity ``|fftshift(fft2(obj))|²`` of an object.
-
-    Parameters
-    ----------
-    obj : array, (rows, cols)
-    photons : float, optional
-        Scale to this total and draw Poisson counts (seeded by ``seed``); None: exact.
-
-    Returns
-    -------
-    numpy.ndarray
-        float64, zero frequency at ``(rows // 2, cols // 2)``.
-    """
-    intensity = np.abs(np.fft.fftshift(np.fft.fft2(np.asarray(asnumpy(obj))))) ** 2
-    if photons is None:
-        return intensity
-    intensity *= float(photons) / intensity.sum()
-    return np.random.default_rng(seed).poisson(intensity).astype(float)

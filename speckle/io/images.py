@@ -35,7 +35,8 @@ from .jsontext import to_json
 from .open import open_dataset
 from .read_hdf5 import open_h5_file
 
-__all__ = ["KINDS", "image_result_kind", "read_image", "read_image_result", "write_image_result"]
+__all__ = ["KINDS", "image_result_kind", "read_image", "read_image_result", "read_mask",
+           "write_image_result"]
 
 #: The kinds of imaging result, stored in ``/speckle@kind``.
 KINDS = ("fth", "cdi", "propagation")
@@ -139,6 +140,107 @@ def _check_image(image: np.ndarray, where) -> None:
     if not np.isfinite(image).any():
         raise InvalidInputError(f"{where}: the image has no finite value (all NaN or "
                                 "infinite); check the file or the chosen frame")
+
+
+# -- reading a mask --------------------------------------------------------------------------
+
+_MAX_MASK_BYTES = 2**31  # a mask larger than this is not a detector mask
+
+
+def read_mask(source, shape=None, *, dataset=None) -> np.ndarray:
+    """Read a mask of unmeasured pixels in any natural form: True where not measured.
+
+    Parameters
+    ----------
+    source : str, path-like or array_like
+        A file in any format :func:`read_image` reads, holding bools (``np.save`` of a bool
+        array, an HDF5 bool dataset), integers or floats, or such an array. Non-zero and NaN
+        mean unmeasured; a stack is unmeasured where any frame is.
+    shape : (rows, cols), optional
+        The pattern's shape, which the mask must have.
+    dataset : str, optional
+        Which array inside a container file.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool, (rows, cols).
+
+    Raises
+    ------
+    InvalidInputError
+        When the file cannot be read as a mask, or its shape differs from ``shape``.
+    """
+    if isinstance(source, (str, Path)) or hasattr(source, "__fspath__"):
+        flagged = _read_bool_file(source, dataset)
+        if flagged is None:
+            with open_dataset(source, dataset=dataset) as ds:
+                flagged = np.zeros(ds.frame_shape, bool)
+                for _, chunk in ds.iter_chunks():
+                    chunk = np.asarray(chunk, dtype=np.float64)
+                    flagged |= (np.nan_to_num(chunk, nan=1.0) != 0).any(axis=0)
+        where = str(source)
+    else:
+        array = np.asarray(asnumpy(source) if array_module(source) is not np else source)
+        if array.dtype.kind not in "biuf":
+            raise InvalidInputError(f"a mask holds bools or numbers (non-zero = unmeasured), "
+                                    f"not {array.dtype}")
+        flagged = np.nan_to_num(array.astype(np.float64), nan=1.0) != 0
+        if flagged.ndim == 3:
+            flagged = flagged.any(axis=0)
+        where = "the mask"
+    if flagged.ndim != 2:
+        raise InvalidInputError(f"{where}: a mask is one 2D image, got shape {flagged.shape}")
+    if shape is not None and flagged.shape != tuple(shape):
+        raise InvalidInputError(f"{where} is {flagged.shape[0]}×{flagged.shape[1]} but the "
+                                f"pattern is {shape[0]}×{shape[1]}; give a mask of the same "
+                                "size")
+    return flagged
+
+
+def _read_bool_file(path, dataset) -> np.ndarray | None:
+    """A bool array stored in a .npy or HDF5 file (which the frame readers refuse), else None."""
+    from .read_hdf5 import _locate  # noqa: PLC0415 - the HDF5 reader's own dataset rules
+    from .read_numpy import read_npy_header  # noqa: PLC0415
+    from .sniff import sniff_format  # noqa: PLC0415
+
+    fmt = sniff_format(path)
+    if fmt == "npy":
+        with open(path, "rb") as fh:
+            shape, _, dtype, _ = read_npy_header(fh, str(path))
+        if dtype != np.bool_:
+            return None
+        if int(np.prod(shape)) > _MAX_MASK_BYTES:
+            raise UnsafeFileError(f"{path}: a mask of shape {shape} is too large")
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"{path}: damaged .npy mask ({exc})") from None
+    elif fmt == "hdf5":
+        with open_h5_file(path, "an image file (.h5) holding the mask") as f:
+            try:
+                node = _locate(f, dataset, str(path))
+            except InvalidInputError:
+                if dataset is not None:
+                    raise
+                found = []  # the frame rules look at numbers only: the one bool image
+                f.visititems(lambda name, obj: found.append(obj) if isinstance(
+                    obj, h5py.Dataset) and obj.dtype == np.bool_ and obj.ndim in (2, 3)
+                    else None)
+                if len(found) != 1:
+                    raise
+                node = found[0]
+            if node.dtype != np.bool_:
+                return None
+            if node.size > _MAX_MASK_BYTES:
+                raise UnsafeFileError(f"{path}: a mask of shape {node.shape} is too large")
+            data = node[()]
+    else:
+        return None
+    data = np.asarray(data, dtype=bool)
+    while data.ndim > 2 and data.shape[0] == 1:
+        data = data[0]
+    return data.any(axis=0) if data.ndim == 3 else data
 
 
 # -- writing a result ------------------------------------------------------------------------

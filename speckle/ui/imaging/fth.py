@@ -18,7 +18,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ...errors import InvalidInputError
-from ...imaging.fth import (find_center, find_cross_terms, helicity_difference, reconstruct,
+from ...imaging.fth import (find_center, detect_cross_terms, helicity_difference, reconstruct,
                             rotate_phase_to_real)
 from ...io.images import write_image_result
 from .._common import MessageBox, Tasks, styled
@@ -38,9 +38,9 @@ def suggest_region(image, margin: int = REGION_MARGIN) -> tuple[int, int, int, i
     """The strongest cross-term of a reconstruction with a margin, or None when none is found.
 
     Of a cross-term and its (point-inverted, conjugated) twin, the one found strongest first is
-    taken; see :func:`speckle.imaging.fth.find_cross_terms`.
+    taken; see :func:`speckle.imaging.fth.detect_cross_terms`.
     """
-    terms = find_cross_terms(image)
+    terms = detect_cross_terms(image)
     if not terms:
         return None
     r0, r1, c0, c1 = terms[0].box
@@ -301,7 +301,7 @@ class FthDashboard(ImagingDashboard):
         view = self.reconstruction_view
         region = view.region
         if region is None:  # as the CLI: the strongest cross-term, not the whole frame
-            terms = find_cross_terms(view.image)
+            terms = detect_cross_terms(view.image)
             region = terms[0].box if terms else None
         rotated, phi = rotate_phase_to_real(view.image, region)
         self.phase = (self.phase + phi + np.pi) % (2 * np.pi) - np.pi
