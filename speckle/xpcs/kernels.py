@@ -18,7 +18,7 @@ import numpy as np
 
 from .kernel_cache import compiled
 
-__all__ = ["lag_products"]
+__all__ = ["bin_sums", "lag_products"]
 
 #: Pixels handled together: a few rows of this many float32 stay in the L1 cache.
 _TILE = 512
@@ -94,3 +94,30 @@ def lag_products(ext, h, n, first_lag, G, first, pairs):
             a, b, out = ext[first + 2 * j, p0:p1], ext[first + 2 * j + 1, p0:p1], pairs[j, p0:p1]
             for q in range(p1 - p0):
                 out[q] = a[q] + b[q]
+
+
+@compiled("void(float64[:, ::1], float64[:, ::1], float64[:, ::1], float64[::1], int64[::1], "
+          "int64[::1], float64[:, :, ::1], float64[:, :, ::1])", _OPTIONS)
+def bin_sums(G, IP, IF, n, static, dynamic, per_static, per_dynamic):
+    """Per-bin sums of the per-pixel sums of one level, in one pass.
+
+    For each lag ``i`` and pixel ``p``: ``per_static[:, i, static[p]]`` adds ``G``, ``IP``,
+    ``IF``; where ``g = n[i] G / (IP IF)`` is finite, ``per_dynamic[:, i, dynamic[p]]`` adds
+    1, ``g`` and ``g**2`` (the reference: ``_BinSums.of`` in :mod:`speckle.xpcs.multitau`).
+    """
+    for i in range(G.shape[0]):
+        gs, ips, ifs = per_static[0, i], per_static[1, i], per_static[2, i]
+        k, m1, m2 = per_dynamic[0, i], per_dynamic[1, i], per_dynamic[2, i]
+        ni = n[i]
+        for p in range(G.shape[1]):
+            g, a, b = G[i, p], IP[i, p], IF[i, p]
+            s = static[p]
+            gs[s] += g
+            ips[s] += a
+            ifs[s] += b
+            gp = g / (a * b) * ni
+            if np.isfinite(gp):
+                d = dynamic[p]
+                k[d] += 1.0
+                m1[d] += gp
+                m2[d] += gp * gp

@@ -316,7 +316,7 @@ class _Block:
         """Flush the queues; return the :class:`_BinSums` of this block's pixels ``bins``."""
         parts = [_BinSums.of(asnumpy(level.G), asnumpy(ip), asnumpy(if_),
                              level.n_pairs.astype(np.float64)[:, None], bins,
-                             scale=float(2 ** level.level))
+                             scale=float(2 ** level.level), kernels=level.kernels)
                  for level, ip, if_ in self.finished_levels()]
         return _BinSums.stack(parts[::-1])
 
@@ -501,7 +501,7 @@ class _Bins:
         s2d = np.r_[0, np.asarray(static_to_dynamic, np.int64)]
         s = np.asarray(static_labels, np.int64)
         self.dynamic = s2d[s]
-        s = np.where(self.dynamic > 0, s, 0)
+        s = self.static = np.where(self.dynamic > 0, s, 0)
         n_d = int(s2d.max()) + 1
         self.by_static, self.by_dynamic = _Segments(s, len(s2d)), _Segments(self.dynamic, n_d)
         self.count_s = np.bincount(s, minlength=len(s2d)).astype(np.float64)
@@ -527,10 +527,18 @@ class _BinSums:
     m2: np.ndarray
 
     @classmethod
-    def of(cls, G, IP, IF, n, bins, scale=1.0):
+    def of(cls, G, IP, IF, n, bins, scale=1.0, kernels=None):
         """Sums over the pixels (columns) of G, IP, IF (n_tau, n_pixels) whose bins are ``bins``
         (:class:`_Bins`); n: pairs (n_tau, 1). G, IP and IF may be in units of ``scale`` frames:
-        the sums are returned in frame units (g2_p does not depend on the unit)."""
+        the sums are returned in frame units (g2_p does not depend on the unit). ``kernels``:
+        the compiled kernels (one pass), or None for this numpy code."""
+        if kernels is not None:
+            per_s = np.zeros((3, len(G), len(bins.count_s)))
+            per_d = np.zeros((3, len(G), len(bins.count_d)))
+            kernels.bin_sums(G, IP, IF, np.ascontiguousarray(n[:, 0]), bins.static,
+                             bins.dynamic, per_s, per_d)
+            return cls(bins.count_s, per_s[0] / scale**2, per_s[1] / scale, per_s[2] / scale,
+                       bins.count_d, per_d[0], per_d[1], per_d[2])
         with np.errstate(divide="ignore", invalid="ignore"):
             gp = IP * IF
             np.divide(G, gp, out=gp)
