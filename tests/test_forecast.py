@@ -118,3 +118,18 @@ def test_the_verdict_action_counts_and_the_forecast_is_in_json():
     d = json.loads(json.dumps(v.to_dict(), allow_nan=False))
     assert d["bins"][0]["forecast"]["frames_needed"] == f.frames_needed
     assert d["bins"][0]["forecast"]["note"] == f.note
+
+
+def test_the_result_file_keeps_the_conclusion_action_and_forecast(tmp_path):
+    import h5py
+
+    from speckle.io.aps_result import write_aps_result
+
+    res = _short(*SHOT_NOISE)
+    write_aps_result(res, tmp_path / "r.h5")
+    with h5py.File(tmp_path / "r.h5", "r") as f:
+        saved = json.loads(f["/xpcs/speckle/verdict"][()])
+    v = res.verdict
+    assert saved["conclusion"] == v.conclusion and saved["action"] == v.action
+    assert saved["bins"][0]["forecast"]["frames_needed"] == v.bins[0].forecast.frames_needed
+    assert [p["headline"] for p in saved["problems"]] == [p.headline for p in v.problems()]
