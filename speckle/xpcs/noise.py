@@ -13,8 +13,8 @@ The estimator is the one the correlators compute at a lag of one frame,
 - to first order in the fluctuations (delta method) the error of g2 is that of the mean of
   ``Y_t = c_t c_{t+1} - (1 + c₁) m (c_t + c_{t+1})``, ``c₁ = β g1(1)²``, divided by ``m²``; the
   variance of a mean of ``P`` correlated terms is ``(1/P) Σ_d (1 - |d|/P) γ(d)`` with ``γ`` the
-  autocovariance of ``Y``. For ``d ≥ 2`` the four times are distinct and ``γ(d)`` is a polynomial
-  in ``exp(-d/τ)``, so the sum has a closed form for any run length.
+  autocovariance of ``Y``. For ``d ≥ 2`` the four times are distinct and ``γ(d)`` is
+  ``a₂ u² + a₄ u⁴`` with ``u = exp(-d/τ)``, so the sum has a closed form for any run length.
 
 Pixels are taken as independent (speckle no larger than a pixel; larger speckle gives fewer
 independent pixels and a lower signal-to-noise). Limits, checked in the tests: without speckle
@@ -25,12 +25,12 @@ counts the speckle itself is the noise and only ``T/τ`` independent speckle pat
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections import Counter
 
 import numpy as np
-from numpy.polynomial import Polynomial
 
 __all__ = ["expected_snr", "frames_for_snr", "g2_noise"]
 
@@ -69,8 +69,11 @@ def _count_moment(labels, corr, m, beta):
     return total
 
 
+@functools.lru_cache(maxsize=1024)
 def _autocovariance(m, beta, tau_frames):
-    """``γ(0)``, ``γ(1)`` and the polynomial ``γ(d ≥ 2)`` in ``u = exp(-d/τ)``."""
+    """``γ(0)``, ``γ(1)`` and the coefficients of ``u²`` and ``u⁴`` in ``γ(d ≥ 2)``,
+    ``u = exp(-d/τ)`` (the only powers: a correlation that links frames 0, 1 to d, d + 1 enters
+    a permanent an even number of times)."""
     r = math.exp(-1.0 / tau_frames)
     k = (1 + beta * r * r) * m
     terms = [((0, 1), 1.0), ((0,), -k), ((1,), -k)]
@@ -83,21 +86,19 @@ def _autocovariance(m, beta, tau_frames):
     def frames(i, j):
         return math.exp(-abs(i - j) / tau_frames)
 
+    def generic(u):
+        # frames 0, 1 and d, d + 1 (labels 2, 3): correlations 1, r, u, u r, u / r
+        cross = {(0, 2): u, (0, 3): u * r, (1, 2): u / r, (1, 3): u}
+        return lambda i, j: ((1.0, r)[abs(i - j)] if (i < 2) == (j < 2)
+                             else cross[(min(i, j), max(i, j))])
+
     mean = _count_moment([0, 1], frames, m, beta) - 2 * k * m
     g0 = covariance(lambda t: t, frames)
     g1 = covariance(lambda t: t + 1, frames)
-    # frames 0, 1 and d, d + 1 (labels 2, 3): correlations 1, r, u, u r, u / r
-    u = Polynomial([0.0, 1.0])
-    table = {0: 1.0, 1: r}
-
-    def generic(i, j):
-        if (i < 2) == (j < 2):
-            return table[abs(i - j)]
-        lo, hi = min(i, j), max(i, j)
-        return u * {(0, 2): 1.0, (0, 3): r, (1, 2): 1.0 / r, (1, 3): 1.0}[(lo, hi)]
-
-    poly = covariance(lambda t: t + 2, generic)
-    return g0, g1, Polynomial(poly.coef) if isinstance(poly, Polynomial) else Polynomial([poly])
+    at_one, at_half = (covariance(lambda t: t + 2, generic(u)) for u in (1.0, 0.5))
+    # at_one = a2 + a4, at_half = a2 / 4 + a4 / 16
+    a4 = (at_one - 4 * at_half) / (1 - 4 / 16)
+    return g0, g1, at_one - a4, a4
 
 
 def _fejer_sum(x: float, p: int) -> float:
@@ -119,8 +120,8 @@ class _Model:
         self.tau = float(tau_frames)
         self.n = int(n_pixels)
         self.signal = self.beta * math.exp(-2.0 / self.tau)
-        self.g0, self.g1, poly = _autocovariance(self.m, self.beta, self.tau)
-        self.coef = [(j, c) for j, c in enumerate(poly.coef) if j > 0 and c != 0]
+        self.g0, self.g1, a2, a4 = _autocovariance(self.m, self.beta, self.tau)
+        self.coef = [(2, a2), (4, a4)]
 
     def error(self, n_frames) -> float:
         p = max(int(n_frames) - 1, 1)
