@@ -21,6 +21,11 @@ Frames are consumed chunk by chunk; the state is ``B`` entries of history per le
 accumulators, so memory does not grow with the number of frames and results do not depend on
 the chunk size. Excluded frames are given weight 0: every pair that contains one is dropped
 (binned entries that contain one are excluded at the higher levels too).
+
+On the CPU the hot loops (the lag products with the next level's pair sums, the per-pixel
+normalisation) run compiled kernels (:mod:`speckle.xpcs.kernels`, chosen by
+:mod:`speckle.xpcs.engine`); the numpy code here is their reference, their fallback and the
+GPU's code.
 """
 
 from __future__ import annotations
