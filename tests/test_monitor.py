@@ -50,7 +50,8 @@ def test_a_complete_stack_gives_one_verdict_line(folders):
     for name in ("result.h5", "g2.csv", "fits.csv", "summary.json", "template.yaml",
                  "thumb.png", "g2_small.png", "g2.png"):
         assert (folder / name).is_file(), name
-    assert folder.is_relative_to(results) and not any(p.name.startswith(".") for p in results.rglob("*"))
+    assert folder.is_relative_to(results)
+    assert not [p for p in results.rglob(".*") if p.name != ".monitor.lock"]  # no partial folder left
     assert len(lines) == 1 and "scan_0001.h5" in lines[0] and e["verdict"].upper() in lines[0]
     # nothing was written into the watched folder
     assert sorted(p.name for p in data.iterdir()) == ["scan_0001.h5"]
@@ -175,3 +176,13 @@ def test_the_dask_local_cluster_gives_the_same_results_as_one_process(folders, t
         with h5py.File(one) as a, h5py.File(dask) as b:
             g_a, g_b = a["xpcs/multitau/normalized_g2"][()], b["xpcs/multitau/normalized_g2"][()]
             assert np.array_equal(g_a, g_b)
+
+
+def test_two_monitors_never_share_a_results_folder(folders):
+    from speckle.errors import InvalidInputError
+
+    data, results = folders
+    with running(config(data, results)):
+        with pytest.raises(InvalidInputError, match="another monitor .* is using the results folder"):
+            Monitor(config(data, results)).run_once(timeout=10)
+    Monitor(config(data, results)).run_once(timeout=30)  # free again once the first stopped

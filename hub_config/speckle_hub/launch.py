@@ -153,6 +153,10 @@ def main(argv=None) -> int:
         return 2
     state = Path(s["_state_dir"])
     prepare_state(state)
+    if s["monitor"]["enabled"]:
+        from . import beamtime
+
+        beamtime.prepare(s)
     passwords = first_admin_passwords(s)
     print(banner(s, passwords), flush=True)
     if a.check:

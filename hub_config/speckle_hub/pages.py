@@ -26,12 +26,18 @@ DATA_BROWSER = "data_browser.ipynb"
 BEAMLINE_LINKS_DIR = "beamline-data"
 
 
-def tiles(names: set[str] | None = None) -> list[dict]:
-    """The landing page's tiles: id, title, text, path (under the user's server), profile, ready."""
+def tiles(names: set[str] | None = None, beamtime_url: str | None = None) -> list[dict]:
+    """The landing page's tiles: id, title, text, path (under the user's server), profile, ready;
+    a tile with ``url`` links there instead (the Beamtime page, a hub service)."""
     if names is None:
         folder = NOTEBOOKS / "dashboards"
         names = {p.name for p in folder.glob("*.ipynb")} if folder.is_dir() else set()
     out = []
+    if beamtime_url:
+        out.append({"id": "beamtime", "title": "Beamtime",
+                    "text": "Every new dataset analysed as it lands: the verdicts of this beamtime, "
+                            "live, newest first.",
+                    "profile": None, "path": "", "url": beamtime_url, "ready": True})
     for nb, title, text in DASHBOARDS:
         out.append({"id": nb.removesuffix(".ipynb"), "title": title, "text": text, "profile": "quick",
                     "path": f"voila/render/{DASHBOARDS_DIR}/{nb}", "ready": nb in names})
@@ -81,7 +87,8 @@ def template_vars(s: dict) -> dict:
     single = os.geteuid() != 0
     gpu_choice = len(found) > 1 and g["let_users_choose"]
     out = {
-        "speckle_tiles": tiles(),
+        "speckle_tiles": tiles(beamtime_url=f"{s['hub']['base_url']}services/beamtime/"
+                               if s["monitor"]["enabled"] else None),
         "speckle_single_account": single,
         "speckle_account": pwd.getpwuid(os.geteuid()).pw_name if single else "",
         "speckle_auth": s["auth"]["type"],

@@ -83,6 +83,20 @@ DEFAULTS: dict = {
     },
     "gpus": {"policy": "auto", "devices": "all", "let_users_choose": True, "nvidia_smi": "nvidia-smi"},
     "dashboards": {"preheat": ["xpcs_quick_check.ipynb"], "preheat_refill_delay": None},
+    "monitor": {
+        "enabled": True,
+        "folders": None,
+        "results_dir": None,
+        "account": "speckle-monitor",
+        "settle_seconds": 2.0,
+        "watch": "auto",
+        "poll_interval": 1.0,
+        "max_seconds": 1800,
+        "template": None,
+        "internal_port": 8082,
+        "cluster": {"type": "local", "workers": None, "memory": None, "address": None,
+                    "queue": None, "walltime": "08:00:00"},
+    },
 }
 
 
@@ -155,11 +169,43 @@ def _check_meaning(s: dict, source: str) -> None:
             f"{source}: auth.type {kind}: say who may log in (auth.allowed_users, auth.allowed_groups, "
             "or auth.allow_all: true); otherwise only the admins could"
         )
+    problems += _monitor_problems(s, source)
     upload = s["data"]["upload_dir"]
     if upload.startswith("/") or ".." in Path(upload).parts:
         problems.append(f"{source}: data.upload_dir must be a folder inside the home, e.g. speckle-uploads")
     if problems:
         raise SettingsError("\n".join(problems))
+
+
+def _monitor_problems(s: dict, source: str) -> list[str]:
+    m = s["monitor"]
+    if not m["enabled"]:
+        return []
+    problems = []
+    ports = {s["hub"]["port"], s["hub"]["internal_port"], s["hub"]["proxy_api_port"]}
+    if m["internal_port"] in ports:
+        problems.append(f"{source}: monitor.internal_port must differ from the hub's ports")
+    folders = m["folders"] if m["folders"] is not None else s["data"]["beamline_dirs"]
+    for folder in folders:
+        if not Path(folder).is_dir():
+            problems.append(f"{source}: monitor: the folder to watch {folder} does not exist")
+    results = m["results_dir"]
+    for folder in folders if results else ():
+        a, b = os.path.normpath(results), os.path.normpath(folder)
+        if a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/"):
+            problems.append(f"{source}: monitor.results_dir {results} and the watched folder "
+                            f"{folder} must not contain one another (results never go into data folders)")
+    if m["template"]:
+        from speckle.errors import InvalidInputError
+        from speckle.monitor.templates import load_template
+
+        try:
+            load_template(m["template"])
+        except InvalidInputError as exc:
+            problems.append(f"{source}: monitor.template: {exc}")
+    if m["cluster"]["type"] in ("gateway", "scheduler") and not m["cluster"].get("address"):
+        problems.append(f"{source}: monitor.cluster.type {m['cluster']['type']} needs monitor.cluster.address")
+    return problems
 
 
 def _ldap_problems(auth: dict, source: str) -> list[str]:
@@ -365,7 +411,7 @@ def apply(c, s: dict) -> None:
     _authenticator(c, s)
 
     cull = s["culling"]
-    c.SpeckleSpawner.speckle_settings = {
+    spawner_settings = c.SpeckleSpawner.speckle_settings = {
         "data": s["data"],
         "culling": cull,
         "gpus": s["gpus"],
@@ -375,15 +421,27 @@ def apply(c, s: dict) -> None:
         "state_dir": str(state),
     }
     c.Spawner.start_timeout = s["users"]["spawn_timeout"]
+    services, roles = [], []
     if cull["server_idle_timeout"] > 0 or cull["server_max_age"] > 0:
         cmd = [sys.executable, "-m", "speckle_hub.culler", f"--cull-every={cull['cull_every']}"]
         cmd.append(f"--timeout={cull['server_idle_timeout'] or 10 ** 9}")
         if cull["server_max_age"]:
             cmd.append(f"--max-age={cull['server_max_age']}")
-        c.JupyterHub.services = [{"name": "idle-culler", "command": cmd,
-                                  "environment": {"PYTHONPATH": str(HUB_CONFIG)}}]
-        c.JupyterHub.load_roles = [{
+        services.append({"name": "idle-culler", "command": cmd,
+                         "environment": {"PYTHONPATH": str(HUB_CONFIG)}})
+        roles.append({
             "name": "idle-culler",
             "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
             "services": ["idle-culler"],
-        }]
+        })
+    if s["monitor"]["enabled"]:
+        from . import beamtime
+
+        monitor = beamtime.monitor_settings(s)  # folders and account: made by launch.py
+        services.append(beamtime.service(s, monitor))
+        roles += beamtime.roles()
+        spawner_settings["monitor"] = {
+            "results_dir": monitor["results_dir"], "folders": monitor["folders"],
+            "url": f"http://127.0.0.1:{monitor['internal_port']}{hub['base_url']}services/{beamtime.NAME}/"}
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles

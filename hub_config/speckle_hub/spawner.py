@@ -284,7 +284,15 @@ class SpeckleSpawner(LocalProcessSpawner):
         data = self._s.get("data", {})
         home = self.home
         env["SPECKLE_HUB_MODE"] = "single-account" if self.single_account else "isolated"
-        env["SPECKLE_DATA_DIRS"] = ":".join(data.get("beamline_dirs", []))
+        monitor = self._s.get("monitor")
+        roots = list(data.get("beamline_dirs", []))
+        if monitor:
+            # the folders the beamtime monitor watches (the demo folder when no beamline folder is
+            # set) are data folders too: a result on the Beamtime page opens its dataset
+            roots += [f for f in monitor["folders"] if f not in roots]
+            env["SPECKLE_MONITOR_URL"] = monitor["url"]
+            env["SPECKLE_MONITOR_RESULTS"] = monitor["results_dir"]
+        env["SPECKLE_DATA_DIRS"] = ":".join(roots)
         env["SPECKLE_UPLOAD_DIR"] = str(home / data.get("upload_dir", "speckle-uploads"))
         env["SPECKLE_UPLOAD_QUOTA_BYTES"] = str(int(float(data.get("upload_quota_gb", 50)) * 1e9))
         env["SPECKLE_DASHBOARDS_DIR"] = str(home / DASHBOARDS_DIR)

@@ -254,7 +254,10 @@ def _dask_config():
 
     # a worker that dies (killed for memory) fails its task at once instead of passing it on
     # to the next worker, which would die the same way
+    # and a worker is handed one task per thread (so "running" means running, and a new file
+    # is not stuck behind one that a worker holds in reserve)
     return dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                            "distributed.scheduler.worker-saturation": 1.0,
                             "distributed.worker.daemon": False,
                             "distributed.admin.tick.limit": "10s"})
 

@@ -140,6 +140,7 @@ def _g2_small(result, path: Path) -> None:
 # ------------------------------------------------------------------------------------ imaging
 def _imaging(ds, tmpl, kind, result_dir: Path, cancel, outcome) -> dict:
     from ..imaging import workflow
+    from ..io.imaging_result import write_imaging_result
     from ..io.result_folder import new_result_folder
     from .recognise import image_of
 
@@ -149,14 +150,38 @@ def _imaging(ds, tmpl, kind, result_dir: Path, cancel, outcome) -> dict:
     else:
         result = workflow.run_cdi(image, tmpl.options("cdi"), cancel=cancel)
     verdict = result.verdict
-    out = {"verdict": verdict.level, "summary": verdict.summary,
-           "conclusion": getattr(verdict, "conclusion", verdict.summary),
-           "action": verdict.action, "details": {}}
+    conclusion = verdict.summary.removeprefix(f"{verdict.level.upper()}: ")  # the badge says it
+    out = {"verdict": verdict.level, "summary": verdict.summary, "conclusion": conclusion,
+           "action": verdict.action, "details": {"reasons": list(verdict.reasons)}}
     with new_result_folder(kind, result_dir.parent, name=result_dir.name, replace=True) as (tmp, _):
-        workflow.write_result(result, tmp / "result.h5")
-        workflow.save_previews(result, tmp)
+        write_imaging_result(result, tmp / "result.h5")
+        complex_picture(result.reconstruction, tmp / "reconstruction.png", size=None)
+        complex_picture(result.reconstruction, tmp / "preview_small.png", size=THUMB_SIZE)
         _finish_folder(tmp, {**outcome, **out, "result": str(result_dir)}, tmpl, image)
     return out
+
+
+def complex_picture(field, path: Path, size: int | None) -> None:
+    """A reconstruction as a picture (magnitude as brightness, log scale; phase as hue),
+    shrunk to ``size`` pixels across when given."""
+    import matplotlib.image
+
+    from ..imaging.display import complex_to_rgb
+
+    rgb = complex_to_rgb(field, "log")
+    if size:
+        rgb = _shrink(rgb, size)
+    matplotlib.image.imsave(path, np.clip(rgb, 0, 1), format="png")
+
+
+def _shrink(a: np.ndarray, size: int) -> np.ndarray:
+    """Block means so that the larger side is at most ``size`` (extra channels kept)."""
+    step = max(1, int(np.ceil(max(a.shape[:2]) / size)))
+    rows, cols = (a.shape[0] // step) * step, (a.shape[1] // step) * step
+    if step == 1 or not rows or not cols:
+        return a
+    a = a[:rows, :cols]
+    return a.reshape(rows // step, step, cols // step, step, *a.shape[2:]).mean(axis=(1, 3))
 
 
 # ------------------------------------------------------------------------------------ shared
@@ -175,11 +200,7 @@ def thumbnail(image, path: Path, size: int = THUMB_SIZE) -> None:
     """A small log-scaled picture of ``image`` (the live page's thumbnail)."""
     import matplotlib.image
 
-    a = np.asarray(image, dtype=np.float64)
-    step = max(1, int(np.ceil(max(a.shape) / size)))
-    rows, cols = (a.shape[0] // step) * step, (a.shape[1] // step) * step
-    if step > 1 and rows and cols:
-        a = a[:rows, :cols].reshape(rows // step, step, cols // step, step).mean(axis=(1, 3))
+    a = _shrink(np.asarray(image, dtype=np.float64), size)
     a = np.log10(np.clip(np.nan_to_num(a, nan=0.0), 0, None) + 1.0)
     lo, hi = np.percentile(a, [1, 99.5]) if a.size else (0.0, 1.0)
     matplotlib.image.imsave(path, a, cmap="magma", vmin=lo, vmax=hi if hi > lo else lo + 1,

@@ -17,6 +17,7 @@ lists every folder, so files that arrived while it was down are found.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import queue
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import InvalidInputError
 from .cluster import Executor, open_executor
 from .completeness import Settling, ignored_name, probe
 from .config import MonitorConfig
@@ -132,6 +134,7 @@ class Monitor:
         self._next_running_check = 0.0
         self._n_submitted = 0
         self.started_at: float | None = None
+        self._lock: int | None = None
 
     # ---------------------------------------------------------------- life cycle
     def add_listener(self, fn: Callable[[dict], None]) -> None:
@@ -139,8 +142,15 @@ class Monitor:
         self._listeners.append(fn)
 
     def open(self) -> None:
-        """Open the results folder and the engine, and pick up what the last run left."""
+        """Open the results folder and the engine, and pick up what the last run left.
+
+        Raises
+        ------
+        InvalidInputError
+            When another monitor is using the results folder.
+        """
         self.layout.root.mkdir(parents=True, exist_ok=True)
+        self._lock = _hold_lock(self.layout.root / ".monitor.lock")
         self.db = StateDB(self.layout.state)
         if self.executor is None:
             self.executor = open_executor(self.config.cluster, log=log.info)
@@ -170,6 +180,9 @@ class Monitor:
         if self.db is not None:
             self.db.close()
             self.db = None
+        if self._lock is not None:
+            os.close(self._lock)  # releases the lock
+            self._lock = None
 
     def run_forever(self) -> None:
         """Watch in the foreground until interrupted (Ctrl-C or SIGTERM)."""
@@ -509,6 +522,22 @@ class Monitor:
             "template_problems": self.templates.problems(),
             "started_at": iso_time(self.started_at),
         }
+
+
+def _hold_lock(path) -> int:
+    """Hold an exclusive lock on ``path`` for as long as the returned descriptor stays open."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise InvalidInputError(
+            f"another monitor (pid {holder}) is using the results folder {os.path.dirname(path)}: "
+            "stop it first, or give another --results folder") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def _walk(folder: str):

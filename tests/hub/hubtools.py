@@ -182,6 +182,9 @@ class Hub:
             "users": {"unix_prefix": TEST_UNIX_PREFIX, "home_root": str(self.home_root), "spawn_timeout": 120},
             "data": {"beamline_dirs": [str(self.beamline_dir)]},
             "culling": {"server_idle_timeout": 3600, "cull_every": 300},
+            # the beamtime monitor analyses whatever lands in the beamline folder: only the tests
+            # about it turn it on (tests/hub/test_beamtime*.py), so that it takes no CPU elsewhere
+            "monitor": {"enabled": False},
         }
         for section, values in extra.items():
             settings.setdefault(section, {}).update(values)

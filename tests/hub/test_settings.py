@@ -52,6 +52,12 @@ def test_state_dir_from_the_environment_wins(tmp_path, monkeypatch):
     ({"auth": {"type": "oauth", "allow_all": True}}, "auth.oauth needs client_id"),
     ({"data": {"upload_dir": "../elsewhere"}}, "data.upload_dir must be a folder inside the home"),
     ({"dashboards": {"preheat": ["../x.ipynb"]}}, "dashboards.preheat.0: '../x.ipynb' does not match"),
+    ({"monitor": {"folders": ["/nonexistent/beamline"]}}, "monitor: the folder to watch /nonexistent/beamline does not exist"),
+    ({"monitor": {"watch": "inotfy"}}, "monitor.watch: 'inotfy' is not one of"),
+    ({"monitor": {"cluster": {"type": "gateway"}}}, "monitor.cluster.type gateway needs monitor.cluster.address"),
+    ({"monitor": {"cluster": {"memory": "lots"}}}, "monitor.cluster.memory"),
+    ({"monitor": {"internal_port": 8000}}, "monitor.internal_port must differ"),
+    ({"monitor": {"folders": ["/tmp"], "results_dir": "/tmp/results"}}, "must not contain one another"),
 ])
 def test_mistakes_are_named_with_their_key(tmp_path, data, needle):
     with pytest.raises(SettingsError) as err:
@@ -97,9 +103,34 @@ def test_apply_native_binds_and_culls(tmp_path, monkeypatch):
     assert {"delete:servers", "list:users"} <= set(c.JupyterHub.load_roles[0]["scopes"])
 
 
-def test_apply_without_culling_has_no_service(tmp_path):
-    _, c = _applied(tmp_path, {"culling": {"server_idle_timeout": 0}})
-    assert "services" not in c.JupyterHub
+def test_apply_without_culling_and_monitor_has_no_service(tmp_path):
+    _, c = _applied(tmp_path, {"culling": {"server_idle_timeout": 0}, "monitor": {"enabled": False}})
+    assert c.JupyterHub.services == [] and c.JupyterHub.load_roles == []
+
+
+def test_apply_the_monitor_service(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPECKLE_HUB_STATE", str(tmp_path / "state"))
+    data = tmp_path / "beamline"
+    data.mkdir()
+    s, c = _applied(tmp_path, {"data": {"beamline_dirs": [str(data)]},
+                               "monitor": {"internal_port": 8099, "settle_seconds": 1.5,
+                                           "cluster": {"type": "local", "workers": 2}}})
+    service = {x["name"]: x for x in c.JupyterHub.services}["beamtime"]
+    assert service["url"] == "http://127.0.0.1:8099"
+    import json
+    config = json.loads(service["environment"]["SPECKLE_MONITOR_CONFIG"])
+    assert config["folders"] == [str(data)] and config["settle_seconds"] == 1.5
+    assert config["results"] == str(tmp_path / "state-beamtime" / "results")
+    assert config["cluster"]["workers"] == 2
+    from speckle.monitor import MonitorConfig
+    assert MonitorConfig.from_dict(config).folders == (str(data),)  # the service can read it
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert "access:services!service=beamtime" in roles["user"]["scopes"]
+    assert "self" in roles["user"]["scopes"]  # users keep their own rights
+    assert "access:services!service=beamtime" in roles["server"]["scopes"]
+    spawner = c.SpeckleSpawner.speckle_settings["monitor"]
+    assert spawner["url"] == "http://127.0.0.1:8099/services/beamtime/"
+    assert not (tmp_path / "state-beamtime").exists()  # apply only configures (launch.py makes folders)
 
 
 def test_apply_tls_and_pam(tmp_path):
