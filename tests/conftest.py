@@ -22,7 +22,8 @@ def home(tmp_path, monkeypatch) -> Path:
     but the service prefix (``/user/ana/``), so download links are the server's."""
     monkeypatch.setenv("HOME", str(tmp_path))
     for name in ("SPECKLE_RESULTS_DIR", "SPECKLE_SERVER_ROOT", "SPECKLE_BASE_URL",
-                 "SPECKLE_DATA_DIRS", "SPECKLE_GPU_NAME"):
+                 "SPECKLE_DATA_DIRS", "SPECKLE_GPU_NAME", "SPECKLE_MONITOR_URL",
+                 "SPECKLE_MONITOR_RESULTS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/ana/")
     return tmp_path

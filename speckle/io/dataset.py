@@ -8,6 +8,7 @@ wraps an array already in memory (tests, simulations, uploads already decoded).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import queue
 import threading
@@ -165,6 +166,18 @@ class Dataset(ABC):
                 yield first, read()
             return
         yield from _read_ahead(reads)
+
+    def with_metadata(self, **overrides) -> "Dataset":
+        """This dataset seen with some metadata replaced (see :meth:`Metadata.updated`).
+
+        The view shares the open file (closing either closes both); only its metadata differ,
+        so one analysis can use typed values without changing what others see.
+        """
+        if not overrides:
+            return self
+        view = copy.copy(self)
+        view.metadata = self.metadata.updated(**overrides)
+        return view
 
     def close(self) -> None:
         """Release open file handles (idempotent)."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import Cancelled, InvalidInputError
 from ._common import describe_error, sub_progress
 from .base import Dashboard, section
+from .beamtime import (FolderTemplatePanel, PageQuery, apply_xpcs_recipe, read_monitor_result,
+                       rings_hint, xpcs_recipe_of)
 from .export import write_result_folder
 from .image_view import ImageView
 from .results import ResultsView
@@ -32,6 +36,10 @@ class XpcsDashboard(Dashboard):
     runner : AnalysisRunner
     results : ResultsView
     device : DeviceBadge
+    folder_template : FolderTemplatePanel
+        "Use for new files in this folder" (shown when the hub runs the beamtime monitor).
+    page_query : PageQuery
+        The page's query string: ``?result=`` opens a Beamtime result with its template.
     """
 
     def __init__(self, *, data_dirs=None, upload_dir=None, results_dir=None,
@@ -42,13 +50,17 @@ class XpcsDashboard(Dashboard):
         self.image = ImageView()
         self.results = ResultsView(base_url=self.base_url, server_root=server_root)
         self.runner = AnalysisRunner(make_job=self._make_job, after=self._after)
+        self.folder_template = FolderTemplatePanel(self._folder_template)
+        self.page_query = PageQuery()
+        self._pending_recipe = None
         self.children = [
             self.header("XPCS quick check"),
             section("1. Data"), self.chooser,
             section("2. Image and regions"), self.image,
-            section("3. Analysis"), self.runner,
-            section("4. Results"), self.results,
+            section("3. Analysis"), self.runner, self.folder_template,
+            section("4. Results"), self.results, self.page_query,
         ]
+        self.page_query.observe(self._on_query, "query")
         self.results.on_exclude = self._exclude_and_analyse
         self.chooser.observe(self._on_dataset, "dataset")
         self.image.observe(lambda _c: self.runner.regions_changed(), "regions_version")
@@ -61,6 +73,49 @@ class XpcsDashboard(Dashboard):
         self.runner.exclude.value = ""  # frame numbers of another run
         self.runner.show_file_frame_time(ds.metadata.frame_time if ds is not None else None)
         self.image.set_dataset(ds, rings=self.chooser.hints.get("rings"))
+        recipe, self._pending_recipe = self._pending_recipe, None
+        if recipe is not None and ds is not None:
+            try:
+                apply_xpcs_recipe(recipe, self.image, self.runner, ds.frame_shape)
+            except InvalidInputError as exc:
+                self.chooser.message.error(exc, title="The folder's template:")
+                return
+            self.runner.run()
+
+    # ---------------------------------------------------------------- the beamtime monitor
+    def _on_query(self, change) -> None:
+        """Opened from the Beamtime page (``?result=...``): its dataset, with the template's
+        regions and options, analysed at once."""
+        result = self.page_query.param("result")
+        if not result:
+            return
+        try:
+            path, template = read_monitor_result(result, data_roots=self.chooser.roots)
+        except InvalidInputError as exc:
+            self.chooser.message.error(exc, title="Cannot open the Beamtime result:")
+            return
+        self.open_with_recipe(path, template.xpcs)
+
+    def open_with_recipe(self, path, recipe) -> None:
+        """Open ``path`` and analyse it with ``recipe``'s regions and options."""
+        self._pending_recipe = recipe
+        self.chooser.open_path(path, metadata=recipe.metadata or None,
+                               hints={"rings": rings_hint(recipe)} if rings_hint(recipe) else None)
+
+    def _folder_template(self) -> tuple[str, dict]:
+        """The folder of the current dataset and this page's settings as its template."""
+        from ..monitor.templates import Template
+        from .server import data_dirs
+
+        ds = self.chooser.dataset
+        if ds is None:
+            raise InvalidInputError("choose a dataset from a beamline folder first")
+        folder = Path(str(ds.source)).parent
+        if not any(folder == root or root in folder.parents for root in data_dirs()):
+            raise InvalidInputError("the monitor watches the beamline folders: choose a dataset "
+                                    "from one (uploads and the demo data are not watched)")
+        template = Template(kind="xpcs", xpcs=xpcs_recipe_of(self.image, self.runner))
+        return str(folder), template.to_dict()
 
     def _exclude_and_analyse(self, frames) -> None:
         """The verdict's button: leave these frames out too, and analyse again."""

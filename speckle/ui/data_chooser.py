@@ -231,6 +231,11 @@ class DataChooser(widgets.VBox):
 
     # ---------------------------------------------------------------- beamline folders
     @property
+    def roots(self) -> list[Path]:
+        """The folders this chooser opens data from (beamline folders, then the uploads)."""
+        return list(self._roots)
+
+    @property
     def root(self) -> Path | None:
         """The beamline folder being browsed."""
         return self._roots[self.root_choice.value] if self._roots else None

@@ -9,7 +9,6 @@ the regions change" ticked, a change of regions cancels a running analysis and s
 
 from __future__ import annotations
 
-import copy
 import html
 import threading
 from collections.abc import Callable
@@ -40,11 +39,7 @@ class Job:
 
     def frames(self):
         """The dataset as this run sees it: with the typed metadata, if any."""
-        if not self.metadata:
-            return self.dataset
-        view = copy.copy(self.dataset)  # shares the open file; only the metadata differs
-        view.metadata = self.dataset.metadata.updated(**self.metadata)
-        return view
+        return self.dataset.with_metadata(**(self.metadata or {}))
 
 
 class AnalysisRunner(RunPanelOwner, widgets.VBox):

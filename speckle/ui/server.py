@@ -25,8 +25,8 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["base_url", "data_dirs", "download_url", "results_root", "server_root",
-           "upload_dir"]
+__all__ = ["base_url", "data_dirs", "download_url", "monitor_results", "monitor_url",
+           "results_root", "server_root", "upload_dir"]
 
 
 def _normalise_prefix(prefix: str) -> str:
@@ -79,6 +79,20 @@ def results_root(environ=None) -> Path:
     """Return the per-user folder that holds result folders (``SPECKLE_RESULTS_DIR``)."""
     env = os.environ if environ is None else environ
     return Path(env.get("SPECKLE_RESULTS_DIR") or "~/speckle-results").expanduser()
+
+
+def monitor_url(environ=None) -> str | None:
+    """The beamtime monitor's API on this machine (``SPECKLE_MONITOR_URL``), or None."""
+    env = os.environ if environ is None else environ
+    url = env.get("SPECKLE_MONITOR_URL", "").strip()
+    return (url.rstrip("/") + "/") if url else None
+
+
+def monitor_results(environ=None) -> Path | None:
+    """The beamtime monitor's results folder (``SPECKLE_MONITOR_RESULTS``), or None."""
+    env = os.environ if environ is None else environ
+    value = env.get("SPECKLE_MONITOR_RESULTS", "").strip()
+    return Path(value) if value else None
 
 
 def server_root(environ=None) -> Path:

@@ -207,8 +207,8 @@ class XpcsRecipe:
         Parameters
         ----------
         source : path-like or Dataset
-            A path is opened with :meth:`open` and closed afterwards; an open dataset gets the
-            recipe's metadata overrides for this run only.
+            A path is opened with :meth:`open` and closed afterwards; an open dataset is seen
+            with the recipe's metadata overrides (:meth:`Dataset.with_metadata`), unchanged.
         progress, cancel : callable, optional
             As :func:`speckle.xpcs.analysis.analyze` takes them.
 
@@ -220,14 +220,9 @@ class XpcsRecipe:
         from .analysis import analyze
 
         if isinstance(source, Dataset):
-            saved = source.metadata
-            try:
-                if self.metadata:
-                    source.metadata = saved.updated(**self.metadata)
-                partition = self.partition.build(source.frame_shape, source.metadata)
-                return analyze(source, partition, self.options, progress=progress, cancel=cancel)
-            finally:
-                source.metadata = saved
+            view = source.with_metadata(**self.metadata)
+            partition = self.partition.build(view.frame_shape, view.metadata)
+            return analyze(view, partition, self.options, progress=progress, cancel=cancel)
         with self.open(source) as ds:
             partition = self.partition.build(ds.frame_shape, ds.metadata)
             return analyze(ds, partition, self.options, progress=progress, cancel=cancel)
