@@ -97,6 +97,9 @@ def preflight(s: dict) -> list[str]:
                 )
         if shutil.which("useradd") is None:
             problems.append("useradd is missing (apt-get install -y passwd).")
+        from . import beamtime
+
+        problems += beamtime.problems(s)
     return problems
 
 

@@ -33,8 +33,9 @@ DASHBOARD_FOR = {"xpcs": "xpcs_quick_check.ipynb", "fth": "fth_reconstruction.ip
                  "cdi": "cdi_phasing.ipynb"}
 
 
-def _home(s: dict) -> Path:
-    """The monitor's own folder, beside the state folder (which is closed to everyone else)."""
+def _beside_state(s: dict) -> Path:
+    """A folder beside the state folder (which is closed to everyone else) for the monitor's
+    default results and the demo folder."""
     state = Path(s["_state_dir"])
     return state.with_name(state.name + "-beamtime")
 
@@ -50,14 +51,15 @@ def monitor_settings(s: dict) -> dict:
         rest of the section as given.
     """
     m = dict(s["monitor"])
-    home = _home(s)
+    beside = _beside_state(s)
     folders = m.get("folders")
     if folders is None:
         folders = list(s["data"]["beamline_dirs"])
     m["demo"] = not folders
-    m["folders"] = folders or [str(home / "demo-beamline")]
-    m["results_dir"] = str(Path(m.get("results_dir") or home / "results").expanduser())
-    m["home"] = str(home)
+    m["folders"] = folders or [str(beside / "demo-beamline")]
+    m["results_dir"] = str(Path(m.get("results_dir") or beside / "results").expanduser())
+    # the account's home (matplotlib's cache, Dask's scratch): inside the results, its own
+    m["home"] = str(Path(m["results_dir"]) / ".monitor")
     return m
 
 
@@ -106,20 +108,37 @@ def prepare(s: dict) -> dict:
     """
     m = monitor_settings(s)
     home, results = Path(m["home"]), Path(m["results_dir"])
-    home.mkdir(parents=True, exist_ok=True)
-    os.chmod(home, 0o755)
     results.mkdir(parents=True, exist_ok=True)
+    home.mkdir(exist_ok=True)
     if m["demo"]:
         _seed_demo(Path(m["folders"][0]), results)
     if os.geteuid() == 0:
         user = _account(m["account"], home)
-        for path in (home, results, *results.rglob("*")):
+        for path in (results, *results.rglob("*")):
             if path.is_symlink():
                 continue
             os.chown(path, user.pw_uid, user.pw_gid)
         m["uid"] = user.pw_uid
     os.chmod(results, 0o755)
     return m
+
+
+def problems(s: dict) -> list[str]:
+    """What would stop the monitor's account (as root) from working, as sentences."""
+    if os.geteuid() != 0 or not s["monitor"]["enabled"]:
+        return []
+    from ..launch import _world_can_reach
+
+    m = monitor_settings(s)
+    out = []
+    results = Path(m["results_dir"])
+    blocked = _world_can_reach(results.parent) if results.parent.exists() else None
+    if blocked:
+        out.append(f"The beamtime monitor runs as the account {m['account']} and cannot reach its "
+                   f"results folder {results}: {blocked} is closed to other users. Set "
+                   "monitor.results_dir to a folder every account can reach (e.g. "
+                   "/var/lib/speckle-beamtime) or `chmod o+x` the folders on the way.")
+    return out
 
 
 def service(s: dict, m: dict) -> dict:

@@ -18,7 +18,6 @@ its state database through a connection of the page's own.
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import json
 import logging

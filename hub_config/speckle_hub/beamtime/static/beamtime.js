@@ -110,7 +110,8 @@
       return tr;
     }));
     const shown = [...rows.values()].filter((r) => r.state !== "ignored").length;
-    $("bt-count").textContent = list.length === shown ? `${shown} datasets` : `${list.length} of ${shown} datasets`;
+    const noun = (n) => `${n} dataset${n === 1 ? "" : "s"}`;
+    $("bt-count").textContent = list.length === shown ? noun(shown) : `${list.length} of ${noun(shown)}`;
     $("bt-empty").classList.toggle("d-none", shown > 0);
     const folders = new Set([...rows.values()].map((r) => r.folder).filter(Boolean));
     const select = $("bt-filter-folder");
