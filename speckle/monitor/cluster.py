@@ -198,12 +198,19 @@ class _PinGpu:
 
 
 def _warm_worker() -> None:
-    """Import what an analysis needs, so that the first file does not wait for it."""
+    """Run a tiny analysis and draw its g2, so that the first file does not wait for imports,
+    compiled kernels or matplotlib's fonts."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
-    from . import jobs  # noqa: F401
-    from ..xpcs import analysis  # noqa: F401
+    from .. import plots
+    from ..xpcs.recipe import XpcsRecipe
+    from ..xpcs.simulate import ou_speckle
+
+    result = XpcsRecipe().run(ou_speckle(64, (16, 16), 4.0, seed=0))
+    plots.plot_g2(result, figsize=(3.2, 2.2)).savefig(io.BytesIO(), format="png", dpi=60)
 
 
 class DaskExecutor(Executor):

@@ -19,10 +19,10 @@ __all__ = ["append_index", "iso_time", "read_index"]
 
 
 def iso_time(t: float | None) -> str | None:
-    """A UNIX time as ISO 8601 in the local time zone (seconds), or None."""
+    """A UNIX time as ISO 8601 in the local time zone (milliseconds), or None."""
     if t is None:
         return None
-    return _dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
+    return _dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="milliseconds")
 
 
 def append_index(path, entry: dict) -> None:
