@@ -11,7 +11,7 @@ from speckle.cli.cdi import parse_support
 from speckle.errors import InvalidInputError
 from speckle.imaging.align import normalized_error
 from speckle.imaging.simulate import simulated_object, simulated_pattern
-from speckle.io.images import read_image_result
+from speckle.io.imaging_result import read_imaging_result
 
 
 @pytest.fixture(scope="module")
@@ -32,27 +32,41 @@ def test_a_pattern_becomes_a_result_file_json_and_pictures(data, tmp_path, capsy
     out = tmp_path / "result.h5"
     rc, text, err = run(["cdi", folder / "pattern.npy", "--out", out, "--mask",
                          folder / "mask.npy", "--schedule", "40*HIO + 10*ER", "--rounds", 8,
-                         "--trials", 2, "--beta", 0.9, "--positivity", "--seed", 3,
+                         "--trials", 2, "--keep", 1, "--beta", 0.9, "--positivity", "--seed", 3,
                          "--device", "cpu", "--png-dir", tmp_path / "png", "--json"], capsys)
     assert rc == 0, err
     summary = json.loads(text)
-    arrays, attrs = read_image_result(out)
-    assert attrs["kind"] == "cdi" and attrs["schedule"] == "40*HIO + 10*ER"
-    assert attrs["rounds"] == 8 and attrs["trials"] == 2 and attrs["positivity"] is True
-    assert arrays["object"].shape == (64, 64) and np.iscomplexobj(arrays["object"])
-    assert arrays["support"].dtype == bool and arrays["mask"].sum() == 9
-    assert arrays["errors"].shape == (400,) and arrays["trial_errors"].shape == (2, 400)
-    assert arrays["prtf"].shape == arrays["prtf_q"].shape
-    assert normalized_error(obj, arrays["object"]) < 0.1
-    assert summary["iterations"] == 400 and summary["masked_pixels"] == 9
-    assert summary["final_error"] == pytest.approx(attrs["final_error"])
-    assert summary["support_pixels"] == int(arrays["support"].sum())
-    assert summary["trials_agree"] is True and summary["trial_spread"] < 0.2
-    assert attrs["trial_spread"] == pytest.approx(summary["trial_spread"])
+    result = read_imaging_result(out)
+    assert result.kind == "cdi" and result.options.schedule == "40*HIO + 10*ER"
+    assert result.options.rounds == 8 and result.options.trials == 2
+    assert result.options.positivity is True
+    assert result.reconstruction.shape == (64, 64) and np.iscomplexobj(result.reconstruction)
+    assert result.support.dtype == bool and result.mask[31:34, 31:34].all()
+    assert result.errors.shape == (400,) and result.trial_errors.shape == (2, 400)
+    assert result.prtf[0].shape == result.prtf[1].shape
+    assert normalized_error(obj, result.reconstruction) < 0.1
+    assert summary["iterations"] == 400 and summary["masked_pixels"] == int(result.mask.sum())
+    assert summary["final_error"] == pytest.approx(result.final_error)
+    assert summary["support_pixels"] == int(result.support.sum())
+    assert summary["trial_spread"] < 0.2 and summary["verdict"]["level"] in ("good", "marginal")
+    assert summary["verdict"] == result.verdict.to_dict()
     names = {p.rsplit("/", 1)[-1] for p in summary["pictures"]}
-    assert names == {"object.png", "errors.png", "prtf.png", "pattern.png"}
+    assert names == {"reconstruction.png", "errors.png", "prtf.png", "pattern.png"}
     for p in summary["pictures"]:
         assert open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.int32, np.float32])
+def test_a_mask_of_any_natural_type_is_taken(data, tmp_path, capsys, dtype):
+    folder, _ = data
+    mask = np.load(folder / "mask.npy").astype(dtype)
+    np.save(tmp_path / "mask.npy", mask)
+    rc, text, err = run(["cdi", folder / "pattern.npy", "--out", tmp_path / "r.h5", "--mask",
+                         tmp_path / "mask.npy", "--schedule", "5*ER", "--rounds", 1,
+                         "--trials", 1, "--device", "cpu", "--json"], capsys)
+    assert rc == 0, err
+    result = read_imaging_result(tmp_path / "r.h5")
+    np.testing.assert_array_equal(result.mask[30:35, 30:35], np.pad(np.ones((3, 3), bool), 1))
 
 
 def test_rectangles_and_mask_zeros_without_json(data, tmp_path, capsys):
@@ -60,66 +74,69 @@ def test_rectangles_and_mask_zeros_without_json(data, tmp_path, capsys):
     out = tmp_path / "r.h5"
     rc, text, err = run(["cdi", folder / "pattern.npy", "--out", out, "--mask-zeros",
                          "--support", "20:44,20:44", "--support", "10:12,10:12",
-                         "--schedule", "20*ER", "--no-shrinkwrap", "--device", "cpu"], capsys)
+                         "--schedule", "20*ER", "--rounds", 1, "--no-shrinkwrap",
+                         "--device", "cpu"], capsys)
     assert rc == 0, err
-    assert "final Fourier error" in text and str(out) in text
-    arrays, attrs = read_image_result(out)
-    assert arrays["initial_support"].sum() == 24 * 24 + 4
-    np.testing.assert_array_equal(arrays["mask"][31:34, 31:34], True)
-    assert arrays["mask"].sum() >= 9  # the beamstop, and any zero count
-    assert attrs["shrinkwrap"] is False
+    assert "Fourier error" in text and str(out) in text
+    result = read_imaging_result(out)
+    assert result.initial_support.sum() == 24 * 24 + 4
+    assert result.support_method == "rectangles"
+    assert result.mask[31:34, 31:34].all() and result.mask.sum() >= 9  # and any zero count
+    assert result.options.shrinkwrap is False
 
 
-def test_default_two_trials_and_no_prtf_from_one(data, tmp_path, capsys):
+def test_defaults_give_a_prtf_and_one_trial_gives_none(data, tmp_path, capsys):
     folder, _ = data
-    common = ["--schedule", "20*HIO + 5*ER", "--seed", 1, "--device", "cpu", "--json"]
+    common = ["--schedule", "20*HIO + 5*ER", "--rounds", 2, "--seed", 1, "--device", "cpu",
+              "--json"]
     rc, text, err = run(["cdi", folder / "pattern.npy", "--out", tmp_path / "a.h5", *common],
                         capsys)
     assert rc == 0, err
-    arrays, attrs = read_image_result(tmp_path / "a.h5")
-    assert attrs["trials"] == 2 and "prtf" in arrays  # the default: a PRTF can be given
+    result = read_imaging_result(tmp_path / "a.h5")
+    assert result.options.trials == 4 and len(result.kept) == 2 and result.prtf is not None
     rc, text, err = run(["cdi", folder / "pattern.npy", "--out", tmp_path / "b.h5", "--trials",
                          1, *common], capsys)
     assert rc == 0, err
     summary = json.loads(text)
-    arrays, attrs = read_image_result(tmp_path / "b.h5")
-    # one estimate fits sqrt(I) by construction: no PRTF, no cut-off, and it is said why
-    assert "prtf" not in arrays and attrs["prtf_cutoff_q_fraction"] is None
-    assert summary["prtf_cutoff_q_fraction"] is None
-    assert summary["prtf_note"] == "PRTF needs ≥ 2 trials"
-    assert summary["trial_spread"] is None and summary["trials_agree"] is None
-    rc, text, err = run(["cdi", folder / "pattern.npy", "--out", tmp_path / "c.h5", "--trials",
-                         1, *common[:-1]], capsys)
-    assert rc == 0 and "PRTF needs ≥ 2 trials" in text
+    result = read_imaging_result(tmp_path / "b.h5")
+    # one estimate fits sqrt(I) by construction: no PRTF, no cut-off, and the verdict says why
+    assert result.prtf is None and summary["prtf_cutoff_q_fraction"] is None
+    assert summary["trial_spread"] is None and summary["verdict"]["level"] == "marginal"
+    assert "One trial" in " ".join(summary["verdict"]["reasons"])
 
 
 def test_background_and_mask_below(data, tmp_path, capsys):
     folder, _ = data
     pattern = np.load(folder / "pattern.npy")
     np.save(tmp_path / "pedestal.npy", pattern + 400.0)
-    common = ["--schedule", "5*ER", "--trials", 1, "--device", "cpu", "--json"]
+    common = ["--schedule", "5*ER", "--rounds", 1, "--trials", 1, "--device", "cpu", "--json"]
     rc, text, err = run(["cdi", tmp_path / "pedestal.npy", "--out", tmp_path / "a.h5",
-                         "--background", "400", "--mask-below", "0.5", *common], capsys)
+                         "--background", "400", "--mask-below", "400.5", *common], capsys)
     assert rc == 0, err
-    arrays, attrs = read_image_result(tmp_path / "a.h5")
-    assert attrs["background"] == 400.0 and json.loads(text)["background"] == 400.0
-    # the pixels below 0.5 counts after the pedestal: the beamstop's zeros and high-q zeros
-    np.testing.assert_array_equal(arrays["mask"], pattern < 0.5)
+    result = read_imaging_result(tmp_path / "a.h5")
+    assert result.background == 400.0 and json.loads(text)["background"] == 400.0
+    # the pixels reading below 400.5 (before the pedestal is taken off): the beamstop's zeros
+    # and the zero counts at high q
+    np.testing.assert_array_equal(result.mask, pattern < 0.5)
     rc, text, err = run(["cdi", tmp_path / "pedestal.npy", "--out", tmp_path / "b.h5",
-                         "--background", "p1", *common], capsys)
+                         *common], capsys)  # the default background: auto
     assert rc == 0, err
-    _, attrs = read_image_result(tmp_path / "b.h5")
-    assert attrs["background"] == pytest.approx(np.percentile(pattern + 400.0, 1))
+    result = read_imaging_result(tmp_path / "b.h5")
+    assert result.background == pytest.approx(np.percentile(pattern + 400.0, 1))
+    rc, text, err = run(["cdi", folder / "pattern.npy", "--out", tmp_path / "c.h5",
+                         *common], capsys)  # counts with zeros: auto subtracts nothing
+    assert rc == 0, err
+    assert read_imaging_result(tmp_path / "c.h5").background is None
 
 
 def test_parse_support():
-    assert parse_support(None, (8, 8)) is None
-    assert parse_support(["auto"], (8, 8)) is None
-    assert parse_support(["0:2,1:3"], (8, 8)).sum() == 4
+    assert parse_support(None) == ("auto", ())
+    assert parse_support(["FTH"]) == ("fth", ())
+    assert parse_support(["0:2,1:3"]) == ("rectangles", ((0, 2, 1, 3),))
     with pytest.raises(InvalidInputError, match="not both"):
-        parse_support(["auto", "0:2,1:3"], (8, 8))
+        parse_support(["auto", "0:2,1:3"])
     with pytest.raises(InvalidInputError, match="ROW0:ROW1,COL0:COL1"):
-        parse_support(["0-2,1-3"], (8, 8))
+        parse_support(["0-2,1-3"])
 
 
 @pytest.mark.parametrize("extra, problem", [
@@ -129,6 +146,8 @@ def test_parse_support():
     (["--support", "0:100,0:10"], "leaves"),
     (["--support", "auto", "--support", "1:5,1:5"], "not both"),
     (["--mask", "WRONG_SHAPE"], "but the pattern is"),
+    (["--support", "fth"], "cross-terms"),
+    (["--trials", "0"], "trials"),
     (["--mask", "MISSING"], ""),
     (["--center", "500,500"], "outside"),
     (["--out", "NOFOLDER"], "does not exist"),

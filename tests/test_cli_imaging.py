@@ -24,15 +24,17 @@ def test_fth_demo_hologram_to_result_json_and_pictures(shared_data, tmp_path, ca
     assert rc == 0
     summary = json.loads(text)
     arrays, attrs = read_image_result(out)
-    assert attrs["kind"] == "fth"
+    assert attrs["kind"] == "fth" and attrs["layout_version"] == 1
     assert arrays["reconstruction"].shape == (512, 512)
     assert np.iscomplexobj(arrays["reconstruction"])
     assert abs(attrs["center"][0] - 256) < 2 and abs(attrs["center"][1] - 256) < 2
     assert summary["center"] == attrs["center"]
-    assert len(summary["cross_terms"]) >= 2
-    assert {p.split("/")[-1] for p in summary["png"]} >= {"hologram.png", "reconstruction.png",
-                                                          "cross_term_1.png"}
-    for p in summary["png"]:
+    # the demo's two apertures beside the central one: one twin pair of cross-terms
+    assert len(summary["cross_terms"]) == 2 and summary["verdict"]["level"] == "good"
+    assert summary["cross_terms"][0]["twin"] == 1 and summary["verdict"] == attrs["verdict"]
+    assert {p.split("/")[-1] for p in summary["pictures"]} >= {
+        "hologram.png", "reconstruction.png", "cross_term_1.png"}
+    for p in summary["pictures"]:
         assert open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
@@ -43,7 +45,7 @@ def test_fth_center_and_apodization_options(tmp_path, capsys):
                     "127.5,128.25", "--apodization", "0.2"], capsys)
     assert rc == 0
     arrays, attrs = read_image_result(tmp_path / "r.h5")
-    assert attrs["center"] == [127.5, 128.25] and attrs["apodization"] == 0.2
+    assert attrs["center"] == [127.5, 128.25] and attrs["options"]["apodization"] == 0.2
     want = reconstruct(hologram, center=(127.5, 128.25), apodization=0.2).image
     assert np.allclose(arrays["reconstruction"], want)
 
@@ -147,7 +149,7 @@ def test_propagate_refocuses_an_fth_result(tmp_path, capsys):
     assert attrs["kind"] == "propagation" and attrs["region"] == [r0, r1, c0, c1]
     assert arrays["distances"].shape == (61,) and arrays["sharpness_edge_sparsity"].shape == (61,)
     assert arrays["focused"].shape == (r1 - r0, c1 - c0) and np.iscomplexobj(arrays["focused"])
-    assert len(summary["png"]) == 3
+    assert len(summary["pictures"]) == 3
 
 
 def test_propagate_takes_a_plain_image_as_a_real_field(tmp_path, capsys):

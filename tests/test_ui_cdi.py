@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 
 from speckle.imaging.align import normalized_error
+from speckle.imaging.display import display_window
+from speckle.imaging.verdict import prtf_cutoff
+from speckle.io.imaging_result import read_imaging_result
 from speckle.io.images import read_image, read_image_result
 from speckle.ui.imaging import cdi_dashboard
-from speckle.ui.imaging.cdi import display_window, pattern_mask, prepare_pattern, prtf_cutoff
 from ui_helpers import HDF5, PNG, drag, visible
 
 N = 64
@@ -54,14 +56,7 @@ def _quick(dash, schedule=QUICK, rounds=1, trials=1):
 
 
 # ------------------------------------------------------------------------ helpers
-def test_mask_window_and_cutoff_against_hand_counts():
-    p = np.ones((8, 10))
-    p[0, 0], p[1, 1], p[2, 2] = 0.0, -3.0, np.nan
-    assert pattern_mask(p).sum() == 3
-    assert pattern_mask(p, nonpositive=False).sum() == 1  # only the NaN
-    m = pattern_mask(p, rects=[(4, 6, 5, 8)])
-    assert m.sum() == 3 + 6 and m[4:6, 5:8].all()
-
+def test_window_and_cutoff_against_hand_counts():
     support = np.zeros((200, 300), bool)
     support[90:110, 140:150] = True  # 20 × 10 pixels
     assert display_window(support, margin=5, min_side=0) == (85, 115, 135, 155)
@@ -72,43 +67,38 @@ def test_mask_window_and_cutoff_against_hand_counts():
     assert display_window(np.zeros((30, 40), bool)) == (0, 30, 0, 40)
 
     q = (np.arange(50) + 0.5) / 50
-    assert prtf_cutoff(q, np.exp(-q / 0.5)) == pytest.approx(0.51)  # exp(-1) at q = 0.5
-    assert prtf_cutoff(q, np.ones(50)) is None
+    assert prtf_cutoff((q, np.exp(-q / 0.5))) == pytest.approx(0.51)  # exp(-1) at q = 0.5
+    assert prtf_cutoff((q, np.ones(50))) is None
+    values = np.exp(-q / 0.5)
+    values[5] = np.nan  # a ring without a measured pixel is not a fall below 1/e
+    assert prtf_cutoff((q, values)) == pytest.approx(0.51)
 
 
 def test_centring_binning_and_the_mask_of_the_pattern(home):
     pattern = _pattern(_object(), photons=1e4)
     shifted = np.roll(pattern, (3, -5), axis=(0, 1))
-    plain = prepare_pattern(shifted)
-    assert np.unravel_index(np.argmax(plain.pattern), plain.pattern.shape) == (35, 27)
-    centred = prepare_pattern(shifted, center=True)
-    assert centred.center == pytest.approx((35, 27), abs=0.5)
-    assert np.unravel_index(np.nanargmax(centred.pattern), (N, N)) == (32, 32)
-    came_in = ~np.isfinite(centred.pattern)  # 3 rows and 5 columns came from outside
-    assert came_in.sum() == 3 * N + 5 * N - 15 and centred.mask[came_in].all()
-
-    binned = prepare_pattern(pattern, bin_factor=2, mask_rects=[(0, 64, 0, 2)])
-    assert binned.pattern.shape == (32, 32)
-    assert binned.pattern.sum() == pytest.approx(pattern.sum())
-    assert binned.mask_rects == []  # drawn on the unbinned pattern: dropped
-    assert binned.autocorrelation.shape == (32, 32)
-    assert binned.auto_support is not None and binned.auto_support[16, 16]
-
-    # the dashboard's own fields do the same, and say how many pixels are unmeasured
-    zeros = int((pattern <= 0).sum())
+    zeros = int((shifted <= 0).sum())
     assert zeros > 0  # Poisson zeros at high q
     dash = _dashboard(home, shifted)
-    assert dash.prepared.mask.sum() == zeros
+    assert dash.prepared.mask.sum() == 0  # zeros are measurements unless asked
+    assert np.unravel_index(np.argmax(dash.prepared.pattern), (N, N)) == (35, 27)
+    dash.nonpositive.value = True
+    assert dash.wait(30) and dash.prepared.mask.sum() == zeros
     assert f"{zeros} of {N * N}" in dash.mask_info.value
     assert ("photon-counting" in dash.mask_info.value) == (zeros > 0.2 * N * N)
     dash.nonpositive.value = False
-    assert dash.wait(30) and dash.prepared.mask.sum() == 0
     dash.center.value = True
     assert dash.wait(30) and dash.prepared.center == pytest.approx((35, 27), abs=0.5)
+    assert np.unravel_index(np.nanargmax(dash.prepared.pattern), (N, N)) == (32, 32)
+    came_in = ~np.isfinite(dash.prepared.pattern)  # 3 rows and 5 columns came from outside
+    assert came_in.sum() == 3 * N + 5 * N - 15 and dash.prepared.mask[came_in].all()
     assert dash.pattern_view.image.shape == (N, N)
+    dash.center.value = False
     dash.binning.value = 2
     assert dash.wait(30) and dash.pattern_view.image.shape == (N // 2, N // 2)
+    assert dash.prepared.pattern.sum() == pytest.approx(pattern.sum())
     assert "binned 2×2" in dash.pattern_view.caption.value
+    assert dash.shown.auto_support is not None and dash.shown.auto_support[16, 16]
 
 
 # ------------------------------------------------------------------------ the run path
@@ -138,17 +128,18 @@ def test_a_simulated_object_is_recovered_through_the_dashboard(home):
     assert dash.state == "done", dash.error
     assert dash.stage.value.startswith("done in") and dash.progress.value == 1.0
     result = dash.result
-    assert normalized_error(truth, result.object) < 0.05
+    assert normalized_error(truth, result.reconstruction) < 0.05
     assert result.final_error < 0.05
     assert len(result.errors) == 220 and len(result.trials) == 2
 
     # on screen: the reconstruction around its support, the two plots, the summary
     assert dash.window == (0, N, 0, N)  # a 64-pixel frame is shown whole
-    np.testing.assert_array_equal(dash.reconstruction_view.image, result.object)
+    np.testing.assert_array_equal(dash.reconstruction_view.image, result.reconstruction)
     for plot in (dash.error_plot, dash.prtf_plot):
         assert plot.value[:8] == PNG and len(plot.value) > 5000
     assert f"{result.final_error:.3g}" in dash.summary.value
     assert result.trial_spread < 0.2 and "The trials agree" in dash.summary.value
+    assert f"speckle-cdi-verdict-{result.verdict.level}" in dash.summary.value
     assert "speckle-cdi-disagree" not in dash.summary.value
     assert dash.results.layout.display is None
 
@@ -156,24 +147,24 @@ def test_a_simulated_object_is_recovered_through_the_dashboard(home):
     folder = dash.folder
     assert folder.parent == home / "speckle-results" and folder.name.startswith("simulated-cdi")
     assert visible(home / "speckle-results") == [folder]
-    arrays, attrs = read_image_result(dash.files["hdf5"])
-    assert attrs["kind"] == "cdi" and attrs["schedule"] == QUICK and attrs["trials"] == 2
-    assert attrs["positivity"] is True and attrs["support_mode"] == "rectangles"
-    assert attrs["support_rects"] == [list(SUPPORT)] and attrs["seed"] == 1
-    np.testing.assert_array_equal(arrays["reconstruction"], result.object)
-    np.testing.assert_array_equal(arrays["mask"], mask)
-    assert attrs["masked_pixels"] == int(mask.sum())
-    assert arrays["initial_support"].sum() == 21 * 19
-    assert arrays["trials"].shape == (2, N, N) and len(arrays["errors"]) == 220
-    assert attrs["final_error"] == pytest.approx(result.final_error)
-    assert attrs["trial_spread"] == pytest.approx(result.trial_spread)
+    saved = read_imaging_result(dash.files["hdf5"])
+    assert saved.kind == "cdi" and saved.options == result.options
+    assert saved.options.schedule == QUICK and saved.options.trials == 2
+    assert saved.options.positivity is True and saved.support_method == "rectangles"
+    assert saved.options.support_rects == (SUPPORT,) and saved.options.seed == 1
+    np.testing.assert_array_equal(saved.reconstruction, result.reconstruction)
+    np.testing.assert_array_equal(saved.mask, mask)
+    assert saved.initial_support.sum() == 21 * 19
+    assert saved.trials.shape == (2, N, N) and len(saved.errors) == 220
+    assert saved.final_error == result.final_error and saved.verdict == result.verdict
+    assert saved.trial_spread == pytest.approx(result.trial_spread)
     with zipfile.ZipFile(dash.files["zip"]) as zf:
         assert sorted(zf.namelist()) == ["reconstruction.png", "reconstruction_imag.npy",
                                          "reconstruction_real.npy", "support.npy"]
         real = np.load(io.BytesIO(zf.read("reconstruction_real.npy")))
         imag = np.load(io.BytesIO(zf.read("reconstruction_imag.npy")))
         assert zf.read("reconstruction.png")[:8] == PNG
-    np.testing.assert_array_equal(real + 1j * imag, result.object)
+    np.testing.assert_array_equal(real + 1j * imag, result.reconstruction)
     assert dash.files["hdf5"].read_bytes()[:8] == HDF5
     links = dash.downloads.value
     assert links.count("speckle-download-link") == 5
@@ -184,12 +175,15 @@ def test_one_trial_gives_no_prtf_and_the_background_fields_work(home):
     truth = _object()
     pattern = _pattern(truth)
     dash = _dashboard(home, pattern + 50.0)  # a pedestal of 50 counts
-    assert dash.background.value == "" and not (dash.prepared.pattern <= 0).any()
+    assert dash.background.value == "auto"  # its 1st percentile is the pedestal
+    assert dash.prepared.background == pytest.approx(np.percentile(pattern + 50.0, 1))
+    dash.background.value = "none"
+    assert dash.wait(30) and dash.prepared.background is None
     dash.background.value = "50"
     assert dash.wait(30)
     assert dash.prepared.background == 50.0
     np.testing.assert_allclose(dash.prepared.pattern, pattern, atol=1e-9)
-    dash.mask_below.value = "2"
+    dash.mask_below.value = "52"  # as read, before the background
     assert dash.wait(30)
     np.testing.assert_array_equal(dash.prepared.mask, pattern < 2 - 1e-9)
     dash.mask_below.value = "two"
@@ -203,6 +197,7 @@ def test_one_trial_gives_no_prtf_and_the_background_fields_work(home):
     assert "PRTF needs ≥ 2 trials" in dash.summary.value and "resolution of" not in \
         dash.summary.value
     assert dash.result.trial_spread is None and "nothing to compare" in dash.summary.value
+    assert "speckle-cdi-verdict-marginal" in dash.summary.value
     assert dash.prtf_plot.value[:8] == PNG
     arrays, attrs = read_image_result(dash.files["hdf5"])
     assert "prtf" not in arrays and attrs["prtf_cutoff_q_fraction"] is None
@@ -224,7 +219,7 @@ def test_rectangles_drawn_with_the_mouse_form_the_support(home):
     assert dash.initial_support().sum() == 25 and "25 pixels" in dash.support_info.value
     dash.support_mode.value = "auto"  # back to the automatic one, the rectangles kept
     np.testing.assert_array_equal(dash.autocorrelation_view.tints["support"],
-                                  dash.prepared.auto_support)
+                                  dash.shown.auto_support)
 
 
 def test_refocusing_a_region_of_the_reconstruction(home):
@@ -239,13 +234,13 @@ def test_refocusing_a_region_of_the_reconstruction(home):
     given = dash._refocus_input()
     assert given.kind == "cdi" and given.attrs["region"] == [r0 + 10, r0 + 40, c0 + 12, c0 + 44]
     np.testing.assert_array_equal(given.field,
-                                  dash.result.object[r0 + 10:r0 + 40, c0 + 12:c0 + 44])
+                                  dash.result.reconstruction[r0 + 10:r0 + 40, c0 + 12:c0 + 44])
     dash.refocus.steps.value = 5
     dash.refocus.run()
     assert dash.wait(60) and dash.refocus.state == "done", dash.refocus.error
     arrays, attrs = read_image_result(dash.refocus.files["hdf5"])
     assert attrs["kind"] == "cdi" and attrs["region"] == given.attrs["region"]
-    np.testing.assert_array_equal(arrays["reconstruction"], dash.result.object)
+    np.testing.assert_array_equal(arrays["reconstruction"], dash.result.reconstruction)
 
     # the saved result, chosen again as data: its reconstruction is shown for refocusing, its
     # pattern for phasing again
@@ -313,7 +308,7 @@ def test_a_failure_while_phasing_is_red_and_says_what_to_do(home, monkeypatch):
     def broken(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(cdi, "phase_retrieval", broken)
+    monkeypatch.setattr(cdi, "run_cdi", broken)
     dash = _dashboard(home, _pattern(_object()))
     dash.run()
     assert dash.wait(30) and dash.state == "failed"
@@ -352,23 +347,22 @@ def test_the_demo_pattern_end_to_end(home, shared_data):
     dash.chooser.open_demo("cdi")
     assert dash.wait(60)
     demo, _ = read_image(shared_data / "als-demo" / "cdi.fits")
-    # the ALS demo file less its pedestal: background p1 by default for the demo
-    assert dash.background.value == "p1"
+    # the ALS demo file less its pedestal: the default background, auto, finds it
+    assert dash.background.value == "auto"
     level = np.percentile(demo, 1)
     assert dash.prepared.background == pytest.approx(level) and 380 < level < 410
     np.testing.assert_allclose(dash.prepared.pattern, demo - level)
-    assert dash.prepared.mask.sum() == (demo <= level).sum()  # ≤ 0 after it: unmeasured
-    demo = demo - level
     assert dash.label == "demo-cdi" and dash.support_mode.value == "auto"
-    assert dash.prepared.auto_support[256, 256]
+    # the sample carries reference apertures: the support comes from its cross-terms
+    assert dash.shown.auto_method == "fth" and "holographic" in dash.support_info.value
     assert dash.autocorrelation_view.image.shape == (512, 512)
-    _quick(dash, "20*HIO + 5*ER")
+    _quick(dash, "20*HIO + 5*ER", trials=2)
     dash.run()
     assert dash.wait(120) and dash.state == "done", dash.error
-    assert dash.result.object.shape == (512, 512)
-    arrays, attrs = read_image_result(dash.files["hdf5"])
-    assert attrs["kind"] == "cdi" and attrs["source"] == "demo-cdi"
-    np.testing.assert_array_equal(arrays["pattern"], demo)
+    assert dash.result.reconstruction.shape == (512, 512)
+    saved = read_imaging_result(dash.files["hdf5"])
+    assert saved.source == "demo-cdi" and saved.support_method == "fth"
+    np.testing.assert_array_equal(saved.pattern, demo - level)
     # another dataset: the shown reconstruction goes
     dash.set_pattern(_pattern(_object()), label="simulated")
     assert dash.wait(30) and dash.result is None and dash.results.layout.display == "none"

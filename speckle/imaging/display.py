@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from ..backend import asnumpy
 from ..errors import InvalidInputError
 
-__all__ = ["SCALES", "brightness", "complex_to_rgb", "plot_complex"]
+__all__ = ["SCALES", "brightness", "complex_to_rgb", "display_window", "plot_complex"]
 
 SCALES = ("linear", "sqrt", "log")
 
@@ -140,3 +140,40 @@ def plot_complex(field, scale: str = "linear", *, vmax: float | None = None,
     wheel.imshow(complex_to_rgb(disc / np.abs(disc).max()), interpolation="bilinear")
     wheel.set_axis_off()
     return fig
+
+
+def display_window(support, margin: int = 16, min_side: int = 64) -> tuple[int, int, int, int]:
+    """The part of a frame worth showing of a reconstruction: its support's box with a margin.
+
+    Parameters
+    ----------
+    support : bool array, (rows, cols)
+    margin : int
+        Pixels added on each side of the support's bounding box.
+    min_side : int
+        The window is grown (about its middle) to at least this many pixels each way.
+
+    Returns
+    -------
+    (row0, row1, col0, col1)
+        Half-open, inside the frame; the whole frame for an empty support.
+    """
+    s = np.asarray(asnumpy(support), dtype=bool)
+    rows, cols = s.shape
+    if not s.any():
+        return (0, rows, 0, cols)
+
+    def span(used, n):
+        lo, hi = int(used[0]) - margin, int(used[-1]) + 1 + margin
+        if hi - lo < min_side:
+            grow = min_side - (hi - lo)
+            lo, hi = lo - grow // 2, hi + grow - grow // 2
+        if lo < 0:
+            lo, hi = 0, hi - lo
+        if hi > n:
+            lo, hi = max(0, lo - (hi - n)), n
+        return lo, hi
+
+    r0, r1 = span(np.flatnonzero(s.any(axis=1)), rows)
+    c0, c1 = span(np.flatnonzero(s.any(axis=0)), cols)
+    return (r0, r1, c0, c1)

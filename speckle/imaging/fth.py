@@ -363,6 +363,25 @@ def _ring_statistics(m, centre):
     return median, median[ring].reshape(m.shape), spread[ring].reshape(m.shape), radius
 
 
+def _central_radius(m, centre, edge) -> float:
+    """Radius of the central term: its connected region above Otsu's level of ``log(m)``.
+
+    In logarithm the terms and the empty field between them form two classes
+    (:func:`speckle.imaging.support.autocorrelation_level`); at the level between them the
+    central term is the region around the centre (cross-terms lie apart from it).
+    """
+    from scipy import ndimage  # noqa: PLC0415
+
+    from .support import autocorrelation_level  # noqa: PLC0415 - support imports conditioning
+
+    top = float(m[centre])
+    if not top > 0:
+        return float(edge)
+    labels, _ = ndimage.label(m >= autocorrelation_level(m / top) * top)
+    rr, cc = np.nonzero(labels == labels[centre])
+    return float(min(np.hypot(rr - centre[0], cc - centre[1]).max(), edge))
+
+
 def _outline_centre(excess, peak, region, blur):
     """The middle of a cross-term's outline, or ``peak`` when it has none.
 
@@ -397,10 +416,9 @@ def detect_cross_terms(reconstruction, *, min_pixels: int = 16, smoothing: float
     """Locate the cross-terms of a centred holographic reconstruction.
 
     The magnitude is smoothed over ``smoothing`` pixels. The central autocorrelation (the
-    object's and the references' own terms) is bright and round-ish about the centre; its
-    extent is where the median over rings about the centre (insensitive to cross-terms, which
-    fill a small part of each ring) falls to 0.5 % of the way from the floor to the centre, plus
-    a margin of 2 smoothing widths. Outside it, every pixel is compared with its own ring: its
+    object's and the references' own terms) is bright about the centre; its extent is that of
+    its connected region above the level that splits the logarithm of the magnitude into terms
+    and empty field (Otsu's), plus a margin of 2 smoothing widths. Outside it, every pixel is compared with its own ring: its
     excess over the ring's median, in units of the ring's robust spread, picks out what is not
     round about the centre (the halo of the central term is). A cross-term is a connected region
     of at least ``snr`` spreads and ``relative`` of the largest excess outside the centre. Its
@@ -444,11 +462,8 @@ def detect_cross_terms(reconstruction, *, min_pixels: int = 16, smoothing: float
     m = ndimage.gaussian_filter(raw, smoothing, mode="wrap") if smoothing > 0 else raw
     rows, cols = m.shape
     centre = (rows // 2, cols // 2)
-    profile = _ring_statistics(m, centre)[0]
     edge = min(rows, cols) // 2
-    floor = float(np.nanmin(profile[:edge]))
-    below = np.flatnonzero(profile[:edge] <= floor + 0.005 * (float(m[centre]) - floor))
-    r_central = (int(below[0]) if below.size else edge) + 2 * max(smoothing, 1.0)
+    r_central = _central_radius(m, centre, edge) + 2 * max(smoothing, 1.0)
     # the central term spans twice the object: blur over about half the object's radius, so
     # that a cross-term (the object's image, edges only when low frequencies are missing)
     # becomes one blob whose peak lies at its middle

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
+
 from ..errors import InvalidInputError
 from .focus import METRICS, RECOMMENDED_METRIC
 from .phasing import PhasingOptions
@@ -154,8 +156,9 @@ class CdiOptions(_Plain):
     Attributes
     ----------
     background : float, str or None
-        Constant pedestal subtracted first: counts, or ``"pN"`` the N-th percentile of the
-        measured pixels (``"p1"``); None: none.
+        Constant pedestal subtracted first: counts, ``"pN"`` the N-th percentile of the
+        measured pixels, or ``"auto"`` (the 1st percentile when it is above zero: a detector
+        offset; photon-counting data are left alone); None: none.
     mask_zeros : bool
         Pixels reading ≤ 0 are unmeasured (a beamstop or gap that reads 0).
     mask_below : float or None
@@ -178,10 +181,11 @@ class CdiOptions(_Plain):
 shrinkwrap_sigma, shrinkwrap_sigma_start, shrinkwrap_threshold, seed, device
         Phasing, as :class:`speckle.imaging.phasing.PhasingOptions`. The defaults: 10 rounds
         of ``60*HIO + 10*ER``, 4 trials of which the best half is kept, shrink-wrap between
-        rounds at 0.15 of the maximum with a blur falling from 3 to 1 pixel.
+        rounds at 0.15 of the maximum with a blur falling from 3 to 1 pixel, each trial the
+        average of its last round's 70 estimates.
     """
 
-    background: float | str | None = None
+    background: float | str | None = "auto"
     mask_zeros: bool = False
     mask_below: float | None = None
     center: str | tuple | None = None
@@ -197,7 +201,7 @@ shrinkwrap_sigma, shrinkwrap_sigma_start, shrinkwrap_threshold, seed, device
     beta: float = 0.8
     positivity: bool = False
     real: bool = False
-    average_last: int = 0
+    average_last: int = 70
     shrinkwrap: bool = True
     shrinkwrap_sigma: float = 1.0
     shrinkwrap_sigma_start: float | None = 3.0
@@ -245,6 +249,8 @@ class RefocusOptions(_Plain):
         Pixel size in the object plane, m (required).
     distances : (float, float, int)
         Sweep from, to (m) and the number of distances.
+    distance_list : tuple of float
+        Distances (m) swept instead, when given.
     region : (row0, row1, col0, col1) or None
         Part of the field to propagate (at least 8 × 8 pixels); None: all of it.
     metric : str
@@ -259,6 +265,7 @@ class RefocusOptions(_Plain):
     energy: float | None = None
     pixel_size: float | tuple | None = None
     distances: tuple = (-5e-6, 5e-6, 101)
+    distance_list: tuple = ()
     region: tuple | None = None
     metric: str = RECOMMENDED_METRIC
     extremum: str | None = None
@@ -266,7 +273,7 @@ class RefocusOptions(_Plain):
     refine: bool = True
 
     def __post_init__(self):
-        for name in ("pixel_size", "distances", "region"):
+        for name in ("pixel_size", "distances", "distance_list", "region"):
             object.__setattr__(self, name, _tuple(getattr(self, name)))
         self._number("energy", 0, optional=True, open_low=True)
         px = self.pixel_size
@@ -281,9 +288,21 @@ class RefocusOptions(_Plain):
                 isinstance(v, (int, float)) and math.isfinite(v) for v in d[:2])
                 and isinstance(d[2], int) and not isinstance(d[2], bool) and d[2] >= 1):
             raise InvalidInputError(f"distances must be (from, to, count) in m, got {d!r}")
+        if not (isinstance(self.distance_list, tuple) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in self.distance_list)):
+            raise InvalidInputError(f"distance_list must be distances in m, got "
+                                    f"{self.distance_list!r}")
         if self.region is not None:
             self._rects("region", (self.region,))
         self._choice("metric", METRICS)
         self._choice("extremum", ("max", "min", None))
         self._choice("method", METHODS)
         self._flag("refine")
+
+    def swept(self):
+        """The distances swept (m), as a numpy array."""
+        if self.distance_list:
+            return np.asarray(self.distance_list, dtype=float)
+        start, stop, count = self.distances
+        return np.linspace(float(start), float(stop), int(count))

@@ -189,7 +189,8 @@ class PhasingOptions:
         Independent trials per round (random starts), aligned and averaged.
     keep : float
         Fraction of the trials averaged after each round: those whose estimate has the lowest
-        Fourier error (1: all of them, as the original server did). Trials stuck in a wrong
+        Fourier error (1: all of them, as the original server did), and at least two when
+        there are two (their agreement and the PRTF need them). Trials stuck in a wrong
         solution (twin superposition) have a clearly higher error.
     beta : float
         Feedback / relaxation parameter of HIO, RAAR and DM, in (0, 1].
@@ -554,7 +555,7 @@ def _circular_centre(weights, xp):
 
 
 def phase_retrieval(intensity, support=None, options: PhasingOptions | None = None, *,
-                    mask=None, start=None, progress: Callable | None = None,
+                    mask=None, start=None, bound=None, progress: Callable | None = None,
                     cancel: Callable | None = None) -> PhasingResult:
     """Retrieve the phase of a centred diffraction pattern: rounds × trials × schedule.
 
@@ -571,6 +572,10 @@ def phase_retrieval(intensity, support=None, options: PhasingOptions | None = No
     start : complex array, (rows, cols), optional
         Starting object for every trial (for example a previous result's ``object`` with its
         ``support``) instead of random phases.
+    bound : bool array, (rows, cols), optional
+        Shrink-wrap never reaches outside it (a support known to hold the object, such as the
+        holographic one: there the bright references would otherwise set the shrink-wrap's
+        scale and noise around the dimmer object would be let in).
     progress : callable, optional
         ``progress(fraction, stage)``.
     cancel : callable, optional
@@ -595,6 +600,7 @@ def phase_retrieval(intensity, support=None, options: PhasingOptions | None = No
     amp, free, norm2, free_np = _prepare(intensity, mask, xp)
     initial = _initial_support(support, intensity, mask, tuple(amp.shape), xp)
     supports = xp.stack([initial] * opts.trials)  # one per trial: the trials stay independent
+    limit = None if bound is None else _initial_support(bound, intensity, mask, initial.shape, xp)
     engine = _Engine(amp, free, xp, opts.beta, opts.positivity, opts.real)
     rng = np.random.default_rng(opts.seed)
     per_round = sum(n for _, n in steps)
@@ -602,7 +608,8 @@ def phase_retrieval(intensity, support=None, options: PhasingOptions | None = No
     errors2 = np.zeros((opts.trials, total), dtype=np.float64)
     stride = max(1, total // 200)  # how often progress and cancel are looked at
     x = reference = None
-    n_keep = max(1, int(round(opts.keep * opts.trials)))
+    # at least two when there are two: their agreement and the PRTF need them
+    n_keep = max(min(2, opts.trials), int(round(opts.keep * opts.trials)))
     for rnd in range(opts.rounds):
         engine.set_support(supports)
         if x is None and start is not None:
@@ -640,6 +647,8 @@ def phase_retrieval(intensity, support=None, options: PhasingOptions | None = No
             sigma = opts.shrinkwrap_blur(rnd)
             for t in range(opts.trials):  # each trial in its own frame
                 new = shrink_wrap(estimates[t], sigma, opts.shrinkwrap_threshold)
+                if limit is not None:
+                    new &= limit
                 if bool(xp.any(new)):
                     supports[t] = new
     report(1.0, "finishing")

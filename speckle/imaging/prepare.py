@@ -7,7 +7,8 @@ whoever asks (command line, dashboards, notebooks, the beamtime monitor), always
    pixels, and as asked pixels reading ≤ 0 (``mask_zeros``) or below ``mask_below``; a
    beamstop that reads ≤ 0 at the centre is always unmeasured (:func:`central_zeros`: the
    centre of a diffraction pattern is its brightest part, so zeros there were not measured);
-2. the constant ``background`` subtracted (its percentile taken over the measured pixels);
+2. the constant ``background`` subtracted (its percentile taken over the measured pixels;
+   ``"auto"``: the 1st percentile when it is above zero);
 3. the pattern and its mask centred (``center``) and binned (``bin_factor``): a binned pixel is
    unmeasured when any of its pixels is;
 4. ``mask_rects`` (in the prepared pattern's pixels) masked.
@@ -22,9 +23,16 @@ from scipy import ndimage
 
 from ..backend import asnumpy
 from ..errors import InvalidInputError
-from .conditioning import bin_image, center_pattern, shift_image, subtract_background
+from .conditioning import (background_level, bin_image, center_pattern, shift_image,
+                           subtract_background)
 
-__all__ = ["PreparedPattern", "as_mask", "central_zeros", "prepare_pattern"]
+__all__ = ["AUTO_BACKGROUND", "PreparedPattern", "as_mask", "central_zeros", "prepare_pattern"]
+
+#: What ``background="auto"`` subtracts: the 1st percentile of the measured pixels when it is
+#: above zero. A constant pedestal (a detector offset; ~390 counts in the CDI demo) is
+#: something no compact object can produce; a photon-counting pattern, whose 1st percentile is
+#: 0, is left as it is.
+AUTO_BACKGROUND = "p1"
 
 
 @dataclass
@@ -108,7 +116,8 @@ def prepare_pattern(image, mask=None, *, background=None, mask_zeros: bool = Fal
     mask : array_like, optional
         Unmeasured pixels in any natural form (:func:`as_mask`).
     background : float, str or None
-        Counts, or ``"pN"`` a percentile of the measured pixels.
+        Counts, ``"pN"`` a percentile of the measured pixels, or ``"auto"``
+        (:data:`AUTO_BACKGROUND` when it is above zero).
     mask_zeros : bool
         Pixels reading ≤ 0 are unmeasured.
     mask_below : float, optional
@@ -142,8 +151,12 @@ def prepare_pattern(image, mask=None, *, background=None, mask_zeros: bool = Fal
             unmeasured |= raw < float(mask_below)
     raw_low = ~(np.nan_to_num(raw, nan=0.0) > 0)  # for central_zeros, moved with the mask
     pattern, level = raw, None
-    if background is not None and str(background).strip():
-        pattern, level = subtract_background(raw, background, mask=unmeasured)
+    spec = None if background is None else str(background).strip().lower()
+    if spec == "auto":
+        spec = AUTO_BACKGROUND if background_level(raw, AUTO_BACKGROUND,
+                                                   mask=unmeasured) > 0 else None
+    if spec:
+        pattern, level = subtract_background(raw, spec, mask=unmeasured)
         pattern = np.asarray(pattern)
     found = None
     if center is not None:

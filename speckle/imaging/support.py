@@ -397,15 +397,20 @@ def support_from_cross_terms(intensity, terms, *, mask=None, threshold: float | 
     Returns
     -------
     numpy bool ndarray or None
-        None when the terms give no usable support (none, or an empty intersection).
+        None when the terms give no usable support: none of them lies in a region of the
+        autocorrelation apart from the central one, or the intersection is empty.
     """
-    terms = list(terms)
-    if not terms:
-        return None
     extent = np.asarray(asnumpy(autocorrelation_support(intensity, threshold, mask=mask,
                                                         central_only=False)))
     rows, cols = extent.shape
     centre = np.array([rows // 2, cols // 2])
+    # a term of this sample lies in a region of the autocorrelation of its own
+    labels, _ = ndimage.label(extent)
+    central = labels[centre[0], centre[1]]
+    terms = [t for t in terms
+             if labels[int(round(t.row)) % rows, int(round(t.col)) % cols] not in (0, central)]
+    if not terms:
+        return None
 
     def offset(term):
         return np.rint(np.array([term.row, term.col]) - centre).astype(int)

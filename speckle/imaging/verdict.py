@@ -12,8 +12,9 @@ CDI (:func:`judge_cdi`):
   Poisson noise lie 0.01-0.07 from their average; trials that found different solutions
   0.4-0.9. Up to :data:`~speckle.imaging.phasing.TRIAL_SPREAD_LIMIT` (0.2) they agree, above
   :data:`SPREAD_BAD` (0.35) the reconstruction is not to be trusted.
-- *converged*: the Fourier error at the end of the last round differs by less than
-  :data:`PLATEAU` (5 %) from the end of the round before (with one round it cannot be told).
+- *converged*: the Fourier error at the end of the last round is not more than
+  :data:`PLATEAU` (5 %) below the end of the round before (with one round it cannot be told);
+  it may rise a little as shrink-wrap tightens the support.
 - *resolution*: where the PRTF of the averaged trials falls below 1/e, as a half-period in
   pixels of the reconstruction (needs two independent trials).
 
@@ -37,7 +38,7 @@ __all__ = ["LEVELS", "PLATEAU", "SPREAD_BAD", "ImagingVerdict", "half_period_pix
 LEVELS = ("good", "marginal", "bad")
 #: Trial spread above which a CDI reconstruction is judged bad (see the module).
 SPREAD_BAD = 0.35
-#: Relative change of the Fourier error over the last round below which phasing has converged.
+#: Relative fall of the Fourier error over the last round below which phasing has converged.
 PLATEAU = 0.05
 #: The usual PRTF resolution criterion.
 PRTF_LEVEL = 1 / math.e
@@ -175,16 +176,16 @@ def judge_cdi(*, trial_spread, final_error, errors, rounds: int, prtf, shape,
         steady = ""
     else:
         before, last = ends
-        change = abs(before - last) / max(before, 1e-30)
-        if change > PLATEAU:
+        drop = (before - last) / max(before, 1e-30)
+        if drop > PLATEAU:
             levels.append("marginal")
-            reasons.append(f"The Fourier error still changed by {100 * change:.0f} % over the "
-                           "last round: not converged.")
+            reasons.append(f"The Fourier error still fell by {100 * drop:.0f} % over the last "
+                           "round: not converged.")
             actions.append("run more rounds")
-            steady = ", still changing"
+            steady = ", still falling"
         else:
-            reasons.append(f"The Fourier error is steady (changed {100 * change:.1f} % over the "
-                           "last round).")
+            reasons.append(f"The Fourier error no longer falls ({100 * -drop:+.1f} % over the "
+                           "last round; a tighter support may raise it a little).")
             steady = ", steady"
     cutoff = prtf_cutoff(prtf)
     if prtf is None:

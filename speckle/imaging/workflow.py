@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from ..errors import Cancelled, InvalidInputError
 from ..io.dataset import Dataset
@@ -46,8 +47,8 @@ from .support import (autocorrelation_map, support_from_autocorrelation,
 from .verdict import judge_cdi, judge_fth, judge_refocus
 
 __all__ = ["CdiOptions", "CdiResult", "FthOptions", "FthResult", "RefocusOptions",
-           "RefocusResult", "SUPPORT_METHODS", "find_cross_terms", "run_cdi", "run_fth",
-           "run_refocus"]
+           "RefocusResult", "SUPPORT_METHODS", "SUPPORT_NAMES", "find_cross_terms",
+           "initial_support", "run_cdi", "run_fth", "run_refocus"]
 
 #: How the initial support of :func:`run_cdi` is named in results and summaries.
 SUPPORT_NAMES = {"fth": "holographic cross-terms", "autocorrelation": "autocorrelation",
@@ -201,8 +202,28 @@ def run_fth(data, options: FthOptions | None = None, *, negative=None, mask=None
 
 # -- CDI -------------------------------------------------------------------------------------
 
-def _initial_support(prepared, opts: CdiOptions):
-    """(support, method, cross_terms) as ``opts.support`` asks."""
+def initial_support(prepared, opts: CdiOptions):
+    """The initial support :func:`run_cdi` starts from, as ``opts.support`` asks.
+
+    Parameters
+    ----------
+    prepared : PreparedPattern
+        From :func:`~speckle.imaging.prepare.prepare_pattern`.
+    opts : CdiOptions
+
+    Returns
+    -------
+    support : numpy bool ndarray
+    method : str
+        ``"fth"``, ``"autocorrelation"`` or ``"rectangles"`` (the key of :data:`SUPPORT_NAMES`).
+    cross_terms : list of CrossTerm
+        Found in the pattern (empty with rectangles).
+
+    Raises
+    ------
+    InvalidInputError
+        For ``support="fth"`` on a pattern without usable cross-terms, or bad rectangles.
+    """
     shape = prepared.pattern.shape
     if opts.support == "rectangles":
         return support_from_rectangles(shape, opts.support_rects), "rectangles", []
@@ -258,9 +279,12 @@ def run_cdi(data, options: CdiOptions | None = None, *, mask=None,
                                center=opts.center, bin_factor=opts.bin_factor,
                                mask_rects=opts.mask_rects)
     step(0.05, "finding the initial support")
-    support, method, terms = _initial_support(prepared, opts)
+    support, method, terms = initial_support(prepared, opts)
+    # a holographic support holds the object: shrink-wrap tightens it, never beyond (a little
+    # margin for the blur)
+    bound = ndimage.binary_dilation(support, iterations=2) if method == "fth" else None
     phased = phase_retrieval(prepared.pattern, support, opts.phasing(), mask=prepared.mask,
-                             progress=step.part(0.08, 0.97), cancel=cancel)
+                             bound=bound, progress=step.part(0.08, 0.97), cancel=cancel)
     step(0.98, "judging")
     verdict = judge_cdi(trial_spread=phased.trial_spread, final_error=phased.final_error,
                         errors=phased.errors, rounds=opts.rounds, prtf=phased.prtf,
@@ -323,8 +347,8 @@ def run_refocus(field, options: RefocusOptions, *, progress: Callable | None = N
         raise InvalidInputError("the field has NaN or infinite pixels in the region; choose a "
                                 "region without them")
     wavelength = wavelength_from_energy(opts.energy)
-    start, stop, count = opts.distances
-    distances = np.linspace(float(start), float(stop), int(count))
+    distances = opts.swept()
+    count = distances.size
     step(0.0, "sweeping")
     sweep = focus_sweep(part, distances, pixel_size=opts.pixel_size, wavelength=wavelength,
                         method=opts.method)
@@ -334,7 +358,7 @@ def run_refocus(field, options: RefocusOptions, *, progress: Callable | None = N
         step(0.7, "refining")
         focus = autofocus(part, (distances.min(), distances.max()), pixel_size=opts.pixel_size,
                           wavelength=wavelength, metric=opts.metric, method=opts.method,
-                          n_sweep=min(int(count), 201), extremum=opts.extremum)
+                          n_sweep=min(count, 201), extremum=opts.extremum)
     step(0.95, "judging")
     return RefocusResult(
         distances=distances, sharpness={k: np.asarray(v) for k, v in sweep.sharpness.items()},

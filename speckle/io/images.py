@@ -18,8 +18,10 @@ are stored as JSON text; their names are listed in the JSON list ``/speckle@_jso
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -36,7 +38,7 @@ from .open import open_dataset
 from .read_hdf5 import open_h5_file
 
 __all__ = ["KINDS", "image_result_kind", "read_image", "read_image_result", "read_mask",
-           "write_image_result"]
+           "write_image_result", "write_reconstruction_zip"]
 
 #: The kinds of imaging result, stored in ``/speckle@kind``.
 KINDS = ("fth", "cdi", "propagation")
@@ -376,6 +378,39 @@ def _write_array(group: h5py.Group, name: str, data: np.ndarray) -> None:
     if data.size >= _COMPRESS_FROM:
         kw = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
     group.create_dataset(name, data=data, **kw)
+
+
+def write_reconstruction_zip(path, obj, picture: bytes, support=None) -> Path:
+    """A ZIP of a reconstruction: real and imaginary parts (and support) as .npy, a PNG.
+
+    Written atomically (complete or absent). Members: ``reconstruction_real.npy``,
+    ``reconstruction_imag.npy``, ``support.npy`` (when given) and ``reconstruction.png``.
+
+    Parameters
+    ----------
+    path : path-like
+    obj : complex array, (rows, cols)
+    picture : bytes
+        PNG.
+    support : bool array, optional
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    data = np.asarray(asnumpy(obj))
+    members = {"reconstruction_real.npy": np.ascontiguousarray(data.real),
+               "reconstruction_imag.npy": np.ascontiguousarray(data.imag)}
+    if support is not None:
+        members["support.npy"] = np.asarray(asnumpy(support), dtype=bool)
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for name, array in members.items():
+                with io.BytesIO() as buf:
+                    np.save(buf, array, allow_pickle=False)
+                    zf.writestr(name, buf.getvalue())
+            zf.writestr("reconstruction.png", picture)
+    return Path(path)
 
 
 # -- reading a result back -------------------------------------------------------------------

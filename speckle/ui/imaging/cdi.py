@@ -1,22 +1,28 @@
 """The CDI phasing dashboard: a diffraction pattern, its mask and support, phase retrieval, results.
 
+A thin layer over :func:`speckle.imaging.workflow.run_cdi`: the fields make a
+:class:`~speckle.imaging.options.CdiOptions` (same names and defaults as ``speckle cdi``), the
+pattern is prepared and its support found by the library's own functions
+(:func:`~speckle.imaging.prepare.prepare_pattern`,
+:func:`~speckle.imaging.workflow.initial_support`), so what is shown is what is phased, and the
+result file is the command line's (:func:`speckle.io.imaging_result.write_imaging_result`).
+
 The pattern comes as in the XPCS dashboard (beamline folders, upload, the demo ``cdi``). Its
 Fourier modulus √I is shown in log scale (over as many decades as it spans, at least 3) with
-the unmeasured pixels tinted red: non-finite ones
-always, those at or below zero unless told otherwise, and rectangles drawn on it (beamstop,
-gaps, saturation); they are left free in Fourier space by
-:func:`speckle.imaging.phasing.phase_retrieval`. Optionally the
-pattern is first centred on its centre of symmetry and binned. Its autocorrelation (the inverse
-FFT of the pattern) is shown beside it: rectangles drawn on it form the initial support, or the
-support is found automatically from it (tinted green either way). Phasing runs rounds × trials
-of a schedule written as text (``99*HIO + 1*ER``) in a worker thread with progress and Cancel;
-the reconstruction appears as a complex image (magnitude as brightness, phase as hue; linear,
-sqrt or log), with the Fourier error against iteration and the PRTF against |q|/|q|max. A
-region of it can be refocused (:class:`~speckle.ui.imaging.refocus.RefocusPanel`). Each finished
-run is written as a result folder: ``result.h5`` (:func:`speckle.io.images.write_image_result`,
-kind ``"cdi"``), ``reconstruction.zip`` (real and imaginary parts and the support as ``.npy``,
-plus the picture), and PNG pictures; the folder appears only when complete, so a cancelled or
-failed run leaves nothing. A saved result (``result.h5``) chosen as data shows its
+the unmeasured pixels tinted red: non-finite ones, a beamstop reading zero at the centre,
+pixels ≤ 0 or below a level when asked, and rectangles drawn on it (beamstop, gaps,
+saturation); they are left free in Fourier space. A constant background is subtracted first
+(``auto`` by default: the 1st percentile when above zero, the demo's pedestal); the pattern
+may be centred on its centre of symmetry and binned. Its autocorrelation is shown beside it:
+rectangles drawn on it form the initial support, or the support is found automatically
+(holographic when the sample has reference apertures, else from the autocorrelation; tinted
+green either way). Phasing runs in a worker thread with progress and Cancel; the
+reconstruction appears as a complex image (magnitude as brightness, phase as hue), with the
+verdict, the Fourier error against iteration and the PRTF against |q|/|q|max. A region of it
+can be refocused (:class:`~speckle.ui.imaging.refocus.RefocusPanel`). Each finished run is
+written as a result folder: ``result.h5``, ``reconstruction.zip`` (real and imaginary parts
+and the support as ``.npy``, plus the picture), and PNG pictures; the folder appears only when
+complete, so a cancelled or failed run leaves nothing. A saved result (``result.h5``) chosen as data shows its
 reconstruction in section 5, ready to refocus, and its pattern (when saved) in section 2.
 
 A dashboard notebook is two lines::
@@ -34,8 +40,8 @@ class                             element
 ``speckle-cdi-pattern``           the pattern's image view (its Fourier modulus √I, log scale;
                                   rectangles drawn or typed on it are masked)
 ``speckle-cdi-mask-nonpositive``  "pixels ≤ 0 are unmeasured" checkbox
-``speckle-cdi-background``        background subtracted first: a number, or pN a percentile
-                                  (``p1`` for the demo; empty: none)
+``speckle-cdi-background``        background subtracted first: auto (default), a number, or pN
+                                  a percentile; empty or none: none
 ``speckle-cdi-mask-below``        pixels below this (after the background) are unmeasured
                                   (empty: none)
 ``speckle-cdi-center``            "centre the pattern" checkbox
@@ -44,7 +50,8 @@ class                             element
 ``speckle-autocorrelation``       the autocorrelation's complex image view; rectangles drawn or
                                   typed on it (``.speckle-region-text``) form the initial support
 ``speckle-support-mode``          automatic / rectangles toggle
-``speckle-support-threshold``     threshold of the automatic support (fraction of the maximum)
+``speckle-support-threshold``     threshold of the automatic support (fraction of the maximum;
+                                  empty: from the data)
 ``speckle-support-info``          size of the initial support
 ``speckle-cdi-schedule``          schedule text; ``speckle-cdi-schedule-info`` says what it means
 ``speckle-cdi-rounds``            rounds; ``speckle-cdi-trials`` trials; ``speckle-cdi-beta`` β;
@@ -59,8 +66,9 @@ class                             element
 ``speckle-cdi-reconstruction``    the reconstruction's complex image view (select a region to
                                   refocus); ``speckle-cdi-whole-frame`` shows the whole frame
                                   instead of the support's surroundings
-``speckle-cdi-summary``           final error, iterations, time, whether the trials agree
-                                  (``speckle-cdi-disagree`` when they do not), resolution
+``speckle-cdi-summary``           the verdict (``speckle-cdi-verdict-good|marginal|bad``), what
+                                  to try, final error, iterations, time, whether the trials
+                                  agree (``speckle-cdi-disagree`` when they do not), resolution
 ``speckle-cdi-error-plot``        Fourier error against iteration (an image)
 ``speckle-prtf-plot``             PRTF (and FRC with several trials) against |q|/|q|max (an image)
 ``speckle-cdi-download``          the download links (also ``speckle-download``; links
@@ -73,31 +81,30 @@ class                             element
 from __future__ import annotations
 
 import html
-import io
-import math
 import threading
 import time
-import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import ipywidgets as widgets
 import numpy as np
 import traitlets
-from matplotlib.figure import Figure
 
 from ...backend import asnumpy
 from ...errors import Cancelled, InvalidInputError
-from ...imaging.conditioning import bin_image, center_pattern, subtract_background
-from ...imaging.phasing import (ALGORITHMS, TRIAL_SPREAD_LIMIT, PhasingOptions,
-                                describe_trial_spread, parse_schedule, phase_retrieval)
-from ...imaging.support import (autocorrelation, support_from_autocorrelation,
-                                support_from_rectangles)
-from ...io.atomic import atomic_path
+from ...imaging.display import display_window
+from ...imaging.figures import PRTF_NEEDS, error_figure, prtf_figure
+from ...imaging.options import CdiOptions
+from ...imaging.phasing import ALGORITHMS, TRIAL_SPREAD_LIMIT, describe_trial_spread, \
+    parse_schedule
+from ...imaging.prepare import PreparedPattern, prepare_pattern
+from ...imaging.support import autocorrelation_map, support_from_rectangles
+from ...imaging.workflow import SUPPORT_NAMES, initial_support, run_cdi
 from ...io.dataset import Metadata
-from ...io.images import write_image_result
+from ...io.imaging_result import write_imaging_result
+from ...io.images import write_reconstruction_zip
 from .._common import (RUN_STATES, RunPanel, RunPanelOwner, Tasks, describe_error, note_html,
                        styled, sub_progress)
 from ..export import new_result_folder
@@ -107,110 +114,48 @@ from ._base import ImagingDashboard, section
 from .complex_view import ComplexImageView, crop, log_decades
 from .refocus import RefocusInput
 
-__all__ = ["CONSTRAINTS", "CdiDashboard", "PhasingJob", "PreparedPattern", "RUN_STATES",
-           "cdi_dashboard", "display_window", "error_figure", "fourier_modulus", "log_decades",
-           "pattern_mask", "prepare_pattern", "prtf_cutoff", "prtf_figure",
-           "write_reconstruction_zip"]
+__all__ = ["CONSTRAINTS", "CdiDashboard", "RUN_STATES", "ShownPattern", "cdi_dashboard",
+           "fourier_modulus", "log_decades"]
 
 #: Object constraints offered: (label, value).
 CONSTRAINTS = (("complex (support only)", "complex"), ("real", "real"),
                ("real and non-negative", "positive"))
 SUPPORT_MODES = (("automatic", "auto"), ("rectangles", "rectangles"))
 BIN_FACTORS = (1, 2, 4)
-#: The reconstruction is shown cut to its support's bounding box plus this margin (pixels)...
-VIEW_MARGIN = 16
-#: ...and at least this many pixels each way.
-VIEW_MIN_SIDE = 64
 MASK_RGBA = (0.95, 0.1, 0.1, 0.55)
 SUPPORT_RGBA = (0.1, 0.95, 0.35, 0.35)
-#: The usual PRTF resolution cut-off.
-PRTF_LEVEL = 1.0 / math.e
-#: Said instead of a PRTF when fewer than two independent estimates were averaged.
-PRTF_NEEDS = "PRTF needs ≥ 2 trials"
 
 
 # -------------------------------------------------------------------------------- the pattern
 @dataclass
-class PreparedPattern:
-    """A pattern ready for phasing, and what is shown of it.
+class ShownPattern:
+    """The pattern shown: as read, as prepared for phasing, and what its support would be.
 
     Attributes
     ----------
     image : numpy.ndarray
-        The image as read (before centring and binning).
-    pattern : numpy.ndarray
-        float64, centred and binned as asked (pixels that came from outside are NaN).
-    mask : numpy.ndarray
-        bool, True where a pixel is not measured.
+        The image as read.
+    prepared : PreparedPattern
+        :func:`~speckle.imaging.prepare.prepare_pattern` of it with the fields' options.
     autocorrelation : numpy.ndarray
-        Of ``pattern`` with the masked pixels as zero (centred).
+        :func:`~speckle.imaging.support.autocorrelation_map` of the prepared pattern.
     auto_support : numpy.ndarray or None
-        The automatic support; None when none could be found (``auto_error`` says why).
-    center : (float, float) or None
-        The centre found in ``image`` when centring was asked.
-    bin_factor : int
-    mask_rects : list of (row0, row1, col0, col1)
-        Rectangles masked (pattern coordinates).
-    nonpositive : bool
-        Whether pixels ≤ 0 are masked.
-    threshold : float
-        Threshold of the automatic support.
+        The automatic initial support; None when none could be found (``auto_error`` says
+        why).
+    auto_method : str
+        How it was found (a key of :data:`speckle.imaging.workflow.SUPPORT_NAMES`).
     auto_error : str
-    background : float or None
-        The constant background subtracted (None: none).
-    mask_below : float or None
-        Pixels below it (after the background) are masked.
+    options : CdiOptions
+        What made it.
     """
 
     image: np.ndarray
-    pattern: np.ndarray
-    mask: np.ndarray
+    prepared: PreparedPattern
     autocorrelation: np.ndarray
     auto_support: np.ndarray | None
-    center: tuple | None = None
-    bin_factor: int = 1
-    mask_rects: list = field(default_factory=list)
-    nonpositive: bool = True
-    threshold: float = 0.04
-    auto_error: str = ""
-    background: float | None = None
-    mask_below: float | None = None
-
-
-def pattern_mask(pattern, *, nonpositive: bool = True, rects=(),
-                 below: float | None = None) -> np.ndarray:
-    """Unmeasured pixels of a pattern: not finite, at or below zero (if asked), in ``rects``.
-
-    Parameters
-    ----------
-    pattern : array, (rows, cols)
-    nonpositive : bool
-        Count pixels ≤ 0 as unmeasured (detector gaps and dead pixels read 0; a photon-counting
-        detector's zeros at high q are real measurements: turn this off for it).
-    rects : sequence of (row0, row1, col0, col1)
-        Half-open pixel ranges to mask (beamstop, gaps, saturated pixels).
-    below : float, optional
-        Also mask the pixels below this value.
-
-    Returns
-    -------
-    numpy bool ndarray
-    """
-    data = np.asarray(asnumpy(pattern))
-    mask = ~np.isfinite(data)
-    with np.errstate(invalid="ignore"):
-        if nonpositive:
-            mask |= data <= 0
-        if below is not None:
-            mask |= data < below
-    rows, cols = data.shape
-    for rect in rects:
-        r0, r1, c0, c1 = (int(v) for v in rect)
-        if not (0 <= r0 < r1 <= rows and 0 <= c0 < c1 <= cols):
-            raise InvalidInputError(f"the masked rectangle rows {r0}:{r1}, columns {c0}:{c1} "
-                                    f"leaves the {rows}×{cols} pattern; draw it again")
-        mask[r0:r1, c0:c1] = True
-    return mask
+    auto_method: str
+    auto_error: str
+    options: CdiOptions
 
 
 def fourier_modulus(pattern) -> np.ndarray:
@@ -223,221 +168,38 @@ def fourier_modulus(pattern) -> np.ndarray:
         return np.where(np.isfinite(p), np.sqrt(np.maximum(p, 0.0)), p)
 
 
-def prepare_pattern(image, *, center: bool = False, bin_factor: int = 1,
-                    nonpositive: bool = True, mask_rects=(), threshold: float = 0.04,
-                    background: str = "", mask_below: float | None = None
-                    ) -> PreparedPattern:
-    """Condition a pattern (centre, bin), find its mask, autocorrelation and automatic support.
-
-    Parameters
-    ----------
-    image : array, (rows, cols)
-        The diffraction pattern as read.
-    center : bool
-        Move its centre of symmetry (:func:`speckle.imaging.conditioning.center_pattern`,
-        whole pixels) to the middle; pixels that come in from outside are unmeasured.
-    bin_factor : int
-        Sum blocks of ``bin_factor``² pixels after centring (faster phasing of large patterns).
-    nonpositive, mask_rects
-        See :func:`pattern_mask`; rectangles of another shape than the result are dropped.
-    threshold : float
-        Of the automatic support (:func:`speckle.imaging.support.support_from_autocorrelation`).
-    background : str
-        Constant background subtracted first: a number or ``"pN"``, a percentile
-        (:func:`speckle.imaging.conditioning.subtract_background`); empty: none.
-    mask_below : float, optional
-        Pixels below it after the background are unmeasured.
-
-    Returns
-    -------
-    PreparedPattern
-    """
+def show_pattern(image, options: CdiOptions) -> ShownPattern:
+    """Prepare a pattern as :func:`~speckle.imaging.workflow.run_cdi` will, and its support."""
     raw = np.asarray(asnumpy(image), dtype=np.float64)
-    pattern, found, level = raw, None, None
-    if str(background).strip():
-        pattern, level = subtract_background(raw, background, mask=~np.isfinite(raw))
-    if center:
-        pattern, found = center_pattern(pattern, mask=~np.isfinite(pattern), fill=np.nan)
-    if bin_factor != 1:
-        pattern = bin_image(pattern, int(bin_factor))
-    rows, cols = pattern.shape
-    rects = [tuple(int(v) for v in r) for r in mask_rects
-             if 0 <= r[0] < r[1] <= rows and 0 <= r[2] < r[3] <= cols]
-    mask = pattern_mask(pattern, nonpositive=nonpositive, rects=rects, below=mask_below)
-    ac = np.asarray(asnumpy(autocorrelation(pattern, mask=mask)))
-    auto, error = None, ""
+    prepared = prepare_pattern(raw, background=options.background,
+                               mask_zeros=options.mask_zeros, mask_below=options.mask_below,
+                               center=options.center, bin_factor=options.bin_factor,
+                               mask_rects=options.mask_rects)
+    ac = np.asarray(asnumpy(autocorrelation_map(prepared.pattern, mask=prepared.mask)))
+    auto, method, error = None, "autocorrelation", ""
     try:
-        auto = np.asarray(asnumpy(support_from_autocorrelation(pattern, threshold, mask=mask)))
+        auto, method, _ = initial_support(prepared, options)
     except InvalidInputError as exc:
         error = describe_error(exc)
-    return PreparedPattern(image=raw, pattern=pattern, mask=mask, autocorrelation=ac,
-                           auto_support=auto, center=found, bin_factor=int(bin_factor),
-                           mask_rects=rects, nonpositive=bool(nonpositive),
-                           threshold=float(threshold), auto_error=error, background=level,
-                           mask_below=mask_below)
+    return ShownPattern(image=raw, prepared=prepared, autocorrelation=ac, auto_support=auto,
+                        auto_method=method, auto_error=error, options=options)
 
 
-# -------------------------------------------------------------------------------- results
-def display_window(support, margin: int = VIEW_MARGIN,
-                   min_side: int = VIEW_MIN_SIDE) -> tuple[int, int, int, int]:
-    """The part of the frame shown of a reconstruction: the support's box with a margin.
-
-    Parameters
-    ----------
-    support : bool array, (rows, cols)
-    margin : int
-        Pixels added on each side of the support's bounding box.
-    min_side : int
-        The window is grown (about its middle) to at least this many pixels each way.
-
-    Returns
-    -------
-    (row0, row1, col0, col1)
-        Half-open, inside the frame; the whole frame for an empty support.
-    """
-    s = np.asarray(asnumpy(support), dtype=bool)
-    rows, cols = s.shape
-    if not s.any():
-        return (0, rows, 0, cols)
-
-    def span(used, n):
-        lo, hi = int(used[0]) - margin, int(used[-1]) + 1 + margin
-        if hi - lo < min_side:
-            grow = min_side - (hi - lo)
-            lo, hi = lo - grow // 2, hi + grow - grow // 2
-        if lo < 0:
-            lo, hi = 0, hi - lo
-        if hi > n:
-            lo, hi = max(0, lo - (hi - n)), n
-        return lo, hi
-
-    r0, r1 = span(np.flatnonzero(s.any(axis=1)), rows)
-    c0, c1 = span(np.flatnonzero(s.any(axis=0)), cols)
-    return (r0, r1, c0, c1)
-
-
-def prtf_cutoff(q_fraction, values, level: float = PRTF_LEVEL) -> float | None:
-    """The first |q|/|q|max at which the PRTF falls below ``level`` (1/e); None if never."""
-    q = np.asarray(q_fraction, float)
-    v = np.asarray(values, float)
-    below = np.flatnonzero(np.isfinite(v) & (v < level))
-    return float(q[below[0]]) if below.size else None
-
-
-def _q_max(shape) -> float:
-    """The largest |q| of a frame in cycles per pixel (its corner), as the PRTF rings use."""
-    fy = np.abs(np.fft.fftfreq(shape[0])).max()
-    fx = np.abs(np.fft.fftfreq(shape[1])).max()
-    return float(np.hypot(fy, fx))
-
-
-def error_figure(result) -> Figure:
-    """Fourier error against iteration (log scale): every trial thin, their mean thick."""
-    fig = Figure(figsize=(5.2, 3.4), layout="constrained")
-    ax = fig.add_subplot()
-    errors = np.asarray(result.errors, float)
-    it = np.arange(1, errors.size + 1)
-    trials = np.asarray(getattr(result, "trial_errors", np.zeros((0, 0))), float)
-    if trials.ndim == 2 and trials.shape[0] > 1 and trials.shape[1] == errors.size:
-        for row in trials:
-            ax.plot(it, row, color="#a9c4e2", linewidth=0.7)
-        label = f"mean of {trials.shape[0]} trials"
-    else:
-        label = "Fourier error"
-    ax.plot(it, errors, color="#1f77b4", linewidth=1.5, label=label)
-    rounds = int(getattr(result.options, "rounds", 1) or 1)
-    if rounds > 1 and errors.size % rounds == 0:
-        per_round = errors.size // rounds
-        for k in range(1, rounds):
-            ax.axvline(k * per_round + 0.5, color="#888", linestyle=":", linewidth=1)
-    finite = errors[np.isfinite(errors)]
-    if finite.size and (finite > 0).all():
-        ax.set_yscale("log")
-    ax.set_xlabel("iteration" + (" (dotted: new round, shrink-wrap)" if rounds > 1 else ""))
-    ax.set_ylabel("Fourier error")
-    ax.set_title(f"final error {result.final_error:.3g}", fontsize=10)
-    ax.legend(fontsize=8, loc="upper right")
-    return fig
-
-
-def prtf_figure(result) -> Figure:
-    """PRTF (and FRC of even against odd trials, when there are several) against |q|/|q|max.
-
-    Without a PRTF (``result.prtf`` None: a single estimate, which fits √I by construction)
-    the plot says so instead.
-    """
-    fig = Figure(figsize=(5.2, 3.4), layout="constrained")
-    ax = fig.add_subplot()
-    if result.prtf is None:
-        q = values = np.zeros(0)
-        ax.text(0.5, 0.55, f"{PRTF_NEEDS}: a single reconstruction fits √I\nby "
-                "construction, so its PRTF would be ≈ 1 whatever its phases",
-                ha="center", va="center", fontsize=9, transform=ax.transAxes)
-    else:
-        q, values = (np.asarray(a, float) for a in result.prtf)
-        ax.plot(q, values, "o-", color="#1f77b4", markersize=3, linewidth=1.2, label="PRTF")
-    frc = getattr(result, "frc", None)
-    if frc is not None:
-        ax.plot(*(np.asarray(a, float) for a in frc), "-", color="#ff7f0e", linewidth=1.0,
-                label="FRC, even vs odd trials (self-consistency)")
-    ax.axhline(PRTF_LEVEL, color="#d62728", linestyle="--", linewidth=1, label="1/e")
-    cut = prtf_cutoff(q, values) if q.size else None
-    if cut is not None:
-        ax.axvline(cut, color="#2ca02c", linestyle=":", linewidth=1.2,
-                   label=f"PRTF < 1/e from {cut:.2f}")
-    ax.set_xlim(0, 1)
-    top = np.nanmax(values) if np.isfinite(values).any() else 1.0
-    ax.set_ylim(0, max(1.05, float(top) * 1.05))
-    ax.set_xlabel("|q| / |q|max")
-    ax.set_ylabel("PRTF")
-    ax.legend(fontsize=8, loc="lower left")
-    return fig
-
-
-def write_reconstruction_zip(path, obj, picture: bytes, support=None) -> Path:
-    """A ZIP of the reconstruction: real and imaginary parts (and support) as .npy, a PNG.
-
-    Written atomically (complete or absent). Members: ``reconstruction_real.npy``,
-    ``reconstruction_imag.npy``, ``support.npy`` (when given) and ``reconstruction.png``.
-
-    Parameters
-    ----------
-    path : path-like
-    obj : complex array, (rows, cols)
-    picture : bytes
-        PNG.
-    support : bool array, optional
-
-    Returns
-    -------
-    pathlib.Path
-    """
-    data = np.asarray(asnumpy(obj))
-    members = {"reconstruction_real.npy": np.ascontiguousarray(data.real),
-               "reconstruction_imag.npy": np.ascontiguousarray(data.imag)}
-    if support is not None:
-        members["support.npy"] = np.asarray(asnumpy(support), dtype=bool)
-    with atomic_path(path) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for name, array in members.items():
-                with io.BytesIO() as buf:
-                    np.save(buf, array, allow_pickle=False)
-                    zf.writestr(name, buf.getvalue())
-            zf.writestr("reconstruction.png", picture)
-    return Path(path)
+def _figures(result) -> tuple[bytes, bytes]:
+    """The error and PRTF plots of a result (or of a saved one), as PNG."""
+    rounds = result.options.rounds
+    return (render_png(error_figure(result.errors, result.trial_errors, rounds,
+                                    result.final_error)),
+            render_png(prtf_figure(result.prtf, result.frc)))
 
 
 @dataclass
 class PhasingJob:
     """What one phasing run needs (taken on the widget thread when Run is pressed)."""
 
-    intensity: np.ndarray
-    mask: np.ndarray
-    support: np.ndarray
-    options: PhasingOptions
+    image: np.ndarray
+    options: CdiOptions
     label: str
-    attrs: dict = field(default_factory=dict)
-    source: object = None  # the image as read: a result for other data is not shown
 
 
 # -------------------------------------------------------------------------------- widgets
@@ -455,7 +217,7 @@ def _saved_as_result(saved: SavedResult):
         return None
     return SimpleNamespace(
         errors=a["errors"], trial_errors=a.get("trial_errors", np.zeros((0, 0))),
-        options=SimpleNamespace(rounds=int(attrs.get("rounds", 1) or 1)),
+        options=SimpleNamespace(rounds=int((attrs.get("options") or {}).get("rounds", 1))),
         final_error=float(attrs.get("final_error", float("nan"))),
         prtf=(a["prtf_q"], a["prtf"]) if {"prtf_q", "prtf"} <= set(a) else None,
         frc=(a["frc_q"], a["frc"]) if {"frc_q", "frc"} <= set(a) else None)
@@ -494,11 +256,13 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
     chooser : DataChooser
     pattern_view, autocorrelation_view, reconstruction_view : ComplexImageView
     refocus : RefocusPanel
+    shown : ShownPattern or None
+        The pattern shown, as read and as prepared, its autocorrelation and automatic support.
     prepared : PreparedPattern or None
-        The pattern shown, its mask, autocorrelation and automatic support.
+        ``shown.prepared``: the pattern phased and its mask.
     state : str
         One of :data:`RUN_STATES` (a trait).
-    result : PhasingResult or None
+    result : CdiResult or None
         The last finished phasing.
     job : PhasingJob or None
         What the last finished phasing was given.
@@ -529,7 +293,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         self.add_class("speckle-cdi")
         self.label = ""
         self.metadata = None
-        self.prepared: PreparedPattern | None = None
+        self.shown: ShownPattern | None = None
         self.result = None
         self.job: PhasingJob | None = None
         self.saved: SavedResult | None = None
@@ -541,26 +305,32 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         self._build()
 
     # ---------------------------------------------------------------- layout
+    @property
+    def prepared(self) -> PreparedPattern | None:
+        """The pattern as it will be phased, and its mask (None before data are chosen)."""
+        return None if self.shown is None else self.shown.prepared
+
     def _build(self) -> None:
-        defaults = PhasingOptions()
+        defaults = CdiOptions()
         # 2. the pattern and its mask
         self.pattern_view = _regions_view(
             "Red pixels are left free in the phasing. Drag on the pattern to mask a region "
             "(beamstop, gaps, saturated pixels), or type one.", "speckle-cdi-pattern")
         self.nonpositive = styled(widgets.Checkbox(
-            value=True, indent=False, description="pixels ≤ 0 are unmeasured",
+            value=defaults.mask_zeros, indent=False, description="pixels ≤ 0 are unmeasured",
             tooltip="gaps and dead pixels read 0; turn off for a photon-counting detector whose "
                     "zeros at high q are measurements", layout=widgets.Layout(width="auto")),
             "speckle-cdi-mask-nonpositive")
-        self.background = _field(widgets.Text, "background", "", "speckle-cdi-background",
-                                 width="190px", placeholder="none, 390 or p1",
-                                 tooltip="constant background (pedestal) subtracted first: a "
-                                         "number of counts, or pN the N-th percentile of the "
-                                         "pattern (p1 for the demo)")
+        self.background = _field(widgets.Text, "background", str(defaults.background),
+                                 "speckle-cdi-background", width="190px",
+                                 placeholder="auto, none, 390 or p1",
+                                 tooltip="constant background (pedestal) subtracted first: auto "
+                                         "(the 1st percentile when above zero), a number of "
+                                         "counts, or pN the N-th percentile of the pattern")
         self.mask_below = _field(widgets.Text, "mask below", "", "speckle-cdi-mask-below",
                                  width="190px", placeholder="none",
-                                 tooltip="pixels below this value (after the background) are "
-                                         "unmeasured")
+                                 tooltip="pixels reading below this value (before the "
+                                         "background) are unmeasured")
         self.center = styled(widgets.Checkbox(
             value=False, indent=False, description="centre the pattern on its symmetry centre",
             tooltip="phasing needs the zero frequency in the middle pixel",
@@ -577,13 +347,15 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
             "initial support. Or choose the automatic support.", "speckle-autocorrelation")
         self.support_mode = styled(widgets.ToggleButtons(
             options=list(SUPPORT_MODES), value="auto", description="support",
-            tooltip="automatic: where the blurred autocorrelation exceeds the threshold",
+            tooltip="automatic: from the holographic cross-terms when the sample has reference "
+                    "apertures, else about half the autocorrelation's extent",
             style={"button_width": "100px", "description_width": "initial"}),
             "speckle-support-mode")
-        self.support_threshold = _field(widgets.FloatText, "threshold", 0.04,
-                                        "speckle-support-threshold", step=0.01,
+        self.support_threshold = _field(widgets.Text, "threshold", "",
+                                        "speckle-support-threshold", placeholder="auto",
                                         tooltip="automatic support: fraction of the maximum of "
-                                                "the blurred autocorrelation", width="160px")
+                                                "the autocorrelation (empty: from the data)",
+                                        width="160px")
         self.support_info = styled(widgets.HTML(), "speckle-support-info")
 
         # 4. phasing
@@ -593,9 +365,11 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
                                        "3*(20*ER + 80*HIO) + 20*ER; algorithms: "
                                        + ", ".join(ALGORITHMS))
         self.schedule_info = styled(widgets.HTML(), "speckle-cdi-schedule-info")
-        self.rounds = _field(widgets.IntText, "rounds", 3, "speckle-cdi-rounds", width="130px",
+        self.rounds = _field(widgets.IntText, "rounds", defaults.rounds, "speckle-cdi-rounds",
+                             width="130px",
                              tooltip="shrink-wrap updates the support between rounds")
-        self.trials = _field(widgets.IntText, "trials", 2, "speckle-cdi-trials", width="130px",
+        self.trials = _field(widgets.IntText, "trials", defaults.trials, "speckle-cdi-trials",
+                             width="130px",
                              tooltip="independent random starts, aligned and averaged")
         self.beta = _field(widgets.FloatText, "β", defaults.beta, "speckle-cdi-beta",
                            width="120px", step=0.05, tooltip="feedback of HIO, RAAR and DM, "
@@ -607,7 +381,9 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
             value=defaults.shrinkwrap, indent=False, description="shrink-wrap between rounds",
             layout=widgets.Layout(width="210px")), "speckle-cdi-shrinkwrap")
         self.sigma = _field(widgets.FloatText, "blur σ (px)", defaults.shrinkwrap_sigma,
-                            "speckle-cdi-sigma", width="150px", step=0.1)
+                            "speckle-cdi-sigma", width="150px", step=0.1,
+                            tooltip=f"blur of the last shrink-wrap; the first is "
+                                    f"{defaults.shrinkwrap_sigma_start:g} px")
         self.threshold = _field(widgets.FloatText, "threshold", defaults.shrinkwrap_threshold,
                                 "speckle-cdi-threshold", width="150px", step=0.01,
                                 tooltip="fraction of the maximum of the blurred magnitude")
@@ -686,53 +462,81 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         self.run_button.on_click(lambda _b: self.run())
 
     # ---------------------------------------------------------------- data to pattern
-    def _settings(self) -> dict:
-        below = self.mask_below.value.strip()
+    def options(self) -> CdiOptions:
+        """The options the fields ask for (checked): the same as ``speckle cdi`` takes.
+
+        Raises
+        ------
+        InvalidInputError
+            For a field that cannot be read, a schedule that cannot be read or numbers out of
+            range.
+        """
+        seed_text = self.seed.value.strip()
         try:
-            below = float(below) if below else None
+            seed = int(seed_text) if seed_text else None
         except ValueError:
-            raise InvalidInputError(f"cannot read “mask below” {below!r}: give a number of "
-                                    "counts, or leave it empty") from None
-        return {"center": bool(self.center.value), "bin_factor": int(self.binning.value),
-                "nonpositive": bool(self.nonpositive.value),
-                "background": self.background.value, "mask_below": below,
-                "mask_rects": list(self.pattern_view.regions),
-                "threshold": float(self.support_threshold.value)}
+            raise InvalidInputError(f"the seed must be a whole number (or empty for random "
+                                    f"starts), got {seed_text!r}") from None
+        constraint = self.constraint.value
+        return replace(
+            self._pattern_options(), schedule=self.schedule.value,
+            rounds=int(self.rounds.value), trials=int(self.trials.value),
+            beta=float(self.beta.value), positivity=constraint == "positive",
+            real=constraint in ("real", "positive"), shrinkwrap=bool(self.shrinkwrap.value),
+            shrinkwrap_sigma=float(self.sigma.value),
+            shrinkwrap_threshold=float(self.threshold.value), seed=seed)
+
+    def _pattern_options(self) -> CdiOptions:
+        """The options that shape the pattern and its initial support (phasing: defaults)."""
+        def number(field, what):
+            text = field.value.strip()
+            try:
+                return float(text) if text else None
+            except ValueError:
+                raise InvalidInputError(f"cannot read {what} {text!r}: give a number, or leave "
+                                        "it empty") from None
+
+        background = self.background.value.strip()
+        rects = tuple(tuple(int(v) for v in r) for r in self.autocorrelation_view.regions)
+        rectangles = self.support_mode.value == "rectangles" and bool(rects)
+        return CdiOptions(
+            background=None if background.lower() in ("", "none") else background,
+            mask_zeros=bool(self.nonpositive.value),
+            mask_below=number(self.mask_below, "“mask below”"),
+            center="auto" if self.center.value else None, bin_factor=int(self.binning.value),
+            mask_rects=tuple(tuple(int(v) for v in r) for r in self.pattern_view.regions),
+            support="rectangles" if rectangles else "auto",
+            support_rects=rects if rectangles else (),
+            support_threshold=number(self.support_threshold, "the support threshold"))
 
     def _on_dataset(self, change) -> None:
         self.cancel()
         self._derive.invalidate()
         self.clear_results()
-        if self.chooser.label == "demo-cdi" and not self.background.value.strip():
-            self._quiet = True  # the demo has a pedestal of ~390 counts and no pixel ≤ 0
-            try:
-                self.background.value = "p1"
-            finally:
-                self._quiet = False
         super()._on_dataset(change)
 
     def _prepare(self, image, metadata, label) -> dict:
-        return {"prepared": prepare_pattern(image, **self._settings()), "metadata": metadata,
+        return {"shown": show_pattern(image, self._pattern_options()), "metadata": metadata,
                 "label": label}
 
     def _prepare_saved(self, saved: SavedResult, label: str) -> dict:
         pattern = saved.arrays.get("pattern")
         usable = pattern is not None and pattern.ndim == 2 and not np.iscomplexobj(pattern)
-        return {"prepared": prepare_pattern(pattern, **self._settings()) if usable else None,
+        return {"shown": show_pattern(pattern, self._pattern_options()) if usable else None,
                 "metadata": saved.metadata, "label": label, "saved": saved}
 
     def _show(self, prepared: dict) -> None:
         self.label = prepared["label"]
         self.metadata = prepared["metadata"]
-        saved, pattern = prepared.get("saved"), prepared["prepared"]
+        saved, shown = prepared.get("saved"), prepared["shown"]
         if saved is not None:
             self.refocus.suggest(energy=self.metadata.energy, pitch=saved.pitch)
         else:
-            self._suggest_refocus(self.metadata, pattern.image.shape)
-        if pattern is not None:
-            self._apply(pattern)
+            self._suggest_refocus(self.metadata, shown.image.shape)
+        if shown is not None:
+            self._apply(shown)
         else:  # a saved result without its pattern: nothing to phase
-            self.prepared = None
+            self.shown = None
             self.pattern_view.set_image(None)
             self.autocorrelation_view.set_image(None)
             self.mask_info.value = ""
@@ -743,7 +547,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
     def set_pattern(self, intensity, *, label: str = "pattern", metadata=None) -> None:
         """Use a diffraction pattern given as an array (notebooks, simulations, tests).
 
-        The same path as a chosen dataset: conditioned, masked and shown in the background
+        The same path as a chosen dataset: prepared, masked and shown in the background
         (:meth:`wait` waits for it).
 
         Parameters
@@ -770,22 +574,23 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
                           lambda exc: self.message.error(exc, title=f"Cannot use {label}:"))
 
     def update_pattern(self) -> None:
-        """Condition, mask and autocorrelate the pattern again with the fields' settings."""
-        prepared = self.prepared
-        if prepared is None:
+        """Prepare the pattern and find its support again with the fields' settings."""
+        shown = self.shown
+        if shown is None:
             return
-        raw = prepared.image
+        raw = shown.image
         try:
-            settings = self._settings()
-        except InvalidInputError as exc:
+            options = self._pattern_options()
+        except (InvalidInputError, ValueError) as exc:
             self.message.error(exc, title="Cannot prepare the pattern:")
             return
+        self.message.clear()
 
         def done(new):
-            if self.prepared is not None and self.prepared.image is raw:
+            if self.shown is not None and self.shown.image is raw:
                 self._apply(new)
 
-        self._derive.start(lambda: prepare_pattern(raw, **settings), done,
+        self._derive.start(lambda: show_pattern(raw, options), done,
                            lambda exc: self.message.error(exc, title="Cannot prepare the "
                                                                      "pattern:"))
 
@@ -802,9 +607,10 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         if not self._quiet:
             self.update_pattern()
 
-    def _apply(self, prepared: PreparedPattern) -> None:
+    def _apply(self, shown: ShownPattern) -> None:
         """Show a prepared pattern: pattern with its mask, autocorrelation with the support."""
-        self.prepared = prepared
+        self.shown = shown
+        prepared = shown.prepared
         rows, cols = prepared.pattern.shape
         what = [f"{rows} × {cols} pixels; shown: the Fourier modulus √I"]
         if prepared.center is not None:
@@ -818,28 +624,32 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
             what.append(f"log scale over {self.pattern_view.decades:g} decades")
             self.pattern_view.set_image(modulus, f"{self.label}: " + ", ".join(what))
             self.autocorrelation_view.set_image(
-                prepared.autocorrelation, "autocorrelation |inverse FFT of the pattern|, "
-                                          "masked pixels as zero")
+                shown.autocorrelation, "autocorrelation, unmeasured pixels filled and photon "
+                                       "noise damped")
         finally:
             self._quiet = False
         self.pattern_view.set_tint(prepared.mask, MASK_RGBA, name="mask")
-        self.mask_info.value = self._mask_html(prepared)
+        self.mask_info.value = self._mask_html(shown)
         self._show_support()
 
     @staticmethod
-    def _mask_html(p: PreparedPattern) -> str:
+    def _mask_html(shown: ShownPattern) -> str:
+        p, opts = shown.prepared, shown.options
         total = p.mask.size
         n = int(p.mask.sum())
         bad = int((~np.isfinite(p.pattern)).sum())
         with np.errstate(invalid="ignore"):
-            low = int((p.pattern <= 0).sum()) if p.nonpositive else 0
+            low = int((shown.image <= 0).sum()) if opts.mask_zeros and \
+                shown.image.shape == p.mask.shape else 0
         parts = []
         if bad:
             parts.append(f"{bad} not finite or outside the image")
         if low:
             parts.append(f"{low} at or below zero")
-        if p.mask_rects:
-            parts.append(f"{len(p.mask_rects)} rectangle(s) drawn")
+        if opts.mask_rects:
+            parts.append(f"{len(opts.mask_rects)} rectangle(s) drawn")
+        if p.background is not None:
+            parts.append(f"background {p.background:.4g} subtracted first")
         why = f" ({'; '.join(parts)})" if parts else ""
         colour = "#b00020" if n > 0.5 * total else "#333"
         hint = (" Many pixels read 0: if this is a photon-counting detector, its zeros are "
@@ -866,8 +676,8 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         InvalidInputError
             Saying what to do: no pattern yet, no rectangle drawn, no automatic support.
         """
-        prepared = self.prepared
-        if prepared is None:
+        shown = self.shown
+        if shown is None:
             raise InvalidInputError("choose a diffraction pattern first: a beamline file, an "
                                     "upload or the demo data")
         if self.support_mode.value == "rectangles":
@@ -876,15 +686,15 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
                 raise InvalidInputError(
                     "draw at least one rectangle on the autocorrelation (drag with the mouse, or "
                     "type ROW0:ROW1,COL0:COL1 and press Add), or choose the automatic support")
-            return support_from_rectangles(prepared.pattern.shape, rects)
-        if prepared.auto_support is None:
-            raise InvalidInputError(prepared.auto_error or "no automatic support was found; "
+            return support_from_rectangles(shown.prepared.pattern.shape, rects)
+        if shown.auto_support is None:
+            raise InvalidInputError(shown.auto_error or "no automatic support was found; "
                                     "draw rectangles on the autocorrelation")
-        return prepared.auto_support
+        return shown.auto_support
 
     def _show_support(self) -> None:
         self.support_threshold.disabled = self.support_mode.value != "auto"
-        if self.prepared is None:
+        if self.shown is None:
             self.support_info.value = ""
             return
         try:
@@ -897,7 +707,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         self.autocorrelation_view.set_tint(support, SUPPORT_RGBA, name="support")
         n = int(support.sum())
         how = ("the union of the rectangles" if self.support_mode.value == "rectangles"
-               else f"automatic, threshold {self.support_threshold.value:g}")
+               else f"automatic, from the {SUPPORT_NAMES[self.shown.auto_method]}")
         self.support_info.value = (f"<b>Initial support</b> (green): {n} pixels "
                                    f"({_percent(n, support.size)} of the frame), {how}.")
 
@@ -915,54 +725,11 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
                                     f"{per * max(rounds, 0)} per trial, "
                                     f"{per * max(rounds, 0) * max(trials, 0)} in all</span>")
 
-    def options(self) -> PhasingOptions:
-        """The phasing options from the fields (checked).
-
-        Raises
-        ------
-        InvalidInputError
-            For a schedule that cannot be read or numbers out of range.
-        """
-        seed_text = self.seed.value.strip()
-        try:
-            seed = int(seed_text) if seed_text else None
-        except ValueError:
-            raise InvalidInputError(f"the seed must be a whole number (or empty for random "
-                                    f"starts), got {seed_text!r}") from None
-        constraint = self.constraint.value
-        options = PhasingOptions(
-            schedule=self.schedule.value, rounds=int(self.rounds.value),
-            trials=int(self.trials.value), beta=float(self.beta.value),
-            positivity=constraint == "positive", real=constraint in ("real", "positive"),
-            shrinkwrap=bool(self.shrinkwrap.value), shrinkwrap_sigma=float(self.sigma.value),
-            shrinkwrap_threshold=float(self.threshold.value), seed=seed)
-        options.steps()  # every check of the options, before anything runs
-        return options
-
     def make_job(self) -> PhasingJob:
         """Everything a run needs, from the page (widget thread)."""
         options = self.options()
-        support = self.initial_support()
-        prepared = self.prepared
-        attrs = {
-            "source": self.label, "schedule": options.schedule, "rounds": options.rounds,
-            "trials": options.trials, "beta": options.beta, "positivity": options.positivity,
-            "real": options.real, "shrinkwrap": options.shrinkwrap,
-            "shrinkwrap_sigma": options.shrinkwrap_sigma,
-            "shrinkwrap_threshold": options.shrinkwrap_threshold, "seed": options.seed,
-            "support_mode": self.support_mode.value,
-            "support_rects": [list(r) for r in self.autocorrelation_view.regions],
-            "support_threshold": prepared.threshold,
-            "mask_nonpositive": prepared.nonpositive,
-            "background": prepared.background, "mask_below": prepared.mask_below,
-            "mask_rects": [list(r) for r in prepared.mask_rects],
-            "masked_pixels": int(prepared.mask.sum()),
-            "centered_from": None if prepared.center is None else list(prepared.center),
-            "bin_factor": prepared.bin_factor,
-        }
-        return PhasingJob(intensity=prepared.pattern, mask=prepared.mask, support=support,
-                          options=options, label=self.label or "cdi", attrs=attrs,
-                          source=prepared.image)
+        self.initial_support()  # says what to do when there is none
+        return PhasingJob(image=self.shown.image, options=options, label=self.label or "cdi")
 
     def run(self) -> threading.Thread | None:
         """Start phasing in a worker thread and return at once (the Run button).
@@ -977,13 +744,13 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         return lambda progress, cancel: self._work(job, progress, cancel)
 
     def _work(self, job: PhasingJob, progress: Callable, cancel: Callable) -> None:
-        result = phase_retrieval(job.intensity, job.support, job.options, mask=job.mask,
-                                 progress=sub_progress(progress, 0.0, 0.9), cancel=cancel)
+        result = run_cdi(job.image, job.options, source=job.label,
+                         progress=sub_progress(progress, 0.0, 0.9), cancel=cancel)
 
         def step(fraction, stage):
             if cancel():
                 raise Cancelled("the phasing was cancelled")
-            if self.prepared is None or self.prepared.image is not job.source:
+            if self.shown is None or self.shown.image is not job.image:
                 raise Cancelled("other data were chosen meanwhile")
             progress(0.9 + 0.1 * fraction, stage)
 
@@ -1007,9 +774,8 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         self.folder, self.files = None, {}
         self.downloads.value = note_html("Writing the result files…")
         self._show_reconstruction()
-        self.summary.value = self._summary_html(result, job)
-        self.error_plot.value = render_png(error_figure(result))
-        self.prtf_plot.value = render_png(prtf_figure(result))
+        self.summary.value = self._summary_html(result)
+        self.error_plot.value, self.prtf_plot.value = _figures(result)
         self.plots.layout.display = None
         self.results_hint.layout.display = "none"
         self.results.layout.display = None
@@ -1021,8 +787,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         self.summary.value = self._saved_html(saved)
         plotted = _saved_as_result(saved)
         if plotted is not None:
-            self.error_plot.value = render_png(error_figure(plotted))
-            self.prtf_plot.value = render_png(prtf_figure(plotted))
+            self.error_plot.value, self.prtf_plot.value = _figures(plotted)
         self.plots.layout.display = None if plotted is not None else "none"
         self.results_hint.layout.display = "none"
         self.results.layout.display = None
@@ -1030,7 +795,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
     def _shown(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The reconstruction shown (the last phasing's, or a saved one's) and its support."""
         if self.result is not None:
-            return np.asarray(self.result.object), np.asarray(self.result.support, bool)
+            return np.asarray(self.result.reconstruction), np.asarray(self.result.support, bool)
         if self.saved is not None:
             obj = self.saved.image
             support = self.saved.arrays.get("support")
@@ -1061,80 +826,55 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         parts = [f"<b>Saved {html.escape(saved.kind.upper())} result</b> "
                  f"{html.escape(Path(saved.source).name)}: its {html.escape(saved.name)}, "
                  f"{rows} × {cols} pixels."]
-        if isinstance(attrs.get("final_error"), float):
-            parts.append(f"Final Fourier error {attrs['final_error']:.3g}")
-            if attrs.get("schedule"):
-                parts[-1] += (f" ({attrs.get('rounds', 1)} round(s) of "
-                              f"{html.escape(str(attrs['schedule']))})")
-            parts[-1] += "."
+        verdict = attrs.get("verdict")
+        if isinstance(verdict, dict) and verdict.get("summary"):
+            parts.append(html.escape(str(verdict["summary"])) + ".")
         parts.append("Select a region to refocus it (section 6)"
                      + ("; press Run to phase its pattern again." if "pattern" in saved.arrays
                         else "."))
         return f"<div>{' '.join(parts)}</div>"
 
     @staticmethod
-    def _summary_html(result, job: PhasingJob) -> str:
-        opts = job.options
-        trials = len(result.trials)
-        per_s = getattr(result, "iterations_per_second", float("nan"))
-        speed = f", {per_s:.0f} iterations/s" if np.isfinite(per_s) else ""
-        device = html.escape(str(getattr(result, "device", "")).upper())
-        cut = None if result.prtf is None else prtf_cutoff(*result.prtf)
-        if result.prtf is None:
-            resolution = f"No resolution estimate: {PRTF_NEEDS} (this run averaged " \
-                         f"{len(getattr(result, 'kept', ()) or ())})."
-        elif cut is None:
-            resolution = "The PRTF stays above 1/e up to the edge of the pattern."
-        else:
-            half_period = 1.0 / (2.0 * cut * _q_max(result.object.shape))
-            resolution = (f"The PRTF falls below 1/e at |q|/|q|max = {cut:.2f}: a half-period "
-                          f"resolution of about {half_period:.1f} pixels.")
-        spread = getattr(result, "trial_spread", None)
-        agreement = html.escape(describe_trial_spread(spread))
-        if spread is not None and spread > TRIAL_SPREAD_LIMIT:
+    def _summary_html(result) -> str:
+        opts, v = result.options, result.verdict
+        per_s = result.iterations * len(result.trials) / max(result.elapsed_s, 1e-9)
+        colours = {"good": "#1b7f3b", "marginal": "#b45309", "bad": "#b00020"}
+        verdict = (f"<div class='speckle-cdi-verdict-{v.level}' style='color:"
+                   f"{colours[v.level]}'><b>{html.escape(v.summary)}</b>"
+                   + (f"<br>What to try: {html.escape(v.action)}" if v.action else "")
+                   + "</div>")
+        agreement = html.escape(describe_trial_spread(result.trial_spread))
+        if result.trial_spread is not None and result.trial_spread > TRIAL_SPREAD_LIMIT:
             agreement = (f"<span class='speckle-cdi-disagree' style='color:#b45309'><b>"
                          f"{agreement}</b></span>")
-        return (f"<div><b>Final Fourier error {result.final_error:.3g}</b> after "
+        if result.prtf is None:
+            resolution = (f"No resolution estimate: {PRTF_NEEDS} (this run averaged "
+                          f"{len(result.kept)}).")
+        elif result.prtf_cutoff is None:
+            resolution = "The PRTF stays above 1/e up to the edge of the pattern."
+        else:
+            resolution = (f"The PRTF falls below 1/e at |q|/|q|max = {result.prtf_cutoff:.2f}: "
+                          f"a half-period resolution of about {result.resolution_pixels:.1f} "
+                          "pixels.")
+        return (f"{verdict}<div>Final Fourier error {result.final_error:.3g} after "
                 f"{result.iterations} iterations per trial ({opts.rounds} round(s) of "
-                f"{html.escape(opts.schedule)}), {trials} trial(s), in "
-                f"{result.elapsed_s:.1f} s ({device}{speed}). {agreement} {resolution} "
-                f"Final support: {int(np.asarray(result.support).sum())} pixels.</div>")
+                f"{html.escape(opts.schedule)}), {len(result.trials)} trial(s), in "
+                f"{result.elapsed_s:.1f} s ({html.escape(result.device.upper())}, "
+                f"{per_s:.0f} trial-iterations/s). {agreement} {resolution} Initial support "
+                f"from the {html.escape(SUPPORT_NAMES[result.support_method])}; final support "
+                f"{int(np.asarray(result.support).sum())} pixels.</div>")
 
     # ---------------------------------------------------------------- files
     def _write(self, result, job: PhasingJob, step):
-        obj = np.asarray(result.object)
-        arrays = {"reconstruction": obj, "support": np.asarray(result.support, bool),
-                  "pattern": job.intensity, "mask": job.mask, "initial_support": job.support,
-                  "errors": np.asarray(result.errors, float)}
-        cutoff = None
-        if result.prtf is not None:
-            q, values = result.prtf
-            arrays["prtf_q"], arrays["prtf"] = np.asarray(q, float), np.asarray(values, float)
-            cutoff = prtf_cutoff(q, values)
-        trial_errors = getattr(result, "trial_errors", None)
-        if trial_errors is not None and np.size(trial_errors):
-            arrays["trial_errors"] = np.asarray(trial_errors, float)
-        if result.trials:
-            arrays["trials"] = np.stack([np.asarray(t) for t in result.trials])
-        if getattr(result, "frc", None) is not None:
-            arrays["frc_q"], arrays["frc"] = (np.asarray(a, float) for a in result.frc)
-        attrs = dict(job.attrs)
-        attrs.update({"kind": "cdi", "final_error": float(result.final_error),
-                      "iterations": int(result.iterations),
-                      "elapsed_s": float(result.elapsed_s),
-                      "device": str(getattr(result, "device", "")),
-                      "prtf_cutoff_q_fraction": cutoff,
-                      "trial_spread": getattr(result, "trial_spread", None),
-                      "window": list(self.window) if self.window else None})
         view = self.reconstruction_view
         picture = view.png()
-        errors_png = render_png(error_figure(result))
-        prtf_png = render_png(prtf_figure(result))
+        errors_png, prtf_png = _figures(result)
         with new_result_folder(f"{job.label}-cdi", self.results_dir) as (tmp, final):
             step(0.1, "writing the HDF5 result")
-            write_image_result(tmp / "result.h5", arrays, attrs)
+            write_imaging_result(result, tmp / "result.h5")
             step(0.5, "writing the ZIP")
-            write_reconstruction_zip(tmp / "reconstruction.zip", obj, picture, result.support)
+            write_reconstruction_zip(tmp / "reconstruction.zip", result.reconstruction, picture,
+                                     result.support)
             step(0.8, "writing pictures")
             (tmp / "reconstruction.png").write_bytes(picture)
             (tmp / "errors.png").write_bytes(errors_png)
@@ -1146,8 +886,8 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
 
     def _show_links(self) -> None:
         f = self.files
-        entries = [(f["hdf5"], "reconstruction, HDF5 (everything: object, support, trials, "
-                               "errors, PRTF)"),
+        entries = [(f["hdf5"], "reconstruction, HDF5 (everything: reconstruction, support, "
+                               "trials, errors, PRTF, verdict)"),
                    (f["zip"], "real and imaginary parts (.npy) and picture, ZIP"),
                    (f["png"], "reconstruction as shown, PNG"),
                    (f["errors_png"], "error plot, PNG"), (f["prtf_png"], "PRTF plot, PNG")]
@@ -1183,10 +923,10 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         if support is not None:
             arrays["support"] = support
         if self.result is not None:
-            schedule = self.job.options.schedule if self.job else ""
+            schedule = self.result.options.schedule
             final_error = float(self.result.final_error)
         else:
-            schedule = str(self.saved.attrs.get("schedule", ""))
+            schedule = str((self.saved.attrs.get("options") or {}).get("schedule", ""))
             final_error = self.saved.attrs.get("final_error")
         return RefocusInput(
             field=view.crop(), label=self.label or "cdi", kind="cdi", arrays=arrays,
