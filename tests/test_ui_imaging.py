@@ -23,6 +23,7 @@ from speckle.imaging.fth import helicity_difference
 from speckle.imaging.propagation import propagate
 from speckle.io.dataset import ArrayDataset, Metadata
 from speckle.io.images import read_image, read_image_result, write_image_result
+from speckle.io.imaging_result import read_imaging_result
 from speckle.ui import xpcs_dashboard
 from speckle.ui.data_chooser import describe_dataset
 from speckle.ui.imaging import (ComplexImageView, RefocusInput, RefocusPanel,
@@ -339,8 +340,10 @@ def test_fth_demo_to_reconstruction_region_refocus_and_downloads(home):
     assert "512 × 512 pixels" in info and "frame time" not in info
     # the demo hologram is centred on its middle pixel (its reconstruction's disc is at 256)
     assert abs(dash.center_row.value - 256) < 0.5 and abs(dash.center_col.value - 256) < 0.5
-    rec = dash.reconstruction.image
+    rec = dash.result.reconstruction
     assert rec.shape == (512, 512) and np.iscomplexobj(rec)
+    assert dash.result.verdict.level == "good" and "speckle-fth-verdict-good" in \
+        dash.status.value
     # the reconstruction is the inverse FFT of the hologram: Parseval
     assert np.sum(np.abs(rec) ** 2) == pytest.approx(np.sum(hologram**2) / hologram.size,
                                                      rel=1e-9)
@@ -368,9 +371,9 @@ def test_fth_demo_to_reconstruction_region_refocus_and_downloads(home):
     # the reconstruction itself, saved and offered
     dash.save_button.click()
     folder = dash.files["hdf5"].parent
-    arrays, attrs = read_image_result(dash.files["hdf5"])
-    np.testing.assert_array_equal(arrays["reconstruction"], rec)
-    np.testing.assert_array_equal(arrays["region_image"], rec[320:392, 320:392])
+    saved = read_imaging_result(dash.files["hdf5"])
+    np.testing.assert_array_equal(saved.reconstruction, rec)
+    assert saved.region == (320, 392, 320, 392) and saved.verdict == dash.result.verdict
     assert dash.files["png"].read_bytes()[:8] == PNG
     assert dash.downloads.value.count("speckle-download-link") == 3
     assert folder.name.startswith("demo-fth-fth-")
@@ -380,8 +383,8 @@ def test_fth_demo_to_reconstruction_region_refocus_and_downloads(home):
     dash.apodization.value = 0.2
     dash.reconstruct_button.click()
     assert dash.wait(30)
-    assert dash.reconstruction.center == (255.5, 256.0)
-    assert dash.reconstruction.apodization == pytest.approx(0.2)
+    assert dash.result.center == (255.5, 256.0)
+    assert dash.result.options.apodization == pytest.approx(0.2)
     dash.center_row.value = 900
     dash.reconstruct_button.click()
     assert dash.wait(30) and "outside" in dash.message.text
@@ -407,19 +410,19 @@ def test_fth_helicity_difference_and_phase_rotation(home):
 
     # Find centre in difference mode centres the sum of the helicities (as the CLI does), not
     # the weak, antisymmetric difference; the two differ by half a pixel here
-    from speckle.imaging.fth import find_center, find_cross_terms, rotate_phase_to_real
+    from speckle.imaging.fth import find_center, rotate_phase_to_real
     on_sum, on_difference = find_center(plus + minus), find_center(dash.hologram)
     assert abs(on_sum[1] - on_difference[1]) > 0.2
     dash.find_button.click()
     assert dash.wait(30), dash.message.text
-    assert dash.reconstruction.center == pytest.approx(on_sum, abs=1e-9)
+    assert dash.result.center == pytest.approx(on_sum, abs=1e-9)
 
     # Rotate phase to real without a region: the strongest cross-term's box (as the CLI), not
     # the whole frame (whose phase is dominated by the central autocorrelation)
     view = dash.reconstruction_view
     view.clear_regions()
     image = view.image.copy()
-    box = find_cross_terms(image)[0].box
+    box = dash.result.cross_terms[0].box
     phi_box = rotate_phase_to_real(image, box)[1]
     assert abs(np.angle(np.exp(1j * (phi_box - rotate_phase_to_real(image)[1])))) > 0.1
     dash.rotate_button.click()
@@ -430,12 +433,15 @@ def test_fth_helicity_difference_and_phase_rotation(home):
     view = dash.reconstruction_view
     view.add_region(60, 160, 200, 310)
     before = view.crop().copy()
+    # the difference comes rotated already (by the strongest cross-term's phase, as the CLI)
+    assert dash.phase == dash.result.phase_rotation
+    taken = dash.phase
     dash.rotate_button.click()
     after = view.crop()
     assert view.view.value == "real"
     # the same magnitudes, one global phase off, more of the contrast in the real part
     np.testing.assert_allclose(np.abs(after), np.abs(before), rtol=1e-12)
-    np.testing.assert_allclose(after, before * np.exp(-1j * dash.phase), rtol=1e-9)
+    np.testing.assert_allclose(after, before * np.exp(-1j * (dash.phase - taken)), rtol=1e-9)
     assert np.sum(after.real**2) >= np.sum(before.real**2)
     assert np.sum(after.real**2) >= np.sum(after.imag**2)
 
@@ -529,7 +535,7 @@ def test_a_saved_fth_result_opens_again_as_a_field_and_as_a_hologram(home):
     again.chooser.open_path(saved)
     assert again.wait(60) and again.message.text == "", again.message.text
     np.testing.assert_array_equal(again.hologram, fth.hologram)
-    np.testing.assert_allclose(again.reconstruction.image, fth.reconstruction.image)
+    np.testing.assert_allclose(again.result.reconstruction, fth.result.reconstruction)
 
     # the XPCS dashboard says where it opens instead
     xpcs = xpcs_dashboard()

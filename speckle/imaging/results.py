@@ -50,6 +50,8 @@ class FthResult:
         Radians removed from the difference's global phase.
     negative_source : str or None
     elapsed_s : float
+    region : (int, int, int, int) or None
+        A region of the reconstruction chosen (to refocus), when one was.
     """
 
     reconstruction: np.ndarray
@@ -64,6 +66,7 @@ class FthResult:
     phase_rotation: float | None = None
     negative_source: str | None = None
     elapsed_s: float = 0.0
+    region: tuple | None = None
 
     kind = "fth"
 
@@ -75,6 +78,7 @@ class FthResult:
                 "helicity_factor": _number(self.helicity_factor),
                 "phase_rotation_rad": _number(self.phase_rotation),
                 "cross_terms": [t.to_dict() for t in self.cross_terms],
+                "region": None if self.region is None else list(self.region),
                 "elapsed_s": round(float(self.elapsed_s), 3),
                 "options": self.options.to_dict(), "verdict": self.verdict.to_dict()}
 

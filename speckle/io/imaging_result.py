@@ -11,7 +11,8 @@ Layout (``LAYOUT_VERSION`` 1)::
     /speckle  @kind = "fth" | "cdi" | "propagation"   @layout_version = 1
               @source, @options (JSON), @verdict (JSON: level, summary, action, reasons),
               @elapsed_s, and per kind:
-      fth          @center, @helicity_factor, @phase_rotation_rad, @negative, @cross_terms
+      fth          @center, @helicity_factor, @phase_rotation_rad, @negative, @cross_terms,
+                   @region (chosen to refocus, or null)
                    /reconstruction (complex), /hologram, [/charge_reconstruction]
       cdi          @support_method, @final_error, @trial_spread, @iterations, @kept_trials,
                    @center, @background, @device, @prtf_cutoff_q_fraction,
@@ -50,7 +51,8 @@ def _fth(result):
         arrays["charge_reconstruction"] = result.charge_reconstruction
     attrs = {"center": list(result.center), "helicity_factor": result.helicity_factor,
              "phase_rotation_rad": result.phase_rotation, "negative": result.negative_source,
-             "cross_terms": [t.to_dict() for t in result.cross_terms]}
+             "cross_terms": [t.to_dict() for t in result.cross_terms],
+             "region": None if result.region is None else list(result.region)}
     return arrays, attrs
 
 
@@ -155,7 +157,9 @@ def read_imaging_result(path):
                 charge_reconstruction=arrays.get("charge_reconstruction"),
                 helicity_factor=attrs.get("helicity_factor"),
                 phase_rotation=attrs.get("phase_rotation_rad"),
-                negative_source=attrs.get("negative"), **common)
+                negative_source=attrs.get("negative"),
+                region=None if attrs.get("region") is None else tuple(attrs["region"]),
+                **common)
         if kind == "cdi":
             pair = (lambda a, b: (arrays[a], arrays[b]) if a in arrays and b in arrays
                     else None)

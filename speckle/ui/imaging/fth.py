@@ -1,10 +1,11 @@
 """The FTH reconstruction dashboard: hologram to complex image, a region, refocus, downloads.
 
-Data come as in the XPCS dashboard (beamline folders, upload, demos). The hologram's centre is
-found by :func:`speckle.imaging.fth.find_center` (editable), the hologram inverted by
-:func:`speckle.imaging.fth.reconstruct` with an optional apodization, and the reconstruction
-shown as a complex image; the strongest cross-term is proposed as the region, which the user
-may redraw. Two holograms of opposite helicity give the magnetic (XMCD) difference, whose
+A thin layer over :func:`speckle.imaging.workflow.run_fth` (the same as ``speckle fth``). Data
+come as in the XPCS dashboard (beamline folders, upload, demos). The hologram's centre is
+found (editable), the hologram inverted with an optional apodization, and the reconstruction
+shown as a complex image with the verdict; the strongest cross-term is proposed as the region,
+which the user may redraw. The saved ``result.h5`` is the command line's
+(:func:`speckle.io.imaging_result.write_imaging_result`). Two holograms of opposite helicity give the magnetic (XMCD) difference, whose
 global phase can be rotated so that the contrast sits in the real part. The region is refocused
 by the :class:`~speckle.ui.imaging.refocus.RefocusPanel`.
 """
@@ -12,20 +13,22 @@ by the :class:`~speckle.ui.imaging.refocus.RefocusPanel`.
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
 
 from ...errors import InvalidInputError
-from ...imaging.fth import (find_center, detect_cross_terms, helicity_difference, reconstruct,
-                            rotate_phase_to_real)
-from ...io.images import write_image_result
+from ...imaging.options import FthOptions
+from ...imaging.workflow import run_fth
+from ...imaging.fth import rotate_phase_to_real
+from ...io.imaging_result import write_imaging_result
 from .._common import MessageBox, Tasks, styled
 from ..export import new_result_folder
 from ..results import links_html
 from ._base import ImagingDashboard, section
-from .complex_view import ComplexImageView, crop, image_png, log_decades, render_rgb
+from .complex_view import ComplexImageView, image_png, log_decades, render_rgb
 from .refocus import RefocusInput
 
 __all__ = ["FthDashboard", "fth_dashboard", "suggest_region"]
@@ -34,17 +37,16 @@ __all__ = ["FthDashboard", "fth_dashboard", "suggest_region"]
 REGION_MARGIN = 4
 
 
-def suggest_region(image, margin: int = REGION_MARGIN) -> tuple[int, int, int, int] | None:
-    """The strongest cross-term of a reconstruction with a margin, or None when none is found.
+def suggest_region(result, margin: int = REGION_MARGIN) -> tuple[int, int, int, int] | None:
+    """The strongest cross-term of an FTH result with a margin, or None when none was found.
 
     Of a cross-term and its (point-inverted, conjugated) twin, the one found strongest first is
-    taken; see :func:`speckle.imaging.fth.detect_cross_terms`.
+    taken (:attr:`speckle.imaging.results.FthResult.cross_terms`).
     """
-    terms = detect_cross_terms(image)
-    if not terms:
+    if not result.cross_terms:
         return None
-    r0, r1, c0, c1 = terms[0].box
-    rows, cols = np.shape(image)
+    r0, r1, c0, c1 = result.cross_terms[0].box
+    rows, cols = np.shape(result.reconstruction)
     return (max(0, r0 - margin), min(rows, r1 + margin), max(0, c0 - margin),
             min(cols, c1 + margin))
 
@@ -71,7 +73,8 @@ class FthDashboard(ImagingDashboard):
     refocus : RefocusPanel
     hologram : numpy.ndarray or None
         The hologram inverted (the helicity difference when that is on).
-    reconstruction : FthReconstruction or None
+    result : FthResult or None
+        The last reconstruction (:func:`speckle.imaging.workflow.run_fth`).
     phase : float
         The global phase (radians) taken off the reconstruction ("rotate to real"); 0 if none.
     files : dict of str to pathlib.Path
@@ -96,7 +99,7 @@ class FthDashboard(ImagingDashboard):
         self.add_class("speckle-fth")
         self.hologram = None
         self.label = ""
-        self.reconstruction = None
+        self.result = None
         self.phase = 0.0
         self.files: dict[str, Path] = {}
         self._raw = None
@@ -180,10 +183,9 @@ class FthDashboard(ImagingDashboard):
 
     # ---------------------------------------------------------------- data to reconstruction
     def _prepare(self, image, metadata, label):
-        center = find_center(image)
-        rec = reconstruct(image, center=center, apodization=self.apodization.value)
-        return {"image": image, "metadata": metadata, "label": label, "rec": rec,
-                "region": suggest_region(rec.image)}
+        result = run_fth(image, FthOptions(apodization=self.apodization.value), source=label)
+        return {"image": image, "metadata": metadata, "label": label, "result": result,
+                "region": suggest_region(result)}
 
     def _show(self, prepared) -> None:
         self._work.invalidate()  # a reconstruction of the previous data is stale
@@ -196,28 +198,33 @@ class FthDashboard(ImagingDashboard):
             self._quiet = False
         self.reconstruction_view.clear_regions()
         self._suggest_refocus(prepared["metadata"], self._raw.shape)
-        self._show_reconstruction(self._raw, prepared["rec"], prepared["region"], self.label)
+        self._show_reconstruction(prepared["result"], prepared["region"], self.label)
 
-    def _show_reconstruction(self, hologram, rec, region, what: str) -> None:
-        self.hologram = hologram
-        self.reconstruction = rec
-        self.phase = 0.0
+    def _show_reconstruction(self, result, region, what: str) -> None:
+        self.hologram = hologram = result.hologram
+        self.result = result
+        self.phase = float(result.phase_rotation or 0.0)
         self.files = {}
         self.downloads.value = ""
         self.save_message.clear()
-        self.center_row.value, self.center_col.value = (round(v, 3) for v in rec.center)
+        self.center_row.value, self.center_col.value = (round(v, 3) for v in result.center)
         rows, cols = hologram.shape
         self.hologram_view.decades = log_decades(hologram)
         self.hologram_view.set_image(hologram, f"{what}: {rows} × {cols} pixels, log scale "
                                                f"over {self.hologram_view.decades:g} decades")
         keep = self.reconstruction_view.region
+        center = result.center
         self.reconstruction_view.set_image(
-            rec.image, f"inverse FFT of {what}, centre ({rec.center[0]:.2f}, "
-                       f"{rec.center[1]:.2f}), apodization {rec.apodization:g}")
+            result.reconstruction, f"inverse FFT of {what}, centre ({center[0]:.2f}, "
+                                   f"{center[1]:.2f}), apodization {result.options.apodization:g}")
         if region is not None and (keep is None or self.reconstruction_view.region is None):
             self.reconstruction_view.add_region(*region)
-        self.status.value = (f"<span style='color:#1e7e34'>Reconstructed with centre "
-                             f"({rec.center[0]:.2f}, {rec.center[1]:.2f}).</span>")
+        v = result.verdict
+        colour = {"good": "#1e7e34", "marginal": "#b45309", "bad": "#b00020"}[v.level]
+        self.status.value = (f"<span class='speckle-fth-verdict-{v.level}' style='color:"
+                             f"{colour}'>Reconstructed with centre ({center[0]:.2f}, "
+                             f"{center[1]:.2f}). {html.escape(v.summary)}"
+                             + (f". {html.escape(v.action)}" if v.action else "") + "</span>")
         self.save_button.disabled = False
 
     def _run(self, fn, title: str) -> None:
@@ -229,45 +236,30 @@ class FthDashboard(ImagingDashboard):
         self.message.clear()
         self._work.start(fn, lambda args: self._show_reconstruction(*args), failed)
 
-    def _hologram_in_use(self) -> tuple[np.ndarray, str]:
+    def _invert(self, center) -> tuple:
+        """Worker thread: :func:`run_fth` of the hologram in use (both helicities in
+        difference mode, whose centre is found on their sum, as the CLI)."""
+        options = FthOptions(center=center, apodization=float(self.apodization.value))
         if self.difference.value:
             (plus, a), (minus, b) = self._helicity["+"], self._helicity["-"]
-            return helicity_difference(plus, minus), f"helicity difference {a} − {b}"
-        if self._raw is None:
+            result = run_fth(plus, options, negative=minus, source=a)
+            result.negative_source = b
+            what = f"helicity difference {a} − {b}"
+        elif self._raw is None:
             raise InvalidInputError("choose a hologram first: a beamline file, an upload or "
                                     "the demo data")
-        return self._raw, self.label
-
-    def _centring_pattern(self, hologram) -> np.ndarray:
-        """What the centre is found on: the sum of the helicities in difference mode (the
-        difference is weak and antisymmetric, the sum the well-defined hologram), as the CLI."""
-        if self.difference.value:
-            return self._helicity["+"][0] + self._helicity["-"][0]
-        return hologram
+        else:
+            result, what = run_fth(self._raw, options, source=self.label), self.label
+        return result, suggest_region(result), what
 
     def reconstruct(self) -> None:
         """Invert the hologram with the typed centre and apodization (the Reconstruct button)."""
-        center = (self.center_row.value, self.center_col.value)
-        apodization = self.apodization.value
-
-        def work():
-            hologram, what = self._hologram_in_use()
-            rec = reconstruct(hologram, center=center, apodization=apodization)
-            return hologram, rec, suggest_region(rec.image), what
-
-        self._run(work, "Cannot reconstruct:")
+        center = (float(self.center_row.value), float(self.center_col.value))
+        self._run(lambda: self._invert(center), "Cannot reconstruct:")
 
     def find_center(self) -> None:
         """Find the centre again (the Find centre button), then reconstruct."""
-        apodization = self.apodization.value
-
-        def work():
-            hologram, what = self._hologram_in_use()
-            rec = reconstruct(hologram, center=find_center(self._centring_pattern(hologram)),
-                              apodization=apodization)
-            return hologram, rec, suggest_region(rec.image), what
-
-        self._run(work, "Cannot find the centre:")
+        self._run(lambda: self._invert(None), "Cannot find the centre:")
 
     # ---------------------------------------------------------------- helicity difference
     def set_helicity(self, which: str) -> None:
@@ -294,14 +286,13 @@ class FthDashboard(ImagingDashboard):
 
     def rotate_phase(self) -> None:
         """Rotate the reconstruction's global phase (of the region) into the real part."""
-        rec = self.reconstruction
-        if rec is None:
+        if self.result is None:
             self.message.error("Reconstruct a hologram first.")
             return
         view = self.reconstruction_view
         region = view.region
         if region is None:  # as the CLI: the strongest cross-term, not the whole frame
-            terms = detect_cross_terms(view.image)
+            terms = self.result.cross_terms
             region = terms[0].box if terms else None
         rotated, phi = rotate_phase_to_real(view.image, region)
         self.phase = (self.phase + phi + np.pi) % (2 * np.pi) - np.pi
@@ -312,7 +303,7 @@ class FthDashboard(ImagingDashboard):
     # ---------------------------------------------------------------- refocus and files
     def _refocus_input(self) -> RefocusInput:
         view = self.reconstruction_view
-        if view.image is None or self.reconstruction is None:
+        if view.image is None or self.result is None:
             raise InvalidInputError("reconstruct a hologram first: choose data in section 1")
         region = view.region
         return RefocusInput(
@@ -321,26 +312,27 @@ class FthDashboard(ImagingDashboard):
             attrs=self._attrs(region))
 
     def _attrs(self, region) -> dict:
-        rec = self.reconstruction
-        return {"kind": "fth", "center": list(rec.center), "fth_apodization": rec.apodization,
+        result = self.result
+        return {"kind": "fth", "center": list(result.center),
+                "apodization": result.options.apodization,
                 "region": None if region is None else list(region),
-                "phase_removed_rad": float(self.phase),
+                "phase_rotation_rad": float(self.phase),
                 "helicity_difference": bool(self.difference.value),
                 "source": self.label}
 
     def save(self) -> Path | None:
         """Write the reconstruction (HDF5 and PNG) as a result folder and offer the links."""
         view = self.reconstruction_view
-        if view.image is None or self.reconstruction is None:
+        if view.image is None or self.result is None:
             self.save_message.error("Reconstruct a hologram first.")
             return None
+        shown = replace(self.result, reconstruction=np.asarray(view.image),
+                        phase_rotation=float(self.phase) or self.result.phase_rotation,
+                        region=view.region)
         try:
             with new_result_folder(f"{self.label or 'fth'}-fth", self.results_dir) as (tmp,
                                                                                        final):
-                write_image_result(tmp / "result.h5",
-                                   {"reconstruction": view.image, "hologram": self.hologram,
-                                    "region_image": crop(view.image, view.region)},
-                                   self._attrs(view.region))
+                write_imaging_result(shown, tmp / "result.h5")
                 (tmp / "reconstruction.png").write_bytes(view.png())
                 (tmp / "hologram.png").write_bytes(image_png(render_rgb(
                     self.hologram, "magnitude", "log")))

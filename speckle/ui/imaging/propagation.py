@@ -1,7 +1,7 @@
 """The propagation (refocus) dashboard: an image as a wavefield, a region, a sweep of distances.
 
 The chosen image becomes a complex field in one of three ways: an FTH hologram is inverted
-first (:func:`speckle.imaging.fth.reconstruct`, centre found automatically); an amplitude image
+first (:func:`speckle.imaging.workflow.run_fth`, centre found automatically); an amplitude image
 is used as it is (flat phase); an intensity image gives the amplitude ``√I``. A saved complex
 result (``result.h5`` of the FTH, CDI or propagation dashboard, chosen like any data) is the field
 itself, with the region, energy and pixel size it was saved with. From a notebook,
@@ -17,7 +17,7 @@ import numpy as np
 
 from ...backend import asnumpy
 from ...errors import InvalidInputError
-from ...imaging.fth import reconstruct
+from ...imaging.workflow import run_fth
 from .._common import styled
 from ._base import ImagingDashboard, section
 from .complex_view import ComplexImageView
@@ -31,8 +31,8 @@ INPUT_MODES = (("hologram", "FTH hologram (invert it)"), ("amplitude", "amplitud
                ("intensity", "intensity (√)"))
 
 
-def field_from_image(image, mode: str) -> tuple[np.ndarray, str]:
-    """A complex field from a real image, and a description of what was done.
+def field_from_image(image, mode: str) -> tuple[np.ndarray, str, tuple | None]:
+    """A complex field from a real image, a description of what was done, a suggested region.
 
     Parameters
     ----------
@@ -47,19 +47,22 @@ def field_from_image(image, mode: str) -> tuple[np.ndarray, str]:
     field : numpy.ndarray
         complex128, same shape.
     description : str
+    region : (int, int, int, int) or None
+        For a hologram, its strongest cross-term (:func:`~speckle.ui.imaging.fth.suggest_region`).
     """
     image = np.asarray(asnumpy(image))
     if mode == "hologram":
-        rec = reconstruct(image)
-        return rec.image.astype(np.complex128), (
-            f"FTH reconstruction (centre {rec.center[0]:.2f}, {rec.center[1]:.2f})")
+        result = run_fth(image)
+        c = result.center
+        return result.reconstruction.astype(np.complex128), (
+            f"FTH reconstruction (centre {c[0]:.2f}, {c[1]:.2f})"), suggest_region(result)
     finite = np.isfinite(image)
     clean = np.where(finite, image, 0.0)
     if mode == "amplitude":
-        return clean.astype(np.complex128), "the image as amplitude, flat phase"
+        return clean.astype(np.complex128), "the image as amplitude, flat phase", None
     if mode == "intensity":
         return np.sqrt(np.maximum(clean, 0.0)).astype(np.complex128), (
-            "the square root of the image as amplitude, flat phase")
+            "the square root of the image as amplitude, flat phase"), None
     raise InvalidInputError(f"unknown input mode {mode!r}; choose one of "
                             f"{', '.join(m for m, _ in INPUT_MODES)}")
 
@@ -120,8 +123,7 @@ class PropagationDashboard(ImagingDashboard):
     def _prepare(self, image, metadata, label):
         # the FTH demo is a hologram; the CDI demo is a diffraction pattern (phase it first)
         mode = "hologram" if label == "demo-fth" else self.mode.value
-        field, what = field_from_image(image, mode)
-        region = suggest_region(field) if mode == "hologram" else None
+        field, what, region = field_from_image(image, mode)
         return {"image": image, "metadata": metadata, "label": label, "mode": mode,
                 "field": field, "what": what, "region": region}
 
@@ -164,8 +166,7 @@ class PropagationDashboard(ImagingDashboard):
         raw, mode, label = self._raw, change["new"], self.label
 
         def work():
-            field, what = field_from_image(raw, mode)
-            return field, what, suggest_region(field) if mode == "hologram" else None
+            return field_from_image(raw, mode)
 
         def done(value):
             field, what, region = value
