@@ -165,8 +165,10 @@ def test_settling_waits_for_a_quiet_file_and_trusts_an_old_one(tmp_path):
 def test_probe_tells_data_from_other_files(tmp_path):
     (tmp_path / "log.txt").write_text("hello")
     assert probe(tmp_path / "log.txt").state == "not-data"
-    (tmp_path / "scan.h5").write_text("hello")
-    assert probe(tmp_path / "scan.h5").state == "unreadable"
+    (tmp_path / "scan.h5").write_text("hello")  # a log with a data file's name: never data
+    assert probe(tmp_path / "scan.h5").state == "refused"
+    (tmp_path / "empty.h5").write_bytes(b"")  # created, nothing written yet: wait for it
+    assert probe(tmp_path / "empty.h5").state == "unreadable"
     np.save(tmp_path / "ok.npy", frames(n=24))
     assert probe(tmp_path / "ok.npy").state == "complete"
     blob = (tmp_path / "ok.npy").read_bytes()

@@ -11,7 +11,8 @@ The watcher asks two questions, in this order:
    once its writer closes it), ``"not-data"`` for files that are no dataset (a log, a text file
    without a data file's name), ``"unreadable"`` when it cannot be opened or its last frame not
    read (perhaps still arriving: the watcher asks again until the file has been quiet for a while,
-   then records the reason), and ``"complete"`` otherwise.
+   then records the reason), ``"refused"`` for a data file's name on content that is no data
+   format (a log called ``scan.h5``: recorded at once), and ``"complete"`` otherwise.
 """
 
 from __future__ import annotations
@@ -94,8 +95,9 @@ class Settling:
 
 @dataclass(frozen=True)
 class Probe:
-    """What :func:`probe` found: ``state`` is ``"complete"``, ``"writing"``, ``"not-data"`` or
-    ``"unreadable"``; ``reason`` says why in words (or describes the dataset when complete)."""
+    """What :func:`probe` found: ``state`` is ``"complete"``, ``"writing"``, ``"not-data"``,
+    ``"unreadable"`` (perhaps not yet: asked again) or ``"refused"`` (never: a data file's name
+    on other content); ``reason`` says why in words (or describes the dataset when complete)."""
 
     state: str
     reason: str = ""
@@ -119,9 +121,12 @@ def probe(path, *, dataset: str | None = None) -> Probe:
             return Probe("complete", f"{n} frame{'s' * (n != 1)} of "
                                      f"{ds.frame_shape[0]}×{ds.frame_shape[1]}")
     except UnsupportedFormatError as exc:
-        if path.suffix.lower() in DATA_SUFFIXES:
-            return Probe("unreadable", _one_line(exc))
-        return Probe("not-data", _one_line(exc))
+        if path.suffix.lower() not in DATA_SUFFIXES:
+            return Probe("not-data", _one_line(exc))
+        # content that is no data format now will not become one as more bytes arrive (the
+        # signatures are at the start), unless nothing has arrived yet
+        empty = path.stat().st_size == 0
+        return Probe("unreadable" if empty else "refused", _one_line(exc))
     except (SpeckleError, OSError, MemoryError) as exc:
         return Probe("unreadable", _one_line(exc))
     except Exception as exc:  # noqa: BLE001 - a library's own error on a broken file

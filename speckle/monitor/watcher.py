@@ -385,7 +385,8 @@ class Monitor:
             elif result.state == "writing" and s.quiet_for(now) < cfg.writer_timeout_seconds:
                 self._waiting(path, s, f"being written: {result.reason}")
             elif result.state == "unreadable" and s.quiet_for(now) < cfg.give_up_seconds:
-                self._waiting(path, s, f"not readable yet: {result.reason}")
+                reason = result.reason.removeprefix(f"{path}: ")
+                self._waiting(path, s, f"not readable yet: {reason}")
             else:
                 del self._settling[path]
                 self._probed.pop(path, None)
@@ -440,6 +441,8 @@ class Monitor:
     def _finish(self, path: str, task: _Task, outcome: dict) -> None:
         self._tasks.pop(path, None)
         self._finished.add(path)
+        if outcome.get("error"):  # the entry names the file already
+            outcome = {**outcome, "error": outcome["error"].removeprefix(f"{path}: ")}
         done = time.time()
         entry = {"path": path, "kind": outcome.get("kind")}
         if outcome.get("error"):
@@ -460,6 +463,7 @@ class Monitor:
 
     def _refuse(self, path: str, s: Settling, reason: str) -> None:
         self._finished.add(path)
+        reason = reason.removeprefix(f"{path}: ")
         now = time.time()
         entry = {"path": path, "kind": None, "error": reason, "result": None,
                  "completed_at": None, "finished_at": iso_time(now), "size": s.size,
@@ -576,8 +580,7 @@ def _line(entry: dict, folder: str | None, elapsed) -> str:
     when = time.strftime("%H:%M:%S")
     rel = os.path.relpath(entry["path"], folder) if folder else entry["path"]
     if entry.get("error"):
-        error = entry["error"].removeprefix(f"{entry['path']}: ")
-        return f"{when}  {'REFUSED':<8} {entry.get('kind') or '-':<4}  {rel}: {error}"
+        return f"{when}  {'REFUSED':<8} {entry.get('kind') or '-':<4}  {rel}: {entry['error']}"
     took = f" ({elapsed:.1f} s)" if isinstance(elapsed, (int, float)) else ""
     text = entry.get("conclusion") or entry.get("summary") or ""
     action = f" {entry['action']}" if entry.get("action") else ""
