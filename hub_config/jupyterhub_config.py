@@ -63,6 +63,7 @@ if SINGLE_ACCOUNT:
 
     logging.getLogger("JupyterHub").warning(
         "SINGLE-ACCOUNT MODE: the hub does not run as root, so every hub user's server runs as "
-        "the unix account %r and users' files are not separated. Run as root for a beamline.",
+        "the unix account %r, users' files are not separated and there are no memory or CPU limits. "
+        "Run as root for a beamline.",
         pwd.getpwuid(os.geteuid()).pw_name,
     )

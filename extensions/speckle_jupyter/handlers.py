@@ -330,6 +330,22 @@ class StatusHandler(SpeckleAPIHandler):
                          "used_bytes": used, "upload_dir": str(store.upload_dir)})
 
 
+class KernelEndHandler(SpeckleAPIHandler):
+    """``GET speckle/api/kernels/{id}/end`` -> why that dashboard kernel died (kernel_end.py)."""
+
+    auth_resource = "kernels"
+
+    @web.authenticated
+    @authorized
+    async def get(self, kernel_id):
+        ends = getattr(self.kernel_manager, "kernel_ends", None)
+        found = ends.get(kernel_id) if ends is not None else None
+        if found is None:
+            return self.reply(404, {"message": "this kernel did not die here (it may have been "
+                                               "shut down or culled)"})
+        self.reply(200, found)
+
+
 async def device_text(settings) -> str:
     """What computes for this server: ``SPECKLE_GPU_NAME``, else speckle's own detection.
 
@@ -376,6 +392,7 @@ def handlers(base_url: str) -> list:
         (api + one + r"/?", UploadHandler),
         (api + r"/data/?", DataHandler),
         (api + r"/status/?", StatusHandler),
+        (api + r"/kernels/(?P<kernel_id>[0-9a-f-]{1,64})/end/?", KernelEndHandler),
     ]
 
 

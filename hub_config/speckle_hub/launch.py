@@ -16,6 +16,7 @@ import stat
 import sys
 from pathlib import Path
 
+from . import limits as limits_mod
 from . import settings as settings_mod
 from .auth import new_password, read_password_file, write_password_file
 
@@ -100,6 +101,10 @@ def preflight(s: dict) -> list[str]:
         from . import beamtime
 
         problems += beamtime.problems(s)
+    try:
+        limits_mod.confiner(s["limits"]["method"], s["_state_dir"])
+    except limits_mod.LimitsError as exc:
+        problems.append(str(exc) + ".")
     return problems
 
 
@@ -114,6 +119,10 @@ def banner(s: dict, passwords: dict[str, str]) -> str:
         me = pwd.getpwuid(os.geteuid()).pw_name
         lines.append(f"  Mode: SINGLE-ACCOUNT (not root). Every hub user's server runs as the unix account "
                      f"'{me}';\n        their files are NOT separated from each other. Run as root for a beamline.")
+    way = limits_mod.confiner(s["limits"]["method"], state)
+    lines.append(f"  {way.describe()}.")
+    if way.kind != "off":
+        lines.append(f"    Each server: {limits_mod.resolve(s['limits']).text()} (settings limits:).")
     kind = s["auth"]["type"]
     if kind == "native":
         if passwords:

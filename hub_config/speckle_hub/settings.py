@@ -74,6 +74,15 @@ DEFAULTS: dict = {
         "upload_quota_gb": 50,
         "websocket_max_message_mb": 512,
     },
+    "limits": {
+        "method": "auto",
+        "memory_gb": None,
+        "cpus": None,
+        "processes": 4096,
+        "profiles": {},
+        "users": {},
+        "monitor": {},
+    },
     "culling": {
         "server_idle_timeout": 3600,
         "server_max_age": 0,
@@ -170,6 +179,7 @@ def _check_meaning(s: dict, source: str) -> None:
             "or auth.allow_all: true); otherwise only the admins could"
         )
     problems += _monitor_problems(s, source)
+    problems += _limits_problems(s["limits"], source)
     upload = s["data"]["upload_dir"]
     if upload.startswith("/") or ".." in Path(upload).parts:
         problems.append(f"{source}: data.upload_dir must be a folder inside the home, e.g. speckle-uploads")
@@ -206,6 +216,19 @@ def _monitor_problems(s: dict, source: str) -> list[str]:
     if m["cluster"]["type"] in ("gateway", "scheduler") and not m["cluster"].get("address"):
         problems.append(f"{source}: monitor.cluster.type {m['cluster']['type']} needs monitor.cluster.address")
     return problems
+
+
+#: A user server and one dashboard kernel take about 0.5 GB: a smaller limit kills them at start.
+MIN_MEMORY_GB = 0.5
+
+
+def _limits_problems(limits: dict, source: str) -> list[str]:
+    layers = [("limits", limits)] + [(f"limits.profiles.{k}", v) for k, v in limits["profiles"].items()]
+    layers += [(f"limits.users.{k}", v) for k, v in limits["users"].items()]
+    layers.append(("limits.monitor", limits["monitor"]))
+    return [f"{source}: {where}.memory_gb: {layer['memory_gb']} GB is too little for a user server "
+            f"and a kernel (at least {MIN_MEMORY_GB}; 0 = no limit)"
+            for where, layer in layers if 0 < (layer.get("memory_gb") or 0) < MIN_MEMORY_GB]
 
 
 def _ldap_problems(auth: dict, source: str) -> list[str]:
@@ -417,6 +440,7 @@ def apply(c, s: dict) -> None:
         "gpus": s["gpus"],
         "users": s["users"],
         "dashboards": s["dashboards"],
+        "limits": s["limits"],
         "auth_type": s["auth"]["type"],
         "state_dir": str(state),
     }
@@ -435,10 +459,16 @@ def apply(c, s: dict) -> None:
             "services": ["idle-culler"],
         })
     if s["monitor"]["enabled"]:
-        from . import beamtime
+        from . import beamtime, limits
 
         monitor = beamtime.monitor_settings(s)  # folders and account: made by launch.py
-        services.append(beamtime.service(s, monitor))
+        spec = beamtime.service(s, monitor)
+        confined = limits.service_command(s, "monitor", limits.resolve(s["limits"]["monitor"]),
+                                          spec.get("user"), spec["command"])
+        if confined != spec["command"]:  # the wrapper joins the monitor's cgroup, then drops to its account
+            spec["command"] = confined
+            spec.pop("user", None)
+        services.append(spec)
         roles += beamtime.roles()
         spawner_settings["monitor"] = {
             "results_dir": monitor["results_dir"], "folders": monitor["folders"],

@@ -20,6 +20,7 @@ folder the user controls).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import html
 import importlib.util
@@ -36,6 +37,7 @@ from tornado import web
 from traitlets import Dict, Float, Integer, List, Unicode, default
 
 from . import gpus as gpu_mod
+from . import limits as limits_mod
 from .pages import BEAMLINE_LINKS_DIR
 from .settings import (
     DASHBOARDS_DIR, EXAMPLES_DIR, HUB_CONFIG, JUPYTER_DATA, NOTEBOOKS, QUICK_CHECK_PATH, SINGLEUSER, VOILA_TEMPLATE,
@@ -259,14 +261,22 @@ class SpeckleSpawner(LocalProcessSpawner):
         return PROFILES.get((self.user_options or {}).get("profile", DEFAULT_PROFILE), PROFILES[DEFAULT_PROFILE])
 
     def make_preexec_fn(self, name):
-        if self.single_account:
-            home = str(self.home)
+        """In the new server's process, before it runs anything: join its cgroup (as root), then
+        become the user (unless systemd-run does, see :meth:`start`)."""
+        home = str(self.home)
+        join = self._confiner().preexec(self.confinement)
+        as_user = None if self.single_account or self._confiner().prefix(self.confinement, None) \
+            else set_user_setuid(self.unix_name)
 
-            def preexec():
+        def preexec():
+            if join is not None:
+                join()
+            if as_user is not None:
+                as_user()  # also goes to the home
+            else:
                 os.chdir(home)
 
-            return preexec
-        return set_user_setuid(self.unix_name)
+        return preexec
 
     def user_env(self, env):
         if self.single_account:
@@ -347,8 +357,24 @@ class SpeckleSpawner(LocalProcessSpawner):
         args += [f"--PreheatedKernelManager.preheat_notebooks={DASHBOARDS_DIR}/{nb}" for nb in notebooks]
         return args
 
+    # ---------------------------------------------------------------- limits
+    confinement: dict = {}
+
+    def _confiner(self):
+        limits = self._s.get("limits", {})
+        return _confiner_for(limits.get("method", "auto"), self._s.get("state_dir", ""))
+
+    def limits(self) -> limits_mod.Limits:
+        """This server's memory, CPU and process limits (settings ``limits``)."""
+        profile = (self.user_options or {}).get("profile", DEFAULT_PROFILE)
+        return limits_mod.resolve(self._s.get("limits", {}), self.user.name, profile)
+
     async def start(self):
-        self.cmd = list(self.singleuser_cmd)
+        way = self._confiner()
+        limits = self.limits()
+        self.confinement = await asyncio.to_thread(way.setup, self.unix_name, limits)
+        prefix = way.prefix(self.confinement, None if self.single_account else self.unix_name)
+        self.cmd = prefix + list(self.singleuser_cmd)
         self.notebook_dir = str(self.home)
         self.default_url = self._profile()["default_url"]
         choice = (self.user_options or {}).get("gpu", "auto")
@@ -358,9 +384,10 @@ class SpeckleSpawner(LocalProcessSpawner):
         self._gpu_env = assignment.env
         self.gpu_index = assignment.gpu.index if assignment.gpu else None
         self.log.info(
-            "Server %s runs as %s (%s mode), profile %s, %s", self.gpu_key, self.unix_name,
+            "Server %s runs as %s (%s mode), profile %s, %s, %s", self.gpu_key, self.unix_name,
             "single-account" if self.single_account else "isolated",
             (self.user_options or {}).get("profile", DEFAULT_PROFILE), self._gpu_env["SPECKLE_GPU_NAME"],
+            limits.text() if way.kind != "off" else "no limits",
         )
         try:
             ip, port = await super().start()
@@ -368,7 +395,21 @@ class SpeckleSpawner(LocalProcessSpawner):
             return ip, port
         except BaseException:
             alloc.release(self.gpu_key)
+            await asyncio.to_thread(way.release, self.confinement)
             raise
+
+    async def stop(self, now=False):
+        placement = self.confinement  # poll() clears the state once the process is gone
+        await super().stop(now=now)
+        # kernels and analyses the server left behind (it was killed, or did not stop them)
+        await asyncio.to_thread(self._confiner().release, placement)
+
+    async def poll(self):
+        placement = self.confinement
+        status = await super().poll()
+        if status is not None and placement:  # the server died: what it started goes with it
+            await asyncio.to_thread(self._confiner().release, placement)
+        return status
 
     async def _wait_listening(self, ip: str, port: int) -> None:
         """Return as soon as the new server listens (or its process ended, or http_timeout passed).
@@ -393,18 +434,28 @@ class SpeckleSpawner(LocalProcessSpawner):
         state = super().get_state()
         if self.gpu_index is not None and self.pid:
             state["gpu_index"] = self.gpu_index
+        if self.confinement and self.pid:
+            state["confinement"] = self.confinement
         return state
 
     def load_state(self, state):
         super().load_state(state)
+        if state.get("confinement"):
+            self.confinement = state["confinement"]
         if state.get("gpu_index") is not None and self.pid:
             self.gpu_index = state["gpu_index"]
             self._allocator().adopt(self.gpu_key, self.gpu_index)
 
     def clear_state(self):
         super().clear_state()
+        self.confinement = {}
         self._allocator().release(self.gpu_key)
         self.gpu_index = None
+
+
+@functools.lru_cache(maxsize=None)
+def _confiner_for(method: str, state_dir: str):
+    return limits_mod.confiner(method, state_dir)
 
 
 async def pre_spawn_hook(spawner: SpeckleSpawner) -> None:

@@ -19,7 +19,8 @@ another kernel. Pooled kernels are not culled as idle (Voila's
 
 A dashboard kernel that dies (out of memory, killed) is reported dead and removed instead of being
 restarted: a restarted kernel is empty and its page's widgets would stop answering without a
-word, whereas a removed one lets the page (the speckle Voila template) tell the user to reload.
+word, whereas a removed one lets the page (the speckle Voila template) tell the user to reload,
+and why (``speckle_jupyter.kernel_end``: the server's memory limit, with its size).
 JupyterLab's kernels restart as usual. The class serves every user server, with a pool or not.
 
 Imported by the user server (``hub_config/user_server/singleuser.py`` puts this folder on
@@ -37,6 +38,7 @@ import json
 import os
 
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from speckle_jupyter.kernel_end import KernelEnds
 from traitlets import Bool, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 from voila.configuration import VoilaConfiguration
@@ -113,6 +115,7 @@ class PreheatedKernelManager(_VoilaPooled):
     def __init__(self, **kwargs):
         kwargs["parent"] = _ServerAsVoilaApp(kwargs["parent"], self)
         self._launched: asyncio.Future | None = None  # set by fill_if_needed during start-up
+        self.kernel_ends = KernelEnds()  # why dashboard kernels died (speckle/api/kernels/<id>/end)
         super().__init__(**kwargs)  # puts the first notebook's warm-up task on the loop
         if self._launched is not None:
             self._launch_during_startup(self._launched)
@@ -153,6 +156,7 @@ class PreheatedKernelManager(_VoilaPooled):
             restarter = getattr(self.get_kernel(kernel_id), "_restarter", None)
             if restarter is not None:
                 restarter.restart_limit = 0  # first death: "dead" callbacks, the kernel is removed
+            self.kernel_ends.watch(kernel_id, self.get_kernel(kernel_id))
         return kernel_id
 
     def _preload_arguments(self) -> list[str]:

@@ -293,6 +293,11 @@ class Hub:
         if IS_ROOT:
             for user in self.users:
                 self._remove_account(user.unix_name)
+            from speckle_hub.limits import confiner
+
+            way = confiner("auto", str(self.state_dir))
+            if way.kind == "cgroup":
+                way.remove_all()  # the servers' cgroups (limits.py), whatever the hub left
         shutil.rmtree(self.beamline_dir, ignore_errors=True)
         shutil.rmtree(self.home_root, ignore_errors=True)
 

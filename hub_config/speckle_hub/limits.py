@@ -1,0 +1,418 @@
+"""Kernel-enforced limits on each user's server and everything it starts: memory (swap included),
+CPU and processes; the beamtime monitor gets its own.
+
+How, chosen once per hub (``limits.method: auto``):
+
+- ``systemd`` (PID 1 is systemd, as on beamline servers): the server starts inside a transient
+  scope ``speckle-<account>.scope`` in ``speckle.slice`` (``systemd-run --scope``) with
+  ``MemoryMax``, ``MemorySwapMax=0``, ``CPUQuota``, ``TasksMax``; the same cgroup machinery as
+  TLJH's systemdspawner, keeping JupyterHub's process spawner.
+- ``cgroup`` (PID 1 is not systemd: containers, test machines): the hub makes one cgroup per
+  server, ``<the hub's own cgroup>/speckle-hub-<id>/<account>``, in each controller of cgroup v1
+  (memory, cpu, pids) or in the unified cgroup v2 hierarchy, writes the limits, and the server's
+  first process joins it before it runs anything, so every kernel and analysis it starts is
+  inside.
+- ``off``: the hub is not root (single-account mode) or ``limits.method: off``. No limit; the
+  banner, the log and the landing page say so.
+
+Past the memory limit the kernel's OOM killer kills a process of that cgroup only (the one that
+allocated most, normally the kernel that asked): the user's server, other users and the hub run
+on. When the server stops, whatever is left in its cgroup is killed and the cgroup removed: no
+computation outlives its server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from speckle_jupyter.cgroups import mount_table, own_cgroups
+
+__all__ = ["Limits", "LimitsError", "confiner", "machine_memory", "resolve", "service_command"]
+
+CPU_PERIOD_US = 100_000
+SLICE = "speckle.slice"
+
+
+class LimitsError(RuntimeError):
+    """Limits cannot be applied as configured (one line saying what to change)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one server (or service) may use; None means no limit.
+
+    Attributes
+    ----------
+    memory_bytes : int or None
+        Memory, swap included.
+    cpus : float or None
+        A hard cap in cores (``1.5`` = one and a half cores' time).
+    processes : int or None
+        Processes and threads together.
+    """
+
+    memory_bytes: int | None = None
+    cpus: float | None = None
+    processes: int | None = None
+
+    def text(self) -> str:
+        """The limits in words, e.g. ``'memory 4.0 GB (swap included), 2 CPUs, 4096 processes'``."""
+        parts = [f"memory {self.memory_bytes / 1e9:.1f} GB (swap included)" if self.memory_bytes
+                 else "no memory limit"]
+        if self.cpus:
+            parts.append(f"{self.cpus:g} CPU{'s' if self.cpus != 1 else ''}")
+        if self.processes:
+            parts.append(f"{self.processes} processes")
+        return ", ".join(parts)
+
+
+def machine_memory() -> int:
+    """This machine's memory in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def resolve(section: dict, user: str | None = None, profile: str | None = None) -> Limits:
+    """The limits of one server from the settings' ``limits`` section.
+
+    Parameters
+    ----------
+    section : dict
+        ``limits`` of the validated settings: ``memory_gb``, ``cpus``, ``processes`` and
+        ``profiles`` / ``users`` overriding them (a user's entry wins over their profile's).
+    user, profile : str, optional
+        The hub user and the profile of the server.
+
+    Returns
+    -------
+    Limits
+        ``memory_gb: null`` is half of this machine's memory; 0 (or null for ``cpus`` and
+        ``processes``) is no limit.
+    """
+    keys = ("memory_gb", "cpus", "processes")
+    merged = {k: section.get(k) for k in keys}
+    for layer in (section.get("profiles", {}).get(profile or "", {}),
+                  section.get("users", {}).get(user or "", {})):
+        merged.update({k: layer[k] for k in keys if k in layer})
+    memory = merged["memory_gb"]
+    memory_bytes = machine_memory() // 2 if memory is None else int(float(memory) * 1e9)
+    return Limits(memory_bytes=memory_bytes or None, cpus=float(merged["cpus"] or 0) or None,
+                  processes=int(merged["processes"] or 0) or None)
+
+
+def base_name(state_dir: str) -> str:
+    """The cgroup (or nothing, under systemd) that holds one hub's servers: one per state folder,
+    so that a restarted hub finds its servers' cgroups and two test hubs never share one."""
+    return "speckle-hub-" + hashlib.sha1(os.path.abspath(state_dir).encode()).hexdigest()[:10]
+
+
+# --------------------------------------------------------------------------------------------
+# the ways
+# --------------------------------------------------------------------------------------------
+
+class Off:
+    """No limits (not root, or switched off): says why."""
+
+    kind = "off"
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def describe(self) -> str:
+        return f"Resource limits are OFF: {self.reason}. One user can use all of this machine's memory and CPU."
+
+    def placement(self, name: str, limits: Limits) -> dict:
+        return {}
+
+    def setup(self, name: str, limits: Limits) -> dict:
+        return {}
+
+    def prefix(self, placement: dict, account: str | None) -> list[str]:
+        return []
+
+    def preexec(self, placement: dict):
+        return None
+
+    def release(self, placement: dict) -> None:
+        pass
+
+
+class CgroupFs:
+    """cgroup v1 (one folder per controller) or v2 (one folder), written directly.
+
+    Parameters
+    ----------
+    version : {1, 2}
+    mounts : dict
+        Controller (v1) or ``"unified"`` (v2) -> mount point.
+    own : dict
+        The same keys -> this process's cgroup path inside that mount (``/proc/self/cgroup``).
+    base : str
+        The folder under ``own`` holding this hub's servers (:func:`base_name`).
+    """
+
+    kind = "cgroup"
+
+    def __init__(self, version: int, mounts: dict[str, Path], own: dict[str, str], base: str):
+        self.version = version
+        self.mounts = {k: Path(v) for k, v in mounts.items()}
+        self.own = own
+        self.base = base
+
+    def describe(self) -> str:
+        where = ", ".join(str(p) for p in self._parents())
+        return f"Resource limits: cgroup v{self.version}, one cgroup per server under {where}"
+
+    def _parents(self) -> list[Path]:
+        return [self.mounts[k] / self.own.get(k, "/").lstrip("/") / self.base for k in self.mounts]
+
+    def placement(self, name: str, limits: Limits) -> dict:
+        """Where the cgroup ``name`` is (nothing is made)."""
+        return {"cgroups": [str(parent / name) for parent in self._parents()]}
+
+    def setup(self, name: str, limits: Limits) -> dict:
+        """Make (or reuse) the cgroup ``name`` with ``limits``; return its :meth:`placement`."""
+        dirs = [Path(d) for d in self.placement(name, limits)["cgroups"]]
+        try:
+            if self.version == 2:
+                self._enable_v2(dirs[0].parent)
+            for d in dirs:
+                d.mkdir(parents=True, exist_ok=True)
+            writes = _v1_writes(limits) if self.version == 1 else _v2_writes(limits)
+            for d in dirs:
+                for filename, value in writes:
+                    if (d / filename).exists():  # each v1 folder has its own controller's files
+                        _write_limit(d, filename, value)
+        except OSError as exc:
+            raise LimitsError(f"cannot set up the cgroup {dirs[0]}: {exc.strerror or exc} "
+                              "(set limits.method: off to run without limits)") from None
+        memory = "memory.limit_in_bytes" if self.version == 1 else "memory.max"
+        if not any((d / memory).exists() for d in dirs):
+            raise LimitsError(f"the cgroup {dirs[0]} has no memory controller (no {memory}); "
+                              "set limits.method: off to run without limits")
+        return {"cgroups": [str(d) for d in dirs]}
+
+    def _enable_v2(self, base: Path) -> None:
+        """Controllers must be enabled in every parent's cgroup.subtree_control down to ``base``."""
+        top = self.mounts["unified"]
+        base.mkdir(parents=True, exist_ok=True)
+        for folder in [*reversed(base.relative_to(top).parents), base.relative_to(top)]:
+            control = top / folder / "cgroup.subtree_control"
+            have = set(control.read_text().split()) if control.exists() else set()
+            for ctrl in ("memory", "cpu", "pids"):
+                if ctrl not in have:
+                    control.write_text(f"+{ctrl}")
+
+    def prefix(self, placement: dict, account: str | None) -> list[str]:
+        return []  # the first process joins the cgroup itself (preexec)
+
+    def preexec(self, placement: dict):
+        """A function for ``Popen(preexec_fn=...)``: the child joins the cgroup, as root, before
+        it drops to the user and runs anything."""
+        dirs = list(placement.get("cgroups", []))
+        return (lambda: join(dirs)) if dirs else None
+
+    def release(self, placement: dict, timeout: float = 10) -> None:
+        """Kill what is left in the cgroup and remove it."""
+        for d in map(Path, placement.get("cgroups", [])):
+            end = time.monotonic() + timeout
+            while d.exists():
+                for pid in _pids(d):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                try:
+                    d.rmdir()
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > end:
+                        break
+                    time.sleep(0.05)
+
+
+    def remove_all(self) -> None:
+        """Release every cgroup of this hub and remove its folder (the hub is gone for good)."""
+        for parent in self._parents():
+            if parent.is_dir():
+                self.release({"cgroups": [str(d) for d in parent.iterdir() if d.is_dir()]})
+                try:
+                    parent.rmdir()
+                except OSError:
+                    pass
+
+
+class Systemd:
+    """A transient scope per server (``systemd-run --scope``), in ``speckle.slice``."""
+
+    kind = "systemd"
+
+    def __init__(self, systemd_run: str = "systemd-run", systemctl: str = "systemctl"):
+        self.systemd_run, self.systemctl = systemd_run, systemctl
+
+    def describe(self) -> str:
+        return f"Resource limits: systemd, one scope per server in {SLICE}"
+
+    def placement(self, name: str, limits: Limits) -> dict:
+        return {"unit": f"speckle-{name}.scope", "properties": _systemd_properties(limits)}
+
+    def setup(self, name: str, limits: Limits) -> dict:
+        placement = self.placement(name, limits)
+        self.release(placement)  # a scope of that name left by a crashed server
+        return placement
+
+    def prefix(self, placement: dict, account: str | None) -> list[str]:
+        cmd = [self.systemd_run, "--scope", "--quiet", "--collect", f"--unit={placement['unit']}",
+               f"--slice={SLICE}"]
+        for prop in placement["properties"]:
+            cmd += ["-p", prop]
+        if account:
+            entry = pwd.getpwnam(account)
+            cmd += [f"--uid={entry.pw_uid}", f"--gid={entry.pw_gid}"]
+        return cmd + ["--"]
+
+    def preexec(self, placement: dict):
+        return None
+
+    def release(self, placement: dict) -> None:
+        if placement.get("unit"):
+            subprocess.run([self.systemctl, "stop", placement["unit"]], capture_output=True, timeout=30)
+
+
+def _v1_writes(limits: Limits) -> list[tuple[str, str]]:
+    mem = str(limits.memory_bytes) if limits.memory_bytes else "-1"
+    quota = str(int(limits.cpus * CPU_PERIOD_US)) if limits.cpus else "-1"
+    return [("memory.limit_in_bytes", mem), ("memory.memsw.limit_in_bytes", mem),
+            ("cpu.cfs_period_us", str(CPU_PERIOD_US)), ("cpu.cfs_quota_us", quota),
+            ("pids.max", str(limits.processes) if limits.processes else "max")]
+
+
+def _v2_writes(limits: Limits) -> list[tuple[str, str]]:
+    quota = str(int(limits.cpus * CPU_PERIOD_US)) if limits.cpus else "max"
+    return [("memory.max", str(limits.memory_bytes) if limits.memory_bytes else "max"),
+            ("memory.swap.max", "0" if limits.memory_bytes else "max"),
+            ("cpu.max", f"{quota} {CPU_PERIOD_US}"),
+            ("pids.max", str(limits.processes) if limits.processes else "max")]
+
+
+def _systemd_properties(limits: Limits) -> list[str]:
+    props = []
+    if limits.memory_bytes:
+        props += [f"MemoryMax={limits.memory_bytes}", "MemorySwapMax=0"]
+    if limits.cpus:
+        props.append(f"CPUQuota={round(limits.cpus * 100)}%")
+    if limits.processes:
+        props.append(f"TasksMax={limits.processes}")
+    return props
+
+
+def _write_limit(folder: Path, filename: str, value: str) -> None:
+    """Write one limit. v1 keeps memory.memsw >= memory: lowering one may first need the other."""
+    try:
+        (folder / filename).write_text(value)
+    except OSError:
+        if not filename.startswith("memory."):
+            raise
+        other = "memory.memsw.limit_in_bytes" if filename == "memory.limit_in_bytes" else "memory.limit_in_bytes"
+        if not (folder / other).exists():
+            raise
+        (folder / other).write_text(value)
+        (folder / filename).write_text(value)
+
+
+def _pids(folder: Path) -> list[int]:
+    try:
+        return [int(x) for x in (folder / "cgroup.procs").read_text().split()]
+    except OSError:
+        return []
+
+
+def join(dirs: list[str]) -> None:
+    """Move the calling process into each cgroup folder (as root; safe in a forked child)."""
+    pid = str(os.getpid()).encode()
+    for d in dirs:
+        fd = os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY)
+        try:
+            os.write(fd, pid)
+        finally:
+            os.close(fd)
+
+
+def service_command(s: dict, name: str, limits: Limits, account: str | None,
+                    command: list[str]) -> list[str]:
+    """A hub service's command run inside its own limits as ``account`` (speckle_hub.confine).
+
+    Returns ``command`` unchanged when limits are off here (then the service runs as JupyterHub's
+    ``user`` key says).
+    """
+    method = s["limits"]["method"]
+    if os.geteuid() != 0 or method == "off":
+        return command
+    cmd = [sys.executable, "-m", "speckle_hub.confine", "--name", name, "--state", s["_state_dir"],
+           "--method", method, "--limits", json.dumps(dataclasses.asdict(limits))]
+    if account:
+        cmd += ["--user", account]
+    return cmd + ["--", *command]
+
+
+# --------------------------------------------------------------------------------------------
+# which way
+# --------------------------------------------------------------------------------------------
+
+def _controllers(v2: Path) -> list[str]:
+    try:
+        return (v2 / "cgroup.controllers").read_text().split()
+    except OSError:
+        return []
+
+
+def _systemd_is_init() -> bool:
+    return Path("/run/systemd/system").is_dir() and shutil.which("systemd-run") is not None
+
+
+def confiner(method: str, state_dir: str):
+    """The way limits are applied on this machine (see the module documentation).
+
+    Parameters
+    ----------
+    method : {"auto", "systemd", "cgroup", "off"}
+        ``limits.method`` of the settings.
+    state_dir : str
+        The hub's state folder (names this hub's cgroup).
+
+    Raises
+    ------
+    LimitsError
+        When the method asked for is not available here.
+    """
+    if os.geteuid() != 0:
+        return Off("the hub does not run as root (single-account mode)")
+    if method == "off":
+        return Off("limits.method is off in the settings")
+    if method in ("auto", "systemd") and _systemd_is_init():
+        return Systemd()
+    if method == "systemd":
+        raise LimitsError("limits.method systemd: systemd is not this machine's init (PID 1); "
+                          "use auto or cgroup")
+    v1, v2 = mount_table()
+    own = own_cgroups()
+    base = base_name(state_dir)
+    if v2 is not None and "memory" in _controllers(v2):
+        return CgroupFs(2, {"unified": v2}, {"unified": own.get("unified", "/")}, base)
+    if "memory" in v1:
+        return CgroupFs(1, v1, own, base)
+    if method == "cgroup":
+        raise LimitsError("limits.method cgroup: no cgroup memory controller is mounted "
+                          "under /sys/fs/cgroup")
+    return Off("this machine offers neither systemd nor a writable cgroup memory controller")

@@ -1,0 +1,118 @@
+"""Per-user limits in the real hub: a user allocating past their memory limit is killed alone, their
+dashboard page says so with the limit, another user's analysis finishes and the hub answers.
+
+As root (CI) the hub puts every server in a cgroup of its own (PID 1 is not systemd on these
+machines: cgroup v1, written directly); not as root there are no limits, and the landing page
+says so (tests/hub/test_hub_live.py).
+"""
+
+import pwd
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from hubtools import IS_ROOT, Hub, _pids_of_uid, wait_dashboard_ready
+from kernel_client import KernelSocket, start_kernel
+from speckle_hub import limits as L
+from speckle_jupyter.cgroups import memory_limit, oom_kills
+
+pytestmark = pytest.mark.skipif(not IS_ROOT, reason="limits need root: CI runs as root")
+
+QUICK_GB, LAB_GB = 1.5, 3
+ANALYSIS = ("import json, io, contextlib\nfrom speckle.cli import main\nbuf = io.StringIO()\n"
+            "with contextlib.redirect_stdout(buf):\n    rc = main(['demo', '--json'])\n"
+            "print(rc, json.loads(buf.getvalue())['verdict'])")
+
+
+@pytest.fixture(scope="module")
+def limited_hub(tmp_path_factory):
+    hub = Hub(tmp_path_factory.mktemp("speckle-hub-limits"), settings={"limits": {
+        "memory_gb": 6, "profiles": {"quick": {"memory_gb": QUICK_GB}, "lab": {"memory_gb": LAB_GB}}}})
+    try:
+        hub.start()
+        yield hub
+    finally:
+        hub.stop()
+
+
+class HealthWatch:
+    """GET /hub/health every 0.2 s in a thread; the slowest answer (a failure counts as 99 s)."""
+
+    def __init__(self, url: str):
+        self.url, self.slowest, self._stop = url + "hub/health", 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(0.2):
+            t0 = time.monotonic()
+            try:
+                ok = requests.get(self.url, timeout=10).status_code == 200
+            except requests.RequestException:
+                ok = False
+            self.slowest = max(self.slowest, time.monotonic() - t0 if ok else 99.0)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(15)
+
+
+def _memory_cgroup(hub: Hub, unix_name: str) -> Path:
+    way = L.confiner("auto", str(hub.state_dir))
+    assert way.kind == "cgroup", way.describe()
+    return next(Path(d) for d in way.placement(unix_name, L.Limits())["cgroups"] if "/memory/" in d)
+
+
+def test_a_user_past_the_memory_limit_is_killed_alone(limited_hub, browser, browser_login, artifacts):
+    hub = limited_hub
+    ana, ben = hub.new_user("oom"), hub.new_user("calm")
+    ana.start("quick")
+    ben.start("lab")
+    cgroup = _memory_cgroup(hub, ana.unix_name)
+    uid = pwd.getpwnam(ana.unix_name).pw_uid
+    inside = {int(p) for p in (cgroup / "cgroup.procs").read_text().split()}
+    assert inside and inside <= set(_pids_of_uid(uid))  # the server and its kernels, nothing else
+    assert set(_pids_of_uid(uid)) <= inside
+    assert memory_limit((1, cgroup)) == int(QUICK_GB * 1e9) // 4096 * 4096
+    assert memory_limit((1, _memory_cgroup(hub, ben.unix_name))) == int(LAB_GB * 1e9) // 4096 * 4096
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        browser_login(page, hub, ana)
+        page.goto(ana.dashboard_url(), timeout=90_000)
+        wait_dashboard_ready(page)
+        kernel_id = page.evaluate(
+            "JSON.parse(document.getElementById('jupyter-config-data').textContent).kernelId")
+        ben_socket = KernelSocket(ben, start_kernel(ben), ben.api_token())
+        ana_socket = KernelSocket(ana, kernel_id, ana.api_token())
+        with HealthWatch(hub.url) as health, ThreadPoolExecutor(1) as pool:
+            analysis = pool.submit(ben_socket.run, ANALYSIS, 300)
+            time.sleep(0.5)
+            ana_socket.send("hog = bytearray(4 * 10**9)")  # zero-filled: every page is touched
+            banner = page.locator("#speckle-kernel-lost")
+            banner.wait_for(state="visible", timeout=60_000)
+            status, out = analysis.result(300)
+        page.screenshot(path=str(artifacts / "limits_killed_for_memory.png"))
+        text = banner.inner_text()
+        assert f"memory limit of {QUICK_GB:.1f} GB (swap included)" in text, text
+        assert "Try a smaller region or fewer frames" in text
+        assert banner.get_attribute("data-reason") == "memory"
+        assert status == "ok" and out.split()[0] == "0", out  # ben's analysis finished
+        assert health.slowest < 1.0, f"the hub took {health.slowest:.2f} s to answer"
+        assert oom_kills((1, cgroup)) >= 1
+        assert ana.get("speckle/api/status").status_code == 200  # ana's server itself lives on
+        assert ben_socket.run("print(len(bytearray(10**8)))")[1].strip() == str(10**8)
+        ben_socket.close()
+    finally:
+        context.close()
+    ana.stop()
+    assert not cgroup.exists()  # released: nothing of ana's keeps running
+    assert not _pids_of_uid(uid)
