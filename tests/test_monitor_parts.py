@@ -298,3 +298,66 @@ def test_reprocess_on_two_dask_workers_equals_one_process_and_resumes(tmp_path):
     entries = read_index(one / "index.jsonl")[6:]
     assert sorted(e["path"] for e in entries) == sorted(str(data / f"scan_{i}.h5") for i in range(6))
     assert {e["template"] for e in entries} == {corrected.digest()}
+
+
+# ---------------------------------------------------------------------- the engine
+def test_local_workers_are_pinned_one_gpu_each(monkeypatch):
+    from speckle.monitor.cluster import _PinGpu
+
+    class Worker:
+        def __init__(self, name):
+            self.name = name
+
+    pin = _PinGpu(["GPU-aaaa", "GPU-bbbb"])
+    seen = []
+    for name in (0, 1, 2):
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        pin.setup(Worker(name))
+        seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
+    assert seen == ["GPU-aaaa", "GPU-bbbb", "GPU-aaaa"]
+
+
+def test_a_worker_killed_mid_analysis_is_an_error_entry_and_the_next_file_goes_on(tmp_path):
+    """As when the kernel's out-of-memory killer takes a worker: its file is refused with the
+    reason, the worker comes back, and the next file is analysed."""
+    from monitor_helpers import config, running
+
+    from speckle.monitor.state import StateDB
+
+    data, results = tmp_path / "data", tmp_path / "results"
+    data.mkdir()
+    cfg = config(data, results, cluster={"type": "local", "workers": 1},
+                 template={"kind": "xpcs", "xpcs": {"partition": {"kind": "whole"},
+                                                    "options": {"twotime": True}}})
+    with running(cfg) as (monitor, lines):
+        pids = monitor.executor.client.run(os.getpid)
+        write_stack(data / "victim.h5", seed=1, n=4000)  # long enough to be caught running
+        db = StateDB(results / "state.sqlite", readonly=True)
+        end = time.monotonic() + 60
+        while time.monotonic() < end and (db.get(str(data / "victim.h5")) or {}).get("state") != "running":
+            time.sleep(0.05)
+        for pid in pids.values():
+            os.kill(pid, signal.SIGKILL)
+        [victim] = wait_for_index(results, 1, timeout=120)
+        assert "died" in victim["error"] and "memory" in victim["error"], victim
+        write_stack(data / "next.h5", seed=2)
+        entries = wait_for_index(results, 2, timeout=120)
+    assert "error" not in entries[1] and entries[1]["path"].endswith("next.h5"), entries
+
+
+def test_nobody_else_can_use_the_monitors_dask_cluster(tmp_path):
+    """Its scheduler speaks TLS with credentials only the monitor holds: a client of another
+    account (a hub user's terminal) cannot connect and run code as the monitor."""
+    from distributed import Client
+
+    from monitor_helpers import config, running
+
+    data = tmp_path / "data"
+    data.mkdir()
+    with running(config(data, tmp_path / "results", cluster={"type": "local", "workers": 1})) as (monitor, _):
+        address = monitor.executor.client.scheduler.address
+        assert address.startswith("tls://127.0.0.1:")
+        with pytest.raises(Exception):  # noqa: B017 - refused one way or another
+            Client(address.replace("tls://", "tcp://"), timeout=5)
+        with pytest.raises(Exception):  # noqa: B017
+            Client(address, timeout=5)

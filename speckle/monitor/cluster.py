@@ -139,7 +139,8 @@ class Executor:
         ``busy`` (tasks in hand)."""
         raise NotImplementedError
 
-    def cancel(self, future) -> None:
+    def cancel(self, future, key: str | None = None) -> None:
+        """Give up a task; a worker stuck in it is restarted where the engine can."""
         future.cancel()
 
     def close(self) -> None:
@@ -241,11 +242,22 @@ class DaskExecutor(Executor):
                  "memory_limit": w.get("memory_limit") or None,
                  "busy": len(processing.get(addr, ()))} for addr, w in sorted(info.items())]
 
-    def cancel(self, future) -> None:
+    def cancel(self, future, key: str | None = None) -> None:
+        stuck = []
+        if key is not None:
+            try:
+                stuck = [w for w, keys in self.client.processing().items() if key in map(str, keys)]
+            except Exception:  # noqa: BLE001 - a scheduler that went away
+                stuck = []
         try:
             self.client.cancel(future, force=True)
         except Exception:  # noqa: BLE001 - cancelling a task that already ended
             pass
+        if stuck:  # a thread cannot be stopped: its worker process is restarted (the nanny)
+            try:
+                self.client.restart_workers(stuck, raise_for_error=False)
+            except Exception:  # noqa: BLE001 - a worker of a cluster that cannot restart it
+                pass
 
     def close(self) -> None:
         for part in (self.client, self.cluster):
@@ -269,8 +281,13 @@ def _dask_config():
                             "distributed.admin.tick.limit": "10s"})
 
 
-def open_executor(spec: ClusterSpec | None = None, *, log=None) -> Executor:
+def open_executor(spec: ClusterSpec | None = None, *, scratch=None, log=None) -> Executor:
     """Start or join the engine ``spec`` names and return its executor.
+
+    A cluster started here (local, Slurm) speaks TLS with credentials made for it and held
+    only by this process and its workers: another account on the machine (a hub user's
+    terminal) cannot connect to its scheduler and run code as the monitor. ``scratch`` (a
+    folder only this account reads) holds the credentials Slurm jobs need.
 
     Raises
     ------
@@ -300,7 +317,7 @@ def open_executor(spec: ClusterSpec | None = None, *, log=None) -> Executor:
             client.run(_warm_worker)
             return DaskExecutor(client, None, f"Dask scheduler at {spec.address}")
         if spec.type == "slurm":
-            return _slurm(spec, Client, log)
+            return _slurm(spec, Client, log, scratch)
         return _gateway(spec, log)
 
 
@@ -312,8 +329,8 @@ def _local(spec: ClusterSpec, Client, log) -> Executor:
     n = int(spec.workers or (len(gpus) or max(1, cores // 2)))
     memory = spec.memory or int(_memory_bytes() * 0.5 / n)
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory,
-                           dashboard_address=None, scheduler_kwargs={"dashboard": False},
-                           host="127.0.0.1", silence_logs=logging.ERROR)
+                           dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
+                           host="127.0.0.1", silence_logs=logging.ERROR, security=True)
     client = Client(cluster)
     if gpus:
         client.register_plugin(_PinGpu(gpus), name=_PinGpu.name)
@@ -323,16 +340,24 @@ def _local(spec: ClusterSpec, Client, log) -> Executor:
     return DaskExecutor(client, cluster, f"Dask LocalCluster, {n} worker{'s' * (n != 1)}{where}")
 
 
-def _slurm(spec: ClusterSpec, Client, log) -> Executor:
+def _slurm(spec: ClusterSpec, Client, log, scratch=None) -> Executor:
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError:
         raise InvalidInputError("cluster type slurm needs dask-jobqueue: pip install dask-jobqueue") from None
     import sys
 
+    from pathlib import Path
+
     kwargs = dict(cores=int(spec.cores), processes=1, memory=spec.memory or "4GB",
                   walltime=spec.walltime, python=sys.executable,
-                  job_extra_directives=list(spec.job_extra))
+                  job_extra_directives=list(spec.job_extra), security=True,
+                  scheduler_options={"dashboard_address": "127.0.0.1:0"})
+    if scratch is not None:
+        Path(scratch).mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(scratch, 0o700)
+        kwargs["shared_temp_directory"] = str(scratch)
+        kwargs["log_directory"] = str(scratch)
     if spec.queue:
         kwargs["queue"] = spec.queue
     if spec.account:

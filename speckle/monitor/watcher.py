@@ -153,7 +153,8 @@ class Monitor:
         self._lock = _hold_lock(self.layout.root / ".monitor.lock")
         self.db = StateDB(self.layout.state)
         if self.executor is None:
-            self.executor = open_executor(self.config.cluster, log=log.info)
+            self.executor = open_executor(self.config.cluster, scratch=self.layout.root / ".monitor",
+                                          log=log.info)
         self._recover()
         self.started_at = time.time()
 
@@ -428,7 +429,7 @@ class Monitor:
         for path, task in list(self._tasks.items()):
             if not task.future.done():
                 if time.monotonic() - task.submitted > limit and task.started:
-                    self.executor.cancel(task.future)
+                    self.executor.cancel(task.future, task.key)
                     self._finish(path, task, {"path": path, "error": (
                         f"the analysis did not finish within {limit:g} s and was stopped")})
                 continue
