@@ -21,6 +21,7 @@ import fcntl
 import logging
 import os
 import queue
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -325,15 +326,14 @@ class Monitor:
         if ignored_name(os.path.basename(path)) or self.layout.folder_of(path) is None:
             return
         try:
-            st = os.stat(path)
+            st = os.lstat(path)  # links are not followed (as when listing): data are files
         except OSError:
             self._gone(path)
             return
-        if os.path.isdir(path):
+        if stat.S_ISDIR(st.st_mode):
             for sub, sub_st in _walk(path):
                 self._touch(sub, sub_st)
-            return
-        if os.path.isfile(path):
+        elif stat.S_ISREG(st.st_mode):
             self._touch(path, st)
 
     def _touch(self, path: str, st: os.stat_result) -> None:
