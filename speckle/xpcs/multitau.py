@@ -50,7 +50,7 @@ __all__ = ["LagGrid", "MultiTauCorrelator", "lag_grid", "multitau_g2", "normaliz
 #: cache. Big detectors get bigger blocks (at most _MAX_BLOCKS), so that the per-call work of
 #: the levels stays large next to Python's overhead.
 _PIXEL_BLOCK = 8192
-_MAX_BLOCKS = 32
+_MAX_BLOCKS = 128
 #: Frames correlated at once on the CPU (larger chunks are split).
 _SUB_FRAMES = 256
 #: Bytes that the queued entries may hold, half for level 0's pieces and half for the batches
@@ -278,8 +278,9 @@ def _row_products(xp, a, b, out):
 class _Block:
     """All levels of the correlator for one contiguous block of pixels.
 
-    Levels above 0 wait until ``min_batch`` entries are queued, so that the per-call overhead of
-    the short binned series stays small; the order of entries, and so the result, is unchanged.
+    Level 0 waits until ``piece`` frames are queued (however few each fed chunk holds: big
+    detectors' chunks hold a few frames), levels above until ``min_batch`` entries are, so that
+    the per-call work stays large; the order of entries, and so the result, is unchanged.
     """
 
     def __init__(self, grid, n_pixels, xp, min_batch=16, piece=_SUB_FRAMES, kernels=None):
@@ -289,12 +290,12 @@ class _Block:
                               capacity=piece if i == 0 else min_batch + (piece >> i) + 2,
                               top=i == top, kernels=kernels)
                        for i, lags in enumerate(grid.per_level)]
-        self.min_batch = min_batch
+        self.min_batch, self.piece = min_batch, piece
 
     def process(self, flush=False):
         """Run every level whose queue is long enough (all of them with ``flush``)."""
         for i, level in enumerate(self.levels):
-            if i > 0 and level.q < self.min_batch and not flush:
+            if level.q < (self.piece if i == 0 else self.min_batch) and not flush:
                 return
             upper = self.levels[i + 1] if i + 1 < len(self.levels) else None
             level.process(upper)
@@ -363,7 +364,8 @@ class MultiTauCorrelator:
         self.piece = int(np.clip(_QUEUE_BYTES // 2 // row, 8, _SUB_FRAMES))
         min_batch = int(np.clip(_QUEUE_BYTES // 2 // (row * len(self.grid.per_level)), 2,
                                 _MAX_BATCH))
-        self.blocks = [_Block(self.grid, s.stop - s.start, xp, min_batch, self.piece, compiled)
+        piece = self.piece if xp is np else 1  # the GPU correlates each fed chunk at once
+        self.blocks = [_Block(self.grid, s.stop - s.start, xp, min_batch, piece, compiled)
                        for s in self.slices]
         self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
 
@@ -383,13 +385,15 @@ class MultiTauCorrelator:
         w = np.ones(n, np.float32) if weights is None else np.asarray(weights, np.float32)
         excluded = np.flatnonzero(w == 0)
         # on the CPU, pieces of a few frames keep a block's working set in the cache; each task
-        # takes all pieces of its block, so that the block's state stays hot between them
+        # takes all pieces of its block, so that the block's state stays hot between them; a
+        # piece may span several fed chunks
         step = self.piece if self.xp is np else max(n, 1)
 
         def run(i):
             block, cols = self.blocks[i], self.slices[i]
-            for start in range(0, n, step):
-                stop = min(start + step, n)
+            start = 0
+            while start < n:
+                stop = min(start + step - block.levels[0].q, n)  # fills a piece at most
                 vals, wts = block.levels[0].slot(stop - start)
                 src = frames[start:stop, cols]
                 if self.xp is np:
@@ -401,6 +405,7 @@ class MultiTauCorrelator:
                 if len(zero):
                     vals[self.xp.asarray(zero)] = 0
                 block.process()
+                start = stop
 
         self._run(run)
         self.fed += n
