@@ -584,7 +584,7 @@ def _line(entry: dict, folder: str | None, elapsed) -> str:
         return f"{when}  {'REFUSED':<8} {entry.get('kind') or '-':<4}  {rel}: {entry['error']}"
     took = f" ({elapsed:.1f} s)" if isinstance(elapsed, (int, float)) else ""
     text = entry.get("conclusion") or entry.get("summary") or ""
-    action = f" {entry['action']}" if entry.get("action") else ""
+    action = f" -> {entry['action']}" if entry.get("action") else ""
     return (f"{when}  {(entry.get('verdict') or '?').upper():<8} {entry.get('kind'):<4}  {rel}: "
-            f"{text}{action}{took} -> {entry.get('result')}")
+            f"{text}{action}{took}; result: {entry.get('result')}")
 
