@@ -263,7 +263,7 @@ def bench_reprocess(n: int, workers: int) -> dict:
 def report(res: dict) -> str:
     lines = [f"# Beamtime monitor, {res['date']} ({res['tag']})", "",
              f"Machine: {res['machine'].get('cpu_model', '?')}, {res['machine'].get('cpu_count')} "
-             f"cores, {res['machine'].get('memory_gib', '?')} GiB; {res['machine']['user']}. "
+             f"cores, {res['machine'].get('mem_total_gib', '?')} GiB; {res['machine']['user']}. "
              f"Datasets: {FRAMES} frames of {SIDE}x{SIDE} uint16 HDF5 (simulated speckle, "
              "tau 20 frames), default template (automatic kind, two-time on).", "",
              "| measure | result | floor (issue 9) |", "| --- | ---: | --- |"]
@@ -288,6 +288,11 @@ def report(res: dict) -> str:
         lines.append(f"| reprocess {r['datasets']} datasets: {runs} | {r['speed_up']:g}x; results "
                      f"{'identical' if r['identical'] else 'DIFFER'} | identical: "
                      f"**{'pass' if r['identical'] else 'FAIL'}** |")
+    loads = [x["load1"] for key in ("latency", "sustained") if key in res for x in res[key]["runs"]]
+    loads += [v["load1"] for v in res.get("reprocess", {}).get("runs", {}).values()]
+    if loads:
+        lines += ["", f"1-minute load average during the runs: {min(loads):g} to {max(loads):g} "
+                      "(2 cores: above ~1, other work shares the CPU with the monitor)."]
     if "latency" in res:
         lines += ["", "Latency, file by file (s):", "",
                   "| file | total | settling | analysis | to the page | verdict | load |",
