@@ -537,6 +537,8 @@ def _random_start(engine, amp, trials, rng, xp):
 
 def _given_start(engine, start, trials, xp):
     s = xp.asarray(asnumpy(start), dtype=xp.complex64)
+    if s.shape == (trials, *engine.amp.shape):  # one start per trial
+        return engine.project_support(s)
     if s.shape != engine.amp.shape:
         raise InvalidInputError(f"the starting object's shape {tuple(s.shape)} differs from "
                                 f"the pattern's {tuple(engine.amp.shape)}")
@@ -569,9 +571,10 @@ def phase_retrieval(intensity, support=None, options: PhasingOptions | None = No
     options : PhasingOptions, optional
     mask : bool array, optional
         True where a detector pixel is not measured (left free in Fourier space).
-    start : complex array, (rows, cols), optional
+    start : complex array, (rows, cols) or (trials, rows, cols), optional
         Starting object for every trial (for example a previous result's ``object`` with its
-        ``support``) instead of random phases.
+        ``support``), or one per trial, instead of random phases. The PRTF is left out (the
+        trials are not independent) unless there is one start per trial.
     bound : bool array, (rows, cols), optional
         Shrink-wrap never reaches outside it (a support known to hold the object, such as the
         holographic one: there the bright references would otherwise set the shrink-wrap's
@@ -656,7 +659,7 @@ def phase_retrieval(intensity, support=None, options: PhasingOptions | None = No
     support_out = align_mask(supports[best], alignments[best])
     return _finish(intensity, free_np, reference, aligned, kept, estimate_errors, final,
                    support_out, np.sqrt(errors2 / norm2), opts, started, xp,
-                   independent=start is None)
+                   independent=start is None or np.ndim(start) == 3)
 
 
 #: :attr:`PhasingResult.trial_spread` above which the trials are reported as disagreeing. Trials

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ from .fth import (detect_cross_terms, find_center, helicity_difference, reconstr
                   rotate_phase_to_real)
 from .options import SUPPORT_METHODS, CdiOptions, FthOptions, RefocusOptions
 from .phasing import phase_retrieval
-from .prepare import as_mask, prepare_pattern
+from .prepare import PreparedPattern, as_mask, prepare_pattern
 from .results import CdiResult, FthResult, RefocusResult
 from .support import (autocorrelation_map, support_from_autocorrelation,
                       support_from_cross_terms, support_from_rectangles)
@@ -242,6 +243,43 @@ def initial_support(prepared, opts: CdiOptions):
     return np.asarray(support), "autocorrelation", terms
 
 
+#: Patterns at least this large (pixels along the smaller side) are phased at half resolution
+#: first (their central half: the low frequencies); see :func:`_coarse_pass`.
+COARSE_FROM = 512
+
+
+def _coarse_pass(prepared, opts: CdiOptions, step, cancel):
+    """Phase the central half of a large pattern, and start the full one from it.
+
+    An object sampled finely has more unknowns and converges more slowly than the same
+    object at half the resolution; the low frequencies alone (the central half of the pattern)
+    give it on a grid of twice the pixel size, with the same field of view. Each trial's
+    result, interpolated to the full grid (its spectrum zero-padded), starts the same trial
+    at full resolution, in the support found (upsampled and grown by two pixels): the full
+    pass only refines. The trials stay independent.
+
+    Returns
+    -------
+    start : complex ndarray, (trials, rows, cols)
+    support : bool ndarray
+    """
+    rows, cols = prepared.pattern.shape
+    r0, c0 = rows // 2 - rows // 4, cols // 2 - cols // 4
+    crop = np.s_[r0:r0 + rows // 2, c0:c0 + cols // 2]
+    coarse = PreparedPattern(pattern=prepared.pattern[crop], mask=prepared.mask[crop])
+    support, _, _ = initial_support(coarse, replace(opts, support="autocorrelation"))
+    result = phase_retrieval(coarse.pattern, support, opts.phasing(), mask=coarse.mask,
+                             progress=step.part(0.08, 0.3), cancel=cancel)
+    pad = ((r0, rows - r0 - rows // 2), (c0, cols - c0 - cols // 2))
+    starts = []
+    for trial in result.trials:
+        spectrum = np.fft.fftshift(np.fft.fft2(trial))
+        starts.append(np.fft.ifft2(np.fft.ifftshift(np.pad(spectrum, pad))))
+    fine = np.kron(result.support, np.ones((2, 2), bool))[:rows, :cols]
+    fine = np.pad(fine, ((0, rows - fine.shape[0]), (0, cols - fine.shape[1])))
+    return np.stack(starts), ndimage.binary_dilation(fine, iterations=2)
+
+
 def run_cdi(data, options: CdiOptions | None = None, *, mask=None,
             progress: Callable | None = None, cancel: Callable | None = None,
             source: str | None = None) -> CdiResult:
@@ -283,8 +321,13 @@ def run_cdi(data, options: CdiOptions | None = None, *, mask=None,
     # a holographic support holds the object: shrink-wrap tightens it, never beyond (a little
     # margin for the blur)
     bound = ndimage.binary_dilation(support, iterations=2) if method == "fth" else None
+    start = None
+    if method == "autocorrelation" and min(prepared.pattern.shape) >= COARSE_FROM:
+        start, support = _coarse_pass(prepared, opts, step, cancel)
     phased = phase_retrieval(prepared.pattern, support, opts.phasing(), mask=prepared.mask,
-                             bound=bound, progress=step.part(0.08, 0.97), cancel=cancel)
+                             start=start, bound=bound, progress=step.part(0.3 if start is not
+                                                                          None else 0.08, 0.97),
+                             cancel=cancel)
     step(0.98, "judging")
     verdict = judge_cdi(trial_spread=phased.trial_spread, final_error=phased.final_error,
                         errors=phased.errors, rounds=opts.rounds, prtf=phased.prtf,
