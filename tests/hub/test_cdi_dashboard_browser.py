@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import time
 import zipfile
 from urllib.parse import unquote
@@ -100,7 +101,8 @@ def test_cdi_demo_to_reconstruction_plots_and_downloads(phaser, page_of, artifac
     assert result[:8] == HDF5
     with h5py.File(io.BytesIO(result), "r") as f:
         assert f["speckle"].attrs["kind"] == "cdi"
-        assert f["speckle"].attrs["schedule"] == "20*HIO + 5*ER"
+        assert json.loads(f["speckle"].attrs["options"])["schedule"] == "20*HIO + 5*ER"
+        assert json.loads(f["speckle"].attrs["verdict"])["level"] in ("good", "marginal", "bad")
         obj = f["speckle/reconstruction"][()]
         assert obj.dtype.kind == "c" and obj.shape == (512, 512)
         assert f["speckle/initial_support"][()].sum() == 120 * 120
