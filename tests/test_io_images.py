@@ -233,3 +233,81 @@ def test_image_result_kind_recognises_results_only(tmp_path):
     (tmp_path / "text.h5").write_text("not hdf5")
     for path in ("other.h5", "text.h5", "missing.h5"):
         assert image_result_kind(tmp_path / path) is None
+
+
+# -- masks in every natural form -------------------------------------------------------------
+
+def _mask():
+    m = np.zeros((6, 7), bool)
+    m[1, 2] = m[4, 0:3] = True
+    return m
+
+
+@pytest.mark.parametrize("form", ["bool.npy", "uint8.npy", "int32.npy", "float.npy", "nan.npy",
+                                  "bool.h5", "uint16.tif", "float.fits", "stack.npy"])
+def test_a_mask_is_read_in_every_natural_form(tmp_path, form):
+    import tifffile
+    from astropy.io import fits
+
+    from speckle.io.images import read_mask
+
+    m = _mask()
+    name, ext = form.split(".")
+    path = tmp_path / form
+    values = {"bool": m, "uint8": m.astype(np.uint8), "int32": m * 5, "float": m * 0.5,
+              "nan": np.where(m, np.nan, 0.0), "uint16": m.astype(np.uint16),
+              "stack": np.stack([m & (np.arange(7) < 2), m & (np.arange(7) >= 2)])}[name]
+    if ext == "npy":
+        np.save(path, values)
+    elif ext == "h5":
+        with h5py.File(path, "w") as f:
+            f["mask"] = values
+    elif ext == "tif":
+        tifffile.imwrite(path, values)
+    else:
+        fits.PrimaryHDU(values).writeto(path)
+    got = read_mask(path, (6, 7))
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, m)  # a stack: unmeasured where any frame is
+
+
+def test_a_mask_of_another_shape_or_type_is_refused(tmp_path):
+    from speckle.io.images import read_mask
+
+    np.save(tmp_path / "m.npy", _mask())
+    with pytest.raises(InvalidInputError, match="6×7 but the pattern is 8×8"):
+        read_mask(tmp_path / "m.npy", (8, 8))
+    with pytest.raises(InvalidInputError, match="not <U1"):
+        read_mask(np.array([["a"]]))
+    np.testing.assert_array_equal(read_mask(_mask().astype(float)), _mask())
+
+
+# -- the imaging result layout ------------------------------------------------------------------
+
+def test_an_imaging_result_comes_back_as_the_same_result(tmp_path):
+    from speckle.imaging import RefocusOptions, run_refocus
+    from speckle.io.imaging_result import LAYOUT_VERSION, read_imaging_result, \
+        write_imaging_result
+
+    field = np.zeros((32, 32), complex)
+    field[10:20, 12:22] = np.exp(1j * np.linspace(0, 1, 10))[None, :]
+    result = run_refocus(field, RefocusOptions(energy=778, pixel_size=(20e-9, 25e-9),
+                                               distances=(-1e-6, 1e-6, 9)))
+    path = write_imaging_result(result, tmp_path / "r.h5")
+    _, attrs = read_image_result(path)
+    assert attrs["kind"] == "propagation" and attrs["layout_version"] == LAYOUT_VERSION
+    assert attrs["verdict"] == result.verdict.to_dict()
+    again = read_imaging_result(path)
+    assert again.options == result.options and again.region == (0, 32, 0, 32)
+    assert again.focus_distance == result.focus_distance
+    np.testing.assert_array_equal(again.focused, result.focused)
+    assert sorted(again.sharpness) == sorted(result.sharpness)
+
+
+def test_a_result_without_a_layout_version_is_refused_clearly(tmp_path):
+    from speckle.io.imaging_result import read_imaging_result
+
+    write_image_result(tmp_path / "old.h5", {"object": np.ones((4, 4), complex)},
+                       {"kind": "cdi"})
+    with pytest.raises(InvalidInputError, match="layout version None.*read_image_result"):
+        read_imaging_result(tmp_path / "old.h5")
