@@ -375,6 +375,18 @@ def markdown(cpu: dict, gpu, info: dict, started: str, wall: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _report(text: str, info: dict, started: str, name: str, no_write: bool) -> None:
+    """Print the table and write it to benchmarks/results/<name>_<date>_<host>.md."""
+    print()
+    print(text)
+    if not no_write:
+        RESULTS.mkdir(exist_ok=True)
+        host = info.get("hostname", "host").split(".")[0] or "host"
+        path = RESULTS / f"{name}_{started[:10].replace('-', '')}_{host}.md"
+        path.write_text(text)
+        print(f"written: {path}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=256, help="pattern side (default 256)")
@@ -404,27 +416,13 @@ def main(argv=None) -> int:
         rows = defaults_comparison(args)
         info = machine_info()
         text = defaults_markdown(rows, info, started, time.perf_counter() - t0)
-        print()
-        print(text)
-        if not args.no_write:
-            RESULTS.mkdir(exist_ok=True)
-            host = info.get("hostname", "host").split(".")[0] or "host"
-            path = RESULTS / f"cdi_defaults_{started[:10].replace('-', '')}_{host}.md"
-            path.write_text(text)
-            print(f"written: {path}")
+        _report(text, info, started, "cdi_defaults", args.no_write)
         return 0 if "FAIL" not in text else 1
     cpu = cpu_comparison(args)
     gpu = gpu_numbers(args)
     info = machine_info()
     text = markdown(cpu, gpu, info, started, time.perf_counter() - t0)
-    print()
-    print(text)
-    if not args.no_write:
-        RESULTS.mkdir(exist_ok=True)
-        host = info.get("hostname", "host").split(".")[0] or "host"
-        path = RESULTS / f"cdi_cpu_{started[:10].replace('-', '')}_{host}.md"
-        path.write_text(text)
-        print(f"written: {path}")
+    _report(text, info, started, "cdi_cpu", args.no_write)
     return 0 if cpu["speed_pass"] and all(cpu["error_pass"].values()) else 1
 
 
