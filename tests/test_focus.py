@@ -9,7 +9,7 @@ from speckle.backend import gpu_available
 from speckle.errors import Cancelled, InvalidInputError
 from speckle.imaging.focus import (FOCUS_EXTREMUM, METRICS, RECOMMENDED_METRIC, autofocus,
                                    focus_sweep, gradient_magnitude, sharpness)
-from speckle.imaging.fth import find_cross_terms, reconstruct
+from speckle.imaging.fth import detect_cross_terms, reconstruct
 from speckle.imaging.propagation import propagate
 
 UM = 1e-6
@@ -128,7 +128,7 @@ def defocused_cross_term(kind, defocus, pixel, seed=1):
     hologram, _ = simulate_fth(kind, pixel=pixel, defocus=defocus, ref_radius=1.0,
                                photons=1e8, seed=seed)
     image = reconstruct(hologram).image
-    term = next(t for t in find_cross_terms(image) if t.col < 128)  # object left of reference
+    term = next(t for t in detect_cross_terms(image) if t.col < 128)  # object left of reference
     r0, r1, c0, c1 = term.box
     return image[r0:r1, c0:c1]
 
