@@ -1,9 +1,13 @@
 """Single images in, imaging results out: the file layer of FTH, CDI and propagation.
 
 :func:`read_image` turns anything :func:`speckle.io.open.open_dataset` reads into one 2D
-float64 image (a stack is averaged unless one frame is asked for). :func:`write_image_result`
+float64 image (a stack is averaged unless one frame is asked for); :func:`read_mask` reads a
+mask of unmeasured pixels in any natural form (bools included). :func:`write_image_result`
 writes the arrays and parameters of an imaging result as one HDF5 file, atomically (see
-:func:`speckle.io.atomic.atomic_path`); :func:`read_image_result` reads such a file back.
+:func:`speckle.io.atomic.atomic_path`); :func:`read_image_result` reads such a file back. The
+workflow's results (:mod:`speckle.imaging.workflow`) go through
+:mod:`speckle.io.imaging_result`, which fixes one versioned layout per kind on top of these;
+:func:`write_reconstruction_zip` writes a reconstruction's parts as ``.npy`` files in a ZIP.
 
 Result layout::
 
