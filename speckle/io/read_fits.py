@@ -184,7 +184,10 @@ def _header_metadata(header, hdu_index: int) -> Metadata:
         key = card.keyword
         if key in _STRUCTURAL or key.startswith("NAXIS") or len(extra) >= _MAX_EXTRA_CARDS:
             continue
-        value = card.value
+        try:
+            value = card.value
+        except Exception:  # noqa: BLE001 - an unparsable card (astropy's VerifyError): metadata is optional
+            continue
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, int, float)):
             value = str(value)
         extra[key] = one_line(value) if isinstance(value, str) else value

@@ -10,6 +10,8 @@ What is refused (the message says why and what to do):
   whose raw data lives in external files: speckle reads only what is inside the given file;
 - data that are not real numbers, that have more than 3 dimensions (beyond leading 1s), or
   that declare absurd sizes (or above ``max_bytes``);
+- data the file cannot hold: never written, chunks missing, past the end of the file, or
+  compressed beyond any detector data (:func:`check_stored`), refused before reading;
 - compression filters that are not installed (``hdf5plugin`` provides the detector ones:
   bitshuffle/LZ4, LZ4, zstd, blosc...);
 - damaged or truncated files.
@@ -24,8 +26,12 @@ wavelength above 1e-6 as Angstrom (both noted in ``Metadata.extra['assumed_units
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import math
 import os
 import posixpath
+from collections.abc import Iterator
 
 import h5py
 import hdf5plugin  # noqa: F401  (registers the detector compression filters with HDF5)
@@ -34,13 +40,21 @@ import numpy as np
 from ..errors import InvalidInputError, SpeckleError, UnsafeFileError, UnsupportedFormatError
 from .dataset import DEFAULT_CHUNK_BYTES, HC_EV_M, Dataset, Metadata
 from .direct_hdf5 import DirectFrames
-from .limits import (check_declared_size, check_max_bytes, damaged, frame_dtype, frame_layout,
-                     one_line)
+from .limits import (MAX_STORED_RATIO, check_declared_size, check_max_bytes, damaged, file_size,
+                     frame_dtype, frame_layout, human_bytes, library_errors, one_line)
 
-__all__ = ["DEFAULT_DATASET", "HDF5Dataset", "open_h5_file", "open_hdf5"]
+__all__ = ["DEFAULT_DATASET", "HDF5Dataset", "check_stored", "open_h5_file", "open_hdf5"]
 
 DEFAULT_DATASET = "/entry/data/data"
 _MAX_SOFT_LINKS = 32
+#: Chunks never written read as the fill value: a few of them are read (and the verdict flags
+#: their frames), more chunks or bytes than these make an incomplete file, refused.
+MAX_UNWRITTEN_CHUNKS = 1000
+MAX_UNWRITTEN_BYTES = 2**30
+#: HDF5 spends about 8 µs on each chunk: more than this many chunks smaller than a real frame
+#: (SMALL_CHUNK_BYTES) is a file that would take minutes to read for little data.
+MAX_SMALL_CHUNKS = 2**20
+SMALL_CHUNK_BYTES = 4096
 _MAX_CANDIDATES = 8
 
 
@@ -83,38 +97,43 @@ class HDF5Dataset(Dataset):
         self.source = str(path)
         self.format = "hdf5"
         max_bytes = check_max_bytes(max_bytes)
-        try:
+        with library_errors(path, "HDF5 file"):
             self._file = h5py.File(path, "r", locking=False)
-        except OSError as exc:
-            raise damaged(path, exc, "HDF5 file") from None
         try:
-            self._ds = _locate(self._file, dataset, self.source)
-            self.dataset_path = self._ds.name
-            what = f"dataset {self.dataset_path!r}"
-            _check_inside_file(self._ds, self.source)
-            if h5py.check_string_dtype(self._ds.dtype) or h5py.check_vlen_dtype(self._ds.dtype):
-                raise InvalidInputError(
-                    f"{self.source}: {what} holds text or variable-length data, not detector "
-                    "frames: choose the image dataset with dataset='/path/to/frames'")
-            self.dtype = frame_dtype(self._ds.dtype, self.source, what)
-            self._layout = frame_layout(self._ds.shape, self.source, what)
-            self.shape = self._layout.shape
-            check_declared_size(self.shape, self.dtype, self.source, max_bytes=max_bytes,
-                                what=what)
-            _check_filters(self._ds, self.source)
-            self.metadata = read_nexus_metadata(self._file, self.dataset_path)
-            self._direct = DirectFrames.of(self._ds, path, self.source, self.dtype)
+            with library_errors(path, "HDF5 file"):
+                self._open(dataset, max_bytes, path)
         except BaseException:
             self._file.close()
             raise
 
+    def _open(self, dataset, max_bytes, path) -> None:
+        """Find the dataset and check it: what it is, its size, where its data lie."""
+        self._ds = _locate(self._file, dataset, self.source)
+        self.dataset_path = self._ds.name
+        what = f"dataset {self.dataset_path!r}"
+        _check_inside_file(self._ds, self.source)
+        if h5py.check_string_dtype(self._ds.dtype) or h5py.check_vlen_dtype(self._ds.dtype):
+            raise InvalidInputError(
+                f"{self.source}: {what} holds text or variable-length data, not detector "
+                "frames: choose the image dataset with dataset='/path/to/frames'")
+        self.dtype = frame_dtype(self._ds.dtype, self.source, what)
+        self._layout = frame_layout(self._ds.shape, self.source, what)
+        self.shape = self._layout.shape
+        declared = check_declared_size(self.shape, self.dtype, self.source,
+                                       max_bytes=max_bytes, what=what)
+        _check_filters(self._ds, self.source)
+        check_stored(self._ds, self.source, declared, what)
+        self.metadata = read_nexus_metadata(self._file, self.dataset_path)
+        self._direct = DirectFrames.of(self._ds, path, self.source, self.dtype)
+        self._guard = BitshuffleGuard.of(self._ds, self.source)
+
     def _read(self, start: int, stop: int) -> np.ndarray:
-        try:
+        with library_errors(self.source, "HDF5 file"):
             if self._direct is not None:
                 return self._direct.read(start, stop)
+            if self._guard is not None:
+                self._guard.check(start, stop)
             return self._layout.read(self._ds, start, stop, self.dtype)
-        except OSError as exc:
-            raise damaged(self.source, exc, "HDF5 file") from None
 
     def default_chunk_frames(self, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
         """As :meth:`Dataset.default_chunk_frames`, rounded to whole chunks of the file."""
@@ -134,8 +153,9 @@ class HDF5Dataset(Dataset):
 
 # --- finding the dataset, safely -------------------------------------------------------------
 
-def open_h5_file(path, what: str) -> h5py.File:
-    """Open an HDF5 file read-only, or raise a one-line error naming the file.
+@contextlib.contextmanager
+def open_h5_file(path, what: str) -> Iterator[h5py.File]:
+    """Open an HDF5 file read-only for a ``with`` block, or raise a one-line error naming it.
 
     Parameters
     ----------
@@ -143,19 +163,22 @@ def open_h5_file(path, what: str) -> h5py.File:
     what : str
         What the user should give instead, e.g. ``"an APS q-map .h5/.hdf file"``.
 
-    Returns
-    -------
+    Yields
+    ------
     h5py.File
-        Open for reading; close it (``with``) when done.
+        Open for reading, closed after the block. An h5py failure inside the block (a damaged
+        file's structures) is raised as a one-line :class:`~speckle.errors.InvalidInputError`.
     """
     source = str(path)
     try:
-        return h5py.File(path, "r")
+        f = h5py.File(path, "r")
     except FileNotFoundError:
         raise InvalidInputError(f"{source}: no such file") from None
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise UnsupportedFormatError(
             f"{source}: cannot be read as HDF5 ({exc.__class__.__name__}); give {what}") from None
+    with f, library_errors(source, "HDF5 file"):
+        yield f
 
 
 def resolve_inside(start, path: str, depth: int = 0):
@@ -303,6 +326,156 @@ def _check_inside_file(ds: h5py.Dataset, source: str) -> None:
         raise UnsafeFileError(
             f"{source}: dataset {ds.name!r} keeps its raw data in an external file ({name!r}); "
             "speckle reads only data stored inside the HDF5 file: copy the data into it")
+
+
+def check_stored(ds: h5py.Dataset, source: str, declared: int, what: str) -> None:
+    """Refuse a dataset that the file cannot hold, before anything is read.
+
+    HDF5 hands out its fill value (zeros) for data never written, so a few kB can declare
+    petabytes and be read as zeros for days. Refused: no data at all, chunks missing (a file cut
+    short, or still being written) beyond :data:`MAX_UNWRITTEN_CHUNKS` or
+    :data:`MAX_UNWRITTEN_BYTES`, more than :data:`MAX_SMALL_CHUNKS` tiny chunks, data past the end
+    of the file, and compression beyond
+    :data:`~speckle.io.limits.MAX_STORED_RATIO` for more than a GiB (a compression bomb).
+
+    Parameters
+    ----------
+    ds : h5py.Dataset
+    source : str
+        The file, for messages.
+    declared : int
+        The declared size in bytes (from :func:`~speckle.io.limits.check_declared_size`).
+    what : str
+        The dataset, for messages.
+    """
+    if ds.is_virtual:
+        return  # its sources were checked to lie in this file; their storage is theirs
+    layout = ds.id.get_create_plist().get_layout()
+    if layout == h5py.h5d.COMPACT:
+        return  # stored in the object header: at most 64 kB, all present
+    file_bytes = file_size(ds.file.filename)
+    if layout == h5py.h5d.CONTIGUOUS:
+        offset = ds.id.get_offset()
+        if offset is None:
+            raise _holds_nothing(source, what, declared)
+        if offset + declared > file_bytes:
+            raise damaged(source, f"{what} needs {human_bytes(declared)} from byte {offset}, "
+                                  f"the file has {human_bytes(file_bytes)}", "HDF5 file")
+        return
+    expected = math.prod(-(-n // c) for n, c in zip(ds.shape, ds.chunks))
+    chunk_bytes = math.prod(ds.chunks) * ds.dtype.itemsize
+    if expected > MAX_SMALL_CHUNKS and chunk_bytes < SMALL_CHUNK_BYTES:
+        raise UnsafeFileError(
+            f"{source}: {what} is cut into {expected} chunks of {chunk_bytes} bytes; reading so "
+            "many tiny pieces would take minutes: rewrite it with one chunk per frame")
+    written = ds.id.get_num_chunks()
+    if written == 0:
+        raise _holds_nothing(source, what, declared)
+    missing = expected - written
+    if missing > MAX_UNWRITTEN_CHUNKS or declared / expected * missing > MAX_UNWRITTEN_BYTES:
+        raise InvalidInputError(
+            f"{source}: {what} holds data for only {written} of its {expected} chunks (the rest, "
+            f"{human_bytes(declared // expected * (expected - written))}, would read as the fill "
+            "value): the file is incomplete, still being written or damaged: open it again once "
+            "it is complete, or copy it again")
+    stored = ds.id.get_storage_size()
+    if stored > file_bytes:
+        raise damaged(source, f"{what} stores {human_bytes(stored)}, the file has "
+                              f"{human_bytes(file_bytes)}", "HDF5 file")
+    if declared > 2**30 and declared > stored * MAX_STORED_RATIO:
+        raise UnsafeFileError(
+            f"{source}: {what} declares {human_bytes(declared)} stored in "
+            f"{human_bytes(stored)} (compressed {declared / max(stored, 1):.0f}:1, beyond any "
+            "detector data): a compression bomb or a damaged file, not read")
+
+
+BITSHUFFLE_FILTER = 32008
+
+
+class BitshuffleGuard:
+    """Checks the framing of bitshuffle chunks before HDF5's decoder reads them.
+
+    The bitshuffle plugin trusts the sizes written inside a chunk (its total size, its block
+    size, each block's compressed size) and reads past the chunk when they lie: one damaged
+    chunk crashes the whole process (found by tests/test_io_fuzz.py). Each chunk's raw bytes are
+    checked once, before the first read that needs it; the compressed blocks themselves are
+    decoded by LZ4/zstd within their stated sizes, which is safe.
+
+    Use :meth:`of`, which returns None for datasets without bitshuffle compression.
+    """
+
+    def __init__(self, ds: h5py.Dataset, source: str, elem_size: int):
+        self.ds, self.source, self.elem_size = ds, source, elem_size
+        self.chunk_bytes = math.prod(ds.chunks) * ds.dtype.itemsize
+        self.axis = ds.ndim - 3 if ds.ndim >= 3 else None  # the frames' axis
+        self.checked: set[tuple] = set()
+
+    @classmethod
+    def of(cls, ds: h5py.Dataset, source: str) -> "BitshuffleGuard | None":
+        """A guard for ``ds`` when bitshuffle compresses it; refuses damaged filter parameters."""
+        plist = ds.id.get_create_plist()
+        for i in range(plist.get_nfilters()):
+            code, _flags, values, _name = plist.get_filter(i)
+            if code != BITSHUFFLE_FILTER or len(values) < 5 or values[4] == 0:
+                continue  # another filter, or bitshuffle without compression (no framing)
+            if values[2] not in (0, ds.dtype.itemsize) or values[4] not in (2, 3):
+                raise damaged(source, f"dataset {ds.name!r} has bitshuffle parameters {values} "
+                                      f"that do not fit its {ds.dtype} data", "HDF5 file")
+            return cls(ds, source, ds.dtype.itemsize)
+        return None
+
+    def check(self, start: int, stop: int) -> None:
+        """Check every chunk holding frames ``start:stop`` (once each)."""
+        ranges = []
+        for d, (n, c) in enumerate(zip(self.ds.shape, self.ds.chunks)):
+            ranges.append(range(start // c * c, stop, c) if d == self.axis else range(0, n, c))
+        for offset in itertools.product(*ranges):
+            if offset in self.checked:
+                continue
+            try:
+                mask, raw = self.ds.id.read_direct_chunk(offset)
+            except RuntimeError:
+                continue  # never written: HDF5 hands out the fill value, no decoding
+            if not mask & 1:  # the filter ran on this chunk (bit set: it was skipped)
+                problem = bitshuffle_framing(raw, self.chunk_bytes, self.elem_size)
+                if problem:
+                    raise damaged(self.source, f"chunk at {offset} of {self.ds.name!r}: {problem}",
+                                  "HDF5 file")
+            self.checked.add(offset)
+
+
+def bitshuffle_framing(raw: bytes, chunk_bytes: int, elem_size: int) -> str | None:
+    """What is wrong with the framing of one bitshuffle-compressed chunk, or None.
+
+    The layout (bitshuffle's HDF5 filter): the uncompressed size (8 bytes, big-endian), the block
+    size in bytes (4), then per block its compressed size (4) and that many bytes, then the
+    last ``size % 8`` elements as they are.
+    """
+    if len(raw) < 12:
+        return f"{len(raw)} bytes, shorter than its header"
+    total, block_bytes = int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:12], "big")
+    if total != chunk_bytes:
+        return f"says it holds {total} bytes, the chunk holds {chunk_bytes}"
+    if block_bytes == 0 or block_bytes % (8 * elem_size) or block_bytes > 2**30:
+        return f"block size {block_bytes} bytes is not a multiple of 8 elements"
+    size, block = total // elem_size, block_bytes // elem_size
+    full, rest = divmod(size, block)
+    pos, end = 12, len(raw)
+    for _ in range(full + (1 if rest >= 8 else 0)):
+        if pos + 4 > end:
+            return "its blocks end early"
+        pos += 4 + int.from_bytes(raw[pos:pos + 4], "big")
+        if pos > end:
+            return "a block runs past the end of the chunk"
+    if pos + size % 8 * elem_size != end:
+        return f"its blocks and tail fill {pos + size % 8 * elem_size} of its {end} bytes"
+    return None
+
+
+def _holds_nothing(source: str, what: str, declared: int) -> UnsafeFileError:
+    return UnsafeFileError(
+        f"{source}: {what} declares {human_bytes(declared)} but the file holds none of its data "
+        "(it was never written; HDF5 would hand out zeros): not a dataset to analyse")
 
 
 def _check_filters(ds: h5py.Dataset, source: str) -> None:

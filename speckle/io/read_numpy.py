@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import struct
 import threading
+import tokenize
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -24,7 +26,7 @@ from ..errors import InvalidInputError, UnsafeFileError, UnsupportedFormatError
 from .dataset import Dataset, Metadata
 from .limits import (DEFAULT_MAX_DECOMPRESSED_BYTES, MAX_COMPRESSION_RATIO, check_declared_size,
                      check_max_bytes, damaged, file_size, frame_dtype, frame_layout, human_bytes,
-                     one_line)
+                     library_errors, one_line)
 from .sniff import describe_content
 
 __all__ = ["NpyDataset", "ZipStreamDataset", "open_npy", "open_npz", "read_npy_header"]
@@ -71,7 +73,7 @@ def read_npy_header(fp, source) -> tuple[tuple, bool, np.dtype, int]:
                                     "record arrays, not image stacks: save a numeric array")
     except InvalidInputError:
         raise
-    except (ValueError, SyntaxError, EOFError, OSError) as exc:
+    except (ValueError, SyntaxError, EOFError, OSError, tokenize.TokenError) as exc:
         raise damaged(source, f"unreadable .npy header: {one_line(exc)}", ".npy data") from None
     return tuple(shape), bool(fortran), dtype, fp.tell() - start
 
@@ -171,40 +173,37 @@ def open_npz(path, *, dataset: str | None = None,
         For several members without ``dataset``, damaged archives or members.
     """
     max_bytes = check_max_bytes(max_bytes)
-    try:
+    with library_errors(path, "ZIP archive"):
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise damaged(path, exc, "ZIP archive") from None
     try:
-        info = _pick_member(archive, dataset, path)
-        where = f"{path} member {info.filename}"
-        _check_member(info, where, max_bytes)
-        with archive.open(info) as member:
-            head = member.read(64)
-            if not head.startswith(_NPY_MAGIC):
-                raise UnsupportedFormatError(f"{where}: not a NumPy array "
-                                             f"({describe_content(head)})")
-            member.seek(0)
-            shape, fortran, dtype, header_bytes = read_npy_header(member, where)
-        layout, native = _check_array(where, shape, dtype, info.file_size - header_bytes,
-                                      max_bytes)
-        metadata = Metadata(extra={"member": info.filename})
-        if info.compress_type == zipfile.ZIP_STORED:
-            offset = _member_data_offset(path, info) + header_bytes
-            array = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
-                              order="F" if fortran else "C")
-            archive.close()
-            return NpyDataset(array, layout, native, source=str(path), format="npz",
-                              metadata=metadata)
-        if fortran and layout.shape[0] > 1:
-            raise InvalidInputError(
-                f"{where}: the array is stored in Fortran order inside a compressed ZIP, so its "
-                "frames cannot be read one by one: save it with np.save(np.ascontiguousarray(a))")
-        return ZipStreamDataset(archive, info, header_bytes, layout, dtype, native,
-                                fortran=fortran, source=str(path), metadata=metadata)
-    except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
-        archive.close()
-        raise damaged(path, exc, "ZIP archive") from None
+        with library_errors(path, "ZIP archive"):
+            info = _pick_member(archive, dataset, path)
+            where = f"{path} member {info.filename}"
+            _check_member(info, where, max_bytes)
+            with archive.open(info) as member:
+                head = member.read(64)
+                if not head.startswith(_NPY_MAGIC):
+                    raise UnsupportedFormatError(f"{where}: not a NumPy array "
+                                                 f"({describe_content(head)})")
+                member.seek(0)
+                shape, fortran, dtype, header_bytes = read_npy_header(member, where)
+            layout, native = _check_array(where, shape, dtype, info.file_size - header_bytes,
+                                          max_bytes)
+            metadata = Metadata(extra={"member": info.filename})
+            if info.compress_type == zipfile.ZIP_STORED:
+                offset = _member_data_offset(path, info) + header_bytes
+                array = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                                  order="F" if fortran else "C")
+                archive.close()
+                return NpyDataset(array, layout, native, source=str(path), format="npz",
+                                  metadata=metadata)
+            if fortran and layout.shape[0] > 1:
+                raise InvalidInputError(
+                    f"{where}: the array is stored in Fortran order inside a compressed ZIP, so "
+                    "its frames cannot be read one by one: save it with "
+                    "np.save(np.ascontiguousarray(a))")
+            return ZipStreamDataset(archive, info, header_bytes, layout, dtype, native,
+                                    fortran=fortran, source=str(path), metadata=metadata)
     except BaseException:
         archive.close()
         raise
@@ -314,7 +313,7 @@ class ZipStreamDataset(Dataset):
                     if not n:
                         break
                     filled += n
-            except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
                 self._drop_stream()
                 raise damaged(self.source, exc, "ZIP archive") from None
         if filled < len(buffer):

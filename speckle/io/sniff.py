@@ -19,6 +19,7 @@ format                    signature
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 from pathlib import Path
@@ -29,6 +30,7 @@ from .limits import one_line
 __all__ = [
     "FORMATS",
     "SUPPORTED_FORMATS_TEXT",
+    "check_path_text",
     "DatasetNotFoundError",
     "describe_content",
     "expand_series",
@@ -140,6 +142,7 @@ def sniff_format(path) -> str:
     InvalidInputError
         When the path is unreadable or not a regular file (a device, a pipe).
     """
+    check_path_text(path)
     path = Path(path).expanduser()
     try:
         st = path.stat()
@@ -167,6 +170,27 @@ def sniff_format(path) -> str:
         raise UnsupportedFormatError(
             f"{path}: unsupported content, {describe_content(head)}; {SUPPORTED_FORMATS_TEXT}")
     return fmt
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def check_path_text(path) -> None:
+    """Refuse a path holding NUL or control characters (line breaks, escapes).
+
+    No data file needs them, and a message naming such a file could not stay on one line (or
+    would rewrite the user's terminal).
+
+    Raises
+    ------
+    InvalidInputError
+        Naming the path as a Python literal (``'a\\nb.h5'``), on one line.
+    """
+    text = os.fspath(path)
+    text = text.decode("utf-8", "surrogateescape") if isinstance(text, bytes) else text
+    if _CONTROL.search(text):
+        raise InvalidInputError(f"{text!r}: the file name holds control characters (a NUL, a line "
+                                "break or an escape): rename the file")
 
 
 def _hdf5_after_user_block(fh, size: int) -> str | None:

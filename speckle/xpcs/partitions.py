@@ -553,6 +553,10 @@ def _read_qmap_group(group, source: str) -> Partition:
     dyn = np.where(use, dyn, 0)
     sta = np.where(use, sta, 0)
     n_dyn, n_sta = int(dyn.max()), int(sta.max())
+    if max(n_dyn, n_sta) > max(dyn.size, 1 << 16):  # each bin costs memory: refuse before allocating
+        raise InvalidInputError(
+            f"{source}: the q-map numbers its bins up to {max(n_dyn, n_sta)} for {dyn.size} pixels; "
+            "the map is damaged")
 
     layout = {}
     for key in _LAYOUT_KEYS:
