@@ -186,3 +186,34 @@ def test_two_monitors_never_share_a_results_folder(folders):
         with pytest.raises(InvalidInputError, match="another monitor .* is using the results folder"):
             Monitor(config(data, results)).run_once(timeout=10)
     Monitor(config(data, results)).run_once(timeout=30)  # free again once the first stopped
+
+
+def test_hostile_names_and_a_file_rewritten_while_analysed(folders):
+    data, results = folders
+    with running(config(data, results)) as (monitor, lines):
+        (data / "scan with spaces & <tags>.h5").write_bytes(b"")  # replaced below
+        write_stack(data / "scan with spaces & <tags>.h5", seed=4)
+        bad_name = os.fsencode(str(data)) + b"/scan_\xff\xfe.h5"  # not UTF-8: left out
+        with open(bad_name, "wb") as fh:
+            fh.write(b"\x89HDF\r\n\x1a\n")
+        write_stack(data / "long.h5", seed=5, n=3000)
+        db = StateDB(results / "state.sqlite", readonly=True)
+        end = time.monotonic() + 60
+        while time.monotonic() < end and (db.get(str(data / "long.h5")) or {}).get("state") != "running":
+            time.sleep(0.05)
+        write_stack(data / "long.h5", seed=6, n=FRAMES)  # rewritten while it is analysed
+        end = time.monotonic() + 120
+        while time.monotonic() < end:
+            entries = read_index(results / "index.jsonl")
+            if len([e for e in entries if e["path"].endswith("long.h5")]) == 2:
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)
+    entries = read_index(results / "index.jsonl")
+    names = [Path(e["path"]).name for e in entries]
+    assert sorted(names) == ["long.h5", "long.h5", "scan with spaces & <tags>.h5"], names
+    assert all("error" not in e for e in entries), entries
+    first, second = [e for e in entries if e["path"].endswith("long.h5")]
+    assert second["size"] != first["size"]  # the second analysis is of the new content
+    summary = json.loads((Path(second["result"]) / "summary.json").read_text())
+    assert summary["frames"] == FRAMES  # the result folder holds the later analysis

@@ -325,6 +325,8 @@ class Monitor:
         """A path an event named: a new or changed file, a folder moved in, or a removal."""
         if ignored_name(os.path.basename(path)) or self.layout.folder_of(path) is None:
             return
+        if not _utf8(path):
+            return
         try:
             st = os.lstat(path)  # links are not followed (as when listing): data are files
         except OSError:
@@ -361,6 +363,8 @@ class Monitor:
         now = time.monotonic()
         cfg = self.config
         for path, s in list(self._settling.items()):
+            if path in self._tasks:
+                continue  # rewritten while being analysed: its turn comes when that ends
             try:
                 st = os.stat(path)
             except OSError:
@@ -555,7 +559,7 @@ def _walk(folder: str):
         except OSError:
             continue
         for e in entries:
-            if ignored_name(e.name):
+            if ignored_name(e.name) or not _utf8(e.path):
                 continue
             try:
                 if e.is_dir(follow_symlinks=False):
@@ -564,6 +568,22 @@ def _walk(folder: str):
                     yield e.path, e.stat(follow_symlinks=False)
             except OSError:
                 continue
+
+
+def _utf8(path: str) -> bool:
+    """Whether a path's name can be stored and shown (a name of bytes that are not UTF-8 cannot:
+    it is left out, and said once in the log)."""
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        if path not in _NOT_UTF8:
+            _NOT_UTF8.add(path)
+            log.warning("left out, its name is not UTF-8 text: %r", path)
+        return False
+
+
+_NOT_UTF8: set[str] = set()
 
 
 def _task_failure(exc: BaseException) -> str:
