@@ -51,9 +51,14 @@ def compiled_kernels(choice: str | None = None) -> ModuleType | None:
 def preload(choice: str | None = None) -> None:
     """Start loading the compiled kernels in a background thread (numba's start-up overlaps
     whatever the caller does next); a later :func:`compiled_kernels` waits for it."""
+    def load():
+        try:
+            compiled_kernels(choice)
+        except Exception:  # noqa: BLE001 - the caller's own compiled_kernels() will say why
+            pass
+
     if use_compiled(choice):
-        threading.Thread(target=compiled_kernels, args=(choice,), daemon=True,
-                         name="speckle-kernels").start()
+        threading.Thread(target=load, daemon=True, name="speckle-kernels").start()
 
 
 def warm() -> str:

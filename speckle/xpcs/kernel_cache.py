@@ -4,11 +4,12 @@ numba caches compiled functions beside their source only where the current user 
 user servers running as other unix accounts would each compile the kernels again (seconds) on
 their first analysis. Here the cache of :mod:`speckle.xpcs.kernels` is a folder of the install
 (``speckle/xpcs/__pycache__``, or ``SPECKLE_KERNEL_CACHE``): whoever may write it (the one who
-installed speckle: ``make setup`` warms it, see :func:`speckle.xpcs.engine.warm`) fills it, everyone else only reads it. A cache that
-is stale and not writable is not an error: the kernels are compiled in memory and a warning
-says how to refresh the cache.
+installed speckle; ``make setup`` runs :func:`speckle.xpcs.engine.warm`) fills it, everyone else
+only reads it. A cache that is stale and not writable is not an error: the kernels are compiled
+in memory and a warning says how to refresh the cache.
 
-Only :mod:`speckle.xpcs.kernels` imports this module (it imports numba).
+It imports numba: only the modules of compiled kernels and :func:`~speckle.xpcs.engine.warm`
+import it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import warnings
 from pathlib import Path
 
+import numba
 from numba.core.caching import (CompileResultCacheImpl, FunctionCache, InTreeCacheLocator,
                                 UserWideCacheLocator)
 
@@ -64,16 +66,14 @@ class _SharedCache(FunctionCache):
         except OSError as exc:
             warnings.warn(f"speckle: the compiled-kernel cache {self.cache_path} is out of date "
                           f"and not writable here ({exc.strerror}); kernels are compiled in "
-                          "memory for this process. Refresh it as its owner: "
-                          "python -m speckle.xpcs.kernels", RuntimeWarning, stacklevel=2)
+                          "memory for this process. Refresh it as its owner: make kernels, or "
+                          "python -m speckle.xpcs.engine", RuntimeWarning, stacklevel=2)
             self.disable()
 
 
 def compiled(signature: str, options: dict):
     """Decorator: compile a function with numba for ``signature`` now, through the shared
     cache (a warm cache only loads it); calls with other types are refused, not compiled."""
-    import numba  # noqa: PLC0415 - this module is only imported where numba is used
-
     def decorate(func):
         dispatcher = numba.njit(**options)(func)
         dispatcher._cache = _SharedCache(dispatcher.py_func)  # in place of cache=True
