@@ -246,6 +246,21 @@ def _print_human(summary, stream, details: bool = False):
     print(f"result: {summary['output']}", file=stream)
 
 
+def progress_bar(stream):
+    """``progress(fraction, stage)`` drawing a one-line bar on ``stream`` when it is a terminal
+    (big detectors take minutes); None otherwise, so that logs and pipes stay clean."""
+    if not stream.isatty():
+        return None
+
+    def show(fraction, stage):
+        filled = int(30 * fraction)
+        stream.write(f"\r{stage:<12} [{'#' * filled}{'.' * (30 - filled)}] {100 * fraction:3.0f}%")
+        if fraction >= 1:
+            stream.write("\r" + " " * 60 + "\r")  # done: the bar makes way for the summary
+        stream.flush()
+    return show
+
+
 def _run_xpcs(args) -> int:
     from ..xpcs.engine import preload
 
@@ -254,7 +269,7 @@ def _run_xpcs(args) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise InvalidInputError(f"the output folder {out.parent} does not exist")
-    result = recipe.run(args.input)
+    result = recipe.run(args.input, progress=progress_bar(sys.stderr))
     _write_outputs(result, out, args.csv_dir, args.png_dir)
     summary = _summary(result, out)
     if args.json:
