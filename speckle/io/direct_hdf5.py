@@ -42,7 +42,24 @@ class DirectFrames:
 
     @classmethod
     def of(cls, ds: h5py.Dataset, path, source, dtype) -> "DirectFrames | None":
-        """A direct reader for ``ds``, or None when its layout is read through h5py."""
+        """A direct reader for ``ds``, or None when its layout is read through h5py.
+
+        Parameters
+        ----------
+        ds : h5py.Dataset
+            The (validated) frame dataset.
+        path : path-like
+            The file, opened again here for ``preadv``.
+        source : str
+            The file's name in messages.
+        dtype : numpy dtype
+            The native dtype frames are handed out in.
+
+        Raises
+        ------
+        InvalidInputError
+            When chunks lie beyond the end of the file (a truncated file).
+        """
         dtype = np.dtype(dtype)
         # the stored type must be the native one handed out: the bytes are then the values
         if ds.ndim != 3 or ds.is_virtual or ds.dtype != dtype or dtype.kind not in "uif":
@@ -74,7 +91,13 @@ class DirectFrames:
         return cls(path, source, ds.shape, dtype, per_chunk, table[:, 0], table[:, 1])
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        """Frames ``start:stop`` as a new (stop - start, rows, cols) array."""
+        """Frames ``start:stop`` as a new (stop - start, rows, cols) array.
+
+        Raises
+        ------
+        InvalidInputError
+            When the file ends before the frames do.
+        """
         out = np.empty((stop - start, *self.shape[1:]), self.dtype)
         flat = out.reshape(stop - start, -1).view(np.uint8)
         per, fb = self.frames_per_chunk, self.frame_bytes

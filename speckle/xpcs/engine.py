@@ -21,7 +21,18 @@ _CHOICES = ("auto", "numba", "numpy")
 
 
 def use_compiled(choice: str | None = None) -> bool:
-    """Whether the compiled kernels are chosen (and numba is there); imports nothing."""
+    """Whether the compiled kernels are chosen and numba is installed (imports nothing).
+
+    Parameters
+    ----------
+    choice : {"auto", "numba", "numpy"}, optional
+        Default: ``SPECKLE_CPU_KERNELS``, else ``"auto"``.
+
+    Raises
+    ------
+    InvalidInputError
+        For an unknown choice, or ``"numba"`` where numba is not installed.
+    """
     choice = (choice or os.environ.get("SPECKLE_CPU_KERNELS") or "auto").strip().lower()
     if choice not in _CHOICES:
         raise InvalidInputError(f"CPU kernels must be one of {', '.join(_CHOICES)}, "
@@ -50,7 +61,13 @@ def compiled_kernels(choice: str | None = None) -> ModuleType | None:
 
 def preload(choice: str | None = None) -> None:
     """Start loading the compiled kernels in a background thread (numba's start-up overlaps
-    whatever the caller does next); a later :func:`compiled_kernels` waits for it."""
+    whatever the caller does next); a later :func:`compiled_kernels` waits for it.
+
+    Parameters
+    ----------
+    choice : {"auto", "numba", "numpy"}, optional
+        As for :func:`compiled_kernels`; nothing is loaded when the numpy kernels are chosen.
+    """
     def load():
         try:
             compiled_kernels(choice)

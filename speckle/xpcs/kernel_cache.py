@@ -73,7 +73,15 @@ class _SharedCache(FunctionCache):
 
 def compiled(signature: str, options: dict):
     """Decorator: compile a function with numba for ``signature`` now, through the shared
-    cache (a warm cache only loads it); calls with other types are refused, not compiled."""
+    cache (a warm cache only loads it); calls with other types are refused, not compiled.
+
+    Parameters
+    ----------
+    signature : str
+        numba signature, e.g. ``"void(float64[:, ::1], int64)"``.
+    options : dict
+        Options of ``numba.njit`` (``nogil=True`` for kernels run on threads).
+    """
     def decorate(func):
         dispatcher = numba.njit(**options)(func)
         dispatcher._cache = _SharedCache(dispatcher.py_func)  # in place of cache=True
@@ -84,7 +92,13 @@ def compiled(signature: str, options: dict):
 
 
 def open_to_all(folder: Path) -> None:
-    """Make the cache readable by every user whatever the umask of whoever wrote it."""
+    """Make the cache readable by every user whatever the umask of whoever wrote it.
+
+    Parameters
+    ----------
+    folder : Path
+        The cache folder (:func:`cache_dir`); other users' files in it are left as they are.
+    """
     for path in [folder, *folder.iterdir()]:
         mode = 0o755 if path.is_dir() else 0o644
         try:
