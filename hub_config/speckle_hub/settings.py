@@ -89,6 +89,7 @@ DEFAULTS: dict = {
         "cull_every": 300,
         "kernel_idle_timeout": 900,
         "kernel_cull_interval": 60,
+        "dashboard_orphan_grace": 120,
     },
     "gpus": {"policy": "auto", "devices": "all", "let_users_choose": True, "nvidia_smi": "nvidia-smi"},
     "dashboards": {"preheat": ["xpcs_quick_check.ipynb"], "preheat_refill_delay": None},

@@ -340,11 +340,14 @@ class SpeckleSpawner(LocalProcessSpawner):
 
     def _preheat_args(self) -> list[str]:
         """Every user server's kernels are managed by hub_config/user_server/speckle_preheat.py
-        (a dashboard kernel that dies is reported to its page, not restarted empty); Quick-check
+        (a dashboard kernel that dies is reported to its page, not restarted empty; one whose page
+        has gone is shut down after ``culling.dashboard_orphan_grace``); Quick-check
         servers also keep Voila's preheated kernels for ``dashboards.preheat``: each dashboard
         already executed in a waiting kernel, so that its page shows at once. JupyterLab servers
         do not (memory)."""
-        args = ["--ServerApp.kernel_manager_class=speckle_preheat.PreheatedKernelManager"]
+        grace = float(self._s.get("culling", {}).get("dashboard_orphan_grace", 120))
+        args = ["--ServerApp.kernel_manager_class=speckle_preheat.PreheatedKernelManager",
+                f"--PreheatedKernelManager.orphan_grace={grace}"]
         dash = self._s.get("dashboards", {})
         notebooks = dash.get("preheat", [])
         if (self.user_options or {}).get("profile", DEFAULT_PROFILE) != "quick" or not notebooks:

@@ -23,6 +23,10 @@ word, whereas a removed one lets the page (the speckle Voila template) tell the 
 and why (``speckle_jupyter.kernel_end``: the server's memory limit, with its size).
 JupyterLab's kernels restart as usual. The class serves every user server, with a pool or not.
 
+A dashboard kernel whose pages have all gone (the tab closed) is shut down ``orphan_grace``
+seconds later, whatever it computes: an analysis nobody can see again does not keep a core busy
+for hours. JupyterLab's kernels keep the usual rules (a power user's long run goes on).
+
 Imported by the user server (``hub_config/user_server/singleuser.py`` puts this folder on
 ``sys.path``); configured by the hub's spawner::
 
@@ -36,10 +40,12 @@ import asyncio
 import functools
 import json
 import os
+import time
 
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from speckle_jupyter.kernel_end import KernelEnds
-from traitlets import Bool, List, Unicode, default
+from tornado.ioloop import PeriodicCallback
+from traitlets import Bool, Float, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 from voila.configuration import VoilaConfiguration
 from voila.paths import collect_template_paths
@@ -106,6 +112,13 @@ class PreheatedKernelManager(_VoilaPooled):
         pools.update({nb: {"pool_size": 1} for nb in self.preheat_notebooks})
         return pools
 
+    orphan_grace = Float(
+        120.0, config=True,
+        help="Seconds a dashboard's kernel lives on once its last page has gone (a closed tab); "
+             "then it is shut down, whatever it computes. Long enough for a laptop that sleeps "
+             "a moment to come back. 0: never (JupyterLab kernels are never stopped this way).",
+    )
+
     kernel_preload = Unicode(
         "import speckle.ui", config=True,
         help="Python each preheated kernel runs as it boots (IPKernelApp.exec_lines), before the "
@@ -116,6 +129,9 @@ class PreheatedKernelManager(_VoilaPooled):
         kwargs["parent"] = _ServerAsVoilaApp(kwargs["parent"], self)
         self._launched: asyncio.Future | None = None  # set by fill_if_needed during start-up
         self.kernel_ends = KernelEnds()  # why dashboard kernels died (speckle/api/kernels/<id>/end)
+        self._dashboard_kernels: set[str] = set()
+        self._orphaned_since: dict[str, float] = {}  # dashboard kernels whose pages all left
+        self._owner_watch: PeriodicCallback | None = None
         super().__init__(**kwargs)  # puts the first notebook's warm-up task on the loop
         if self._launched is not None:
             self._launch_during_startup(self._launched)
@@ -157,7 +173,48 @@ class PreheatedKernelManager(_VoilaPooled):
             if restarter is not None:
                 restarter.restart_limit = 0  # first death: "dead" callbacks, the kernel is removed
             self.kernel_ends.watch(kernel_id, self.get_kernel(kernel_id))
+            self._dashboard_kernels.add(kernel_id)
+            self._watch_owners()
         return kernel_id
+
+    # -- a dashboard's kernel lives as long as its page ------------------------------------------
+    # A Voila page cannot be reopened onto its kernel: once every page of a dashboard kernel has
+    # disconnected (and none came back within orphan_grace), nobody will see what it computes.
+    # Preheated kernels waiting in the pool have never had a page, so they are left alone.
+
+    def notify_connect(self, kernel_id):
+        super().notify_connect(kernel_id)
+        self._orphaned_since.pop(kernel_id, None)
+
+    def notify_disconnect(self, kernel_id):
+        super().notify_disconnect(kernel_id)
+        if kernel_id in self._dashboard_kernels and not self._kernel_connections.get(kernel_id):
+            self._orphaned_since[kernel_id] = time.monotonic()
+
+    def _watch_owners(self) -> None:
+        if self._owner_watch is None and self.orphan_grace > 0:
+            every = min(max(self.orphan_grace / 4, 0.5), 10.0)
+            self._owner_watch = PeriodicCallback(self._stop_orphans, every * 1000)
+            self._owner_watch.start()
+
+    async def _stop_orphans(self) -> None:
+        now = time.monotonic()
+        for kernel_id, since in list(self._orphaned_since.items()):
+            if now - since < self.orphan_grace:
+                continue
+            self._orphaned_since.pop(kernel_id, None)
+            if kernel_id in self._kernels and not self._kernel_connections.get(kernel_id):
+                self.log.info("Shutting down dashboard kernel %s: its page has been gone for %.0f s",
+                              kernel_id, now - since)
+                try:
+                    await self.shutdown_kernel(kernel_id)
+                except Exception as e:  # noqa: BLE001 - reported, the next orphan is still handled
+                    self.log.warning("Could not shut down the orphaned kernel %s: %s", kernel_id, e)
+
+    def remove_kernel(self, kernel_id):
+        self._dashboard_kernels.discard(kernel_id)
+        self._orphaned_since.pop(kernel_id, None)
+        return super().remove_kernel(kernel_id)
 
     def _preload_arguments(self) -> list[str]:
         return [f"--IPKernelApp.exec_lines={self.kernel_preload}"] if self.kernel_preload else []

@@ -47,6 +47,17 @@ class KernelSocket:
         }))
         return msg_id
 
+    def start(self, code: str, timeout: float = 30) -> str:
+        """Send ``code`` and return once the kernel says it is busy running it."""
+        msg_id = self.send(code)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            msg = json.loads(self.ws.recv())
+            if (msg.get("parent_header", {}).get("msg_id") == msg_id and msg["header"]["msg_type"] == "status"
+                    and msg["content"]["execution_state"] == "busy"):
+                return msg_id
+        raise TimeoutError(f"the kernel did not start running the code within {timeout} s")
+
     def run(self, code: str, timeout: float = 120) -> tuple[str, str]:
         """Execute ``code``; return (status of the reply, text printed on stdout)."""
         msg_id = self.send(code)

@@ -173,10 +173,12 @@ def test_quick_check_servers_preheat_dashboards_and_load_nothing_from_another_ho
     sp.user_options = {"profile": "lab"}
     lab_args = sp.get_args()
     assert "--ServerApp.kernel_manager_class=speckle_preheat.PreheatedKernelManager" in lab_args
-    assert not [a for a in lab_args if a.startswith("--PreheatedKernelManager.")]
+    # every server stops a dashboard's kernel once its page has gone (tests/hub/test_owner.py)
+    pool = [a for a in lab_args if a.startswith("--PreheatedKernelManager.")]
+    assert pool == ["--PreheatedKernelManager.orphan_grace=120.0"]
     sp = _spawner({**SETTINGS, "dashboards": {"preheat": []}})
     sp.user_options = {"profile": "quick"}
-    assert not [a for a in sp.get_args() if a.startswith("--PreheatedKernelManager.")]
+    assert [a for a in sp.get_args() if a.startswith("--PreheatedKernelManager.")] == pool
     # no refill delay: one preheated kernel per dashboard, from the server's start
     sp = _spawner({**SETTINGS, "dashboards": {"preheat": ["xpcs_quick_check.ipynb"], "preheat_refill_delay": None}})
     sp.user_options = {"profile": "quick"}
