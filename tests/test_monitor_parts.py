@@ -361,3 +361,59 @@ def test_nobody_else_can_use_the_monitors_dask_cluster(tmp_path):
             Client(address.replace("tls://", "tcp://"), timeout=5)
         with pytest.raises(Exception):  # noqa: B017
             Client(address, timeout=5)
+
+
+# ---------------------------------------------------------------------- holograms
+def test_a_hologram_is_recognised_reconstructed_and_refocused_with_the_folders_template(tmp_path):
+    """An FTH hologram whose object lies 3 µm out of the reference plane: the monitor knows it
+    is a hologram, reconstructs it and, with the folder's refocus settings (as the FTH
+    dashboard's "Use for new files in this folder" saves them), finds the focus."""
+    from test_fth import ENERGY, simulate_fth
+
+    from monitor_helpers import config
+    from speckle.imaging.fth import detect_cross_terms, reconstruct
+    from speckle.monitor import Monitor
+
+    um, pixel = 1e-6, 30e-9
+    hologram, _ = simulate_fth("absorbing", pixel=pixel, defocus=3 * um, ref_radius=1.0,
+                               photons=1e8, seed=1)
+    data, results = tmp_path / "data", tmp_path / "results"
+    data.mkdir()
+    np.save(data / "holo_0001.npy", hologram.astype(np.float32))
+    # the object's cross-term (left of the reference), as a person drags it in the dashboard
+    image = reconstruct(hologram).image
+    term = next(t for t in detect_cross_terms(image) if t.col < 128)
+    r0, r1, c0, c1 = term.box
+    template = {"kind": "auto", "refocus": {
+        "energy": f"{ENERGY}eV", "pixel_size": f"{pixel / 1e-9:g}nm",
+        "distances": ["-8um", "8um", 81], "region": [r0 - 4, r1 + 4, c0 - 4, c1 + 4]}}
+    Monitor(config(data, results, template=template)).run_once(timeout=180)
+    [entry] = read_index(results / "index.jsonl")
+    assert entry["kind"] == "fth" and "error" not in entry, entry
+    summary = json.loads((Path(entry["result"]) / "summary.json").read_text())
+    assert abs(summary["details"]["focus_distance_m"] - (-3 * um)) < 0.5 * um, summary["details"]
+    assert "in focus at -3" in entry["conclusion"] or "in focus at -2" in entry["conclusion"]
+    folder = Path(entry["result"])
+    assert {"result.h5", "refocus.h5", "focused.png", "preview_small.png", "thumb.png"} <= {
+        p.name for p in folder.iterdir()}
+
+
+def test_a_cdi_pattern_is_recognised_and_phased_with_a_verdict(tmp_path):
+    """A diffraction pattern of a compact object (Poisson noise, a beamstop, dead pixels saved
+    as NaN): no reference cross-terms, so CDI; phased with the defaults, judged."""
+    from monitor_helpers import config
+    from speckle.imaging.simulate import random_object, simulated_pattern, unmeasured_pixels
+    from speckle.monitor import Monitor
+
+    obj = random_object((256, 256), seed=3)
+    pattern = simulated_pattern(obj, photons=1e9, seed=3).astype(np.float64)
+    pattern[np.asarray(unmeasured_pixels(pattern.shape, seed=3), bool)] = np.nan
+    data, results = tmp_path / "data", tmp_path / "results"
+    data.mkdir()
+    np.save(data / "pattern_0001.npy", pattern)
+    Monitor(config(data, results, template={"kind": "auto"})).run_once(timeout=300)
+    [entry] = read_index(results / "index.jsonl")
+    assert entry["kind"] == "cdi" and "error" not in entry, entry
+    assert entry["verdict"] in ("good", "marginal") and entry["conclusion"], entry
+    with h5py.File(Path(entry["result"]) / "result.h5") as f:
+        assert f["speckle"].attrs["kind"] == "cdi"

@@ -49,7 +49,10 @@ from .verdict import judge_cdi, judge_fth, judge_refocus
 
 __all__ = ["CdiOptions", "CdiResult", "FthOptions", "FthResult", "RefocusOptions",
            "RefocusResult", "SUPPORT_METHODS", "SUPPORT_NAMES", "find_cross_terms",
-           "initial_support", "run_cdi", "run_fth", "run_refocus"]
+           "initial_support", "object_region", "run_cdi", "run_fth", "run_refocus"]
+
+#: Pixels added around an object's region (:func:`object_region`).
+REGION_MARGIN = 4
 
 #: How the initial support of :func:`run_cdi` is named in results and summaries.
 SUPPORT_NAMES = {"fth": "holographic cross-terms", "autocorrelation": "autocorrelation",
@@ -345,6 +348,26 @@ def run_cdi(data, options: CdiOptions | None = None, *, mask=None,
 
 
 # -- refocusing ------------------------------------------------------------------------------
+
+def object_region(result, margin: int = REGION_MARGIN) -> tuple[int, int, int, int] | None:
+    """Where a reconstruction shows the sample: (row0, row1, col0, col1) with a margin.
+
+    FTH: the strongest cross-term (of a cross-term and its twin, the one found strongest
+    first); CDI: the final support. None when neither is known.
+    """
+    terms = getattr(result, "cross_terms", None)
+    support = getattr(result, "support", None)
+    if terms:
+        r0, r1, c0, c1 = terms[0].box
+    elif support is not None and np.any(support):
+        rows, cols = np.nonzero(np.asarray(support))
+        r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    else:
+        return None
+    n_rows, n_cols = np.shape(result.reconstruction)
+    return (max(0, int(r0) - margin), min(n_rows, int(r1) + margin),
+            max(0, int(c0) - margin), min(n_cols, int(c1) + margin))
+
 
 def run_refocus(field, options: RefocusOptions, *, progress: Callable | None = None,
                 cancel: Callable | None = None, source: str | None = None) -> RefocusResult:

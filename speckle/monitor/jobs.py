@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 import time
 import traceback
 from pathlib import Path
@@ -153,30 +154,33 @@ def _imaging(ds, tmpl, kind, result_dir: Path, cancel, outcome) -> dict:
     conclusion = verdict.summary.removeprefix(f"{verdict.level.upper()}: ")  # the badge says it
     out = {"verdict": verdict.level, "summary": verdict.summary, "conclusion": conclusion,
            "action": verdict.action, "details": {"reasons": list(verdict.reasons)}}
+    region = workflow.object_region(result)
+    focus = None
+    if tmpl.refocus:
+        options = tmpl.options("refocus")
+        if options.region is None and region is not None:
+            options = replace(options, region=region)
+        focus = workflow.run_refocus(result, options, cancel=cancel)
+        d = focus.focus_distance
+        out["conclusion"] = f"{conclusion}; in focus at {d * 1e6:+.2f} µm"
+        out["action"] = out["action"] or focus.verdict.action
+        out["details"].update(focus_distance_m=float(d), refocus_verdict=focus.verdict.to_dict())
     with new_result_folder(kind, result_dir.parent, name=result_dir.name, replace=True) as (tmp, _):
         write_imaging_result(result, tmp / "result.h5")
         complex_picture(result.reconstruction, tmp / "reconstruction.png", size=None)
-        complex_picture(_object_view(result), tmp / "preview_small.png", size=THUMB_SIZE)
+        shown = result.reconstruction if region is None else _crop(result.reconstruction, region)
+        if focus is not None:
+            write_imaging_result(focus, tmp / "refocus.h5")
+            shown = focus.focused
+            complex_picture(shown, tmp / "focused.png", size=None)
+        complex_picture(shown, tmp / "preview_small.png", size=THUMB_SIZE)
         _finish_folder(tmp, {**outcome, **out, "result": str(result_dir)}, tmpl, image)
     return out
 
 
-def _object_view(result) -> np.ndarray:
-    """The part of a reconstruction that shows the sample: FTH's strongest cross-term, CDI's
-    support (with a margin); the whole reconstruction when neither is known."""
-    field = np.asarray(result.reconstruction)
-    box = None
-    terms = getattr(result, "cross_terms", None)
-    if terms:
-        box = terms[0].box
-    elif getattr(result, "support", None) is not None and np.any(result.support):
-        rows, cols = np.nonzero(np.asarray(result.support))
-        box = (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1)
-    if box is None:
-        return field
-    r0, r1, c0, c1 = (int(v) for v in box)
-    m = max(4, (r1 - r0) // 4, (c1 - c0) // 4)
-    return field[max(0, r0 - m):r1 + m, max(0, c0 - m):c1 + m]
+def _crop(field, region) -> np.ndarray:
+    r0, r1, c0, c1 = region
+    return np.asarray(field)[r0:r1, c0:c1]
 
 
 def complex_picture(field, path: Path, size: int | None) -> None:

@@ -21,10 +21,13 @@ MIN_SERIES_FRAMES = 20
 
 
 def image_of(ds) -> np.ndarray:
-    """The dataset as one image: its frame, or the mean of its (few) frames, as float64."""
+    """The dataset as one image: its frame, or the mean of its (few) frames, as float64.
+
+    Pixels that are not finite in any frame stay NaN: unmeasured (dead pixels, gaps written as
+    NaN), which the imaging workflow leaves free.
+    """
     frames = np.asarray(ds.read_frames(0, ds.n_frames), dtype=np.float64)
-    image = frames.mean(axis=0)
-    return np.where(np.isfinite(image), image, 0.0)
+    return frames.mean(axis=0)
 
 
 def recognise(ds) -> tuple[str, str]:
@@ -44,7 +47,8 @@ def recognise(ds) -> tuple[str, str]:
         return "xpcs", f"a series of {n} frames"
     from ..imaging.workflow import find_cross_terms
 
-    terms = find_cross_terms(image_of(ds))
+    image = image_of(ds)
+    terms = find_cross_terms(image, mask=~np.isfinite(image))
     what = f"{'one image' if n == 1 else f'{n} frames'}"
     if terms:
         return "fth", f"{what} whose autocorrelation has {len(terms)} cross-terms (references)"

@@ -9,8 +9,10 @@ A template holds what a dashboard run used, for each kind of data the monitor re
       partition: {kind: q_rings, n_rings: 8, q_min: 0.006/A, q_width: 0.003/A}
       metadata: {frame_time: 1.3ms}
       options: {fit_model: single, twotime: true}
-    fth: {}                             # FthOptions (speckle.imaging.workflow)
+    fth: {apodization: 0.1}             # FthOptions (speckle.imaging.workflow)
     cdi: {}                             # CdiOptions (speckle.imaging.workflow)
+    refocus: {energy: 778eV, pixel_size: 20nm, distances: [-5um, 5um, 101]}
+                                        # RefocusOptions: FTH/CDI reconstructions refocused
     saved_by: alice
     saved_at: '2026-12-06T17:02:11+00:00'
 
@@ -41,22 +43,84 @@ __all__ = ["KINDS", "Template", "TemplateStore", "load_template", "save_template
 
 #: What ``kind`` may say.
 KINDS = ("auto", "xpcs", "fth", "cdi")
-_KEYS = ("kind", "xpcs", "fth", "cdi", "folder", "saved_by", "saved_at", "note")
+_KEYS = ("kind", "xpcs", "fth", "cdi", "refocus", "folder", "saved_by", "saved_at", "note")
+#: Options classes of the imaging workflow, by template section.
+_IMAGING = {"fth": "FthOptions", "cdi": "CdiOptions", "refocus": "RefocusOptions"}
 #: Largest template file read (a template is a few hundred bytes).
 MAX_TEMPLATE_BYTES = 256 * 1024
 
 
 def _imaging_options(kind: str, values: Mapping):
-    """The FthOptions or CdiOptions that ``values`` describe (refused by name when wrong)."""
+    """The FthOptions, CdiOptions or RefocusOptions that ``values`` describe (refused by name
+    when wrong). Lengths and energies of ``refocus`` may carry units (``20nm``, ``778eV``)."""
     from ..imaging import workflow
 
-    cls = workflow.FthOptions if kind == "fth" else workflow.CdiOptions
+    cls = getattr(workflow, _IMAGING[kind])
     if not isinstance(values, Mapping):
         raise InvalidInputError(f"{kind}: expected a mapping of options")
+    values = dict(values)
+    if kind == "refocus":
+        values = _refocus_units(values)
     try:
-        return cls.from_dict(dict(values))
+        return cls.from_dict(values)
     except InvalidInputError as exc:
         raise InvalidInputError(f"{kind}: {exc}") from None
+
+
+def _refocus_text(values: dict) -> dict:
+    """Refocus quantities (SI) written with the units a person reads: the inverse of
+    :func:`_refocus_units`."""
+    from ..units import format_quantity
+
+    def length(v):
+        if v is None or v == 0:
+            return v if v is None else "0m"
+        return ("-" if v < 0 else "") + format_quantity(abs(v), "length")
+
+    out = dict(values)
+    if out.get("energy") is not None:
+        out["energy"] = format_quantity(out["energy"], "energy")
+    px = out.get("pixel_size")
+    if isinstance(px, (list, tuple)):
+        out["pixel_size"] = [length(v) for v in px]
+    elif px is not None:
+        out["pixel_size"] = length(px)
+    d = out.get("distances")
+    if isinstance(d, (list, tuple)) and len(d) == 3:
+        out["distances"] = [length(d[0]), length(d[1]), int(d[2])]
+    if out.get("distance_list"):
+        out["distance_list"] = [length(v) for v in out["distance_list"]]
+    return out
+
+
+def _refocus_units(values: dict) -> dict:
+    """Refocus quantities written with units (``778eV``, ``20nm``, ``-5um``) in SI."""
+    from ..units import NUMBER_WITH_UNIT, parse_quantity
+
+    def length(v):  # a signed length: parse_quantity takes positive ones
+        if not isinstance(v, str):
+            return v
+        text = v.strip()
+        sign = -1.0 if text.startswith("-") else 1.0
+        text = text.lstrip("+-")
+        m = NUMBER_WITH_UNIT.fullmatch(text)
+        if m and float(m.group(1)) == 0:
+            return 0.0
+        return sign * parse_quantity(text, "length")
+
+    if isinstance(values.get("energy"), str):
+        values["energy"] = parse_quantity(values["energy"], "energy")
+    px = values.get("pixel_size")
+    if isinstance(px, (list, tuple)):
+        values["pixel_size"] = tuple(length(v) for v in px)
+    elif px is not None:
+        values["pixel_size"] = length(px)
+    d = values.get("distances")
+    if isinstance(d, (list, tuple)) and len(d) == 3:
+        values["distances"] = (length(d[0]), length(d[1]), d[2])
+    if isinstance(values.get("distance_list"), (list, tuple)):
+        values["distance_list"] = tuple(length(v) for v in values["distance_list"])
+    return values
 
 
 @dataclass(frozen=True)
@@ -71,6 +135,9 @@ class Template:
     fth, cdi : dict
         Options of the FTH and CDI workflows, as plain values (checked when the template is
         made).
+    refocus : dict
+        Options of the refocusing of FTH and CDI reconstructions (energy, pixel size, distance
+        range, region, metric); empty: no refocusing.
     folder : str or None
         The folder a per-folder template is for (absolute).
     saved_by, saved_at, note : str or None
@@ -81,6 +148,7 @@ class Template:
     xpcs: XpcsRecipe = field(default_factory=XpcsRecipe)
     fth: dict = field(default_factory=dict)
     cdi: dict = field(default_factory=dict)
+    refocus: dict = field(default_factory=dict)
     folder: str | None = None
     saved_by: str | None = None
     saved_at: str | None = None
@@ -89,7 +157,7 @@ class Template:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise InvalidInputError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
-        for kind in ("fth", "cdi"):
+        for kind in ("fth", "cdi", "refocus"):
             values = getattr(self, kind) or {}
             if values:
                 # normalise through the options class: checked now, written in its own words
@@ -103,10 +171,10 @@ class Template:
 
     # ---------------------------------------------------------------- use
     def options(self, kind: str):
-        """The analysis settings for data of ``kind``: an XpcsRecipe, FthOptions or CdiOptions."""
+        """The settings for ``kind``: an XpcsRecipe, FthOptions, CdiOptions or RefocusOptions."""
         if kind == "xpcs":
             return self.xpcs
-        if kind in ("fth", "cdi"):
+        if kind in _IMAGING:
             return _imaging_options(kind, getattr(self, kind))
         raise InvalidInputError(f"no analysis for data of kind {kind!r}")
 
@@ -120,6 +188,7 @@ class Template:
     def stamped(self, *, folder: str | None = None, saved_by: str | None = None) -> "Template":
         """A copy for ``folder``, saved now by ``saved_by``."""
         return Template(kind=self.kind, xpcs=self.xpcs, fth=self.fth, cdi=self.cdi,
+                        refocus=self.refocus,
                         folder=folder if folder is not None else self.folder,
                         saved_by=saved_by, note=self.note,
                         saved_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
@@ -128,7 +197,7 @@ class Template:
     def to_dict(self) -> dict:
         """Plain, YAML-friendly values; :meth:`from_dict` reads them back."""
         out = {"kind": self.kind, "xpcs": self.xpcs.to_dict(), "fth": dict(self.fth),
-               "cdi": dict(self.cdi)}
+               "cdi": dict(self.cdi), "refocus": _refocus_text(self.refocus)}
         for key in ("folder", "saved_by", "saved_at", "note"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
@@ -146,7 +215,8 @@ class Template:
         text = {k: (None if d.get(k) is None else str(d[k]))
                 for k in ("folder", "saved_by", "saved_at", "note")}
         return cls(kind=str(d.get("kind", "auto")), xpcs=XpcsRecipe.from_dict(d.get("xpcs")),
-                   fth=dict(d.get("fth") or {}), cdi=dict(d.get("cdi") or {}), **text)
+                   fth=dict(d.get("fth") or {}), cdi=dict(d.get("cdi") or {}),
+                   refocus=dict(d.get("refocus") or {}), **text)
 
 
 def load_template(path) -> Template:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ...errors import InvalidInputError
 from ...imaging.options import FthOptions
-from ...imaging.workflow import run_fth
+from ...imaging.workflow import object_region, run_fth
 from ...imaging.fth import rotate_phase_to_real
 from ...io.imaging_result import write_imaging_result
 from .._common import MessageBox, Tasks, styled
@@ -31,24 +31,7 @@ from ._base import ImagingDashboard, section
 from .complex_view import ComplexImageView, image_png, log_decades, render_rgb
 from .refocus import RefocusInput
 
-__all__ = ["FthDashboard", "fth_dashboard", "suggest_region"]
-
-#: Margin (pixels) added around a detected cross-term for the suggested region.
-REGION_MARGIN = 4
-
-
-def suggest_region(result, margin: int = REGION_MARGIN) -> tuple[int, int, int, int] | None:
-    """The strongest cross-term of an FTH result with a margin, or None when none was found.
-
-    Of a cross-term and its (point-inverted, conjugated) twin, the one found strongest first is
-    taken (:attr:`speckle.imaging.results.FthResult.cross_terms`).
-    """
-    if not result.cross_terms:
-        return None
-    r0, r1, c0, c1 = result.cross_terms[0].box
-    rows, cols = np.shape(result.reconstruction)
-    return (max(0, r0 - margin), min(rows, r1 + margin), max(0, c0 - margin),
-            min(cols, c1 + margin))
+__all__ = ["FthDashboard", "fth_dashboard"]
 
 
 def _float(description: str, css: str, width="200px", step=0.1):
@@ -185,7 +168,7 @@ class FthDashboard(ImagingDashboard):
     def _prepare(self, image, metadata, label):
         result = run_fth(image, FthOptions(apodization=self.apodization.value), source=label)
         return {"image": image, "metadata": metadata, "label": label, "result": result,
-                "region": suggest_region(result)}
+                "region": object_region(result)}
 
     def _show(self, prepared) -> None:
         self._work.invalidate()  # a reconstruction of the previous data is stale
@@ -250,7 +233,7 @@ class FthDashboard(ImagingDashboard):
                                     "the demo data")
         else:
             result, what = run_fth(self._raw, options, source=self.label), self.label
-        return result, suggest_region(result), what
+        return result, object_region(result), what
 
     def reconstruct(self) -> None:
         """Invert the hologram with the typed centre and apodization (the Reconstruct button)."""

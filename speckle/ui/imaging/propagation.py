@@ -17,11 +17,10 @@ import numpy as np
 
 from ...backend import asnumpy
 from ...errors import InvalidInputError
-from ...imaging.workflow import run_fth
+from ...imaging.workflow import object_region, run_fth
 from .._common import styled
 from ._base import ImagingDashboard, section
 from .complex_view import ComplexImageView
-from .fth import suggest_region
 from .refocus import RefocusInput
 
 __all__ = ["INPUT_MODES", "PropagationDashboard", "field_from_image", "propagation_dashboard"]
@@ -48,14 +47,14 @@ def field_from_image(image, mode: str) -> tuple[np.ndarray, str, tuple | None]:
         complex128, same shape.
     description : str
     region : (int, int, int, int) or None
-        For a hologram, its strongest cross-term (:func:`~speckle.ui.imaging.fth.suggest_region`).
+        For a hologram, its strongest cross-term (:func:`~speckle.imaging.workflow.object_region`).
     """
     image = np.asarray(asnumpy(image))
     if mode == "hologram":
         result = run_fth(image)
         c = result.center
         return result.reconstruction.astype(np.complex128), (
-            f"FTH reconstruction (centre {c[0]:.2f}, {c[1]:.2f})"), suggest_region(result)
+            f"FTH reconstruction (centre {c[0]:.2f}, {c[1]:.2f})"), object_region(result)
     finite = np.isfinite(image)
     clean = np.where(finite, image, 0.0)
     if mode == "amplitude":
