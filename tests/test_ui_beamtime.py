@@ -193,3 +193,99 @@ def test_uploads_and_demo_data_are_not_watched_folders(home):
     with pytest.raises(InvalidInputError, match="not watched"):
         dash._folder_template()
     assert xpcs_recipe_of(dash.image, dash.runner).partition.kind == "q_rings"
+
+
+# ---------------------------------------------------------------------------------- imaging
+def _hologram_folder(home, monkeypatch):
+    """A beamline folder with a hologram whose object lies 3 um out of the reference plane."""
+    from test_fth import simulate_fth
+
+    folder = home / "beamline" / "holo"
+    folder.mkdir(parents=True)
+    hologram, _ = simulate_fth("absorbing", pixel=30e-9, defocus=3e-6, ref_radius=1.0,
+                               photons=1e8, seed=1)
+    np.save(folder / "holo_0001.npy", hologram.astype(np.float32))
+    monkeypatch.setenv("SPECKLE_DATA_DIRS", str(home / "beamline"))
+    return folder
+
+
+def test_the_fth_dashboards_settings_as_a_template_and_a_result_opened_with_them(home, tmp_path,
+                                                                                  monkeypatch):
+    from test_fth import ENERGY
+
+    from speckle.imaging.fth import detect_cross_terms, reconstruct
+    from speckle.ui.imaging import fth_dashboard
+
+    folder = _hologram_folder(home, monkeypatch)
+    dash = fth_dashboard()
+    dash.apodization.value = 0.1
+    dash.chooser.open_path(folder / "holo_0001.npy")
+    assert dash.wait(120) and dash.result is not None, dash.message.text
+    image = reconstruct(np.load(folder / "holo_0001.npy")).image
+    term = next(t for t in detect_cross_terms(image) if t.col < 128)  # the object, not its twin
+    r0, r1, c0, c1 = term.box
+    region = (r0 - 4, r1 + 4, c0 - 4, c1 + 4)
+    dash.reconstruction_view.clear_regions()
+    dash.reconstruction_view.add_region(*region)
+    dash.refocus.set_parameters(energy=ENERGY, pitch=30e-9, z_range=(-8e-6, 8e-6))
+    dash.refocus.run()
+    assert dash.wait(120) and dash.refocus.sweep is not None
+    folder_name, template = dash._folder_template()
+    assert folder_name == str(folder)
+    t = Template.from_dict(template)
+    assert t.kind == "fth" and t.options("fth").apodization == pytest.approx(0.1)
+    assert t.options("refocus").region == region and t.options("refocus").energy == ENERGY
+
+    # the monitor analyses the folder with it; its result opens in a fresh dashboard
+    results = tmp_path / "results"
+    TemplateStore(results / "templates").save(t.stamped(folder=str(folder)))
+    Monitor(MonitorConfig.from_dict({"folders": [str(folder.parent)], "results": str(results),
+                                     "cluster": {"type": "process"}})).run_once(timeout=120)
+    [entry] = read_index(results / "index.jsonl")
+    focus = json.loads((Path(entry["result"]) / "summary.json").read_text())["details"]["focus_distance_m"]
+    assert abs(focus + 3e-6) < 0.5e-6
+    monkeypatch.setenv("SPECKLE_MONITOR_RESULTS", str(results))
+    other = fth_dashboard()
+    other.page_query.query = "?" + urllib.parse.urlencode({"result": entry["result"]})
+    assert other.wait(120) and other.result is not None, other.message.text
+    assert other.apodization.value == pytest.approx(0.1)
+    assert other.reconstruction_view.region == region
+    assert other.refocus.sweep is not None  # refocused at once, with the template's settings
+    assert abs(other.refocus.best_distance() - focus) < 0.3e-6
+
+
+def test_the_cdi_dashboards_settings_as_a_template_and_a_result_opened_with_them(home, tmp_path,
+                                                                                  monkeypatch):
+    from speckle.imaging.simulate import random_object, simulated_pattern
+    from speckle.ui.imaging import cdi_dashboard
+
+    folder = home / "beamline" / "cdi"
+    folder.mkdir(parents=True)
+    monkeypatch.setenv("SPECKLE_DATA_DIRS", str(home / "beamline"))
+    np.save(folder / "pattern_0001.npy", simulated_pattern(random_object((128, 128), seed=2),
+                                                           photons=1e9, seed=2))
+    dash = cdi_dashboard()
+    dash.chooser.open_path(folder / "pattern_0001.npy")
+    assert dash.wait(120) and dash.shown is not None, dash.message.text
+    dash.schedule.value = "30*HIO + 10*ER"
+    dash.rounds.value, dash.trials.value = 4, 2
+    dash.constraint.value = "real"
+    _, template = dash._folder_template()
+    t = Template.from_dict(template)
+    o = t.options("cdi")
+    assert (t.kind, o.schedule, o.rounds, o.trials, o.real, o.positivity) == (
+        "cdi", "30*HIO + 10*ER", 4, 2, True, False)
+
+    results = tmp_path / "results"
+    TemplateStore(results / "templates").save(t.stamped(folder=str(folder)))
+    Monitor(MonitorConfig.from_dict({"folders": [str(folder.parent)], "results": str(results),
+                                     "cluster": {"type": "process"}})).run_once(timeout=300)
+    [entry] = read_index(results / "index.jsonl")
+    assert entry["kind"] == "cdi" and "error" not in entry, entry
+    monkeypatch.setenv("SPECKLE_MONITOR_RESULTS", str(results))
+    other = cdi_dashboard()
+    other.page_query.query = "?" + urllib.parse.urlencode({"result": entry["result"]})
+    assert other.wait(300), other.message.text
+    assert other.schedule.value == "30*HIO + 10*ER" and other.constraint.value == "real"
+    assert (other.rounds.value, other.trials.value) == (4, 2)
+    assert other.result is not None  # phased at once with the folder's settings

@@ -34,8 +34,9 @@ from ..xpcs.recipe import PartitionSpec, XpcsRecipe
 from ._common import MessageBox, styled
 from .server import monitor_results, monitor_url
 
-__all__ = ["FolderTemplatePanel", "PageQuery", "apply_xpcs_recipe", "read_monitor_result",
-           "save_folder_template", "xpcs_recipe_of"]
+__all__ = ["FolderTemplatePanel", "PageQuery", "apply_refocus", "apply_xpcs_recipe",
+           "dataset_folder", "read_monitor_result", "refocus_of", "save_folder_template",
+           "xpcs_recipe_of"]
 
 ANGSTROM = 1e-10
 MICRON = 1e-6
@@ -113,6 +114,53 @@ def read_monitor_result(result_dir, *, results_root=None, data_roots=()) -> tupl
     if not dataset.exists():
         raise InvalidInputError(f"{dataset} is no longer there")
     return dataset, load_template(folder / "template.yaml")
+
+
+def dataset_folder(chooser) -> str:
+    """The beamline folder of the dataset a data chooser holds (a template's folder).
+
+    Raises
+    ------
+    InvalidInputError
+        With no dataset, or one that is not in a beamline folder (an upload, the demo data).
+    """
+    from .server import data_dirs
+
+    ds = chooser.dataset
+    if ds is None:
+        raise InvalidInputError("choose a dataset from a beamline folder first")
+    folder = Path(str(getattr(ds, "source", ""))).parent
+    if not any(folder == root or root in folder.parents for root in data_dirs()):
+        raise InvalidInputError("the monitor watches the beamline folders: choose a dataset "
+                                "from one (uploads and the demo data are not watched)")
+    return str(folder)
+
+
+# ------------------------------------------------------------------------------ refocusing
+UM, NM = 1e-6, 1e-9
+
+
+def refocus_of(panel, region) -> dict:
+    """A refocus panel's settings as a template's ``refocus`` section, when it has refocused
+    (energy, pixel size, distance range, metric, method, and the region); else ``{}``."""
+    if panel.sweep is None:
+        return {}
+    p = panel.parameters()
+    d = p["distances"]
+    return {"energy": p["energy"], "pixel_size": p["pixel_size"],
+            "distances": [float(d[0]), float(d[-1]), int(len(d))], "metric": p["metric"],
+            "method": p["method"], "region": None if region is None else [int(v) for v in region]}
+
+
+def apply_refocus(panel, options) -> None:
+    """Show a template's refocus settings (``RefocusOptions``) in a refocus panel."""
+    px = options.pixel_size
+    panel.set_parameters(energy=options.energy,
+                         pitch=px[0] if isinstance(px, tuple) else px,
+                         z_range=(options.distances[0], options.distances[1]))
+    panel.steps.value = int(options.distances[2])
+    panel.metric.value = options.metric
+    panel.method.value = options.method
 
 
 # ------------------------------------------------------------------------------ XPCS regions

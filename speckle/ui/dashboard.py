@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..errors import Cancelled, InvalidInputError
 from ._common import describe_error, sub_progress
 from .base import Dashboard, section
-from .beamtime import (FolderTemplatePanel, PageQuery, apply_xpcs_recipe, read_monitor_result,
-                       rings_hint, xpcs_recipe_of)
+from .beamtime import (FolderTemplatePanel, PageQuery, apply_xpcs_recipe, dataset_folder,
+                       read_monitor_result, rings_hint, xpcs_recipe_of)
 from .export import write_result_folder
 from .image_view import ImageView
 from .results import ResultsView
@@ -105,17 +103,10 @@ class XpcsDashboard(Dashboard):
     def _folder_template(self) -> tuple[str, dict]:
         """The folder of the current dataset and this page's settings as its template."""
         from ..monitor.templates import Template
-        from .server import data_dirs
 
-        ds = self.chooser.dataset
-        if ds is None:
-            raise InvalidInputError("choose a dataset from a beamline folder first")
-        folder = Path(str(ds.source)).parent
-        if not any(folder == root or root in folder.parents for root in data_dirs()):
-            raise InvalidInputError("the monitor watches the beamline folders: choose a dataset "
-                                    "from one (uploads and the demo data are not watched)")
+        folder = dataset_folder(self.chooser)
         template = Template(kind="xpcs", xpcs=xpcs_recipe_of(self.image, self.runner))
-        return str(folder), template.to_dict()
+        return folder, template.to_dict()
 
     def _exclude_and_analyse(self, frames) -> None:
         """The verdict's button: leave these frames out too, and analyse again."""

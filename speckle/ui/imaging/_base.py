@@ -9,6 +9,7 @@ from ...imaging.propagation import wavelength_from_energy
 from ...io.images import read_image
 from .._common import MessageBox, Tasks
 from ..base import Dashboard, section
+from ..beamtime import FolderTemplatePanel, PageQuery, dataset_folder, read_monitor_result
 from ..saved_result import SavedResult
 from .refocus import RefocusPanel
 
@@ -63,6 +64,40 @@ class ImagingDashboard(Dashboard):
         self._tasks = Tasks("imaging")
         self.metadata = None
         self.chooser.observe(self._on_dataset, "dataset")
+        # the beamtime monitor: this page's settings as a folder's template, and a Beamtime
+        # result opened here (?result=...) with its template (subclasses place both widgets)
+        self.folder_template = FolderTemplatePanel(self._folder_template)
+        self.page_query = PageQuery()
+        self.page_query.observe(self._on_query, "query")
+        self._pending_template = None
+
+    # ---------------------------------------------------------------- the beamtime monitor
+    def template(self):
+        """This page's settings as a :class:`~speckle.monitor.templates.Template`."""
+        raise NotImplementedError
+
+    def apply_template(self, template) -> None:
+        """Show a template's settings in the fields, before its dataset is read."""
+        raise NotImplementedError
+
+    def after_template_open(self, template) -> None:
+        """What follows once a Beamtime result's dataset is shown (e.g. refocus, run)."""
+
+    def _folder_template(self) -> tuple[str, dict]:
+        return dataset_folder(self.chooser), self.template().to_dict()
+
+    def _on_query(self, _change) -> None:
+        result = self.page_query.param("result")
+        if not result:
+            return
+        try:
+            path, template = read_monitor_result(result, data_roots=self.chooser.roots)
+            self.apply_template(template)
+        except InvalidInputError as exc:
+            self.chooser.message.error(exc, title="Cannot open the Beamtime result:")
+            return
+        self._pending_template = (str(path), template)
+        self.chooser.open_path(path)
 
     # ---------------------------------------------------------------- data
     def _on_dataset(self, change) -> None:
@@ -83,6 +118,9 @@ class ImagingDashboard(Dashboard):
         def done(prepared):
             self.message.clear()
             self._show(prepared)
+            pending, self._pending_template = self._pending_template, None
+            if pending is not None and pending[0] == str(getattr(ds, "source", "")):
+                self.after_template_open(pending[1])
 
         def failed(exc):
             self.message.error(exc, title=f"Cannot use {label}:")

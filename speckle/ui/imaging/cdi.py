@@ -107,6 +107,7 @@ from ...io.imaging_result import write_imaging_result
 from ...io.images import write_reconstruction_zip
 from .._common import (RUN_STATES, RunPanel, RunPanelOwner, Tasks, describe_error, note_html,
                        styled, sub_progress)
+from ..beamtime import apply_refocus, refocus_of
 from ..export import new_result_folder
 from ..results import links_html, render_png
 from ..saved_result import SavedResult
@@ -439,9 +440,9 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
             widgets.HBox([self.schedule, self.schedule_info], **row),
             widgets.HBox([self.rounds, self.trials, self.beta, self.seed], **row),
             widgets.HBox([self.shrinkwrap, self.sigma, self.threshold, self.constraint], **row),
-            self.run_panel,
+            self.run_panel, self.folder_template,
             section("5. Reconstruction"), self.results_hint, self.results,
-            section("6. Refocus a region of the reconstruction"), self.refocus,
+            section("6. Refocus a region of the reconstruction"), self.refocus, self.page_query,
         ]
         self._on_schedule(None)
         self._show_support()
@@ -508,6 +509,65 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
             support="rectangles" if rectangles else "auto",
             support_rects=rects if rectangles else (),
             support_threshold=number(self.support_threshold, "the support threshold"))
+
+    # ---------------------------------------------------------------- the beamtime monitor
+    def template(self):
+        """The fields (pattern, support, phasing) and, once a region was refocused, the refocus
+        settings, as a CDI template."""
+        from ...monitor.templates import Template
+
+        return Template(kind="cdi", cdi=self.options().to_dict(),
+                        refocus=refocus_of(self.refocus, self.reconstruction_view.region))
+
+    def apply_template(self, template) -> None:
+        """The template's CDI options in the fields (its rectangles once the data are shown).
+
+        Raises
+        ------
+        InvalidInputError
+            For a binning the page does not offer.
+        """
+        o = template.options("cdi")
+        if o.bin_factor not in BIN_FACTORS:
+            raise InvalidInputError(f"this folder's template bins {o.bin_factor}×{o.bin_factor}; "
+                                    f"the page offers {', '.join(map(str, BIN_FACTORS))}")
+        text = lambda v: "" if v is None else str(v)  # noqa: E731
+        self._quiet = True
+        try:
+            self.nonpositive.value = bool(o.mask_zeros)
+            self.background.value = "none" if o.background is None else str(o.background)
+            self.mask_below.value = text(o.mask_below)
+            self.center.value = o.center is not None
+            self.binning.value = int(o.bin_factor)
+            self.support_mode.value = "rectangles" if o.support == "rectangles" else "auto"
+            self.support_threshold.value = text(o.support_threshold)
+            self.schedule.value = o.schedule
+            self.rounds.value, self.trials.value = int(o.rounds), int(o.trials)
+            self.beta.value = float(o.beta)
+            self.seed.value = text(o.seed)
+            self.shrinkwrap.value = bool(o.shrinkwrap)
+            self.sigma.value = float(o.shrinkwrap_sigma)
+            self.threshold.value = float(o.shrinkwrap_threshold)
+            self.constraint.value = ("positive" if o.positivity else "real" if o.real
+                                     else "complex")
+        finally:
+            self._quiet = False
+        if template.refocus:
+            apply_refocus(self.refocus, template.options("refocus"))
+
+    def after_template_open(self, template) -> None:
+        """The template's rectangles, then the phasing (at once when no masked rectangle
+        changes the pattern first)."""
+        o = template.options("cdi")
+        for r in o.support_rects:
+            self.autocorrelation_view.add_region(*r)
+        if o.mask_rects:
+            for r in o.mask_rects:
+                self.pattern_view.add_region(*r)
+            self.update_pattern()
+            self.run_message.show("The folder's settings are shown: press Run to phase.", "info")
+            return
+        self.run()
 
     def _on_dataset(self, change) -> None:
         self.cancel()

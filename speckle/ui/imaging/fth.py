@@ -25,6 +25,7 @@ from ...imaging.workflow import object_region, run_fth
 from ...imaging.fth import rotate_phase_to_real
 from ...io.imaging_result import write_imaging_result
 from .._common import MessageBox, Tasks, styled
+from ..beamtime import apply_refocus, refocus_of
 from ..export import new_result_folder
 from ..results import links_html
 from ._base import ImagingDashboard, section
@@ -154,7 +155,8 @@ class FthDashboard(ImagingDashboard):
             section("3. Reconstruction and region"), self.reconstruction_view,
             widgets.HBox([self.rotate_button, self.save_button]), self.save_message,
             self.downloads,
-            section("4. Refocus the region"), self.refocus,
+            section("4. Refocus the region"), self.refocus, self.folder_template,
+            self.page_query,
         ]
         self.find_button.on_click(lambda _b: self.find_center())
         self.reconstruct_button.on_click(lambda _b: self.reconstruct())
@@ -163,6 +165,29 @@ class FthDashboard(ImagingDashboard):
         self.difference.observe(lambda _c: self._use_difference(), "value")
         self.rotate_button.on_click(lambda _b: self.rotate_phase())
         self.save_button.on_click(lambda _b: self.save())
+
+    # ---------------------------------------------------------------- the beamtime monitor
+    def template(self):
+        """The apodization and, once a region was refocused, the refocus settings and region,
+        as an FTH template (the centre is found in every new hologram)."""
+        from ...monitor.templates import Template
+
+        return Template(kind="fth", fth={"apodization": float(self.apodization.value)},
+                        refocus=refocus_of(self.refocus, self.reconstruction_view.region))
+
+    def apply_template(self, template) -> None:
+        self.apodization.value = template.options("fth").apodization
+
+    def after_template_open(self, template) -> None:
+        """The template's region refocused with its settings (when it has them)."""
+        if not template.refocus:
+            return
+        options = template.options("refocus")
+        apply_refocus(self.refocus, options)
+        if options.region is not None:
+            self.reconstruction_view.clear_regions()
+            self.reconstruction_view.add_region(*options.region)
+        self.refocus.run()
 
     # ---------------------------------------------------------------- data to reconstruction
     def _prepare(self, image, metadata, label):
