@@ -52,6 +52,8 @@ def _common(p) -> list:
     c.add_argument("--workers", type=int, help="workers (local) or worker jobs (slurm, gateway)")
     c.add_argument("--memory", help="memory per worker, e.g. 8GB")
     c.add_argument("--address", help="the dask-gateway or scheduler address")
+    c.add_argument("--gateway-auth", choices=("jupyterhub", "basic", "kerberos"),
+                   help="how to log in to the dask-gateway (default: its dask configuration)")
     c.add_argument("--queue", help="Slurm partition")
     c.add_argument("--walltime", default="08:00:00", help="Slurm time limit per worker job")
     c.add_argument("--max-seconds", default="1800s",
@@ -102,7 +104,8 @@ def _config(args, **extra):
     from ..monitor.config import MonitorConfig
 
     cluster = {"type": args.cluster, "workers": args.workers, "memory": args.memory,
-               "address": args.address, "queue": args.queue, "walltime": args.walltime}
+               "address": args.address, "queue": args.queue, "walltime": args.walltime,
+               "auth": args.gateway_auth}
     return MonitorConfig.from_dict({
         "folders": args.folders, "results": args.results, "template": _template(args).to_dict(),
         "cluster": {k: v for k, v in cluster.items() if v is not None},

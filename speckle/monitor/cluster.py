@@ -56,6 +56,10 @@ class ClusterSpec:
         Network interface the workers and scheduler use (Slurm; ``"lo"`` on one machine).
     gpus : {"auto", "none"}
         Local: one worker per GPU pinned to it when GPUs are found ("auto"), or ignore them.
+    auth : {"jupyterhub", "basic", "kerberos"} or None
+        How to log in to a dask-gateway (its kwargs from dask's configuration, e.g.
+        ``DASK_GATEWAY__AUTH__KWARGS__PASSWORD``); ``jupyterhub`` uses the hub token of the
+        service the monitor runs as. None: dask-gateway's configured default.
     """
 
     type: str = "local"
@@ -69,6 +73,7 @@ class ClusterSpec:
     job_extra: tuple = ()
     interface: str | None = None
     gpus: str = "auto"
+    auth: str | None = None
 
     def __post_init__(self):
         if self.type not in CLUSTER_TYPES:
@@ -80,6 +85,9 @@ class ClusterSpec:
             raise InvalidInputError("cluster workers must be at least 1")
         if self.gpus not in ("auto", "none"):
             raise InvalidInputError("cluster gpus must be 'auto' or 'none'")
+        if self.auth not in (None, "jupyterhub", "basic", "kerberos"):
+            raise InvalidInputError(f"cluster auth must be jupyterhub, basic or kerberos, not "
+                                    f"{self.auth!r}")
         object.__setattr__(self, "job_extra", tuple(str(x) for x in self.job_extra))
 
     @classmethod
@@ -145,6 +153,9 @@ class Executor:
 
     def close(self) -> None:
         """Stop what this executor started (a cluster it joined is left running)."""
+
+
+_CLOSED: list = []
 
 
 class ProcessExecutor(Executor):
@@ -217,9 +228,10 @@ def _warm_worker() -> None:
 class DaskExecutor(Executor):
     """Tasks on a Dask cluster through a ``distributed.Client``."""
 
-    def __init__(self, client, cluster=None, description: str = ""):
+    def __init__(self, client, cluster=None, description: str = "", gateway=None):
         self.client = client
         self.cluster = cluster
+        self.gateway = gateway
         self.description = description
 
     def submit(self, fn, *args, key: str, priority: int = 0):
@@ -260,12 +272,16 @@ class DaskExecutor(Executor):
                 pass
 
     def close(self) -> None:
-        for part in (self.client, self.cluster):
+        for part in (self.client, self.cluster, self.gateway):
             if part is not None:
                 try:
                     part.close()
                 except Exception:  # noqa: BLE001 - closing a cluster that is already gone
                     pass
+        if self.gateway is not None:
+            # dask-gateway's objects close themselves again when collected, which fails once
+            # their loop has stopped; kept until the interpreter ends, they are left alone
+            _CLOSED.extend((self.gateway, self.cluster))
 
 
 def _dask_config():
@@ -382,15 +398,16 @@ def _gateway(spec: ClusterSpec, log) -> Executor:
         from dask_gateway import Gateway
     except ImportError:
         raise InvalidInputError("cluster type gateway needs dask-gateway: pip install dask-gateway") from None
+    gateway = Gateway(spec.address, auth=spec.auth) if spec.auth else Gateway(spec.address)
     try:
-        gateway = Gateway(spec.address)
         cluster = gateway.new_cluster()
         cluster.scale(int(spec.workers or 1))
         client = cluster.get_client()
     except Exception as exc:  # noqa: BLE001
+        gateway.close()
         raise InvalidInputError(f"cannot get a cluster from the dask-gateway at {spec.address}: "
                                 f"{exc}") from None
     client.run(_warm_worker)
     log(f"Dask gateway cluster at {spec.address}")
-    return DaskExecutor(client, cluster, f"dask-gateway cluster at {spec.address}")
+    return DaskExecutor(client, cluster, f"dask-gateway cluster at {spec.address}", gateway)
 
