@@ -29,7 +29,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def gateway(tmp_path, monkeypatch):
+def gateway(tmp_path):
     """A dask-gateway server (local backend, password login); yields its public address."""
     api, public = _free_port(), _free_port()
     conf = tmp_path / "gateway_config.py"
@@ -59,9 +59,13 @@ c.DaskGateway.db_url = "sqlite:///{tmp_path / 'gateway.sqlite'}"
         else:
             pytest.fail("dask-gateway-server did not start:\n"
                         + (tmp_path / "gateway.log").read_text(errors="replace")[-2000:])
-        monkeypatch.setenv("DASK_GATEWAY__AUTH__KWARGS__USERNAME", "monitor")
-        monkeypatch.setenv("DASK_GATEWAY__AUTH__KWARGS__PASSWORD", "gateway-test-password")
-        yield address
+        import dask
+
+        # what DASK_GATEWAY__AUTH__KWARGS__* say in a deployment (dask reads the environment
+        # once, when it is first imported)
+        with dask.config.set({"gateway.auth.kwargs": {"username": "monitor",
+                                                      "password": "gateway-test-password"}}):
+            yield address
     finally:
         proc.terminate()
         try:
