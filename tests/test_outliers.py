@@ -13,7 +13,7 @@ from speckle.io.dataset import ArrayDataset, Metadata
 from speckle.io.open import open_dataset
 from speckle.xpcs.analysis import XpcsOptions, analyze
 from speckle.xpcs.geometry import Geometry
-from speckle.xpcs.outliers import format_frames, outlier_frames
+from speckle.xpcs.outliers import format_frames, outlier_frames, running_median
 from speckle.xpcs.partitions import q_rings, rectangles
 from speckle.xpcs.simulate import ou_speckle
 
@@ -32,6 +32,30 @@ def _analyse(frames, exclude=()):
     ds = ArrayDataset(frames.astype(np.uint16), Metadata(frame_time=1e-3))
     return analyze(ds, rectangles(frames.shape[1:], [f"0:{frames.shape[1]},0:{frames.shape[2]}"]),
                    XpcsOptions(device="cpu", twotime=False, exclude_frames=tuple(exclude)))
+
+
+@pytest.mark.parametrize("n,k", [(11, 5), (12, 5), (3000, 5), (7, 2), (5, 2), (4, 1)])
+def test_running_median_is_scipys_mirrored_median_filter(n, k):
+    from scipy.ndimage import median_filter
+
+    rng = np.random.default_rng(n)
+    y = rng.poisson(5.0, n).astype(float) + rng.normal(0, 1, n)
+    y[n // 2] = 1e6  # a spike: the median ignores it
+    expected = median_filter(y, size=2 * k + 1, mode="mirror")
+    np.testing.assert_array_equal(running_median(y, k), expected)
+
+
+def test_the_analysis_does_not_import_scipy_ndimage():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from speckle.xpcs.analysis import analyze, XpcsOptions; "
+            "from speckle.xpcs.partitions import rectangles; "
+            "f = np.random.default_rng(0).poisson(2, (64, 8, 8)).astype(np.uint16); "
+            "analyze(f, rectangles((8, 8), ['0:8,0:8']), XpcsOptions(device='cpu')); "
+            "print('scipy.ndimage' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_planted_spikes_are_found_at_their_frames():

@@ -1,6 +1,7 @@
 """Frame statistics and the dead / hot pixel mask."""
 
 import numpy as np
+import pytest
 
 from speckle.xpcs.partitions import Partition, rectangles
 from speckle.xpcs.statistics import FrameStatistics, bad_pixel_mask
@@ -40,12 +41,41 @@ def test_a_dynamic_bin_is_never_emptied():
     assert good[:, :10].all()
 
 
-def test_frame_statistics_accumulate_per_chunk():
-    frames = np.arange(2 * 3 * 4, dtype=np.uint16).reshape(2, 3, 4)
-    stats = FrameStatistics(2, (3, 4), saturation=20)
-    flat = frames.reshape(2, -1)
-    stats(0, frames[:1], flat[:1], flat[:1].mean(axis=1))
-    stats(1, frames[1:], flat[1:], flat[1:].mean(axis=1))
-    np.testing.assert_allclose(stats.mean_image, frames.mean(axis=0))
-    np.testing.assert_allclose(stats.intensity, flat.mean(axis=1))
-    assert stats.saturated.tolist() == [0, 4]
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
+@pytest.mark.parametrize("dtype", ["uint16", "uint32", "int32", "float32", "float64", "int64"])
+def test_frame_statistics_accumulate_per_chunk(kernels, dtype):
+    rng = np.random.default_rng(4)
+    frames = rng.poisson(3.0, (9, 5, 70)).astype(dtype)  # 350 pixels: more than one tile row
+    frames[2, 1, 3] = frames[7, 4, 60] = 20
+    frames[5, 0, 0] = 21  # saturated, but outside the used pixels
+    used = np.ones((5, 70), bool)
+    used[0, :10] = False
+    stats = FrameStatistics(9, (5, 70), saturation=20, used=used, kernels=kernels)
+    for start, stop in [(0, 1), (1, 6), (6, 9)]:
+        stats(start, np.ascontiguousarray(frames[start:stop]))
+    np.testing.assert_allclose(stats.mean_image, frames.mean(axis=0, dtype=np.float64),
+                               rtol=1e-15)
+    np.testing.assert_allclose(stats.intensity, frames[:, used].mean(axis=1, dtype=np.float64),
+                               rtol=1e-15)
+    assert stats.saturated.tolist() == [0, 0, 1, 0, 0, 0, 0, 1, 0]
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_compiled_frame_statistics_equal_the_numpy_reference(dtype):
+    rng = np.random.default_rng(5)
+    frames = rng.poisson(0.7, (40, 48, 100)).astype(dtype)  # 4800 pixels: tiles of 2048
+    frames[frames > 4] = 65535 if dtype == "uint16" else 1e9
+    used = rng.random((48, 100)) > 0.2
+    out = []
+    for kernels in ("numba", "numpy"):
+        stats = FrameStatistics(40, (48, 100), saturation=65535.0, used=used, kernels=kernels)
+        for start in range(0, 40, 13):
+            stats(start, frames[start:start + 13])
+        out.append(stats)
+    compiled, reference = out
+    np.testing.assert_array_equal(compiled.sum_image, reference.sum_image)
+    np.testing.assert_array_equal(compiled.saturated, reference.saturated)
+    if dtype == "uint16":  # integer sums are exact: equal
+        np.testing.assert_array_equal(compiled.intensity, reference.intensity)
+    else:  # float sums in another order
+        np.testing.assert_allclose(compiled.intensity, reference.intensity, rtol=1e-13)

@@ -13,7 +13,7 @@ import dataclasses
 import queue
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -147,20 +147,27 @@ class Dataset(ABC):
         return int(max(1, min(self.n_frames, chunk_bytes // max(per_frame, 1))))
 
     def iter_chunks(self, chunk_frames: int | None = None, start: int = 0,
-                    stop: int | None = None, *,
-                    prefetch: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+                    stop: int | None = None, *, prefetch: bool = False,
+                    prepare: Callable | None = None) -> Iterator[tuple[int, object]]:
         """Yield ``(first_frame_index, frames)`` chunks covering ``start:stop`` in order.
 
         With ``prefetch``, a reader thread reads the next chunk while the caller works on this
-        one (at most two chunks ahead); its errors are raised here, in order.
+        one (at most two chunks ahead); its errors are raised here, in order. With ``prepare``,
+        ``(first, prepare(first, frames))`` is yielded instead, ``prepare`` running where the
+        chunk is read (in the reader thread with ``prefetch``, one chunk after another), so
+        that work on a chunk overlaps the caller's work on the previous one.
         """
         chunk = int(chunk_frames or self.default_chunk_frames())
         if chunk < 1:
             raise InvalidInputError(f"chunk size must be at least one frame, got {chunk}")
         stop = self.n_frames if stop is None else min(stop, self.n_frames)
         firsts = range(start, stop, chunk)
-        reads = ((first, lambda a=first: self.read_frames(a, min(a + chunk, stop)))
-                 for first in firsts)
+
+        def read_chunk(first):
+            frames = self.read_frames(first, min(first + chunk, stop))
+            return frames if prepare is None else prepare(first, frames)
+
+        reads = ((first, lambda a=first: read_chunk(a)) for first in firsts)
         if not prefetch or len(firsts) < 2:
             for first, read in reads:
                 yield first, read()

@@ -112,7 +112,7 @@ def analyze(data, partition: Partition, options: XpcsOptions | None = None, *,
     report = progress or (lambda fraction, stage: None)
     weights = frame_weights(ds.n_frames, list(opts.exclude_frames) or None)
     saturation = opts.saturation if opts.saturation is not None else saturation_level(ds.dtype)
-    stats = FrameStatistics(ds.n_frames, ds.frame_shape, saturation)
+    stats = FrameStatistics(ds.n_frames, ds.frame_shape, saturation, used=partition.mask)
     pixels = np.flatnonzero(partition.mask.ravel())
     share = 0.6 if opts.twotime else 0.9
 

@@ -71,21 +71,24 @@ class _SharedCache(FunctionCache):
             self.disable()
 
 
-def compiled(signature: str, options: dict):
-    """Decorator: compile a function with numba for ``signature`` now, through the shared
-    cache (a warm cache only loads it); calls with other types are refused, not compiled.
+def compiled(signatures, options: dict):
+    """Decorator: compile a function with numba for ``signatures`` now, through the shared
+    cache (a warm cache only loads them); calls with other types are refused, not compiled.
 
     Parameters
     ----------
-    signature : str
-        numba signature, e.g. ``"void(float64[:, ::1], int64)"``.
+    signatures : str or sequence of str
+        numba signatures, e.g. ``"void(float64[:, ::1], int64)"``.
     options : dict
         Options of ``numba.njit`` (``nogil=True`` for kernels run on threads).
     """
+    signatures = [signatures] if isinstance(signatures, str) else list(signatures)
+
     def decorate(func):
         dispatcher = numba.njit(**options)(func)
         dispatcher._cache = _SharedCache(dispatcher.py_func)  # in place of cache=True
-        dispatcher.compile(signature)
+        for signature in signatures:
+            dispatcher.compile(signature)
         dispatcher.disable_compile()
         return dispatcher
     return decorate

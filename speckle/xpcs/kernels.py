@@ -18,10 +18,16 @@ import numpy as np
 
 from .kernel_cache import compiled
 
-__all__ = ["bin_sums", "lag_products"]
+__all__ = ["bin_sums", "frame_sums", "FRAME_SUM_TYPES", "lag_products"]
 
 #: Pixels handled together: a few rows of this many float32 stay in the L1 cache.
 _TILE = 512
+#: Pixels whose per-pixel sums stay in the L1 cache while frame_sums adds a chunk's frames.
+_SUM_TILE = 2048
+#: Frame dtypes frame_sums is compiled for, with the type its sums are kept in (exact for
+#: integers); other dtypes use the numpy reference.
+FRAME_SUM_TYPES = {"uint8": "int64", "uint16": "int64", "uint32": "int64", "int16": "int64",
+                   "int32": "int64", "float32": "float64", "float64": "float64"}
 _OPTIONS = dict(nogil=True, boundscheck=False, fastmath={"contract"}, error_model="numpy")
 
 
@@ -121,3 +127,40 @@ def bin_sums(G, IP, IF, n, static, dynamic, per_static, per_dynamic):
                 k[d] += 1.0
                 m1[d] += gp
                 m2[d] += gp * gp
+
+
+@compiled([f"void({frame}[:, ::1], boolean[::1], float64, {acc}, {acc}[::1], int64[::1], "
+           "float64[::1])" for frame, acc in FRAME_SUM_TYPES.items()],
+          dict(_OPTIONS, fastmath={"contract", "reassoc"}))
+def frame_sums(chunk, used, saturation, zero, sums, saturated, image):
+    """Per-frame and per-pixel sums of a chunk of frames, in one pass over its memory.
+
+    For each frame ``t`` of ``chunk`` (frames, pixels): ``sums[t]`` adds its values over the
+    ``used`` pixels, ``saturated[t]`` counts the used pixels at or above ``saturation``;
+    ``image`` adds every pixel's values over the frames. ``zero`` (0 of the type the sums are
+    kept in: int64 for integers, exact; float64 for floats) sets the arithmetic. The reference: :class:`speckle.xpcs.statistics.FrameStatistics`'s
+    numpy code (equal for integers; floats' per-frame sums are added in another order).
+    """
+    n, n_pixels = chunk.shape
+    scratch = np.full(_SUM_TILE, zero)
+    for p0 in range(0, n_pixels, _SUM_TILE):
+        p1 = min(p0 + _SUM_TILE, n_pixels)
+        w = p1 - p0
+        acc, mask = scratch[:w], used[p0:p1]
+        acc[:] = zero
+        for t in range(n):
+            row = chunk[t, p0:p1]
+            s = zero
+            c = 0
+            for q in range(w):
+                v = zero + row[q]
+                acc[q] += v
+                if mask[q]:
+                    s += v
+                    if v >= saturation:
+                        c += 1
+            sums[t] += s
+            saturated[t] += c
+        out = image[p0:p1]
+        for q in range(w):
+            out[q] += acc[q]

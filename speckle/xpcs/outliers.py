@@ -18,9 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.ndimage import median_filter
 
-__all__ = ["OutlierFrames", "format_frames", "outlier_frames"]
+__all__ = ["OutlierFrames", "format_frames", "outlier_frames", "running_median"]
 
 
 @dataclass
@@ -78,7 +77,7 @@ def outlier_frames(intensity, n_pixels: int, weights=None, *, sigma: float = 8.0
     k = min(half_window, (len(y) - 1) // 2)
     if k < 2:
         return out
-    local = median_filter(y, size=2 * k + 1, mode="mirror")
+    local = running_median(y, k)
     resid = y - local
     photon = np.sqrt(np.maximum(local, 0) / max(n_pixels, 1))
     scatter = 1.4826 * np.median(np.abs(resid - np.median(resid)))
@@ -94,6 +93,28 @@ def outlier_frames(intensity, n_pixels: int, weights=None, *, sigma: float = 8.0
         ref = level if dump[i] else local[i]
         out.departure[f] = float(y[i] / ref - 1)
     return out
+
+
+def running_median(y: np.ndarray, half_window: int) -> np.ndarray:
+    """Median of each ``2 half_window + 1`` consecutive values, mirrored at the ends.
+
+    The series is extended by reflection about its first and last values (``c b | a b c``:
+    scipy.ndimage's ``mode="mirror"``), so every value has a full window.
+
+    Parameters
+    ----------
+    y : ndarray, (n,)
+        Finite values; ``n > half_window``.
+    half_window : int
+        At least 0.
+
+    Returns
+    -------
+    ndarray, (n,)
+    """
+    size = 2 * half_window + 1
+    padded = np.pad(np.asarray(y, float), half_window, mode="reflect")
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, size), axis=1)
 
 
 def format_frames(frames) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .engine import compiled_kernels
 from .partitions import Partition
 
 __all__ = ["FrameStatistics", "saturation_level"]
@@ -19,28 +20,63 @@ def saturation_level(dtype) -> float | None:
 class FrameStatistics:
     """Accumulate per-frame and time-averaged statistics; a consumer of ``stream_frames``.
 
+    On the CPU one compiled pass over each chunk (:func:`speckle.xpcs.kernels.frame_sums`)
+    gathers them all, where the frames' dtype has a compiled kernel; the numpy code here is its
+    reference.
+
     Parameters
     ----------
     n_frames : int
     frame_shape : (rows, cols)
     saturation : float, optional
         Counts at or above this value are saturated (default: none checked).
+    used : ndarray of bool, (rows, cols), optional
+        The pixels that the per-frame values (intensity, saturated pixels) are over; default
+        all. The time-averaged image covers every pixel.
+    kernels : {"auto", "numba", "numpy"}, optional
+        CPU kernels (see :mod:`speckle.xpcs.engine`).
+
+    Attributes
+    ----------
+    intensity : ndarray, (n_frames,)
+        Mean count per used pixel of each frame.
+    saturated : ndarray of int, (n_frames,)
+        Used pixels at or above ``saturation`` in each frame (0 when none is checked).
+    sum_image : ndarray, (rows, cols)
+        Sum of every frame.
     """
 
-    def __init__(self, n_frames: int, frame_shape, saturation: float | None = None):
+    def __init__(self, n_frames: int, frame_shape, saturation: float | None = None,
+                 used=None, kernels: str | None = None):
         self.intensity = np.zeros(n_frames)
         self.saturated = np.zeros(n_frames, np.int64)
-        self.frame_max = np.zeros(n_frames)
         self.sum_image = np.zeros(frame_shape)
         self.saturation = saturation
         self.n_frames = n_frames
+        used = np.ones(frame_shape, bool) if used is None else np.asarray(used, bool)
+        self._used = np.ascontiguousarray(used.ravel())
+        self._pixels = None if self._used.all() else np.flatnonzero(self._used)
+        self._n_used = int(self._used.sum())
+        self._kernels = compiled_kernels(kernels)
 
-    def __call__(self, start, chunk, flat, means):
+    def __call__(self, start: int, chunk: np.ndarray) -> None:
+        """Add the frames ``chunk`` (n, rows, cols), the first of which is frame ``start``."""
         n = len(chunk)
-        self.intensity[start:start + n] = means
-        self.frame_max[start:start + n] = flat.max(axis=1)
+        flat = chunk.reshape(n, -1)
+        acc = None if self._kernels is None else self._kernels.FRAME_SUM_TYPES.get(
+            flat.dtype.name)
+        if acc is not None and flat.flags.c_contiguous:
+            sums, saturated = np.zeros(n, acc), np.zeros(n, np.int64)
+            level = np.inf if self.saturation is None else float(self.saturation)
+            self._kernels.frame_sums(flat, self._used, level, np.dtype(acc).type(0), sums,
+                                     saturated, self.sum_image.reshape(-1))
+            self.intensity[start:start + n] = sums / self._n_used
+            self.saturated[start:start + n] = saturated
+            return
+        used = flat if self._pixels is None else np.take(flat, self._pixels, axis=1)
+        self.intensity[start:start + n] = used.mean(axis=1, dtype=np.float64)
         if self.saturation is not None:
-            self.saturated[start:start + n] = (flat >= self.saturation).sum(axis=1)
+            self.saturated[start:start + n] = (used >= self.saturation).sum(axis=1)
         self.sum_image += chunk.sum(axis=0, dtype=np.float64)
 
     @property
