@@ -31,6 +31,11 @@ if os.environ.get("SPECKLE_HUB_PROXY") == "external":
     c.ConfigurableHTTPProxy.should_start = False
     c.JupyterHub.cleanup_servers = False
     c.JupyterHub.cleanup_proxy = False
+else:
+    # a hub restarted after a crash (make hub restarts it) keeps the running proxy and the
+    # users' connections through it; a proxy that died is started again within a second
+    c.JupyterHub.proxy_class = "speckle_hub.proxy.AdoptingProxy"
+    c.ConfigurableHTTPProxy.check_running_interval = 1
 
 # --- Settings: address, port, TLS, state files, accounts (native sign-up + admin approval by
 # default; pam, ldap, oauth), idle-server culler service, data folders, culling, GPUs.

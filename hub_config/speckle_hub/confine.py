@@ -5,7 +5,9 @@ command becomes ``python -m speckle_hub.confine --name NAME --state STATE --meth
 --limits JSON [--user ACCOUNT] -- COMMAND...`` (:func:`speckle_hub.limits.service_command`).
 As root, this process kills what a previous run of the service left in its cgroup (or scope),
 sets the limits up afresh, joins them, drops to ``ACCOUNT`` and becomes ``COMMAND``: everything
-the service starts (the monitor's Dask workers) stays inside. The user servers join theirs in the
+the service starts (the monitor's Dask workers) stays inside. Either way the service dies with
+the hub (speckle_hub.lifetime): a hub killed with SIGKILL leaves no monitor behind to compete
+with the next hub's. The user servers join theirs in the
 spawner instead (``SpeckleSpawner.make_preexec_fn``).
 """
 
@@ -17,6 +19,7 @@ import os
 import pwd
 import sys
 
+from .lifetime import die_with_parent
 from .limits import Limits, confiner
 
 
@@ -37,6 +40,7 @@ def main(argv=None) -> int:
     placement = way.setup(a.name, Limits(**json.loads(a.limits)))
     prefix = way.prefix(placement, a.user)
     if prefix:  # systemd-run: it makes the scope and drops to the account itself
+        die_with_parent()
         os.execvp(prefix[0], prefix + command)
     join = way.preexec(placement)
     if join is not None:
@@ -47,6 +51,7 @@ def main(argv=None) -> int:
         os.initgroups(a.user, entry.pw_gid)
         os.setuid(entry.pw_uid)
         os.environ.update(USER=a.user, LOGNAME=a.user)
+    die_with_parent()  # after the change of user, which clears it
     os.execvp(command[0], command)
     return 0  # not reached
 

@@ -1,22 +1,29 @@
 """``make hub``: check the settings, prepare the state folder, say where to log in, run the hub.
 
-The hub then runs in the foreground (this process becomes ``jupyterhub``); Ctrl-C stops it, its
-proxy and the user servers. Environment: ``SPECKLE_HUB_SETTINGS`` (another settings file),
-``SPECKLE_HUB_STATE`` (another state folder).
+The hub then runs in the foreground under this process, which starts it again when it dies
+(SIGKILL, a crash): the restarted hub keeps the running proxy and the user servers, so open pages
+stay connected (:func:`supervise`). Ctrl-C stops the hub, its proxy and the user servers.
+Environment: ``SPECKLE_HUB_SETTINGS`` (another settings file), ``SPECKLE_HUB_STATE`` (another
+state folder).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import pwd
 import secrets
 import shutil
+import signal
 import stat
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from . import limits as limits_mod
+from .lifetime import die_with_parent
 from . import settings as settings_mod
 from .auth import new_password, read_password_file, write_password_file
 
@@ -179,8 +186,57 @@ def main(argv=None) -> int:
         os.environ["SPECKLE_HUB_EXTRA_CONFIG"] = os.path.abspath(os.environ["SPECKLE_HUB_EXTRA_CONFIG"])
     os.chdir(state)
     exe = str(Path(sys.executable).with_name("jupyterhub"))
-    os.execv(exe, [exe, "-f", str(CONFIG_FILE)])
-    return 0  # not reached
+    return supervise([exe, "-f", str(CONFIG_FILE)])
+
+
+#: A hub that fails this soon after its start has a problem a restart does not fix.
+FAILS_AT_START_S = 15
+#: More restarts than this within RESTART_WINDOW_S: give up (something keeps killing it).
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 120
+
+
+def supervise(cmd: list[str]) -> int:
+    """Run the hub and start it again when it dies; return its exit status once it stops.
+
+    Ctrl-C and SIGTERM go to the hub once (it then stops its proxy and the users' servers) and
+    end the supervision. The hub runs in its own process group, so that a terminal's Ctrl-C
+    reaches it only through here, and dies with this process (speckle_hub.lifetime).
+    """
+    stopping = False
+    hub: subprocess.Popen | None = None
+
+    def forward(signum, _frame):
+        nonlocal stopping
+        stopping = True
+        if hub is not None and hub.poll() is None:
+            hub.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    restarts: collections.deque[float] = collections.deque()
+    while True:
+        started = time.monotonic()
+        hub = subprocess.Popen(cmd, process_group=0, preexec_fn=die_with_parent)
+        status = hub.wait()
+        if stopping or status == 0:
+            return status
+        how = f"killed by {signal.Signals(-status).name}" if status < 0 else f"exit status {status}"
+        if status > 0 and time.monotonic() - started < FAILS_AT_START_S:
+            print(f"speckle hub: the hub stopped at its start ({how}); see the messages above",
+                  file=sys.stderr, flush=True)
+            return status
+        now = time.monotonic()
+        restarts.append(now)
+        while restarts and restarts[0] < now - RESTART_WINDOW_S:
+            restarts.popleft()
+        if len(restarts) > MAX_RESTARTS:
+            print(f"speckle hub: the hub died {len(restarts)} times in {RESTART_WINDOW_S} s "
+                  f"({how}); not starting it again", file=sys.stderr, flush=True)
+            return status if status > 0 else 1
+        print(f"speckle hub: the hub died ({how}); starting it again. The user servers and the "
+              "proxy run on.", file=sys.stderr, flush=True)
+        time.sleep(0.5)
 
 
 if __name__ == "__main__":

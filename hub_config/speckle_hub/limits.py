@@ -287,7 +287,8 @@ class Systemd:
 
     def release(self, placement: dict) -> None:
         if placement.get("unit"):
-            subprocess.run([self.systemctl, "stop", placement["unit"]], capture_output=True, timeout=30)
+            subprocess.run([self.systemctl, "stop", placement["unit"]], capture_output=True, timeout=30,
+                           check=False)  # a scope that is not there is fine
 
 
 def _v1_writes(limits: Limits) -> list[tuple[str, str]]:
@@ -351,17 +352,11 @@ def join(dirs: list[str]) -> None:
 
 def service_command(s: dict, name: str, limits: Limits, account: str | None,
                     command: list[str]) -> list[str]:
-    """A hub service's command run inside its own limits as ``account`` (speckle_hub.confine).
-
-    Returns ``command`` unchanged when limits are off here (then the service runs as JupyterHub's
-    ``user`` key says).
-    """
-    method = s["limits"]["method"]
-    if os.geteuid() != 0 or method == "off":
-        return command
+    """A hub service's command run inside its own limits as ``account``, dying with the hub
+    (speckle_hub.confine). Not root: no limits, no change of account, the same wrapper."""
     cmd = [sys.executable, "-m", "speckle_hub.confine", "--name", name, "--state", s["_state_dir"],
-           "--method", method, "--limits", json.dumps(dataclasses.asdict(limits))]
-    if account:
+           "--method", s["limits"]["method"], "--limits", json.dumps(dataclasses.asdict(limits))]
+    if account and os.geteuid() == 0:
         cmd += ["--user", account]
     return cmd + ["--", *command]
 

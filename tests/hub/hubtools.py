@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -381,6 +382,17 @@ class Hub:
     def stop_server(self, name: str, timeout: float = 30) -> None:
         self.api("DELETE", f"users/{name}/server")
         self._wait_stopped(name, timeout)
+
+
+@contextlib.contextmanager
+def running_hub(workdir: Path, **kw):
+    """A :class:`Hub` (``Hub(workdir, **kw)``) started for a ``with`` block, stopped after it."""
+    hub = Hub(workdir, **kw)
+    try:
+        hub.start()
+        yield hub
+    finally:
+        hub.stop()
 
 
 def browser_login(page, hub: Hub, user: HubUser, timeout_ms: int = 15000) -> None:

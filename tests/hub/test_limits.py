@@ -6,9 +6,11 @@ writable and PID 1 is not systemd); v2 and systemd are checked on what they writ
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -169,4 +171,27 @@ def test_a_service_runs_confined_as_its_account(tmp_path):
         assert Path(memory, "memory.limit_in_bytes").read_text().strip() == str(GB - GB % 4096)
     finally:
         way.remove_all()
-    assert L.service_command({**s, "limits": {"method": "off"}}, "monitor", L.Limits(GB), "nobody", probe) == probe
+    # limits off: the same wrapper still runs the service as its account (and with the hub's life)
+    off = L.service_command({**s, "limits": {"method": "off"}}, "monitor", L.Limits(GB), "nobody", probe)
+    out = subprocess.run(off, capture_output=True, text=True, env=env, cwd="/", timeout=60)
+    assert out.returncode == 0 and out.stdout.split(" ", 1)[0] == "65534", out.stderr
+    assert "speckle-hub-" not in out.stdout
+
+
+def test_a_service_dies_with_the_hub(tmp_path):
+    """A hub killed with SIGKILL takes its services (culler, monitor) with it: no orphan polls the
+    next hub. Here a shell plays the hub: it starts a confined service, then is killed."""
+    s = {"limits": {"method": "off"}, "_state_dir": str(tmp_path)}
+    service = L.service_command(s, "probe", L.Limits(), None, [sys.executable, "-c", "import time; time.sleep(60)"])
+    env = {**os.environ, "PYTHONPATH": str(HUB_CONFIG)}
+    hub = subprocess.Popen(["/bin/sh", "-c", " ".join(map(shlex.quote, service)) + " & echo $!; wait"],
+                           stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    pid = int(hub.stdout.readline())
+    time.sleep(1.0)  # the wrapper has become the service
+    assert "time.sleep(60)" in Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    hub.kill()
+    hub.wait(10)
+    end = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < end:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from hubtools import IS_ROOT, Hub, _pids_of_uid, wait_dashboard_ready
+from hubtools import IS_ROOT, Hub, _pids_of_uid, running_hub, wait_dashboard_ready
 from kernel_client import KernelSocket, start_kernel
 from speckle_hub import limits as L
 from speckle_jupyter.cgroups import memory_limit, oom_kills
@@ -30,13 +30,9 @@ ANALYSIS = ("import json, io, contextlib\nfrom speckle.cli import main\nbuf = io
 
 @pytest.fixture(scope="module")
 def limited_hub(tmp_path_factory):
-    hub = Hub(tmp_path_factory.mktemp("speckle-hub-limits"), settings={"limits": {
-        "memory_gb": 6, "profiles": {"quick": {"memory_gb": QUICK_GB}, "lab": {"memory_gb": LAB_GB}}}})
-    try:
-        hub.start()
+    with running_hub(tmp_path_factory.mktemp("speckle-hub-limits"), settings={"limits": {
+        "memory_gb": 6, "profiles": {"quick": {"memory_gb": QUICK_GB}, "lab": {"memory_gb": LAB_GB}}}}) as hub:
         yield hub
-    finally:
-        hub.stop()
 
 
 class HealthWatch:

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from hubtools import Hub, wait_dashboard_ready
+from hubtools import running_hub, wait_dashboard_ready
 from kernel_client import KernelSocket, start_kernel
 
 GRACE = 4.0
@@ -14,13 +14,9 @@ KERNEL_ID = "JSON.parse(document.getElementById('jupyter-config-data').textConte
 
 @pytest.fixture(scope="module")
 def owner_hub(tmp_path_factory):
-    hub = Hub(tmp_path_factory.mktemp("speckle-hub-owner"),
-              settings={"culling": {"dashboard_orphan_grace": GRACE}})
-    try:
-        hub.start()
+    with running_hub(tmp_path_factory.mktemp("speckle-hub-owner"),
+                     settings={"culling": {"dashboard_orphan_grace": GRACE}}) as hub:
         yield hub
-    finally:
-        hub.stop()
 
 
 def _kernel_state(user, kernel_id: str) -> str:
