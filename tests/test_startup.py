@@ -45,3 +45,37 @@ def test_a_progress_bar_is_drawn_on_a_terminal_only():
     assert screen.getvalue() == "\rcorrelating  [" + "#" * 15 + "." * 15 + "]  50%"
     show(1.0, "done")
     assert screen.getvalue().endswith("\r" + " " * 60 + "\r")
+
+
+def test_the_command_freezes_its_objects_before_the_process_ends(tmp_path):
+    """``speckle xpcs`` as a process: the objects are frozen once the command is done (the
+    interpreter's last collections skip them); main() called with arguments (as from Python
+    or these tests) leaves the collector alone."""
+    import numpy as np
+
+    frames = tmp_path / "frames.npy"
+    np.save(frames, np.random.default_rng(0).poisson(2, (64, 8, 8)).astype(np.uint16))
+    argv = ["xpcs", str(frames), "--roi", "0:8,0:8", "--out", str(tmp_path / "r.h5"),
+            "--no-twotime", "--json"]
+    code = ("import gc, sys; from speckle.cli import main; "
+            f"sys.argv = ['speckle', *{argv!r}]; a = gc.get_freeze_count(); "
+            f"main({argv!r}); b = gc.get_freeze_count(); "
+            "main(); print(a, b, gc.get_freeze_count() > 0, gc.isenabled(), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "0 0 True True"
+
+
+def test_loading_the_kernels_leaves_the_collector_as_it_was():
+    import gc
+
+    from speckle.xpcs.engine import compiled_kernels
+
+    try:
+        for enabled in (False, True):
+            (gc.enable if enabled else gc.disable)()
+            compiled_kernels()
+            assert gc.isenabled() is enabled
+    finally:
+        gc.enable()

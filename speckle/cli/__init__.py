@@ -18,6 +18,7 @@ one they are SI (m, s, eV) and q is in 1/Å.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 
 from .. import __version__
@@ -48,11 +49,24 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``speckle`` command; returns the exit status."""
+    """Entry point of the ``speckle`` command; returns the exit status.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments; default the process's own (``sys.argv[1:]``), for the ``speckle``
+        command, whose process ends when this returns: its objects are then frozen
+        (:func:`gc.freeze`), so that the interpreter's last collections skip them (0.3 s after
+        an analysis, whose compiled kernels leave a million objects).
+    """
+    process_exits = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
-        return args.run(args)
+        status = args.run(args)
+        if process_exits:
+            gc.freeze()
+        return status
     except SpeckleError as exc:
         print(f"speckle: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

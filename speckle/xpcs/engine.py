@@ -8,6 +8,8 @@ runs the numpy code.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import importlib.util
 import os
 import threading
@@ -54,9 +56,22 @@ def compiled_kernels(choice: str | None = None) -> ModuleType | None:
     """
     if not use_compiled(choice):
         return None
-    from . import kernels  # noqa: PLC0415 - numba's start-up only when the kernels are used
+    with _collector_paused():  # numba's start-up makes a million objects: two full
+        from . import kernels  # noqa: PLC0415 - collections (0.1 s) for nothing
 
     return kernels
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Pause Python's cyclic garbage collector for a ``with`` block (as it was, after)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def preload(choice: str | None = None) -> None:
