@@ -15,6 +15,7 @@ sys.path.insert(0, str(HERE))
 from speckle_hub import settings as speckle_settings  # noqa: E402
 from speckle_hub.pages import template_vars  # noqa: E402
 from speckle_hub.spawner import SpeckleSpawner, options_form, pre_spawn_hook  # noqa: E402
+from speckle_hub.startstop import answer_interrupted_starts  # noqa: E402
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 
@@ -48,6 +49,7 @@ c.Spawner.pre_spawn_hook = pre_spawn_hook  # unix account at the first start, ho
 c.Spawner.options_form = options_form  # "Quick check" / "JupyterLab", GPU choice when several
 c.Spawner.http_timeout = 60
 c.JupyterHub.allow_named_servers = False
+answer_interrupted_starts()  # stop-while-starting: the start request gets 409 with a sentence, not 500
 c.JupyterHub.concurrent_spawn_limit = 20  # more spawns at once wait (a small machine)
 
 # --- Pages: the branded templates (nothing from a CDN: JupyterHub serves its own static files).

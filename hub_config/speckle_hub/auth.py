@@ -11,10 +11,19 @@ The first admin: every name in ``admin_users`` that has no account yet gets one 
 with a random one-time password written to ``first_admin_password_file`` (mode 600, one
 ``name password`` line each). Nobody can take an admin name by signing up first. The file is
 removed at the next start once every password in it has been changed (``/hub/change-password``).
+
+Accounts under abuse: a wrong password slows down the address it came from (speckle_hub.throttle)
+and never locks the account; passwords are checked and hashed in a thread (bcrypt takes about a
+quarter of a second: on the event loop, twenty logins froze the hub for seconds); sign-up answers
+the same whether the name exists or not, and stops taking requests while ``max_pending_signups``
+wait for approval.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import math
 import os
 import secrets
 from pathlib import Path
@@ -22,20 +31,61 @@ from pathlib import Path
 import bcrypt
 from jupyterhub.handlers.login import LoginHandler
 from nativeauthenticator import NativeAuthenticator
+from nativeauthenticator.handlers import SignUpHandler
 from nativeauthenticator.orm import UserInfo
-from traitlets import Unicode
+from tornado import web
+from traitlets import Float, Integer, Unicode
+
+from .throttle import LoginThrottle
+
+#: Checked against when the name does not exist, so that an unknown name costs the same time.
+_NOBODY = bcrypt.hashpw(b"no such account", bcrypt.gensalt())
 
 
 class SpeckleLoginHandler(LoginHandler):
-    """JupyterHub's login page and form, plus the "not approved yet" message."""
+    """JupyterHub's login page and form, plus why a right password did not log in (the account
+    waits for approval, or the address must wait after failures)."""
 
     def _render(self, login_error=None, username=None, **kwargs):
-        if login_error and username and self.request.method == "POST":
-            info = self.authenticator.get_user(username)
-            password = self.get_body_argument("password", default="", strip=False)
-            if info is not None and not info.is_authorized and info.is_valid_password(password):
-                login_error = f"The account {username} waits for an administrator's approval."
+        note = getattr(self, "speckle_login_note", None)
+        if login_error and note:
+            login_error = note
         return super()._render(login_error=login_error, username=username, **kwargs)
+
+
+class SpeckleSignUpHandler(SignUpHandler):
+    """Sign-up that tells nobody which names exist, hashes in a thread, and caps pending requests."""
+
+    async def post(self):
+        a = self.authenticator
+        if not a.enable_signup:
+            raise web.HTTPError(404)
+        username = self.get_body_argument("username", "", strip=False)
+        password = self.get_body_argument("signup_password", "", strip=False)
+        confirmation = self.get_body_argument("signup_password_confirmation", "", strip=False)
+        # hashed whatever happens next: a taken name must cost the same time as a free one
+        hashed = await asyncio.to_thread(bcrypt.hashpw, password.encode(), bcrypt.gensalt())
+        alert, message = "alert-danger", None
+        if password != confirmation:
+            message = "Your password did not match the confirmation. Please try again."
+        elif not a.validate_username(username) or not a.is_password_strong(password):
+            message = (f"Choose a name of lower-case letters, digits, - and _ (starting with a letter) "
+                       f"and a password of at least {a.minimum_password_length} characters that is "
+                       "not a common one.")
+        elif a.pending_signups() >= a.max_pending_signups:
+            message = ("Sign-ups are paused: many requests already wait for an administrator's "
+                       "approval. Please ask the beamline staff.")
+        else:
+            if not a.user_exists(username):
+                a.add_signup(username, hashed)
+            alert = "alert-info"
+            message = ("Your request has been sent to the admins for approval (if the name was "
+                       "free): you can log in once it is approved.")
+        html = await self.render_template(
+            "signup.html", ask_email=False, result_message=message, alert=alert,
+            two_factor_auth=False, two_factor_auth_user=False, two_factor_auth_value="",
+            recaptcha_key=a.recaptcha_key, tos=a.tos)
+        self.finish(html)
 
 
 def read_password_file(path: Path) -> dict[str, str]:
@@ -71,6 +121,53 @@ class SpeckleNativeAuthenticator(NativeAuthenticator):
     first_admin_password_file = Unicode(
         "", config=True, help="Where the one-time passwords of first admins are written (mode 600)."
     )
+    free_failures = Integer(
+        5, config=True,
+        help="Wrong passwords an address may give for a name before it waits (1, 2, 4... s); 0: "
+             "no throttling.")
+    max_wait = Float(600, config=True, help="The longest wait after failed logins (s).")
+    max_pending_signups = Integer(
+        50, config=True, help="Sign-ups waiting for approval beyond which new ones are refused.")
+
+    @functools.cached_property
+    def throttle(self) -> LoginThrottle:
+        return LoginThrottle(self.free_failures, self.max_wait)
+
+    async def authenticate(self, handler, data):
+        """The name when the password is right and the account approved; else None, slowing
+        down the address after repeated failures. bcrypt runs in a thread."""
+        name = self.normalize_username(data.get("username") or "")
+        password = data.get("password") or ""
+        address = handler.request.remote_ip if handler is not None else ""
+        wait = self.throttle.wait(address, name)
+        if wait > 0:
+            _note(handler, f"Too many failed logins from your address: wait {math.ceil(wait)} s "
+                           "before the next try.")
+            return None
+        info = self.get_user(name)
+        stored = info.password if info is not None else _NOBODY
+        valid = await asyncio.to_thread(bcrypt.checkpw, password.encode(), stored) and info is not None
+        if valid and info.has_2fa:
+            valid = info.is_valid_token(data.get("2fa"))
+        if not valid:
+            self.throttle.failure(address, name)
+            return None
+        self.throttle.success(address, name)
+        if not info.is_authorized:
+            _note(handler, f"The account {name} waits for an administrator's approval.")
+            return None
+        return name
+
+    def pending_signups(self) -> int:
+        """Sign-ups that wait for an administrator's approval."""
+        return self.db.query(UserInfo).filter(UserInfo.is_authorized.is_(False)).count()
+
+    def add_signup(self, username: str, hashed: bytes) -> None:
+        """Record a sign-up (its password hashed already); approved at once with open sign-up."""
+        username = self.normalize_username(username)
+        self.db.add(UserInfo(username=username, password=hashed,
+                             is_authorized=bool(self.open_signup or username in self.admin_users)))
+        self.db.commit()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -101,7 +198,11 @@ class SpeckleNativeAuthenticator(NativeAuthenticator):
         return keep
 
     def get_handlers(self, app):
-        return [
-            (r"/login", SpeckleLoginHandler) if pattern == r"/login" else (pattern, handler)
-            for pattern, handler in super().get_handlers(app)
-        ]
+        ours = {r"/login": SpeckleLoginHandler, r"/signup": SpeckleSignUpHandler}
+        return [(pattern, ours.get(pattern, handler)) for pattern, handler in super().get_handlers(app)]
+
+
+def _note(handler, text: str) -> None:
+    """What the login page says instead of "Invalid username or password"."""
+    if handler is not None:
+        handler.speckle_login_note = text

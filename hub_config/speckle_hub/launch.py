@@ -55,19 +55,23 @@ def prepare_state(state: Path) -> None:
 
 
 def first_admin_passwords(s: dict) -> dict[str, str]:
-    """On a fresh state folder, choose the first admins' one-time passwords (the hub creates them)."""
+    """On a fresh state folder, choose the first admins' one-time passwords (the hub creates the
+    accounts with them); return the passwords chosen now, to be shown this once. Later starts
+    return none: the passwords stay in ``<state>/first-admin-password`` (mode 600) until changed,
+    never repeated into whatever log ``make hub`` writes to."""
     if s["auth"]["type"] != "native":
         return {}
     state = Path(s["_state_dir"])
     path = state / "first-admin-password"
     known = read_password_file(path)
     db = state / "jupyterhub.sqlite"
+    new = {}
     if not db.exists() or db.stat().st_size == 0:
-        for name in s["auth"]["admin_users"]:
-            known.setdefault(name.lower(), new_password())
-        if known:
-            write_password_file(path, known)
-    return known
+        new = {name.lower(): new_password() for name in s["auth"]["admin_users"]
+               if name.lower() not in known}
+        if new:
+            write_password_file(path, {**known, **new})
+    return new
 
 
 def _world_can_reach(path: Path) -> str | None:
@@ -133,10 +137,13 @@ def banner(s: dict, passwords: dict[str, str]) -> str:
     kind = s["auth"]["type"]
     if kind == "native":
         if passwords:
-            lines.append("  First admin (one-time password; change it at /hub/change-password after logging in):")
+            lines.append("  First admin (one-time password, shown this once; change it at /hub/change-password):")
             for name, pw in passwords.items():
                 lines.append(f"      user: {name}    password: {pw}")
             lines.append(f"    (kept in {state}/first-admin-password, readable only by you, until changed)")
+        elif (Path(state) / "first-admin-password").exists():
+            lines.append(f"  Admins: {', '.join(s['auth']['admin_users'])}. A one-time password not changed yet "
+                         f"is in {state}/first-admin-password (readable only by you).")
         else:
             lines.append(f"  Admins: {', '.join(s['auth']['admin_users'])} (their passwords were set already).")
         lines.append(f"  New users sign up at {url}hub/signup; an admin approves them at {url}hub/authorize.")

@@ -63,6 +63,7 @@ DEFAULTS: dict = {
             "minimum_password_length": 10,
             "allowed_failed_logins": 5,
             "seconds_before_next_try": 600,
+            "max_pending_signups": 50,
         },
         "ldap": {},
         "oauth": {},
@@ -350,8 +351,11 @@ def _authenticator(c, s: dict) -> None:
         c.NativeAuthenticator.open_signup = native["open_signup"]
         c.NativeAuthenticator.minimum_password_length = native["minimum_password_length"]
         c.NativeAuthenticator.check_common_password = True
-        c.NativeAuthenticator.allowed_failed_logins = native["allowed_failed_logins"]
-        c.NativeAuthenticator.seconds_before_next_try = native["seconds_before_next_try"]
+        # failed logins slow down the address they come from, never lock the name (throttle.py)
+        c.NativeAuthenticator.allowed_failed_logins = 0
+        c.SpeckleNativeAuthenticator.free_failures = native["allowed_failed_logins"]
+        c.SpeckleNativeAuthenticator.max_wait = native["seconds_before_next_try"]
+        c.SpeckleNativeAuthenticator.max_pending_signups = native["max_pending_signups"]
         # names that make sane unix account names (<prefix><name>) and URLs
         c.Authenticator.username_pattern = r"^[a-z][a-z0-9_-]{0,31}$"
         c.SpeckleNativeAuthenticator.first_admin_password_file = str(Path(s["_state_dir"]) / "first-admin-password")
@@ -464,11 +468,9 @@ def apply(c, s: dict) -> None:
 
         monitor = beamtime.monitor_settings(s)  # folders and account: made by launch.py
         spec = beamtime.service(s, monitor)
-        confined = limits.service_command(s, "monitor", limits.resolve(s["limits"]["monitor"]),
-                                          spec.get("user"), spec["command"])
-        if confined != spec["command"]:  # the wrapper joins the monitor's cgroup, then drops to its account
-            spec["command"] = confined
-            spec.pop("user", None)
+        # the wrapper joins the monitor's cgroup, drops to its account, dies with the hub
+        spec["command"] = limits.service_command(s, "monitor", limits.resolve(s["limits"]["monitor"]),
+                                                 spec.pop("user", None), spec["command"])
         services.append(spec)
         roles += beamtime.roles()
         spawner_settings["monitor"] = {

@@ -199,9 +199,13 @@ def test_launcher_preflight_and_banner(tmp_path, monkeypatch):
         assert stat.S_IMODE((tmp_path / "state" / name).stat().st_mode) == 0o600
     pw = launch.first_admin_passwords(s)
     assert set(pw) == {"admin"} and len(pw["admin"]) >= 12
-    assert launch.first_admin_passwords(s) == pw  # stable until the hub has used it
     text = launch.banner(s, pw)
-    assert "http://127.0.0.1:8000/" in text and pw["admin"] in text
+    assert "http://127.0.0.1:8000/" in text and pw["admin"] in text and "shown this once" in text
+    # the next start keeps the same password for the hub to use but does not print it again
+    assert launch.first_admin_passwords(s) == {}
+    assert (tmp_path / "state" / "first-admin-password").read_text().split() == ["admin", pw["admin"]]
+    again = launch.banner(s, {})
+    assert pw["admin"] not in again and "first-admin-password (readable only by you)" in again
     assert ("SINGLE-ACCOUNT" in text) == (os.geteuid() != 0)
     import shutil
     import tempfile
