@@ -125,3 +125,30 @@ def test_correlation_of_a_file_read_directly_equals_the_array(tmp_path):
         from_file = multitau_g2(ds, part, chunk_frames=50, device="cpu")
     in_memory = multitau_g2(frames, part, device="cpu")
     np.testing.assert_allclose(from_file.g2, in_memory.g2, rtol=1e-12)
+
+
+def test_read_frames_fills_the_buffer_given_where_the_reader_reads_in_place(tmp_path):
+    buf = np.zeros((10, *FRAMES.shape[1:]), FRAMES.dtype)
+    with open_hdf5(write(tmp_path / "f.h5", FRAMES, chunks=(4, 12, 10))) as ds:
+        got = ds.read_frames(3, 9, out=buf)
+        assert np.shares_memory(got, buf)
+        np.testing.assert_array_equal(got, FRAMES[3:9])
+    with open_hdf5(write(tmp_path / "g.h5", FRAMES, chunks=(4, 6, 10))) as ds:  # via HDF5
+        got = ds.read_frames(3, 9, out=buf)
+        assert not np.shares_memory(got, buf)
+        np.testing.assert_array_equal(got, FRAMES[3:9])
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_reused_buffers_hold_each_chunk_until_the_next_is_asked_for(tmp_path, prefetch):
+    import time
+
+    with open_hdf5(write(tmp_path / "f.h5", FRAMES, chunks=(2, 12, 10))) as ds:
+        seen, buffers = [], set()
+        for first, chunk in ds.iter_chunks(2, prefetch=prefetch, reuse=True):
+            time.sleep(0.02)  # the reader thread runs ahead meanwhile
+            np.testing.assert_array_equal(chunk, FRAMES[first:first + 2])
+            seen.append(first)
+            buffers.add(chunk.__array_interface__["data"][0])
+    assert seen == list(range(0, 23, 2))
+    assert len(buffers) == (3 if prefetch else 1)

@@ -22,8 +22,10 @@ from ..errors import InvalidInputError
 
 __all__ = ["ArrayDataset", "Dataset", "Metadata", "DEFAULT_CHUNK_BYTES"]
 
-#: Target size of one chunk of frames handed to a correlator (bytes of the stored dtype).
-DEFAULT_CHUNK_BYTES = 64 * 2**20
+#: Target size of one chunk of frames handed to a correlator (bytes of the stored dtype): big
+#: enough that per-chunk overheads vanish, small enough that the few buffers a stream reuses
+#: stay in memory already touched (fresh memory costs 0.5-2 s per GB on some machines).
+DEFAULT_CHUNK_BYTES = 16 * 2**20
 
 HC_EV_M = 1.239841984e-6  # Planck constant × speed of light, eV·m
 
@@ -125,13 +127,30 @@ class Dataset(ABC):
     def _read(self, start: int, stop: int) -> np.ndarray:
         """Return frames ``start:stop`` as a (stop-start, rows, cols) numpy array."""
 
-    def read_frames(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Read frames ``start:stop`` (clipped to the dataset) as a numpy array."""
+    def read_frames(self, start: int = 0, stop: int | None = None,
+                    out: np.ndarray | None = None) -> np.ndarray:
+        """Read frames ``start:stop`` (clipped to the dataset) as a numpy array.
+
+        Parameters
+        ----------
+        start, stop : int
+        out : ndarray, optional
+            A C-contiguous buffer of at least ``stop - start`` frames of the dataset's dtype:
+            readers that read in place fill its first frames and return them, the others
+            return their own array (always use the returned array).
+        """
         stop = self.n_frames if stop is None else min(int(stop), self.n_frames)
         start = max(0, int(start))
         if stop <= start:
             return np.empty((0, *self.frame_shape), self.dtype)
+        if out is not None and self._read_into(start, stop, out[:stop - start]):
+            return out[:stop - start]
         return self._read(start, stop)
+
+    def _read_into(self, start: int, stop: int, out: np.ndarray) -> bool:
+        """Fill ``out`` with frames ``start:stop`` where this reader can do so without a copy,
+        and return whether it did (by default it cannot)."""
+        return False
 
     def frame(self, index: int) -> np.ndarray:
         """Read one frame (negative indices count from the end)."""
@@ -148,23 +167,36 @@ class Dataset(ABC):
 
     def iter_chunks(self, chunk_frames: int | None = None, start: int = 0,
                     stop: int | None = None, *, prefetch: bool = False,
-                    prepare: Callable | None = None) -> Iterator[tuple[int, object]]:
+                    prepare: Callable | None = None,
+                    reuse: bool = False) -> Iterator[tuple[int, object]]:
         """Yield ``(first_frame_index, frames)`` chunks covering ``start:stop`` in order.
 
         With ``prefetch``, a reader thread reads the next chunk while the caller works on this
         one (at most two chunks ahead); its errors are raised here, in order. With ``prepare``,
         ``(first, prepare(first, frames))`` is yielded instead, ``prepare`` running where the
         chunk is read (in the reader thread with ``prefetch``, one chunk after another), so
-        that work on a chunk overlaps the caller's work on the previous one.
+        that work on a chunk overlaps the caller's work on the previous one. With ``reuse``,
+        readers that read in place read into a few buffers used in turn (new memory costs
+        0.5-2 s per GB to touch first on some machines): a chunk may then be overwritten once
+        the caller asks for the next one, so the caller keeps nothing of it past that.
         """
         chunk = int(chunk_frames or self.default_chunk_frames())
         if chunk < 1:
             raise InvalidInputError(f"chunk size must be at least one frame, got {chunk}")
         stop = self.n_frames if stop is None else min(stop, self.n_frames)
         firsts = range(start, stop, chunk)
+        # the caller's chunk, the one queued and the one being read (see _read_ahead)
+        buffers = [None] * (3 if prefetch else 1) if reuse else None
 
         def read_chunk(first):
-            frames = self.read_frames(first, min(first + chunk, stop))
+            out = None
+            if buffers is not None:
+                slot = (first - start) // chunk % len(buffers)
+                if buffers[slot] is None:
+                    buffers[slot] = np.empty((min(chunk, stop - start), *self.frame_shape),
+                                             self.dtype)
+                out = buffers[slot]
+            frames = self.read_frames(first, min(first + chunk, stop), out=out)
             return frames if prepare is None else prepare(first, frames)
 
         reads = ((first, lambda a=first: read_chunk(a)) for first in firsts)

@@ -90,15 +90,17 @@ class DirectFrames:
         table = np.array([found[i] for i in range(n_chunks)], np.int64).reshape(-1, 2)
         return cls(path, source, ds.shape, dtype, per_chunk, table[:, 0], table[:, 1])
 
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Frames ``start:stop`` as a new (stop - start, rows, cols) array.
+    def read(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Frames ``start:stop`` as a (stop - start, rows, cols) array: ``out`` (C-contiguous,
+        of that shape and the dtype) filled, or a new array.
 
         Raises
         ------
         InvalidInputError
             When the file ends before the frames do.
         """
-        out = np.empty((stop - start, *self.shape[1:]), self.dtype)
+        if out is None:
+            out = np.empty((stop - start, *self.shape[1:]), self.dtype)
         flat = out.reshape(stop - start, -1).view(np.uint8)
         per, fb = self.frames_per_chunk, self.frame_bytes
         frame = start

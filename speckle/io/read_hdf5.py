@@ -135,6 +135,13 @@ class HDF5Dataset(Dataset):
                 self._guard.check(start, stop)
             return self._layout.read(self._ds, start, stop, self.dtype)
 
+    def _read_into(self, start: int, stop: int, out: np.ndarray) -> bool:
+        if self._direct is None:
+            return False
+        with library_errors(self.source, "HDF5 file"):
+            self._direct.read(start, stop, out=out)
+        return True
+
     def default_chunk_frames(self, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
         """As :meth:`Dataset.default_chunk_frames`, rounded to whole chunks of the file."""
         frames = super().default_chunk_frames(chunk_bytes)

@@ -84,10 +84,10 @@ def alllags_g2(data, partition: Partition, *, max_lag: int | None = None,
     w = frame_weights(T, exclude_frames)
     pixels = np.flatnonzero(partition.mask.ravel())
     series = np.empty((T, len(pixels)), np.float32)
-    for start, chunk in ds.iter_chunks(prefetch=True):
+    for start, chunk in ds.iter_chunks(prefetch=True, reuse=True):
         if cancel is not None and cancel():
             raise Cancelled("the analysis was cancelled")
-        series[start:start + len(chunk)] = chunk.reshape(len(chunk), -1)[:, pixels]
+        series[start:start + len(chunk)] = np.take(chunk.reshape(len(chunk), -1), pixels, axis=1)
     if normalize_frames:
         means = series.mean(axis=1, dtype=np.float64)
         w[means <= 0] = 0

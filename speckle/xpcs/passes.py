@@ -70,7 +70,8 @@ def stream_frames(ds: Dataset, pixels: np.ndarray, weights: np.ndarray, *,
 
     Each chunk is read, handed to the consumers, restricted to the used pixels and normalised
     in the reader thread (:meth:`~speckle.io.dataset.Dataset.iter_chunks` with ``prepare``)
-    while the caller works on the previous chunk.
+    while the caller works on the previous chunk. Chunks are read into reused buffers: the
+    frames yielded may be overwritten once the caller asks for the next chunk.
 
     Parameters
     ----------
@@ -115,7 +116,8 @@ def stream_frames(ds: Dataset, pixels: np.ndarray, weights: np.ndarray, *,
             flat = flat.astype(np.float32) * scale.astype(np.float32)[:, None]
         return flat, w
 
-    for start, (flat, w) in ds.iter_chunks(chunk_frames, prefetch=True, prepare=prepare):
+    for start, (flat, w) in ds.iter_chunks(chunk_frames, prefetch=True, prepare=prepare,
+                                           reuse=True):
         if cancel is not None and cancel():
             raise Cancelled("the analysis was cancelled")
         yield start, flat, w

@@ -49,7 +49,7 @@ def _binned_pixels(ds, pixels, start, stop, bin_frames, chunk_frames, cancel):
     chunk_frames = chunk_frames or ds.default_chunk_frames()
     chunk_frames = max(bin_frames, chunk_frames // bin_frames * bin_frames)
     whole_frame = np.array_equal(pixels, np.arange(ds.frame_shape[0] * ds.frame_shape[1]))
-    for first, chunk in ds.iter_chunks(chunk_frames, start, stop, prefetch=True):
+    for first, chunk in ds.iter_chunks(chunk_frames, start, stop, prefetch=True, reuse=True):
         if cancel is not None and cancel():
             raise Cancelled("the analysis was cancelled")
         flat = chunk.reshape(len(chunk), -1)
