@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from speckle.errors import DatasetNotFoundError, InvalidInputError, SpeckleError
-from speckle.io.browse import (Entry, PathEscapeError, demo_dir, list_entries, list_roots,
-                               safe_join, upload_dir)
+from speckle.io.browse import (Entry, PathEscapeError, demo_dir, entry_path, list_entries,
+                               list_roots, safe_join)
+from speckle.site import site
 
 
 @pytest.fixture()
@@ -128,7 +129,7 @@ def test_roots_without_configuration(monkeypatch, tmp_path):
     roots = list_roots({})
     assert [r.key for r in roots] == ["uploads", "demo"]
     assert roots[0].path == tmp_path / "speckle-uploads"
-    assert upload_dir({}) == tmp_path / "speckle-uploads"
+    assert site({}).upload_dir == tmp_path / "speckle-uploads"
 
 
 def test_demo_folder_lists_the_demo_dataset():

@@ -22,7 +22,7 @@ requests = pytest.importorskip("requests")
 pytest.importorskip("jupyter_server")
 
 from speckle_jupyter.testing import NpyStream, UploadClient, jupyter_server  # noqa: E402
-from speckle_jupyter.uploads import DEFAULT_CHUNK_BYTES  # noqa: E402
+from speckle.site import DEFAULT_UPLOAD_CHUNK_BYTES as DEFAULT_CHUNK_BYTES  # noqa: E402
 
 QUOTA = 300_000_000
 MiB = 2**20

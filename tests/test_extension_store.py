@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from speckle_jupyter import uploads
-from speckle_jupyter.uploads import (DEFAULT_CHUNK_BYTES, DEFAULT_QUOTA_BYTES, Refusal,
-                                     UploadStore, check_name)
+from speckle.site import DEFAULT_UPLOAD_CHUNK_BYTES, DEFAULT_UPLOAD_QUOTA_BYTES
+from speckle_jupyter.uploads import Refusal, UploadStore, check_name
 
 
 def npy(shape=(4, 8, 8)) -> bytes:
@@ -52,14 +52,14 @@ def test_bad_names(name):
 
 def test_defaults_from_the_environment(tmp_path, caplog):
     s = UploadStore(environ={"HOME": str(tmp_path)})
-    assert s.quota_bytes == DEFAULT_QUOTA_BYTES == 20 * 2**30
-    assert s.chunk_size == DEFAULT_CHUNK_BYTES == 64 * 2**20
+    assert s.quota_bytes == DEFAULT_UPLOAD_QUOTA_BYTES == 50 * 10**9  # the one default (speckle.site)
+    assert s.chunk_size == DEFAULT_UPLOAD_CHUNK_BYTES == 64 * 2**20
     s = UploadStore(environ={"SPECKLE_UPLOAD_DIR": str(tmp_path / "u"),
                              "SPECKLE_UPLOAD_QUOTA_BYTES": "12345",
                              "SPECKLE_UPLOAD_CHUNK_BYTES": "1048576"})
     assert (s.upload_dir, s.quota_bytes, s.chunk_size) == (tmp_path / "u", 12345, 2**20)
     s = UploadStore(environ={"SPECKLE_UPLOAD_QUOTA_BYTES": "20GB"})
-    assert s.quota_bytes == DEFAULT_QUOTA_BYTES
+    assert s.quota_bytes == DEFAULT_UPLOAD_QUOTA_BYTES
     assert "not a number of bytes" in caplog.text
 
 

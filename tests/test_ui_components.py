@@ -14,7 +14,7 @@ from speckle.errors import InvalidInputError, UnsupportedFormatError
 from speckle.io.dataset import ArrayDataset, Metadata
 from speckle.ui import DeviceBadge, ImageView
 from speckle.ui._common import MessageBox, RunPanel, Tasks, describe_error
-from speckle.ui.browse import list_entries, resolve_entry
+from speckle.io.browse import entry_path, list_entries, safe_join
 from speckle.ui.device import device_text
 from speckle.ui.export import result_folder_name, write_result_folder
 from speckle.ui.image_view import roi_from_extents
@@ -67,13 +67,12 @@ def test_listing_is_newest_first_readable_only_and_cannot_escape(tmp_path):
     (root / "day1" / "escape").symlink_to(secret)
     entries = list_entries(root, "day1")
     assert [e.name for e in entries] == ["new.npy", "old.npy"]
-    assert entries[0].format == "npy" and entries[0].rel == "day1/new.npy"
+    assert entries[0].format == "npy" and entry_path("day1", entries[0]) == "day1/new.npy"
     assert entries[0].size == new.stat().st_size
-    for bad in ("../secret", "day1/../../secret", "day1/escape/private.npy"):
+    for bad in ("../secret", "day1/../../secret", "day1/escape/private.npy", "/etc"):
         with pytest.raises(InvalidInputError):
-            resolve_entry(root, bad)
-    assert resolve_entry(root, "/etc") == root.resolve() / "etc"  # relative to the root
-    assert resolve_entry(root, "day1/new.npy") == new.resolve()
+            safe_join(root, bad)
+    assert safe_join(root, "day1/new.npy") == new.resolve()
 
 
 # ------------------------------------------------------------------------ image and regions

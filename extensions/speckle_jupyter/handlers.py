@@ -24,6 +24,7 @@ from tornado.routing import PathMatches, Rule
 
 from speckle.errors import DatasetNotFoundError, InvalidInputError
 from speckle.io.browse import PathEscapeError, list_entries, list_roots
+from speckle.site import site
 
 from .uploads import ID_PATTERN, Refusal, UploadStore
 
@@ -347,7 +348,8 @@ class KernelEndHandler(SpeckleAPIHandler):
 
 
 async def device_text(settings) -> str:
-    """What computes for this server: ``SPECKLE_GPU_NAME``, else speckle's own detection.
+    """What computes for this server: the GPU the hub assigned (:mod:`speckle.site`), else
+    speckle's own detection.
 
     The detection (:func:`speckle.backend.device_description`) runs once, in a child process:
     importing cupy in the server process would hold a CUDA context (GPU memory) for its whole
@@ -356,13 +358,10 @@ async def device_text(settings) -> str:
     cached = settings.get("speckle_device_text")
     if cached:
         return cached
-    name = (os.environ.get("SPECKLE_GPU_NAME") or "").strip()
-    if name.upper() == "CPU":  # the hub's word for "no GPU assigned"
-        name = ""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if name:
-        text = name
-    elif visible is not None and visible.strip() in ("", "-1"):
+    config = site()
+    if config.gpu_name:
+        text = config.gpu_name
+    elif config.gpu_hidden:
         text = _CPU_TEXT
     else:
         text = await asyncio.get_running_loop().run_in_executor(None, _detect_device)

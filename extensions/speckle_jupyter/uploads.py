@@ -34,13 +34,11 @@ import numpy as np
 
 from speckle.errors import InvalidInputError
 from speckle.io import open_dataset
-from speckle.io.browse import upload_dir as _default_upload_dir
 from speckle.io.atomic import fsync_file
 from speckle.io.limits import human_bytes, one_line
+from speckle.site import DEFAULT_UPLOAD_CHUNK_BYTES, site
 
 __all__ = [
-    "DEFAULT_CHUNK_BYTES",
-    "DEFAULT_QUOTA_BYTES",
     "Refusal",
     "UploadRecord",
     "UploadStore",
@@ -49,10 +47,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_QUOTA_BYTES = 20 * 2**30
-# 64 MiB: a 1 GB upload through Chromium took 100-103 MB/s in 16 MiB requests, 109-111 MB/s in
-# 64 MiB ones (2-core machine; benchmarks/bench_hub.py); a resumed upload resends at most one.
-DEFAULT_CHUNK_BYTES = 64 * 2**20
 MAX_NAME_BYTES = 200
 #: Incomplete uploads untouched for this long are removed (and stop counting against the quota).
 PARTIAL_TTL_S = 7 * 86400
@@ -86,7 +80,7 @@ class UploadRecord:
     size: int
     offset: int = 0
     state: str = "uploading"  # "uploading" | "complete" | "done"
-    chunk_size: int = DEFAULT_CHUNK_BYTES
+    chunk_size: int = DEFAULT_UPLOAD_CHUNK_BYTES
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     result: dict | None = None  # the finish answer, once "done"
@@ -122,33 +116,18 @@ def check_name(name) -> str:
     return name
 
 
-def _env_int(environ, key: str, default: int, minimum: int) -> int:
-    text = (environ.get(key) or "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        log.warning("speckle_jupyter: %s=%r is not a number of bytes; using %d", key, text,
-                    default)
-        return default
-    if value < minimum:
-        log.warning("speckle_jupyter: %s=%d is below %d; using %d", key, value, minimum, default)
-        return default
-    return value
-
-
 class UploadStore:
     """All upload state of one user server.
 
     Parameters
     ----------
     upload_dir : path, optional
-        Default: ``SPECKLE_UPLOAD_DIR`` or ``~/speckle-uploads``; created (mode 700) if missing.
+        Default: the site's (:mod:`speckle.site`, ``~/speckle-uploads``); created (mode 700) if
+        missing.
     quota_bytes : int, optional
-        Default: ``SPECKLE_UPLOAD_QUOTA_BYTES`` or 20 GiB.
+        Default: the site's (50 GB).
     chunk_size : int, optional
-        Largest ``PUT`` body. Default: ``SPECKLE_UPLOAD_CHUNK_BYTES`` or 64 MiB.
+        Largest ``PUT`` body. Default: the site's (64 MiB).
 
     Notes
     -----
@@ -158,16 +137,12 @@ class UploadStore:
     """
 
     def __init__(self, upload_dir=None, quota_bytes=None, chunk_size=None, environ=None):
-        environ = os.environ if environ is None else environ
+        config = site(environ)
         self.upload_dir = (Path(upload_dir).expanduser().absolute() if upload_dir
-                           else _default_upload_dir(environ))
+                           else config.upload_dir)
         self.partial_dir = self.upload_dir / ".partial"
-        self.quota_bytes = (int(quota_bytes) if quota_bytes is not None else
-                            _env_int(environ, "SPECKLE_UPLOAD_QUOTA_BYTES", DEFAULT_QUOTA_BYTES,
-                                     0))
-        self.chunk_size = (int(chunk_size) if chunk_size is not None else
-                           _env_int(environ, "SPECKLE_UPLOAD_CHUNK_BYTES", DEFAULT_CHUNK_BYTES,
-                                    64 * 1024))
+        self.quota_bytes = int(quota_bytes) if quota_bytes is not None else config.upload_quota_bytes
+        self.chunk_size = int(chunk_size) if chunk_size is not None else config.upload_chunk_bytes
         self.busy: dict[str, str] = {}  # id -> what holds it ("write" | "finish")
         self.aborted: set[str] = set()
 

@@ -16,6 +16,8 @@ import ssl
 import sys
 from pathlib import Path
 
+from speckle.site import DEFAULT_UPLOAD_QUOTA_BYTES
+
 HERE = Path(__file__).resolve().parent
 HUB_CONFIG = HERE.parent
 REPO = HUB_CONFIG.parent
@@ -72,7 +74,7 @@ DEFAULTS: dict = {
     "data": {
         "beamline_dirs": [],
         "upload_dir": "speckle-uploads",
-        "upload_quota_gb": 50,
+        "upload_quota_gb": DEFAULT_UPLOAD_QUOTA_BYTES / 1e9,  # the one default (speckle.site)
         "websocket_max_message_mb": 512,
     },
     "limits": {

@@ -3,15 +3,17 @@
 The dashboards and the Jupyter server extension (``speckle_jupyter``, ``GET speckle/api/data``)
 share this module. It never writes anything and never follows a path out of its root:
 
-* :func:`list_roots` names the browsable folders: the beamline folders of ``SPECKLE_DATA_DIRS``
-  (``:``-separated; missing ones are skipped), the user's upload folder (``SPECKLE_UPLOAD_DIR``,
-  default ``~/speckle-uploads``) and the demo datasets shipped with speckle.
+* :func:`list_roots` names the browsable folders: the beamline folders and the user's upload
+  folder of the site configuration (:mod:`speckle.site`; missing beamline folders are skipped)
+  and the demo datasets shipped with speckle.
 * :func:`list_entries` lists one folder, newest first: sub-folders and the files whose first
   bytes are a format speckle reads (:func:`~speckle.io.sniff.sniff_format`; no file is opened
   further). Hidden entries, ``__pycache__``, unreadable entries and symbolic links leading
   outside the root are left out.
 * :func:`safe_join` turns a relative path from a browser into a path inside a root, refusing
   absolute paths, ``..`` and symbolic links that lead outside (:class:`PathEscapeError`).
+* :func:`entry_path` is the path of one listed entry, relative to its root (what a page sends
+  back to open it).
 """
 
 from __future__ import annotations
@@ -22,22 +24,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import DatasetNotFoundError, InvalidInputError, UnsafeFileError
+from ..site import site
 from .sniff import sniff_format
 
 __all__ = [
-    "DEFAULT_UPLOAD_DIR",
     "Entry",
     "PathEscapeError",
     "Root",
     "demo_dir",
+    "entry_path",
     "list_entries",
     "list_roots",
     "safe_join",
-    "upload_dir",
 ]
-
-#: Where uploads land when ``SPECKLE_UPLOAD_DIR`` is not set.
-DEFAULT_UPLOAD_DIR = "~/speckle-uploads"
 
 _SKIPPED_NAMES = frozenset({"__pycache__"})
 
@@ -102,11 +101,14 @@ class Entry:
         """JSON-ready form."""
         return asdict(self)
 
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == "dir"
 
-def upload_dir(environ=None) -> Path:
-    """The user's upload folder: ``SPECKLE_UPLOAD_DIR`` or ``~/speckle-uploads`` (absolute)."""
-    environ = os.environ if environ is None else environ
-    return Path(environ.get("SPECKLE_UPLOAD_DIR") or DEFAULT_UPLOAD_DIR).expanduser().absolute()
+
+def entry_path(rel: str, entry: Entry) -> str:
+    """The path of ``entry`` (listed in the folder ``rel``) relative to its root, ``/``-separated."""
+    return str(PurePosixPath(*_relative_parts(rel), entry.name))
 
 
 def demo_dir() -> Path:
@@ -122,27 +124,20 @@ def list_roots(environ=None) -> list[Root]:
     Parameters
     ----------
     environ : mapping, optional
-        Environment to read (default ``os.environ``): ``SPECKLE_DATA_DIRS`` (``:``-separated
-        beamline folders; entries that are not existing folders are skipped) and
-        ``SPECKLE_UPLOAD_DIR``.
+        Environment to read the site configuration from (default ``os.environ``; see
+        :mod:`speckle.site`).
 
     Returns
     -------
     list of Root
-        The beamline folders (keys ``data1``, ``data2``... in the order given), then the upload
+        The beamline folders that exist (keys ``data1``, ``data2``... by their place in the
+        configured list, so a folder not mounted yet does not shift the others), then the upload
         folder (key ``uploads``, listed even before it exists) and the demo folder (``demo``).
     """
-    environ = os.environ if environ is None else environ
-    roots = []
-    seen = set()
-    for i, item in enumerate(p for p in (environ.get("SPECKLE_DATA_DIRS") or "").split(":")
-                             if p.strip()):
-        path = Path(item.strip()).expanduser().absolute()
-        if path in seen or not path.is_dir():
-            continue
-        seen.add(path)
-        roots.append(Root(f"data{i + 1}", str(path), path, "beamline"))
-    roots.append(Root("uploads", "My uploads", upload_dir(environ), "uploads"))
+    config = site(environ)
+    roots = [Root(f"data{i + 1}", str(path), path, "beamline")
+             for i, path in enumerate(config.data_dirs) if path.is_dir()]
+    roots.append(Root("uploads", "My uploads", config.upload_dir, "uploads"))
     roots.append(Root("demo", "Demo datasets", demo_dir(), "demo"))
     return roots
 

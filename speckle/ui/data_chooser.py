@@ -20,10 +20,10 @@ import traitlets
 from .. import demo as demo_data
 from ..errors import InvalidInputError
 from ..io.dataset import Dataset
+from ..io.browse import entry_path, list_entries, safe_join
 from ..io.images import image_result_kind
 from ..io.open import open_dataset
 from ._common import MessageBox, Tasks, styled
-from .browse import list_entries, resolve_entry
 from .saved_result import SavedResult
 from .server import data_dirs as default_data_dirs
 from .server import upload_dir as default_upload_dir
@@ -262,8 +262,9 @@ class DataChooser(widgets.VBox):
                 text = f"\U0001f4c1 {e.name}/   {when}"
             else:
                 text = f"{e.name}   {_fmt_bytes(e.size)}  {e.format or ''}  {when}"
-            self._entries[e.rel] = e
-            options.append((text, e.rel))
+            key = entry_path(self._rel, e)
+            self._entries[key] = e
+            options.append((text, key))
         self.listing.unobserve(self._on_pick, "value")
         self.listing.options = options
         self.listing.value = None
@@ -290,7 +291,7 @@ class DataChooser(widgets.VBox):
             return
         entry = self._entries.get(value)
         if entry is not None and entry.is_dir:
-            self.browse(entry.rel)
+            self.browse(value)
             return
         self.open_button.disabled = False
 
@@ -301,7 +302,7 @@ class DataChooser(widgets.VBox):
             return
         rel = self._rel if value == "." else value
         try:
-            path = resolve_entry(self.root, rel)
+            path = safe_join(self.root, rel)
         except InvalidInputError as exc:
             self.message.error(exc)
             return

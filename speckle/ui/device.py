@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import html
-import os
 
 import ipywidgets as widgets
 
 from .. import backend
+from ..site import site
 from ._common import Tasks
 
 __all__ = ["DeviceBadge", "device_text"]
 
 
-def _assigned_gpu(env) -> str:
-    """The GPU the hub assigned (``SPECKLE_GPU_NAME``); "" when none (the hub sets "CPU")."""
-    name = env.get("SPECKLE_GPU_NAME", "").strip()
-    return "" if name.upper() == "CPU" else name
-
-
 def device_text(environ=None) -> str:
     """Describe where analyses run, e.g. ``"NVIDIA H100"`` or ``"CPU: this server has no GPU"``.
 
-    ``SPECKLE_GPU_NAME`` (set by the hub for the GPU it assigned) names the GPU when the
-    library can use one; when it cannot (no cupy, no driver) the text says so.
+    The GPU the hub assigned (:mod:`speckle.site`) names the GPU when the library can use one;
+    when it cannot (no cupy, no driver) the text says so.
     """
-    env = os.environ if environ is None else environ
-    assigned = _assigned_gpu(env)
+    assigned = site(environ).gpu_name
     if backend.gpu_available():
         return assigned or backend.device_description()
     if assigned:
@@ -46,7 +39,7 @@ class DeviceBadge(widgets.HTML):
         self.add_class("speckle-device")
         self.text = ""
         self._tasks = Tasks("device")
-        self._show(_assigned_gpu(os.environ) or "checking…")
+        self._show(site().gpu_name or "checking…")
         self._tasks.start(device_text, self._show, lambda exc: self._show(
             f"CPU (the GPU check failed: {type(exc).__name__})"))
 

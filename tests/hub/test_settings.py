@@ -25,6 +25,12 @@ def test_the_shipped_file_is_valid_and_says_the_defaults():
             assert s[section][key] == value, f"settings.yaml {section}.{key} differs from DEFAULTS"
 
 
+def test_one_upload_quota_default_for_the_hub_and_the_servers():
+    from speckle.site import DEFAULT_UPLOAD_QUOTA_BYTES
+
+    assert settings.DEFAULTS["data"]["upload_quota_gb"] * 1e9 == DEFAULT_UPLOAD_QUOTA_BYTES
+
+
 def test_an_empty_file_takes_every_default(tmp_path, monkeypatch):
     monkeypatch.delenv("SPECKLE_HUB_STATE", raising=False)
     s = settings.load(write(tmp_path, ""))
