@@ -68,21 +68,43 @@ def _binned_pixels(ds, pixels, start, stop, bin_frames, chunk_frames, cancel):
     return out
 
 
-def _as_float32(xp, block):
-    """A contiguous float32 copy of a (strided) block on the compute device; the cast happens
-    after the transfer, so integer frames cross the bus at their own size."""
+class _Scratch:
+    """Float32 work memory reused from bin to bin on the CPU (fresh memory costs 0.5-2 s per
+    GB to touch first on some machines; each bin would otherwise take its own)."""
+
+    def __init__(self):
+        self._flat = {}
+
+    def get(self, name, shape):
+        """A C-contiguous float32 array of ``shape`` over the memory kept under ``name``."""
+        size = int(np.prod(shape))
+        if len(self._flat.get(name, ())) < size:
+            self._flat[name] = np.empty(size, np.float32)
+        return self._flat[name][:size].reshape(shape)
+
+
+def _as_float32(xp, block, out=None):
+    """A contiguous float32 copy of a (strided) block on the compute device (into ``out`` on
+    the CPU when given); the cast happens after the transfer, so integer frames cross the bus
+    at their own size."""
     if xp is np:
-        return np.ascontiguousarray(block, dtype=np.float32)
+        if out is None:
+            return np.ascontiguousarray(block, dtype=np.float32)
+        np.copyto(out, block, casting="unsafe")
+        return out
     return xp.asarray(np.ascontiguousarray(block)).astype(xp.float32, copy=False)
 
 
-def _normalised_product(xp, a, b, same):
-    """``<a b>_p / (<a>_p <b>_p)`` for two (time, pixels) blocks of one bin, in float32."""
-    a = _as_float32(xp, a)
-    b = a if same else _as_float32(xp, b)
+def _normalised_product(xp, a, b, same, scratch=None):
+    """``<a b>_p / (<a>_p <b>_p)`` for two (time, pixels) blocks of one bin, in float32
+    (``scratch``: a :class:`_Scratch` for the CPU's work memory)."""
+    work = (lambda name, shape: None) if scratch is None or xp is not np else scratch.get
+    a = _as_float32(xp, a, work("a", a.shape))
+    b = a if same else _as_float32(xp, b, work("b", b.shape))
     prod = a @ a.T if same else a @ b.T  # a @ a.T runs as a symmetric rank-k update
     ma, mb = a.mean(axis=1), b.mean(axis=1)
-    scale = xp.outer(ma, mb)
+    scale = work("scale", prod.shape)
+    scale = xp.outer(ma, mb) if scale is None else np.multiply.outer(ma, mb, out=scale)
     scale *= a.shape[1]
     with np.errstate(divide="ignore", invalid="ignore"):
         prod /= scale
@@ -151,6 +173,7 @@ def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | Non
     edges = list(range(0, steps, block)) + [steps]
     n_tasks = (len(edges) - 1) * len(edges) // 2
     done = 0
+    scratch = _Scratch()
     for i in range(len(edges) - 1):
         a = _binned_pixels(ds, pixels, edges[i] * bin_frames, edges[i + 1] * bin_frames,
                            bin_frames, chunk_frames, cancel)
@@ -160,7 +183,7 @@ def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | Non
                                               edges[j + 1] * bin_frames, bin_frames,
                                               chunk_frames, cancel)
             for k, cols in columns.items():
-                c = _normalised_product(xp, a[:, cols], b[:, cols], same)
+                c = _normalised_product(xp, a[:, cols], b[:, cols], same, scratch)
                 if len(edges) == 2:  # one block: the whole (symmetric) map at once
                     maps[k] = c
                     continue
