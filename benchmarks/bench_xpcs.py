@@ -11,7 +11,8 @@ For each detector size it simulates uint16 Poisson speckle (``ou_speckle_chunks`
 (10 dynamic x 4 static by default, APS layout), then runs every engine in its own subprocess on
 the same memory-mapped file:
 
-* speckle multi-tau and two-time (``benchmarks/run_speckle.py``, this venv);
+* speckle multi-tau and two-time (``benchmarks/run_speckle.py``, this venv), and with
+  ``--baseline DIR`` the same from another checkout of speckle (before / after, same rounds);
 * boost_corr multi-tau and two-time (``peers/run_boost_corr.py``, peer venv);
 * scikit-beam multi-tau on the first ``--skbeam-frames`` frames and its full two-time on the
   first ``--skbeam-twotime-frames`` only (it grows as frames squared; the time for the whole
@@ -247,6 +248,11 @@ def bench_size(size, args):
         "speckle_twotime_small": speckle_py + common + ["--mode", "twotime", "--n-frames",
                                                         sk_tt, "--save-bins", "1"],
     }
+    if args.baseline:  # another checkout of speckle, in the same rounds (before / after)
+        base_py = [MAIN_PY, args.baseline / "benchmarks" / "run_speckle.py",
+                   "--device", SETUP["device"]]
+        plan["baseline_multitau"] = base_py + common + ["--mode", "multitau"]
+        plan["baseline_twotime"] = base_py + common + ["--mode", "twotime", "--save-bins", "1"]
     if gpu:  # scikit-beam has no GPU path: the GPU run compares with boost_corr on the same card
         plan = {k: v for k, v in plan.items() if k in ("speckle_multitau", "boost_multitau",
                                                       "speckle_twotime", "boost_twotime")}
@@ -307,15 +313,18 @@ def bench_size(size, args):
 
 ROWS = [  # (run, label)
     ("speckle_multitau", "speckle multi-tau"),
+    ("baseline_multitau", "speckle multi-tau, --baseline checkout"),
     ("boost_multitau", "boost_corr multi-tau"),
     ("skbeam_multitau", "scikit-beam multi-tau"),
     ("speckle_twotime", "speckle two-time"),
+    ("baseline_twotime", "speckle two-time, --baseline checkout"),
     ("boost_twotime", "boost_corr two-time"),
     ("skbeam_twotime", "scikit-beam two-time"),
 ]
 RATIO_TO = {"speckle_multitau": None, "boost_multitau": "speckle_multitau",
             "skbeam_multitau": "speckle_multitau", "speckle_twotime": None,
-            "boost_twotime": "speckle_twotime", "skbeam_twotime": "speckle_twotime"}
+            "boost_twotime": "speckle_twotime", "skbeam_twotime": "speckle_twotime",
+            "baseline_multitau": "speckle_multitau", "baseline_twotime": "speckle_twotime"}
 
 
 def table(size, res, n_frames):
@@ -456,6 +465,9 @@ def main(argv=None):
                         "(no scikit-beam); the card and its memory bandwidth are reported")
     p.add_argument("--peer-python", type=Path, default=PEER_PY,
                    help="python that has boost_corr (and scikit-beam) and torch")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="another speckle checkout (e.g. git archive COMMIT speckle benchmarks "
+                        "| tar -x -C DIR) run in the same rounds: before / after")
     args = p.parse_args(argv)
 
     SETUP.update(device=args.device, peer_py=args.peer_python)

@@ -113,6 +113,13 @@ def run_case(side, n_frames, args, work: Path):
     out = work / f"speckle_{side}.h5"
     speckle_cmd = [SPECKLE, "xpcs", h5, "--qmap", qmap, "--no-twotime", "--out", out,
                    "--frame-time", "1ms"]
+    base_out = work / f"baseline_{side}.h5"
+    base_cmd = None if args.baseline is None else [
+        sys.executable, "-c", f"import sys; sys.path.insert(0, {str(args.baseline)!r}); "
+        "from speckle.cli import main; sys.exit(main())", *speckle_cmd[1:-4], "--out", base_out,
+        "--frame-time", "1ms"]
+    if base_cmd:
+        timed(base_cmd, args.timeout)  # its first run compiles its kernels
     boost_out = work / f"boost_{side}"
     boost_cmd = [args.peer_python, HERE / "peers" / "run_boost_corr.py", "--frames", h5,
                  "--qmap", qmap, "--mode", "multitau", "--out", boost_out,
@@ -128,8 +135,15 @@ def run_case(side, n_frames, args, work: Path):
         rounds.append({"speckle_wall_s": s_wall, "speckle_cpu_s": s_cpu,
                        "boost_process_wall_s": b_wall, "boost_read_multitau_s": boost["time_s"],
                        "boost_read_s": boost["load_s"], "loadavg_1min": round(load, 2)})
+        base = ""
+        if base_cmd:
+            cpu0 = child_usage()
+            rounds[-1]["baseline_wall_s"] = timed(base_cmd, args.timeout)
+            rounds[-1]["baseline_cpu_s"] = child_usage() - cpu0
+            base = (f", baseline checkout {rounds[-1]['baseline_wall_s']:.2f} s (CPU "
+                    f"{rounds[-1]['baseline_cpu_s']:.2f} s)")
         print(f"  round {rnd + 1}: speckle xpcs {s_wall:.2f} s (CPU {s_cpu:.2f} s), boost_corr "
-              f"read + multi-tau {boost['time_s']:.2f} s (process {b_wall:.1f} s), load "
+              f"read + multi-tau {boost['time_s']:.2f} s (process {b_wall:.1f} s){base}, load "
               f"{load:.1f}", flush=True)
     best_s = min(r["speckle_wall_s"] for r in rounds)
     best_b = min(r["boost_read_multitau_s"] for r in rounds)
@@ -143,7 +157,12 @@ def run_case(side, n_frames, args, work: Path):
         common, i, j = np.intersect1d(tau, b["tau"], return_indices=True)
         agree = max_rel(g2[i], b["g2"][j])
     per_round = [r["boost_read_multitau_s"] / r["speckle_wall_s"] for r in rounds]
-    return {"side": side, "frames": n_frames, "compression": args.compression,
+    baseline = {} if base_cmd is None else {
+        "baseline": str(args.baseline),
+        "baseline_wall_s": min(r["baseline_wall_s"] for r in rounds),
+        "baseline_ratio_per_round": [r["boost_read_multitau_s"] / r["baseline_wall_s"]
+                                     for r in rounds]}
+    return {**baseline, "side": side, "frames": n_frames, "compression": args.compression,
             "rounds": rounds, "ratio_per_round": per_round,
             "ratio_median_of_rounds": float(np.median(per_round)),
             "speckle_wall_s": best_s, "boost_read_multitau_s": best_b,
@@ -192,6 +211,11 @@ def report(cases, streams, args, machine):
                 f"{c['ratio_processes']:.1f}x | {c['g2_max_rel_vs_boost']:.1e} "
                 f"({c['common_lags']} lags) | "
                 f"{'/'.join(str(r['loadavg_1min']) for r in c['rounds'])} |")
+        for c in [c for c in cases if "baseline" in c]:
+            lines += ["", f"Same rounds, `speckle xpcs` of the checkout {c['baseline']} "
+                      f"({c['frames']} x {c['side']}²): {c['baseline_wall_s']:.2f} s (this one "
+                      f"{c['speckle_wall_s']:.2f} s); its same-round ratios to boost_corr "
+                      + " / ".join(f"{r:.1f}" for r in c["baseline_ratio_per_round"]) + "."]
     if streams:
         lines += ["", "Big detectors streamed (`run_speckle.py --generate`: frames drawn from a "
                   "pool of 16 Poisson frames, nothing read from disk; multi-tau with the 16 x 16 "
@@ -220,6 +244,9 @@ def main(argv=None):
     p.add_argument("--timeout", type=int, default=1800)
     p.add_argument("--tag", default=None)
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="another speckle checkout (e.g. git archive COMMIT speckle | tar -x -C "
+                        "DIR) whose speckle xpcs runs in the same rounds: before / after")
     args = p.parse_args(argv)
     cases = [tuple(int(v) for v in c.lower().split("x")) for c in args.cases.split(",") if c]
     if cases and not args.peer_python.exists():
