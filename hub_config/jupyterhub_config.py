@@ -52,6 +52,11 @@ c.JupyterHub.allow_named_servers = False
 answer_interrupted_starts()  # stop-while-starting: the start request gets 409 with a sentence, not 500
 c.JupyterHub.concurrent_spawn_limit = 20  # more spawns at once wait (a small machine)
 
+# --- Cookies: HttpOnly (JupyterHub's default) and SameSite=Lax for the hub's and, through the
+# spawner, the user servers' cookies: a page on another site cannot send them along with a form
+# or a script's request. Secure follows the scheme (hub.tls).
+c.JupyterHub.tornado_settings = {"cookie_options": {"samesite": "Lax"}}
+
 # --- Pages: the branded templates (nothing from a CDN: JupyterHub serves its own static files).
 c.JupyterHub.template_paths = [str(speckle_settings.TEMPLATES)]
 c.JupyterHub.logo_file = str(HERE / "speckle_hub" / "static" / "speckle-logo.svg")

@@ -198,11 +198,14 @@ class UploadChunkHandler(SpeckleAPIHandler):
                 view = view[n:]
                 self._written += n
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                self._error = (507, {"message": "the disk is full: tell the beamline staff"})
-            else:
-                self.log.error("speckle upload %s: write failed: %s", self._upload_id, exc)
-                self._error = (500, {"message": f"writing the upload failed ({exc.strerror})"})
+            self._error = self._write_failed(exc)
+
+    def _write_failed(self, exc: OSError) -> tuple[int, dict]:
+        """The answer to a failed write of this chunk (the disk full: 507, in words)."""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return 507, {"message": "the disk is full: tell the beamline staff", "offset": self._start}
+        self.log.error("speckle upload %s: write failed: %s", self._upload_id, exc)
+        return 500, {"message": f"writing the upload failed ({exc.strerror})", "offset": self._start}
 
     @web.authenticated
     @authorized
@@ -222,10 +225,15 @@ class UploadChunkHandler(SpeckleAPIHandler):
             error = self._error
             if error is None and self._written != self._expected:
                 error = (400, {"message": "the chunk arrived incomplete", "offset": self._start})
+            if error is None:
+                try:
+                    store.advance(rec, self._start + self._written)
+                except OSError as exc:  # the record could not be written (a full disk)
+                    rec.offset = self._start
+                    error = self._write_failed(exc)
             if error is not None:
                 store.truncate(upload_id, self._start)
                 return self.reply(*error)
-            store.advance(rec, self._start + self._written)
         finally:
             store.aborted.discard(upload_id)
             store.busy.pop(upload_id, None)

@@ -48,6 +48,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_NAME_BYTES = 200
+#: Uploads started and not finished at once: more wait (each holds a file and a reservation).
+MAX_UNFINISHED = 20
 #: Incomplete uploads untouched for this long are removed (and stop counting against the quota).
 PARTIAL_TTL_S = 7 * 86400
 #: Records of finished uploads are kept this long, so a repeated finish gets the same answer.
@@ -163,9 +165,14 @@ class UploadStore:
         path = self.record_path(rec.id)
         tmp = path.with_name(f".{rec.id}.{secrets.token_hex(4)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(asdict(rec), fh)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(asdict(rec), fh)
+            os.replace(tmp, path)
+        except BaseException:  # a full disk: the record on disk stays as it was
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+            raise
 
     def _remove(self, upload_id: str) -> None:
         for path in (self.part_path(upload_id), self.record_path(upload_id)):
@@ -282,7 +289,7 @@ class UploadStore:
 
     # ------------------------------------------------------------------ protocol steps
     def create(self, name, size) -> UploadRecord:
-        """Start an upload (``POST uploads``); raise :class:`Refusal` (400, 413, 507)."""
+        """Start an upload (``POST uploads``); raise :class:`Refusal` (400, 413, 429, 507)."""
         name = check_name(name)
         if isinstance(size, bool) or not isinstance(size, int):
             raise Refusal(400, "the upload needs its size in bytes (an integer)")
@@ -290,6 +297,10 @@ class UploadStore:
             raise Refusal(400, f"{name}: the file is empty (0 bytes): choose a data file")
         self.ensure_dirs()
         self.cleanup()
+        unfinished = sum(1 for rec in self.records() if rec.state != "done")
+        if unfinished >= MAX_UNFINISHED:
+            raise Refusal(429, f"{name}: {unfinished} uploads are unfinished already: finish or "
+                               "cancel some before starting another")
         used = self.used_bytes()
         if size + used > self.quota_bytes:
             left = max(self.quota_bytes - used, 0)

@@ -27,11 +27,12 @@ import math
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlparse
 
 import bcrypt
 from jupyterhub.handlers.login import LoginHandler
 from nativeauthenticator import NativeAuthenticator
-from nativeauthenticator.handlers import SignUpHandler
+from nativeauthenticator.handlers import DiscardHandler, SignUpHandler, ToggleAuthorizationHandler
 from nativeauthenticator.orm import UserInfo
 from tornado import web
 from traitlets import Float, Integer, Unicode
@@ -51,6 +52,39 @@ class SpeckleLoginHandler(LoginHandler):
         if login_error and note:
             login_error = note
         return super()._render(login_error=login_error, username=username, **kwargs)
+
+
+def _from_the_hub_itself(handler) -> None:
+    """NativeAuthenticator approves and discards accounts on GET (the links of /hub/authorize),
+    which a link or an image on another site could trigger in an admin's browser. Such a GET is
+    taken only from the hub's own pages: the browser says so (``Sec-Fetch-Site``) or, from older
+    browsers and scripts, the ``Referer`` is this hub."""
+    site = handler.request.headers.get("Sec-Fetch-Site")
+    if site in ("same-origin", "none"):
+        return
+    referer = urlparse(handler.request.headers.get("Referer") or "")
+    if site is None and referer.netloc == handler.request.host:
+        return
+    raise web.HTTPError(403, "Approve and discard accounts with the buttons of the hub's "
+                             "Authorize Users page.")
+
+
+class SpeckleToggleAuthorizationHandler(ToggleAuthorizationHandler):
+    """``/hub/authorize/<name>``: from the hub's own page only; an unknown name is a 404 (was 500)."""
+
+    async def get(self, slug):
+        _from_the_hub_itself(self)
+        if self.authenticator.get_user(slug) is None:
+            raise web.HTTPError(404, f"No sign-up named {slug}.")
+        return await super().get(slug)
+
+
+class SpeckleDiscardHandler(DiscardHandler):
+    """``/hub/discard/<name>``: from the hub's own page only."""
+
+    async def get(self, user_name):
+        _from_the_hub_itself(self)
+        return await super().get(user_name)
 
 
 class SpeckleSignUpHandler(SignUpHandler):
@@ -198,7 +232,9 @@ class SpeckleNativeAuthenticator(NativeAuthenticator):
         return keep
 
     def get_handlers(self, app):
-        ours = {r"/login": SpeckleLoginHandler, r"/signup": SpeckleSignUpHandler}
+        ours = {r"/login": SpeckleLoginHandler, r"/signup": SpeckleSignUpHandler,
+                r"/authorize/([^/]*)": SpeckleToggleAuthorizationHandler,
+                r"/discard/([^/]*)": SpeckleDiscardHandler}
         return [(pattern, ours.get(pattern, handler)) for pattern, handler in super().get_handlers(app)]
 
 

@@ -343,7 +343,9 @@ class Hub:
         })
 
     def approve(self, name: str) -> None:
-        r = self.admin.session.get(self.url + f"hub/authorize/{name}")
+        """As the admin, press Approve on /hub/authorize (the hub takes it from its own page only)."""
+        r = self.admin.session.get(self.url + f"hub/authorize/{name}",
+                                   headers={"Referer": self.url + "hub/authorize"})
         r.raise_for_status()
 
     def new_user(self, prefix: str = "t") -> HubUser:
@@ -558,22 +560,22 @@ def process_tree_cpu(root: int | None = None) -> dict[str, float]:
     return out
 
 
-class RssPeak:
-    """Sample :func:`process_tree_rss` in a thread; ``peak`` holds the largest value per kind."""
+class _Sampler:
+    """Calls :meth:`sample` every ``interval`` s in a thread while in a ``with`` block."""
 
-    def __init__(self, interval: float = 0.2):
+    def __init__(self, interval: float):
         import threading
 
         self.interval = interval
-        self.start_rss = process_tree_rss()
-        self.peak = dict(self.start_rss)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def sample(self) -> None:
+        raise NotImplementedError
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            for kind, value in process_tree_rss().items():
-                self.peak[kind] = max(self.peak[kind], value)
+            self.sample()
 
     def __enter__(self):
         self._thread.start()
@@ -581,4 +583,36 @@ class RssPeak:
 
     def __exit__(self, *exc):
         self._stop.set()
-        self._thread.join(5)
+        self._thread.join(15)
+
+
+class RssPeak(_Sampler):
+    """Sample :func:`process_tree_rss` in a thread; ``peak`` holds the largest value per kind."""
+
+    def __init__(self, interval: float = 0.2):
+        super().__init__(interval)
+        self.start_rss = process_tree_rss()
+        self.peak = dict(self.start_rss)
+
+    def sample(self) -> None:
+        for kind, value in process_tree_rss().items():
+            self.peak[kind] = max(self.peak[kind], value)
+
+
+class HealthWatch(_Sampler):
+    """GET ``/hub/health`` every ``interval`` s in a thread while in a ``with`` block: ``slowest``
+    is the slowest answer in seconds (a failed request counts as 99 s), ``samples`` how many."""
+
+    def __init__(self, url: str, interval: float = 0.2):
+        super().__init__(interval)
+        self.url = url + "hub/health"
+        self.slowest, self.samples = 0.0, 0
+
+    def sample(self) -> None:
+        t0 = time.monotonic()
+        try:
+            ok = requests.get(self.url, timeout=10).status_code == 200
+        except requests.RequestException:
+            ok = False
+        self.slowest = max(self.slowest, time.monotonic() - t0 if ok else 99.0)
+        self.samples += 1

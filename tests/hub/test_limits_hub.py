@@ -7,15 +7,13 @@ says so (tests/hub/test_hub_live.py).
 """
 
 import pwd
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import requests
 
-from hubtools import IS_ROOT, Hub, _pids_of_uid, running_hub, wait_dashboard_ready
+from hubtools import IS_ROOT, Hub, HealthWatch, _pids_of_uid, running_hub, wait_dashboard_ready
 from kernel_client import KernelSocket, start_kernel
 from speckle_hub import limits as L
 from speckle_jupyter.cgroups import memory_limit, oom_kills
@@ -33,31 +31,6 @@ def limited_hub(tmp_path_factory):
     with running_hub(tmp_path_factory.mktemp("speckle-hub-limits"), settings={"limits": {
         "memory_gb": 6, "profiles": {"quick": {"memory_gb": QUICK_GB}, "lab": {"memory_gb": LAB_GB}}}}) as hub:
         yield hub
-
-
-class HealthWatch:
-    """GET /hub/health every 0.2 s in a thread; the slowest answer (a failure counts as 99 s)."""
-
-    def __init__(self, url: str):
-        self.url, self.slowest, self._stop = url + "hub/health", 0.0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.wait(0.2):
-            t0 = time.monotonic()
-            try:
-                ok = requests.get(self.url, timeout=10).status_code == 200
-            except requests.RequestException:
-                ok = False
-            self.slowest = max(self.slowest, time.monotonic() - t0 if ok else 99.0)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(15)
 
 
 def _memory_cgroup(hub: Hub, unix_name: str) -> Path:

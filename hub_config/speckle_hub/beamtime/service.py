@@ -18,14 +18,12 @@ its state database through a connection of the page's own.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import mimetypes
 import os
 import re
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -38,6 +36,7 @@ from tornado.locks import Condition
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
 
+from ..lifetime import die_with_parent
 from . import DASHBOARD_FOR
 
 log = logging.getLogger("speckle.beamtime")
@@ -265,17 +264,6 @@ def _html(value: str) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _die_with_parent() -> None:
-    """Stop when the hub that started this service dies (no orphan watching the folders)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-    if os.getppid() == 1:
-        sys.exit("the hub that started this service is gone")
-
-
 def make_app(live: Live, prefix: str) -> web.Application:
     """The service's tornado application under ``prefix``."""
     api = lambda path: url_path_join(prefix, path)  # noqa: E731
@@ -296,7 +284,7 @@ def make_app(live: Live, prefix: str) -> web.Application:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname).1s %(asctime)s beamtime] %(message)s")
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    _die_with_parent()
+    die_with_parent()  # no orphan watching the folders once the hub that started it is gone
     from urllib.parse import urlparse
 
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/beamtime/")
