@@ -47,13 +47,19 @@ class KernelSocket:
         }))
         return msg_id
 
+    def _next(self) -> dict | None:
+        """The next message as JSON; None for a binary frame (a widget's buffers: not ours)."""
+        frame = self.ws.recv()
+        return None if isinstance(frame, bytes) else json.loads(frame)
+
     def start(self, code: str, timeout: float = 30) -> str:
         """Send ``code`` and return once the kernel says it is busy running it."""
         msg_id = self.send(code)
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            msg = json.loads(self.ws.recv())
-            if (msg.get("parent_header", {}).get("msg_id") == msg_id and msg["header"]["msg_type"] == "status"
+            msg = self._next()
+            if (msg is not None and msg.get("parent_header", {}).get("msg_id") == msg_id
+                    and msg["header"]["msg_type"] == "status"
                     and msg["content"]["execution_state"] == "busy"):
                 return msg_id
         raise TimeoutError(f"the kernel did not start running the code within {timeout} s")
@@ -64,8 +70,8 @@ class KernelSocket:
         out, status = [], None
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            msg = json.loads(self.ws.recv())
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            msg = self._next()
+            if msg is None or msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             kind = msg["header"]["msg_type"]
             if kind == "stream" and msg["content"].get("name") == "stdout":
