@@ -18,7 +18,7 @@ import numpy as np
 
 from .kernel_cache import compiled
 
-__all__ = ["bin_sums", "frame_sums", "FRAME_SUM_TYPES", "lag_products"]
+__all__ = ["bin_sums", "frame_sums", "lag_products"]
 
 #: Pixels handled together: a few rows of this many float32 stay in the L1 cache.
 _TILE = 512
