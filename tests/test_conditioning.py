@@ -5,10 +5,10 @@ import pytest
 
 from speckle import backend
 from speckle.errors import InvalidInputError
+from speckle.imaging.center import find_center
 from speckle.imaging.conditioning import (
     bin_image,
     center_pattern,
-    find_symmetry_center,
     merge_exposures,
     remove_dust,
     remove_hot_pixels,
@@ -255,28 +255,7 @@ def test_merge_refusals(images, times, saturation, kwargs, message):
         merge_exposures(images, times, saturation, **kwargs)
 
 
-# -- centring ----------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("offset", [(0.0, 0.0), (3.3, -5.7), (-7.5, 2.25)])
-def test_symmetry_centre_is_found_to_a_quarter_pixel(offset):
-    rng = np.random.default_rng(2)
-    pattern = rng.poisson(1e6 * diffraction((N, N), offset) /
-                          diffraction((N, N), offset).max()).astype(float)
-    truth = (N // 2 + offset[0], N // 2 + offset[1])
-    found = find_symmetry_center(pattern)
-    assert np.hypot(found[0] - truth[0], found[1] - truth[1]) < 0.25
-
-
-def test_centre_with_an_asymmetric_beamstop_mask():
-    offset = (4.4, -2.6)
-    pattern = diffraction((N, N), offset)
-    truth = (N // 2 + offset[0], N // 2 + offset[1])
-    beamstop = gaussian((N, N), truth, 1.0) > np.exp(-6**2 / 2)
-    beamstop[int(truth[0]) - 2:int(truth[0]) + 3, int(truth[1]):] = True  # its arm
-    blocked = np.where(beamstop, 0.0, pattern)
-    found = find_symmetry_center(blocked, mask=beamstop)
-    assert np.hypot(found[0] - truth[0], found[1] - truth[1]) < 0.25
-
+# -- centring (the centre itself: tests/test_center.py) -------------------------------------
 
 def test_center_pattern_moves_the_centre_to_the_middle():
     offset = (3.3, -5.7)
@@ -286,7 +265,7 @@ def test_center_pattern_moves_the_centre_to_the_middle():
     assert np.hypot(*(np.array(center) - truth)) < 0.25
     # whole-pixel shift: values moved, not interpolated; the centre is within half a pixel
     np.testing.assert_array_equal(centred[N // 2, N // 2], pattern[67, 58])
-    assert np.max(np.abs(np.array(find_symmetry_center(centred)) - N // 2)) < 0.5 + 0.25
+    assert np.max(np.abs(np.array(find_center(centred)) - N // 2)) < 0.5 + 0.25
     # moved by (-3, +6): the last 3 rows and the first 6 columns came from outside
     assert np.all(centred[-3:] == 0) and np.all(centred[:, :6] == 0)
     assert np.all(centred[:-3, 6:] == pattern[3:, :-6])
@@ -294,7 +273,7 @@ def test_center_pattern_moves_the_centre_to_the_middle():
     assert np.all(np.isnan(fine[-4:])) and np.all(np.isnan(fine[:, :6]))
     assert np.isfinite(fine[:-4, 6:]).all()
     inner = np.nan_to_num(fine)
-    assert np.max(np.abs(np.array(find_symmetry_center(inner)) - N // 2)) < 0.25
+    assert np.max(np.abs(np.array(find_center(inner)) - N // 2)) < 0.25
 
 
 def test_center_pattern_with_a_given_centre_and_shift_of_a_mask():
@@ -319,8 +298,6 @@ def test_subpixel_shift_of_a_band_limited_image():
 def test_centring_refusals():
     with pytest.raises(InvalidInputError, match="outside"):
         center_pattern(np.ones((8, 8)), center=(3, 9))
-    with pytest.raises(InvalidInputError, match="no positive"):
-        find_symmetry_center(np.zeros((8, 8)))
     with pytest.raises(InvalidInputError, match="finite"):
         shift_image(np.ones((8, 8)), (np.nan, 0))
 

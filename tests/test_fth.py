@@ -68,26 +68,7 @@ def normalized_error(a, b):
     return float(np.sqrt(max(0.0, 1 - overlap)))
 
 
-# -- centre ----------------------------------------------------------------------------------
-
-def test_find_center_of_a_centred_hologram():
-    hologram, _ = simulate_fth()
-    row, col = find_center(hologram)
-    assert row == pytest.approx(N / 2, abs=0.02) and col == pytest.approx(N / 2, abs=0.02)
-
-
-@pytest.mark.parametrize("shift", [(3.3, -2.6), (-7.75, 12.2), (0.5, 0.5)])
-def test_find_center_sub_pixel(shift):
-    """A phase ramp on the exit wave shifts its hologram by a known fraction of a pixel."""
-    _, o = simulate_fth()
-    yy, xx = np.mgrid[:N, :N]
-    exit_wave = (o + 3.0 * disc((128, 168), 0)) * np.exp(2j * np.pi * (shift[0] * yy +
-                                                                          shift[1] * xx) / N)
-    hologram = np.abs(np.fft.fftshift(np.fft.fft2(exit_wave))) ** 2
-    row, col = find_center(hologram)
-    assert row == pytest.approx(N / 2 + shift[0], abs=0.1)
-    assert col == pytest.approx(N / 2 + shift[1], abs=0.1)
-
+# -- centre (found by speckle.imaging.center.find_center: tests/test_center.py) ---------------
 
 def test_a_sub_pixel_centre_is_applied_exactly():
     """The Fourier shift theorem: a hologram shifted by s, inverted about N/2 + s, is the

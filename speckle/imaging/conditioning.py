@@ -23,11 +23,11 @@ import numpy as np
 
 from ..backend import array_module
 from ..errors import InvalidInputError
+from .center import find_center
 
 __all__ = [
     "bin_image",
     "center_pattern",
-    "find_symmetry_center",
     "merge_exposures",
     "remove_dust",
     "remove_hot_pixels",
@@ -565,63 +565,9 @@ def merge_exposures(images, exposure_times, saturation, *, mask=None, grow: int 
 
 # -- centring ------------------------------------------------------------------------------
 
-def _parabolic_offset(left: float, mid: float, right: float) -> float:
-    """Sub-sample position of a peak from three samples (Gaussian fit when all positive)."""
-    if min(left, mid, right) > 0:
-        left, mid, right = np.log(left), np.log(mid), np.log(right)
-    denom = left - 2 * mid + right
-    if denom >= 0:  # not a maximum: no refinement
-        return 0.0
-    return float(np.clip(0.5 * (left - right) / denom, -0.5, 0.5))
-
-
-def find_symmetry_center(image, *, mask=None) -> tuple[float, float]:
-    """Centre of inversion symmetry of a diffraction pattern, sub-pixel.
-
-    A centro-symmetric pattern (Friedel's law) satisfies ``I(c + u) = I(c − u)``; its
-    autoconvolution ``Σ_x a(x) a(s − x)`` is then largest at ``s = 2c`` (Cauchy–Schwarz). The
-    amplitude ``a = sqrt(max(I − median(I), 0))`` is used (the median removes a flat
-    background, which would pull towards the middle of the array; the square root weighs the
-    weak high-q speckles more than the intensity would); masked and non-finite pixels count as
-    0. The autoconvolution is computed by zero-padded FFTs and its peak refined to sub-sample
-    precision by a 3-point Gaussian fit on each axis; the centre is half the peak position.
-
-    Parameters
-    ----------
-    image : array, (rows, cols)
-    mask : bool array, optional
-        True at pixels to leave out (beamstop, gaps, hot pixels).
-
-    Returns
-    -------
-    (row, col) : tuple of float
-        0-based pixel coordinates.
-
-    Raises
-    ------
-    InvalidInputError
-        For a non-2D image or no usable pixel.
-    """
-    xp, a = _image(image)
-    bad = _mask(mask, a.shape, xp) | ~xp.isfinite(a)
-    if bool(bad.all()):
-        raise InvalidInputError("every pixel of the pattern is masked; cannot find its centre")
-    # a flat background is symmetric about the middle of the array, not about the pattern's
-    # centre: remove its level (the median) so it does not pull the result
-    level = float(xp.median(a[~bad]))
-    amp = xp.sqrt(xp.maximum(xp.where(bad, 0.0, a - level), 0.0))
-    if not bool((amp > 0).any()):
-        raise InvalidInputError("the pattern has no positive unmasked pixel; cannot find its "
-                                "centre")
-    shape = (2 * a.shape[0], 2 * a.shape[1])
-    f = xp.fft.rfft2(amp, s=shape)
-    conv = xp.fft.irfft2(f * f, s=shape)
-    peak = int(xp.argmax(conv))
-    sr, sc = divmod(peak, shape[1])
-    ref = float(conv[sr, sc])
-    dr = _parabolic_offset(float(conv[sr - 1, sc]), ref, float(conv[(sr + 1) % shape[0], sc]))
-    dc = _parabolic_offset(float(conv[sr, sc - 1]), ref, float(conv[sr, (sc + 1) % shape[1]]))
-    return ((sr + dr) / 2.0, (sc + dc) / 2.0)
+#: The old name of :func:`speckle.imaging.center.find_center` (one centre finder for every
+#: imaging path); kept so that existing code runs.
+find_symmetry_center = find_center
 
 
 def shift_image(image, shift, *, subpixel: bool = False, fill=0.0):
@@ -683,8 +629,8 @@ def center_pattern(image, center=None, *, mask=None, subpixel: bool = False, fil
     ----------
     image : array, (rows, cols)
     center : (float, float), optional
-        The pattern's centre (row, col) in pixels; found by :func:`find_symmetry_center` when
-        None.
+        The pattern's centre (row, col) in pixels; found by
+        :func:`speckle.imaging.center.find_center` when None.
     mask : bool array, optional
         Pixels left out when finding the centre. Shift it the same way with
         ``shift_image(mask, (rows // 2 - row, cols // 2 - col), fill=True)``.
@@ -709,7 +655,7 @@ def center_pattern(image, center=None, *, mask=None, subpixel: bool = False, fil
     """
     xp, a = _image(image)
     if center is None:
-        center = find_symmetry_center(a, mask=mask)
+        center = find_center(a, mask=mask)
     else:
         try:
             center = tuple(float(v) for v in np.broadcast_to(np.asarray(center, float), (2,)))

@@ -3,7 +3,8 @@
 Conventions (locked by tests/test_fth.py):
 
 - A hologram is the far-field intensity ``|FFT(exit wave)|²`` recorded with the zero frequency
-  at the hologram's centre (found by :func:`find_center`, ideally ``(rows // 2, cols // 2)``).
+  at the hologram's centre (found by :func:`speckle.imaging.center.find_center`, ideally
+  ``(rows // 2, cols // 2)``).
 - :func:`reconstruct` applies the *inverse* FFT, so the reconstruction is the exit wave's
   autocorrelation ``R(x) = Σ_y e(y) e*(y - x)``, centred at ``(rows // 2, cols // 2)``. An object
   ``o`` at position ``p_o`` and a reference ``r`` at ``p_r`` give the cross-term ``o ⋆ r`` at
@@ -22,10 +23,15 @@ import numpy as np
 
 from ..backend import array_module, asnumpy
 from ..errors import InvalidInputError
+from .center import find_center  # the one centre finder; also imported from here
+
+#: How :func:`~speckle.imaging.center.find_center` weighs a hologram: its weak fringes lead.
+HOLOGRAM_WEIGHT = "log"
 
 __all__ = [
     "CrossTerm",
     "FthReconstruction",
+    "HOLOGRAM_WEIGHT",
     "apodization_window",
     "detect_cross_terms",
     "find_center",
@@ -56,65 +62,6 @@ def _hologram(hologram, xp=None, name="hologram"):
             raise InvalidInputError(f"the {name} has no finite value")
         h = xp.where(finite, h, 0)  # missing pixels (NaN) count as unmeasured: zero
     return h, xp
-
-
-def _parabolic(m, c, p) -> float:
-    """Sub-pixel offset of a peak from three samples (minus, centre, plus)."""
-    den = m - 2 * c + p
-    if not den < 0:  # flat or not a maximum: keep the integer position
-        return 0.0
-    return float(np.clip(0.5 * (m - p) / den, -0.5, 0.5))
-
-
-def find_center(hologram) -> tuple[float, float]:
-    """Centre of a hologram, from its cross-correlation with its 180°-rotated copy.
-
-    A pattern point-symmetric about ``c`` matches its rotated copy best when shifted by ``2c``:
-    the autoconvolution ``h * h`` (the correlation with the rotated copy) peaks at ``2c``. The
-    peak is refined to sub-pixel precision by a parabola through its neighbours along each axis.
-
-    Parameters
-    ----------
-    hologram : array, (rows, cols)
-        Real intensity, numpy or cupy. Non-finite pixels are ignored (set to zero).
-
-    Returns
-    -------
-    (float, float)
-        (row, col) in pixels, in the middle half of the image (a centre closer to an edge than a
-        quarter of the size cannot be told from its alias).
-
-    Notes
-    -----
-    The logarithm ``log(1 + I / median(I))`` of the (non-negative) intensity is correlated, so
-    that the bright centre does not outweigh the speckle that carries the symmetry. Holograms of
-    objects with phase contrast are not exactly point-symmetric (``|F(q)| ≠ |F(-q)|``); on
-    simulated ones the centre was still found within 0.1 pixel.
-    """
-    h, xp = _hologram(hologram)
-    h = xp.maximum(h, 0)
-    positive = h[h > 0]
-    if positive.size == 0:
-        raise InvalidInputError("the hologram has no positive intensity; nothing to centre")
-    a = xp.log1p(h / float(xp.median(positive)))
-    a = a - a.mean()
-    spec = xp.fft.rfft2(a)
-    conv = xp.fft.irfft2(spec * spec, s=a.shape)  # h * h; peaks at 2c (mod the shape)
-    rows, cols = a.shape
-    flat = int(xp.argmax(conv))
-    pr, pc = divmod(flat, cols)
-    conv = asnumpy(conv)
-    dr = _parabolic(conv[(pr - 1) % rows, pc], conv[pr, pc], conv[(pr + 1) % rows, pc])
-    dc = _parabolic(conv[pr, (pc - 1) % cols], conv[pr, pc], conv[pr, (pc + 1) % cols])
-    centre = []
-    for p, d, n in ((pr, dr, rows), (pc, dc, cols)):
-        c = (p + d) / 2  # c and c + n/2 both fit; keep the one in the middle half
-        if not n / 4 <= c < 3 * n / 4:
-            c += n / 2
-        if c >= 3 * n / 4:
-            c -= n
-        centre.append(float(c))
-    return centre[0], centre[1]
 
 
 def apodization_window(shape, center, apodization: float, xp=np):
@@ -171,7 +118,7 @@ def reconstruct(hologram, *, center=None, apodization: float = 0.0,
         Real intensity, numpy or cupy; NaN pixels count as unmeasured (zero).
     center : (float, float), optional
         Zero frequency of the hologram (row, col), sub-pixel allowed; default
-        :func:`find_center`.
+        :func:`~speckle.imaging.center.find_center` with :data:`HOLOGRAM_WEIGHT`.
     apodization : float
         Width of a smooth (cos²) radial edge window about ``center``, as a fraction of the
         half-size (0 = no window, 1 = the window falls from the centre on). Softens the edge of
@@ -194,7 +141,7 @@ def reconstruct(hologram, *, center=None, apodization: float = 0.0,
                                 f"half-size), got {apodization}")
     rows, cols = h.shape
     if center is None:
-        center = find_center(h)
+        center = find_center(h, weight=HOLOGRAM_WEIGHT)
     try:
         cr, cc = (float(v) for v in center)
     except (TypeError, ValueError):

@@ -120,7 +120,7 @@ class FthOptions(_Plain):
     ----------
     center : (float, float) or None
         Zero frequency of the hologram (row, col), pixels; None: found
-        (:func:`speckle.imaging.fth.find_center`).
+        (:func:`speckle.imaging.center.find_center`, weighted for holograms).
     apodization : float
         Smooth radial edge window, as a fraction of the half-size (0: none, up to 1).
     helicity_factor : float or None

@@ -37,8 +37,8 @@ from scipy import ndimage
 from ..errors import Cancelled, InvalidInputError
 from ..io.dataset import Dataset
 from ..io.images import read_image
-from .fth import (detect_cross_terms, find_center, helicity_difference, reconstruct,
-                  rotate_phase_to_real)
+from .fth import (HOLOGRAM_WEIGHT, detect_cross_terms, find_center, helicity_difference,
+                  reconstruct, rotate_phase_to_real)
 from .options import SUPPORT_METHODS, CdiOptions, FthOptions, RefocusOptions
 from .phasing import phase_retrieval
 from .prepare import PreparedPattern, as_mask, prepare_pattern
@@ -184,7 +184,8 @@ def run_fth(data, options: FthOptions | None = None, *, negative=None, mask=None
     else:
         total = hologram = np.where(unmeasured, 0.0, positive)
     step(0.2, "finding the centre")
-    center = opts.center if opts.center is not None else find_center(total)
+    center = opts.center if opts.center is not None else find_center(
+        total, weight=HOLOGRAM_WEIGHT)
     step(0.4, "reconstructing")
     rec = reconstruct(hologram, center=center, apodization=opts.apodization)
     if negative is not None:
