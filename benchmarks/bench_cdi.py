@@ -44,7 +44,8 @@ settings found here (the same 700 iterations as speckle, 10 × (60 HIO + 10 ER),
 mask: its unmeasured pixels are forced to the 0 they read. Floors: speckle's default run within
 20 s at 256² and 60 s at 512², its error against the truth no worse than cohere's on every case;
 the iteration-speed ratio (≥ 3×) is the same-schedule comparison above
-(``--sizes 256 --rounds 20``). Written to ``benchmarks/results/cdi_defaults_<date>_<host>.md``.
+(``--sizes 256 --rounds 20``). Written to ``benchmarks/results/cdi_defaults_<date>_<host>.md``
+(``--tag T`` appends ``_T``).
 """
 
 from __future__ import annotations
@@ -236,6 +237,9 @@ def defaults_comparison(args) -> list[dict]:
 
 
 def defaults_markdown(rows, info: dict, started: str, wall: float) -> str:
+    from speckle.imaging import CdiOptions  # noqa: PLC0415
+
+    defaults = CdiOptions()
     ok = lambda flag: "PASS" if flag else "FAIL"  # noqa: E731
     lines = [
         f"# Default CDI on realistic data: speckle vs cohere-core ({started[:10]})", "",
@@ -246,8 +250,11 @@ def defaults_markdown(rows, info: dict, started: str, wall: float) -> str:
         "- Data: tests/test_imaging_workflow.py's cases: a random complex object with a "
         "non-centrosymmetric support, Poisson noise (1e8 / 1e9 / 1e10 photons by seed), 1 / 3 / "
         "5 % unmeasured pixels and two dead lines, a 3-4 px beamstop; all reading 0.",
-        "- speckle: `run_cdi(pattern, CdiOptions(seed=s), mask=mask)` — its defaults (10 rounds "
-        "of 60 HIO + 10 ER, 4 trials, the best half averaged); timed around the whole call.",
+        "- speckle: `run_cdi(pattern, CdiOptions(seed=s), mask=mask)` — its defaults "
+        f"({defaults.rounds} rounds of {defaults.schedule}, {defaults.trials} trials, the "
+        f"best half averaged, each the average of its last {defaults.average_last} "
+        "estimates; shadows left free, the incoherent floor not fitted); timed around the "
+        "whole call.",
         f"- cohere-core, its defaults: `{COHERE_DEFAULT}`, β 0.9, support a centred half-side "
         "box, no shrink-wrap (it has no mask: unmeasured pixels are forced to 0).",
         f"- cohere-core, best settings here: `{COHERE_BEST}` with shrink-wrap σ 1 px / threshold "
@@ -378,14 +385,16 @@ def markdown(cpu: dict, gpu, info: dict, started: str, wall: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _report(text: str, info: dict, started: str, name: str, no_write: bool) -> None:
-    """Print the table and write it to benchmarks/results/<name>_<date>_<host>.md."""
+def _report(text: str, info: dict, started: str, name: str, no_write: bool,
+            tag: str = "") -> None:
+    """Print the table and write it to benchmarks/results/<name>_<date>_<host>[_<tag>].md."""
     print()
     print(text)
     if not no_write:
         RESULTS.mkdir(exist_ok=True)
         host = info.get("hostname", "host").split(".")[0] or "host"
-        path = RESULTS / f"{name}_{started[:10].replace('-', '')}_{host}.md"
+        suffix = f"_{tag}" if tag else ""
+        path = RESULTS / f"{name}_{started[:10].replace('-', '')}_{host}{suffix}.md"
         path.write_text(text)
         print(f"written: {path}")
 
@@ -404,6 +413,8 @@ def main(argv=None) -> int:
     ap.add_argument("--gpu-rounds", type=int, default=10)
     ap.add_argument("--skip-gpu", action="store_true")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--tag", default="",
+                    help="appended to the result file's name (another run the same day)")
     ap.add_argument("--defaults", action="store_true",
                     help="default CDI on realistic cases against cohere (issue 10) instead")
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512],
@@ -419,13 +430,13 @@ def main(argv=None) -> int:
         rows = defaults_comparison(args)
         info = machine_info()
         text = defaults_markdown(rows, info, started, time.perf_counter() - t0)
-        _report(text, info, started, "cdi_defaults", args.no_write)
+        _report(text, info, started, "cdi_defaults", args.no_write, args.tag)
         return 0 if "FAIL" not in text else 1
     cpu = cpu_comparison(args)
     gpu = gpu_numbers(args)
     info = machine_info()
     text = markdown(cpu, gpu, info, started, time.perf_counter() - t0)
-    _report(text, info, started, "cdi_cpu", args.no_write)
+    _report(text, info, started, "cdi_cpu", args.no_write, args.tag)
     return 0 if cpu["speed_pass"] and all(cpu["error_pass"].values()) else 1
 
 

@@ -82,6 +82,13 @@ def add_parsers(sub) -> None:
     m.add_argument("--mask-zeros", action="store_true",
                    help="also leave free the pixels reading ≤ 0 (a beamstop reading 0 at the "
                         "centre is always left free)")
+    m.add_argument("--keep-shadows", action="store_true",
+                   help="keep as measured the regions that read far less than their Friedel "
+                        "mirror image (default: such shadows on the detector are left free)")
+    m.add_argument("--no-incoherent-floor", action="store_true",
+                   help="fit the whole measured intensity (default: a smooth background under "
+                        "the speckle, up to its local minimum over three speckles, may be "
+                        "left out)")
     s = c.add_argument_group("support")
     s.add_argument("--support", action="append",
                    metavar="auto|fth|autocorrelation|ROW0:ROW1,COL0:COL1",
@@ -139,7 +146,9 @@ def options_from_args(args):
                                                                                  None)
     return CdiOptions(
         background=_background(args.background), mask_zeros=args.mask_zeros,
-        mask_below=args.mask_below, center=center, bin_factor=args.bin, support=method,
+        mask_below=args.mask_below, center=center, bin_factor=args.bin,
+        mask_shadows=not args.keep_shadows, incoherent_floor=not args.no_incoherent_floor,
+        support=method,
         support_rects=rects, support_threshold=args.support_threshold,
         schedule=args.schedule, rounds=args.rounds, trials=args.trials, keep=args.keep,
         beta=args.beta, positivity=args.positivity, real=args.real,

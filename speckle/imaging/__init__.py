@@ -19,8 +19,11 @@ The building blocks (numpy or cupy, chosen by the input array; see :mod:`speckle
 - :mod:`~speckle.imaging.fth`: hologram centre, inversion, helicity difference, cross-terms.
 - :mod:`~speckle.imaging.focus`: sharpness metrics, the fast focus sweep, autofocus.
 - :mod:`~speckle.imaging.display`: complex images as colour (magnitude brightness, phase hue).
+- :mod:`~speckle.imaging.center`: the one centre finder (patterns and holograms).
 - :mod:`~speckle.imaging.prepare`: a pattern made ready for phasing (mask, background, centre,
-  binning).
+  binning, shadows: :mod:`~speckle.imaging.shadows`).
+- :mod:`~speckle.imaging.floor`: the speckle grain and the smooth background under it that
+  phasing need not fit.
 - :mod:`~speckle.imaging.support`, :mod:`~speckle.imaging.phasing`,
   :mod:`~speckle.imaging.align`, :mod:`~speckle.imaging.resolution`: CDI phase retrieval
   (automatic and holographic supports, ER/HIO/RAAR/DM schedules, shrink-wrap, trial

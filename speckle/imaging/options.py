@@ -150,8 +150,9 @@ class CdiOptions(_Plain):
 
     Preparation of the pattern, in this order: the given mask, non-finite pixels and (if
     asked) pixels reading ≤ 0 or below ``mask_below`` are unmeasured; the ``background`` is
-    subtracted; the pattern (and mask) is centred and binned; ``mask_rects`` (in the prepared
-    pattern's pixels) are masked. See :func:`speckle.imaging.prepare.prepare_pattern`.
+    subtracted; the pattern (and mask) is centred and binned; shadows (``mask_shadows``) and
+    ``mask_rects`` (in the prepared pattern's pixels) are masked. See
+    :func:`speckle.imaging.prepare.prepare_pattern`.
 
     Attributes
     ----------
@@ -168,6 +169,10 @@ class CdiOptions(_Plain):
         (``"auto"``) or the one given (row, col); None: the pattern is centred already.
     bin_factor : int
         Sum blocks of ``bin_factor``² pixels after centring.
+    mask_shadows : bool
+        Regions that read far less than their Friedel mirror image (a blocked detector region
+        reading only its pedestal) are unmeasured
+        (:func:`speckle.imaging.shadows.find_shadows`).
     mask_rects : tuple of (row0, row1, col0, col1)
         Rectangles of the prepared pattern that are unmeasured (half-open).
     support : str
@@ -177,12 +182,18 @@ class CdiOptions(_Plain):
     support_threshold : float or None
         Threshold of the autocorrelation support, a fraction of the maximum of
         :func:`speckle.imaging.support.autocorrelation_map`; None: from the data.
+    incoherent_floor : bool
+        Let the modulus constraint leave out a smooth background under the speckle, up to
+        the local minimum of the pattern over three speckles
+        (:func:`speckle.imaging.floor.incoherent_floor`): parasitic and diffuse scattering,
+        a drifting pedestal and speckle washed out by partial coherence are then not fitted
+        with random fine structure. Near zero for a pattern without such a background.
     schedule, rounds, trials, keep, beta, positivity, real, average_last, shrinkwrap, \
 shrinkwrap_sigma, shrinkwrap_sigma_start, shrinkwrap_threshold, seed, device
-        Phasing, as :class:`speckle.imaging.phasing.PhasingOptions`. The defaults: 10 rounds
+        Phasing, as :class:`speckle.imaging.phasing.PhasingOptions`. The defaults: 14 rounds
         of ``60*HIO + 10*ER``, 4 trials of which the best half is kept, shrink-wrap between
         rounds at 0.15 of the maximum with a blur falling from 3 to 1 pixel, each trial the
-        average of its last round's 70 estimates.
+        average of its estimates over the last six rounds (420 iterations).
     """
 
     background: float | str | None = "auto"
@@ -190,18 +201,20 @@ shrinkwrap_sigma, shrinkwrap_sigma_start, shrinkwrap_threshold, seed, device
     mask_below: float | None = None
     center: str | tuple | None = None
     bin_factor: int = 1
+    mask_shadows: bool = True
     mask_rects: tuple = ()
     support: str = "auto"
     support_rects: tuple = ()
     support_threshold: float | None = None
+    incoherent_floor: bool = True
     schedule: str = "60*HIO + 10*ER"
-    rounds: int = 10
+    rounds: int = 14
     trials: int = 4
     keep: float = 0.5
     beta: float = 0.8
     positivity: bool = False
     real: bool = False
-    average_last: int = 70
+    average_last: int = 420
     shrinkwrap: bool = True
     shrinkwrap_sigma: float = 1.0
     shrinkwrap_sigma_start: float | None = 3.0
@@ -222,6 +235,7 @@ shrinkwrap_sigma, shrinkwrap_sigma_start, shrinkwrap_threshold, seed, device
         if not (self.center is None or self.center == "auto"):
             self._pair("center")
         self._number("bin_factor", 1, whole=True)
+        self._flag("mask_shadows")
         self._rects("mask_rects")
         self._choice("support", SUPPORT_METHODS)
         self._rects("support_rects")
@@ -229,6 +243,7 @@ shrinkwrap_sigma, shrinkwrap_sigma_start, shrinkwrap_threshold, seed, device
             raise InvalidInputError("support 'rectangles' needs support_rects: give at least "
                                     "one (row0, row1, col0, col1)")
         self._number("support_threshold", 0, 1, optional=True, open_low=True)
+        self._flag("incoherent_floor")
         self.phasing().steps()  # the phasing checks, with their own messages
 
     def phasing(self) -> PhasingOptions:

@@ -14,6 +14,10 @@ Conventions
   measurement (a counting detector at high q): mark beamstops and gaps in ``mask``.
 - The Fourier error of iteration k is ``sqrt(Σ (|F|−sqrt(I))² / Σ I)`` over measured pixels,
   with F the transform of the iterate entering the modulus projection.
+- With a ``floor`` (:mod:`speckle.imaging.floor`: a smooth background that may lie under the
+  speckle), the modulus projection brings |F| into ``[sqrt(I − floor), sqrt(I)]`` (the
+  nearest point of that interval, a projection too) instead of onto ``sqrt(I)``; the errors
+  are still measured against ``sqrt(I)``.
 
 Algorithms, with P_M the modulus and P_S the support projection (support, optionally real or
 real and non-negative) and β = ``options.beta``:
@@ -199,11 +203,13 @@ class PhasingOptions:
     real : bool
         Object real inside the support.
     average_last : int
-        Each trial's result is the average of its estimates over the last ``average_last``
-        iterations of the last round (0: the final iterate only). At the noise floor the
-        iterates scatter around the solution; averaging the last 50 HIO iterates halved the
-        error against the truth in simulations (the iterates of one round share their frame and,
-        in practice, their global phase).
+        Each trial's result is the average of its estimates over its last ``average_last``
+        iterations (0: the final iterate only), across rounds when it is longer than one (a
+        trial keeps its frame from round to round; shrink-wrap only changes its support). At
+        the noise floor the iterates scatter around the solution; averaging the last 50 HIO
+        iterates halved the error against the truth in simulations, and averaging the last
+        three rounds instead of the last one lowered the trial spread of the ALS CDI demo
+        from 0.17-0.21 to 0.16-0.18 (the same four seeds).
     shrinkwrap : bool
         Update the support between rounds.
     shrinkwrap_sigma : float
@@ -356,9 +362,10 @@ class _Engine:
     array, with no allocation but the FFT outputs.
     """
 
-    def __init__(self, amp, free, xp, beta: float, positivity: bool, real: bool):
+    def __init__(self, amp, free, xp, beta: float, positivity: bool, real: bool, low=None):
         self.xp, self.fft = xp, fft_module(xp)
         self.amp = amp  # sqrt(I), float32, FFT order; 0 at free pixels
+        self.low = low  # sqrt(I − floor) or None, same layout
         self.measured = None if free is None else (~free).astype(xp.float32)
         self.free = None if free is None else free.astype(xp.float32)
         self.beta = float(beta)
@@ -390,12 +397,21 @@ class _Engine:
         return mag
 
     def modulus(self, x, err_out):
-        """P_M of every trial in ``x`` (new array); squared errors go into ``err_out``."""
+        """P_M of every trial in ``x`` (new array); squared errors go into ``err_out``.
+
+        Without a floor |F| becomes sqrt(I); with one (``low``) it is brought into
+        [sqrt(I − floor), sqrt(I)], the nearest point of that interval (a projection too).
+        """
         xp = self.xp
         spectrum = self.fft.fft2(x)
         ratio = self._magnitude_error(spectrum, err_out)
+        if self.low is None:
+            target = self.amp
+        else:
+            target = xp.clip(ratio, self.low, self.amp,
+                             out=self._buf("target", spectrum.shape, xp.float32))
         ratio += _TINY  # |F| = 0 gives a finite ratio (times F = 0)
-        xp.divide(self.amp, ratio, out=ratio)
+        xp.divide(target, ratio, out=ratio)
         if self.free is not None:
             ratio += self.free  # amp is 0 there: the ratio becomes 1, F is kept
         spectrum *= ratio
@@ -480,6 +496,20 @@ def _choose_xp(intensity, device: str):
     return get_xp(device)
 
 
+def _low_amplitude(i, free, floor, xp):
+    """sqrt(max(I − floor, 0)) in FFT order on ``xp`` (0 at free pixels), or None."""
+    if floor is None:
+        return None
+    f = np.asarray(asnumpy(floor), dtype=np.float64)
+    if f.shape != i.shape:
+        raise InvalidInputError(f"the floor's shape {f.shape} differs from the pattern's "
+                                f"{i.shape}")
+    if not np.isfinite(f).all() or (f < 0).any():
+        raise InvalidInputError("the floor is an intensity: finite and zero or positive")
+    low = np.sqrt(np.where(free, 0.0, np.maximum(np.nan_to_num(i) - f, 0.0)))
+    return xp.asarray(np.fft.ifftshift(low).astype(np.float32))
+
+
 def _prepare(intensity, mask, xp):
     """sqrt(I) and the free-pixel mask in FFT order on ``xp``, Σ I measured, the free mask."""
     i = np.asarray(asnumpy(intensity), dtype=np.float64)
@@ -500,7 +530,7 @@ def _prepare(intensity, mask, xp):
                                 "(everything is masked, zero or not finite)")
     amp = xp.asarray(np.fft.ifftshift(amp).astype(np.float32))
     free_fft = xp.asarray(np.fft.ifftshift(free)) if free.any() else None
-    return amp, free_fft, norm2, free
+    return amp, free_fft, norm2, free, i
 
 
 def _initial_support(support, intensity, mask, shape, xp):
@@ -557,7 +587,8 @@ def _circular_centre(weights, xp):
 
 
 def phase_retrieval(intensity, support=None, options: PhasingOptions | None = None, *,
-                    mask=None, start=None, bound=None, progress: Callable | None = None,
+                    mask=None, start=None, bound=None, floor=None,
+                    progress: Callable | None = None,
                     cancel: Callable | None = None) -> PhasingResult:
     """Retrieve the phase of a centred diffraction pattern: rounds × trials × schedule.
 
@@ -579,6 +610,11 @@ def phase_retrieval(intensity, support=None, options: PhasingOptions | None = No
         Shrink-wrap never reaches outside it (a support known to hold the object, such as the
         holographic one: there the bright references would otherwise set the shrink-wrap's
         scale and noise around the dimmer object would be let in).
+    floor : array, (rows, cols), optional
+        Intensity at each pixel that may not be the object's coherent scattering (a smooth
+        background under the speckle; :func:`speckle.imaging.floor.incoherent_floor`): the
+        modulus constraint then accepts any |F|² between ``I − floor`` and ``I``. The Fourier
+        errors are still measured against ``sqrt(I)``.
     progress : callable, optional
         ``progress(fraction, stage)``.
     cancel : callable, optional
@@ -600,19 +636,21 @@ def phase_retrieval(intensity, support=None, options: PhasingOptions | None = No
     steps = opts.steps()
     report = progress or (lambda fraction, stage: None)
     xp = _choose_xp(intensity, opts.device)
-    amp, free, norm2, free_np = _prepare(intensity, mask, xp)
+    amp, free, norm2, free_np, values = _prepare(intensity, mask, xp)
+    low = _low_amplitude(values, free_np, floor, xp)
     initial = _initial_support(support, intensity, mask, tuple(amp.shape), xp)
     supports = xp.stack([initial] * opts.trials)  # one per trial: the trials stay independent
     limit = None if bound is None else _initial_support(bound, intensity, mask, initial.shape, xp)
-    engine = _Engine(amp, free, xp, opts.beta, opts.positivity, opts.real)
+    engine = _Engine(amp, free, xp, opts.beta, opts.positivity, opts.real, low)
     rng = np.random.default_rng(opts.seed)
     per_round = sum(n for _, n in steps)
     total = opts.rounds * per_round
     errors2 = np.zeros((opts.trials, total), dtype=np.float64)
     stride = max(1, total // 200)  # how often progress and cancel are looked at
-    x = reference = None
+    x = reference = summed = None
     # at least two when there are two: their agreement and the PRTF need them
     n_keep = max(min(2, opts.trials), int(round(opts.keep * opts.trials)))
+    window = min(opts.average_last, total)  # the last iterations' estimates are averaged
     for rnd in range(opts.rounds):
         engine.set_support(supports)
         if x is None and start is not None:
@@ -620,8 +658,6 @@ def phase_retrieval(intensity, support=None, options: PhasingOptions | None = No
         elif x is None:
             x = _random_start(engine, amp, opts.trials, rng, xp)
         round_errors = xp.zeros((per_round, opts.trials), dtype=xp.float32)
-        window = min(opts.average_last, per_round) if rnd + 1 == opts.rounds else 0
-        summed = None
         k = 0
         for name, count in steps:
             for _ in range(count):
@@ -631,11 +667,13 @@ def phase_retrieval(intensity, support=None, options: PhasingOptions | None = No
                     report((rnd * per_round + k) / total, f"round {rnd + 1}/{opts.rounds}: {name}")
                 x = engine.step(name, x, round_errors[k])
                 k += 1
-                if k > per_round - window:  # the last round's final iterations: average them
+                if rnd * per_round + k > total - window:  # the final iterations: averaged
                     estimate = engine.result(x, name)
-                    summed = estimate if summed is None else xp.add(summed, estimate, out=summed)
+                    summed = (estimate.copy() if summed is None
+                              else xp.add(summed, estimate, out=summed))
         errors2[:, rnd * per_round:(rnd + 1) * per_round] = asnumpy(round_errors).T
-        estimates = summed / window if window else engine.result(x, steps[-1][0])
+        last = rnd + 1 == opts.rounds
+        estimates = summed / window if last and window else engine.result(x, steps[-1][0])
         estimate_errors = np.sqrt(asnumpy(engine.fourier_error2(estimates)) / norm2)
         kept = np.sort(np.argsort(estimate_errors, kind="stable")[:n_keep])
         best = int(kept[np.argmin(estimate_errors[kept])])

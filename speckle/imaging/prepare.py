@@ -11,7 +11,10 @@ whoever asks (command line, dashboards, notebooks, the beamtime monitor), always
    ``"auto"``: the 1st percentile when it is above zero);
 3. the pattern and its mask centred (``center``) and binned (``bin_factor``): a binned pixel is
    unmeasured when any of its pixels is;
-4. ``mask_rects`` (in the prepared pattern's pixels) masked.
+4. as asked (``mask_shadows``), the shadows: regions that read far less than their Friedel
+   mirror image (:func:`speckle.imaging.shadows.find_shadows`: a blocked detector region reads
+   only its pedestal, which is no measurement of zero intensity);
+5. ``mask_rects`` (in the prepared pattern's pixels) masked.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from scipy import ndimage
 
 from ..backend import asnumpy
 from ..errors import InvalidInputError
+from .shadows import find_shadows
 from .conditioning import (background_level, bin_image, center_pattern, shift_image,
                            subtract_background)
 
@@ -50,6 +54,8 @@ class PreparedPattern:
     background : float or None
         The constant subtracted.
     bin_factor : int
+    shadowed : int
+        Pixels found in shadows and made unmeasured (``mask_shadows``).
     """
 
     pattern: np.ndarray
@@ -57,6 +63,7 @@ class PreparedPattern:
     center: tuple | None = None
     background: float | None = None
     bin_factor: int = 1
+    shadowed: int = 0
 
 
 def as_mask(mask, shape) -> np.ndarray:
@@ -106,7 +113,7 @@ def central_zeros(pattern) -> np.ndarray:
 
 def prepare_pattern(image, mask=None, *, background=None, mask_zeros: bool = False,
                     mask_below: float | None = None, center=None, bin_factor: int = 1,
-                    mask_rects=()) -> PreparedPattern:
+                    mask_shadows: bool = False, mask_rects=()) -> PreparedPattern:
     """Make a diffraction pattern ready for phasing (see the module for the order of steps).
 
     Parameters
@@ -126,6 +133,8 @@ def prepare_pattern(image, mask=None, *, background=None, mask_zeros: bool = Fal
         Move the found (``"auto"``) or given centre to ``(rows // 2, cols // 2)``; None: keep.
     bin_factor : int
         Sum blocks of ``bin_factor``² pixels.
+    mask_shadows : bool
+        Make the shadows unmeasured (:func:`speckle.imaging.shadows.find_shadows`).
     mask_rects : sequence of (row0, row1, col0, col1)
         Half-open rectangles of the prepared pattern that are unmeasured.
 
@@ -173,6 +182,11 @@ def prepare_pattern(image, mask=None, *, background=None, mask_zeros: bool = Fal
     if factor != 1:
         pattern = np.asarray(bin_image(np.where(unmeasured, 0.0, pattern), factor))
         unmeasured = np.asarray(bin_image(unmeasured.astype(np.float64), factor)) > 0
+    shadowed = 0
+    if mask_shadows:
+        shadows = find_shadows(pattern, unmeasured)
+        shadowed = int(shadows.sum())
+        unmeasured |= shadows
     rows, cols = pattern.shape
     for rect in mask_rects:
         r0, r1, c0, c1 = (int(v) for v in rect)
@@ -185,4 +199,4 @@ def prepare_pattern(image, mask=None, *, background=None, mask_zeros: bool = Fal
         raise InvalidInputError("every pixel of the pattern is unmeasured (masked, not finite "
                                 "or below the threshold): nothing to phase")
     return PreparedPattern(pattern=pattern, mask=unmeasured, center=found, background=level,
-                           bin_factor=factor)
+                           bin_factor=factor, shadowed=shadowed)

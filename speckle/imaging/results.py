@@ -121,6 +121,11 @@ class CdiResult:
     elapsed_s : float
     cross_terms : list of CrossTerm
         Found in the pattern (they guided the support when ``support_method`` is ``"fth"``).
+    shadowed : int
+        Pixels found in shadows and left free (``options.mask_shadows``).
+    floor_share : float or None
+        Share of the measured intensity that the incoherent floor let the modulus constraint
+        leave out (``options.incoherent_floor``; :mod:`speckle.imaging.floor`), or None.
     """
 
     reconstruction: np.ndarray
@@ -147,6 +152,8 @@ class CdiResult:
     device: str = "cpu"
     elapsed_s: float = 0.0
     cross_terms: list = field(default_factory=list)
+    shadowed: int = 0
+    floor_share: float | None = None
 
     kind = "cdi"
 
@@ -170,6 +177,7 @@ class CdiResult:
                 "initial_support_pixels": int(self.initial_support.sum()),
                 "support_pixels": int(self.support.sum()),
                 "cross_terms": [t.to_dict() for t in self.cross_terms],
+                "shadowed_pixels": int(self.shadowed), "floor_share": _number(self.floor_share),
                 "iterations": int(self.iterations), "trials": int(len(self.trials)),
                 "kept_trials": [int(k) for k in self.kept],
                 "final_error": _number(self.final_error),

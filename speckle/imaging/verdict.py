@@ -126,7 +126,8 @@ def _round_ends(errors, rounds: int):
 
 
 def judge_cdi(*, trial_spread, final_error, errors, rounds: int, prtf, shape,
-              support_method: str = "") -> ImagingVerdict:
+              support_method: str = "", shadowed: int = 0,
+              floor_share: float | None = None) -> ImagingVerdict:
     """The verdict on a phase retrieval (see the module for the rules).
 
     Parameters
@@ -141,6 +142,11 @@ def judge_cdi(*, trial_spread, final_error, errors, rounds: int, prtf, shape,
     shape : (rows, cols)
     support_method : str
         Said in the summary ("holographic cross-terms", "autocorrelation", "rectangles").
+    shadowed : int
+        Pixels found in shadows and left free (said in the reasons when any).
+    floor_share : float, optional
+        Share of the intensity the incoherent floor let the fit leave out (said in the
+        reasons when above 1 %).
 
     Returns
     -------
@@ -198,6 +204,13 @@ def judge_cdi(*, trial_spread, final_error, errors, rounds: int, prtf, shape,
         resolution = f"resolution {px:.1f} px"
         reasons.append(f"The PRTF falls below 1/e at |q|/|q|max = {cutoff:.2f}: a half-period "
                        f"resolution of about {px:.1f} pixels.")
+    if shadowed:
+        reasons.append(f"{shadowed} pixels read far less than their Friedel mirror image "
+                       "(a shadow on the detector) and were left free.")
+    if floor_share is not None and floor_share > 0.01:
+        reasons.append(f"Up to {100 * floor_share:.0f} % of the intensity lies under the "
+                       "speckle as a smooth background (parasitic or diffuse scattering, "
+                       "partial coherence) and was not fitted.")
     level = _worst(levels)
     where = f"; support from the {support_method}" if support_method else ""
     summary = (f"{level.upper()}: {agree}, Fourier error {final_error:.3g}{steady}; "

@@ -37,6 +37,7 @@ from scipy import ndimage
 from ..errors import Cancelled, InvalidInputError
 from ..io.dataset import Dataset
 from ..io.images import read_image
+from .floor import incoherent_floor
 from .fth import (HOLOGRAM_WEIGHT, detect_cross_terms, find_center, helicity_difference,
                   reconstruct, rotate_phase_to_real)
 from .options import SUPPORT_METHODS, CdiOptions, FthOptions, RefocusOptions
@@ -252,7 +253,14 @@ def initial_support(prepared, opts: CdiOptions):
 COARSE_FROM = 512
 
 
-def _coarse_pass(prepared, opts: CdiOptions, step, cancel):
+def _floor(prepared, opts: CdiOptions):
+    """The incoherent floor of a prepared pattern, or None when the options leave it out."""
+    if not opts.incoherent_floor:
+        return None
+    return incoherent_floor(prepared.pattern, prepared.mask)
+
+
+def _coarse_pass(prepared, opts: CdiOptions, step, cancel, floor=None):
     """Phase the central half of a large pattern, and start the full one from it.
 
     An object sampled finely has more unknowns and converges more slowly than the same
@@ -273,6 +281,7 @@ def _coarse_pass(prepared, opts: CdiOptions, step, cancel):
     coarse = PreparedPattern(pattern=prepared.pattern[crop], mask=prepared.mask[crop])
     support, _, _ = initial_support(coarse, replace(opts, support="autocorrelation"))
     result = phase_retrieval(coarse.pattern, support, opts.phasing(), mask=coarse.mask,
+                             floor=None if floor is None else floor[crop],
                              progress=step.part(0.08, 0.3), cancel=cancel)
     pad = ((r0, rows - r0 - rows // 2), (c0, cols - c0 - cols // 2))
     starts = []
@@ -319,23 +328,31 @@ def run_cdi(data, options: CdiOptions | None = None, *, mask=None,
     prepared = prepare_pattern(image, mask, background=opts.background,
                                mask_zeros=opts.mask_zeros, mask_below=opts.mask_below,
                                center=opts.center, bin_factor=opts.bin_factor,
-                               mask_rects=opts.mask_rects)
+                               mask_shadows=opts.mask_shadows, mask_rects=opts.mask_rects)
     step(0.05, "finding the initial support")
     support, method, terms = initial_support(prepared, opts)
     # a holographic support holds the object: shrink-wrap tightens it, never beyond (a little
     # margin for the blur)
     bound = ndimage.binary_dilation(support, iterations=2) if method == "fth" else None
+    floor = _floor(prepared, opts)
     start = None
     if method == "autocorrelation" and min(prepared.pattern.shape) >= COARSE_FROM:
-        start, support = _coarse_pass(prepared, opts, step, cancel)
+        start, support = _coarse_pass(prepared, opts, step, cancel, floor)
     phased = phase_retrieval(prepared.pattern, support, opts.phasing(), mask=prepared.mask,
-                             start=start, bound=bound, progress=step.part(0.3 if start is not
-                                                                          None else 0.08, 0.97),
+                             start=start, bound=bound, floor=floor,
+                             progress=step.part(0.3 if start is not None else 0.08, 0.97),
                              cancel=cancel)
     step(0.98, "judging")
+    share = None
+    if floor is not None:
+        measured = ~prepared.mask
+        total = float(np.sum(np.maximum(prepared.pattern[measured], 0)))
+        share = float(np.sum(np.minimum(floor, np.maximum(prepared.pattern, 0))[measured])
+                      / total) if total > 0 else 0.0
     verdict = judge_cdi(trial_spread=phased.trial_spread, final_error=phased.final_error,
                         errors=phased.errors, rounds=opts.rounds, prtf=phased.prtf,
-                        shape=prepared.pattern.shape, support_method=SUPPORT_NAMES[method])
+                        shape=prepared.pattern.shape, support_method=SUPPORT_NAMES[method],
+                        shadowed=prepared.shadowed, floor_share=share)
     return CdiResult(
         reconstruction=phased.object, support=phased.support,
         initial_support=np.asarray(support, bool), support_method=method,
@@ -345,7 +362,8 @@ def run_cdi(data, options: CdiOptions | None = None, *, mask=None,
         trial_spread=phased.trial_spread, prtf=phased.prtf, frc=phased.frc,
         iterations=phased.iterations, options=opts, verdict=verdict, source=name,
         center=prepared.center, background=prepared.background, device=phased.device,
-        elapsed_s=time.perf_counter() - started, cross_terms=terms)
+        elapsed_s=time.perf_counter() - started, cross_terms=terms,
+        shadowed=prepared.shadowed, floor_share=share)
 
 
 # -- refocusing ------------------------------------------------------------------------------

@@ -16,13 +16,14 @@ Layout (``LAYOUT_VERSION`` 1)::
                    /reconstruction (complex), /hologram, [/charge_reconstruction]
       cdi          @support_method, @final_error, @trial_spread, @iterations, @kept_trials,
                    @center, @background, @device, @prtf_cutoff_q_fraction,
-                   @resolution_pixels, @cross_terms
+                   @resolution_pixels, @cross_terms, @shadowed_pixels, @floor_share
                    /reconstruction (complex), /support, /initial_support, /pattern, /mask,
                    /errors, /trial_errors, /estimate_errors, /trials,
                    [/prtf_q, /prtf], [/frc_q, /frc]
       propagation  @region, @wavelength_m, @best_distance_m, @focus_distance_m,
-                   @energy_ev, @pixel_size_m, @metric
-                   /distances, /field, /focused, /sharpness_<metric> (one per metric)
+                   @energy_ev, @pixel_size_m, @metric, @source_kind
+                   /distances, /field (the region, apodized), /focused,
+                   /sharpness_<metric> (one per metric), [/image (the whole field)]
 
 Lengths are in metres, energies in eV, angles in radians.
 """
@@ -69,7 +70,8 @@ def _cdi(result):
     d = result.to_dict()
     attrs = {name: d[name] for name in (
         "support_method", "final_error", "trial_spread", "iterations", "center", "background",
-        "device", "prtf_cutoff_q_fraction", "resolution_pixels", "cross_terms")}
+        "device", "prtf_cutoff_q_fraction", "resolution_pixels", "cross_terms",
+        "shadowed_pixels", "floor_share")}
     attrs["kept_trials"] = d["kept_trials"]
     return arrays, attrs
 
@@ -177,7 +179,8 @@ def read_imaging_result(path):
                 options=CdiOptions.from_dict(attrs["options"]),
                 center=None if center is None else tuple(center),
                 background=attrs.get("background"), device=str(attrs.get("device", "cpu")),
-                cross_terms=terms, **common)
+                cross_terms=terms, shadowed=int(attrs.get("shadowed_pixels") or 0),
+                floor_share=attrs.get("floor_share"), **common)
         sharpness = {name[len("sharpness_"):]: np.asarray(a) for name, a in arrays.items()
                      if name.startswith("sharpness_")}
         return RefocusResult(

@@ -175,7 +175,7 @@ def show_pattern(image, options: CdiOptions) -> ShownPattern:
     prepared = prepare_pattern(raw, background=options.background,
                                mask_zeros=options.mask_zeros, mask_below=options.mask_below,
                                center=options.center, bin_factor=options.bin_factor,
-                               mask_rects=options.mask_rects)
+                               mask_shadows=options.mask_shadows, mask_rects=options.mask_rects)
     ac = np.asarray(asnumpy(autocorrelation_map(prepared.pattern, mask=prepared.mask)))
     auto, method, error = None, "autocorrelation", ""
     try:
@@ -322,6 +322,11 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
             tooltip="gaps and dead pixels read 0; turn off for a photon-counting detector whose "
                     "zeros at high q are measurements", layout=widgets.Layout(width="auto")),
             "speckle-cdi-mask-nonpositive")
+        self.shadows = styled(widgets.Checkbox(
+            value=defaults.mask_shadows, indent=False, description="shadows are unmeasured",
+            tooltip="regions that read far less than their mirror image through the centre "
+                    "(blocked by a beamstop arm or a frame) are left free",
+            layout=widgets.Layout(width="auto", margin="0 12px")), "speckle-cdi-mask-shadows")
         self.background = _field(widgets.Text, "background", str(defaults.background),
                                  "speckle-cdi-background", width="190px",
                                  placeholder="auto, none, 390 or p1",
@@ -392,6 +397,12 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
             options=list(CONSTRAINTS), value="complex", description="object",
             style={"description_width": "initial"}, layout=widgets.Layout(width="260px")),
             "speckle-cdi-constraint")
+        self.floor = styled(widgets.Checkbox(
+            value=defaults.incoherent_floor, indent=False,
+            description="leave out a smooth background",
+            tooltip="parasitic or diffuse scattering and partially coherent speckle under the "
+                    "pattern, up to its local minimum over three speckles, are not fitted",
+            layout=widgets.Layout(width="auto", margin="0 12px")), "speckle-cdi-floor")
         self._own(RunPanel(
             label="Run", what="The phasing", prefix="speckle-cdi", name="cdi",
             describe=_describe_phasing_error,
@@ -430,7 +441,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
             self.header("CDI phase retrieval"),
             section("1. Data"), self.chooser, self.message,
             section("2. Diffraction pattern and mask"),
-            widgets.HBox([self.nonpositive, self.center, self.binning], **row),
+            widgets.HBox([self.nonpositive, self.shadows, self.center, self.binning], **row),
             widgets.HBox([self.background, self.mask_below], **row),
             self.pattern_view, self.mask_info,
             section("3. Autocorrelation and initial support"),
@@ -439,7 +450,8 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
             section("4. Phase retrieval"),
             widgets.HBox([self.schedule, self.schedule_info], **row),
             widgets.HBox([self.rounds, self.trials, self.beta, self.seed], **row),
-            widgets.HBox([self.shrinkwrap, self.sigma, self.threshold, self.constraint], **row),
+            widgets.HBox([self.shrinkwrap, self.sigma, self.threshold, self.constraint,
+                          self.floor], **row),
             self.run_panel, self.folder_template,
             section("5. Reconstruction"), self.results_hint, self.results,
             section("6. Refocus a region of the reconstruction"), self.refocus, self.page_query,
@@ -447,7 +459,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         self._on_schedule(None)
         self._show_support()
 
-        for w in (self.nonpositive, self.support_threshold):
+        for w in (self.nonpositive, self.shadows, self.support_threshold):
             w.observe(lambda _c: self.update_pattern(), "value")
         for w in (self.background, self.mask_below):
             w.observe(lambda _c: None if self._quiet else self.update_pattern(), "value")
@@ -483,6 +495,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
             self._pattern_options(), schedule=self.schedule.value,
             rounds=int(self.rounds.value), trials=int(self.trials.value),
             beta=float(self.beta.value), positivity=constraint == "positive",
+            incoherent_floor=bool(self.floor.value),
             real=constraint in ("real", "positive"), shrinkwrap=bool(self.shrinkwrap.value),
             shrinkwrap_sigma=float(self.sigma.value),
             shrinkwrap_threshold=float(self.threshold.value), seed=seed)
@@ -502,7 +515,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         rectangles = self.support_mode.value == "rectangles" and bool(rects)
         return CdiOptions(
             background=None if background.lower() in ("", "none") else background,
-            mask_zeros=bool(self.nonpositive.value),
+            mask_zeros=bool(self.nonpositive.value), mask_shadows=bool(self.shadows.value),
             mask_below=number(self.mask_below, "“mask below”"),
             center="auto" if self.center.value else None, bin_factor=int(self.binning.value),
             mask_rects=tuple(tuple(int(v) for v in r) for r in self.pattern_view.regions),
@@ -535,6 +548,8 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         self._quiet = True
         try:
             self.nonpositive.value = bool(o.mask_zeros)
+            self.shadows.value = bool(o.mask_shadows)
+            self.floor.value = bool(o.incoherent_floor)
             self.background.value = "none" if o.background is None else str(o.background)
             self.mask_below.value = text(o.mask_below)
             self.center.value = o.center is not None
