@@ -38,6 +38,7 @@ import datetime as _dt
 import json
 import math
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -51,7 +52,8 @@ sys.path.insert(0, str(ROOT / "tests" / "hub"))
 
 from bench_hub import load1, machine  # noqa: E402
 from hubtools import (  # noqa: E402
-    CHROMIUM, CHROMIUM_ARGS, VERDICT_SELECTOR, HealthWatch, Hub, process_tree_rss, running_hub,
+    CHROMIUM, CHROMIUM_ARGS, VERDICT_SELECTOR, HealthWatch, Hub, process_tree_cpu, process_tree_rss,
+    running_hub,
 )
 from kernel_client import KernelSocket, page_kernel_id  # noqa: E402
 
@@ -162,6 +164,7 @@ def _browser_users(hub: Hub, users: list, timeout: float) -> list:
 def run_load(hub: Hub, n_users: int, timeout: float, browser: bool = False) -> dict:
     """``n_users`` at once; the figures of one run."""
     users = [hub.new_user("load") for _ in range(n_users)]
+    cpu0 = sum(process_tree_cpu(hub.proc.pid).values())
     rss0 = sum(process_tree_rss(hub.proc.pid).values())
     peak = [rss0]
     stop = threading.Event()
@@ -189,6 +192,7 @@ def run_load(hub: Hub, n_users: int, timeout: float, browser: bool = False) -> d
         for r in results:
             outcomes.append({"error": f"{type(r).__name__}: {str(r)[:300]}"} if isinstance(r, BaseException) else r)
     load_after = load1()
+    cpu = sum(process_tree_cpu(hub.proc.pid).values()) - cpu0
     time.sleep(ORPHAN_GRACE_S + 15)  # the pages are gone: their kernels stop, servers stay
     stop.set()
     sampler.join(5)
@@ -196,18 +200,22 @@ def run_load(hub: Hub, n_users: int, timeout: float, browser: bool = False) -> d
     ok = [o for o in outcomes if "error" not in o]
     figures = {
         "users": n_users, "mode": "browser" if browser else "protocol",
+        "limits": hub.settings["limits"]["method"],
         "success": len(ok) / n_users,
         "errors": [o["error"] for o in outcomes if "error" in o],
         "health_max": round(health.slowest, 3), "health_samples": health.samples,
         "rss_before_gb": round(rss0 / 1e9, 2), "rss_peak_gb": round(peak[0] / 1e9, 2),
         "rss_idle_gb": round(idle / 1e9, 2), "load_before": load_before, "load_after": load_after,
+        # CPU time of the hub's tree (hub, proxy, servers, kernels) per user, login to verdict:
+        # with C cores, N users at once need at least N * this / C seconds
+        "cpu_s_per_user": round(cpu / n_users, 1),
     }
     for step in STEPS:
         values = [o[step] for o in ok if step in o]
         figures[f"{step}_p50"] = round(percentile(values, 50), 2)
         figures[f"{step}_p95"] = round(percentile(values, 95), 2)
-    for user in users:
-        hub.stop_server(user.name, timeout=60)
+    with ThreadPoolExecutor(n_users) as pool:  # stopping takes a few seconds each: at once
+        list(pool.map(lambda u: hub.stop_server(u.name, timeout=120), users))
     return figures
 
 
@@ -221,14 +229,14 @@ def floors(figures: dict) -> dict[str, bool]:
 
 def table(runs: list[dict]) -> str:
     head = ("| users | mode | success | login→dashboard p50 / p95 (s) | Analyze→verdict p50 / p95 (s) "
-            "| start p50 / p95 (s) | slowest health (s) | memory peak / idle (GB) | load |")
-    lines = [head, "|" + " --- |" * 9]
+            "| start p50 / p95 (s) | slowest health (s) | memory peak / idle (GB) | CPU s per user | load |")
+    lines = [head, "|" + " --- |" * 10]
     for f in runs:
         lines.append(
             f"| {f['users']} | {f['mode']} | {f['success']:.0%} | {f['login_to_dashboard_p50']} / "
             f"{f['login_to_dashboard_p95']} | {f['analyze_p50']} / {f['analyze_p95']} | "
             f"{f['start_p50']} / {f['start_p95']} | {f['health_max']} | {f['rss_peak_gb']} / "
-            f"{f['rss_idle_gb']} | {f['load_before']} → {f['load_after']} |")
+            f"{f['rss_idle_gb']} | {f.get('cpu_s_per_user', '?')} | {f['load_before']} → {f['load_after']} |")
     return "\n".join(lines)
 
 
@@ -237,14 +245,19 @@ def main(argv=None) -> int:
     parser.add_argument("--users", type=int, action="append", help="users at once (repeatable; default 10 and 20)")
     parser.add_argument("--browser", action="store_true", help="drive Chromium pages instead of the protocol")
     parser.add_argument("--timeout", type=float, default=300.0, help="the longest wait of any step (s)")
+    parser.add_argument("--no-limits", action="store_true",
+                        help="limits.method: off (no cgroup per server), to compare")
     parser.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/")
     parser.add_argument("--tag", default=None, help="suffix of the result files (default: the date)")
     a = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: the hub and accounts go too
     counts = a.users or [10, 20]
     settings = {"culling": {"dashboard_orphan_grace": ORPHAN_GRACE_S},
-                "users": {"spawn_timeout": int(a.timeout)}}
+                "users": {"spawn_timeout": int(a.timeout)},
+                "limits": {"method": "off" if a.no_limits else "auto"}}
     runs = []
-    with running_hub(Path(tempfile.mkdtemp(prefix="speckle-load-")), settings=settings) as hub:
+    with tempfile.TemporaryDirectory(prefix="speckle-load-") as work, \
+            running_hub(Path(work), settings=settings) as hub:
         for n in counts:
             print(f"{n} users at once ({'browser' if a.browser else 'protocol'}), load {load1()}...",
                   flush=True)

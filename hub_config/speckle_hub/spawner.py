@@ -375,6 +375,8 @@ class SpeckleSpawner(LocalProcessSpawner):
     async def start(self):
         way = self._confiner()
         limits = self.limits()
+        # what a server that died unnoticed (the hub was down) left in its cgroup goes first
+        await asyncio.to_thread(way.release, way.placement(self.unix_name, limits))
         self.confinement = await asyncio.to_thread(way.setup, self.unix_name, limits)
         prefix = way.prefix(self.confinement, None if self.single_account else self.unix_name)
         self.cmd = prefix + list(self.singleuser_cmd)

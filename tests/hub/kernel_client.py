@@ -67,7 +67,7 @@ class KernelSocket:
     def run(self, code: str, timeout: float = 120) -> tuple[str, str]:
         """Execute ``code``; return (status of the reply, text printed on stdout)."""
         msg_id = self.send(code)
-        out, status = [], None
+        out, status, idle = [], None, False
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             msg = self._next()
@@ -80,7 +80,9 @@ class KernelSocket:
                 out.append("\n".join(msg["content"].get("traceback", [])))
             elif kind == "execute_reply":
                 status = msg["content"]["status"]
-            elif kind == "status" and msg["content"]["execution_state"] == "idle" and status:
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                idle = True  # the output is complete; the reply (another channel) may come after
+            if status and idle:
                 return status, "".join(out)
         raise TimeoutError(f"no reply within {timeout} s; output so far: {''.join(out)[-500:]}")
 

@@ -60,6 +60,7 @@ def test_cgroup_v2_writes_limits_and_enables_controllers(tmp_path):
     base = top / "hub" / "speckle-hub-x"
     base.mkdir()
     (base / "cgroup.subtree_control").write_text("")
+    (base / "cpu.weight").write_text("100")
     user = base / "speckle-ana"
     user.mkdir()
     for name in ("memory.max", "memory.swap.max", "cpu.max", "pids.max", "cgroup.procs"):
@@ -70,6 +71,7 @@ def test_cgroup_v2_writes_limits_and_enables_controllers(tmp_path):
     assert (user / "memory.swap.max").read_text() == "0"
     assert (user / "cpu.max").read_text() == "150000 100000"
     assert (user / "pids.max").read_text() == "500"
+    assert (base / "cpu.weight").read_text() == str(100 * L.USERS_CPU_WEIGHT)  # all users vs the hub
     # every level down to the hub's folder hands the controllers on (the files take one "+x"
     # per write; a real cgroup.subtree_control accumulates them)
     assert (base / "cgroup.subtree_control").read_text() == "+pids"
@@ -129,6 +131,8 @@ def test_cgroup_v1_kills_only_the_process_past_its_limit(tmp_path):
     assert way.kind == "cgroup" and way.version == 1
     placement = way.setup("speckle-ana", L.Limits(300 * 10**6, 0.5, 200))
     memory = next(Path(d) for d in placement["cgroups"] if "/memory/" in d)
+    cpu = next(Path(d) for d in placement["cgroups"] if "/cpu/" in d)
+    assert (cpu.parent / "cpu.shares").read_text().strip() == str(1024 * L.USERS_CPU_WEIGHT)
     try:
         neighbour = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(400_000_000); time.sleep(30)"])
         hog = subprocess.run([sys.executable, "-c", "b = bytearray(600_000_000); print('survived')"],
