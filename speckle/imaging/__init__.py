@@ -24,6 +24,8 @@ The building blocks (numpy or cupy, chosen by the input array; see :mod:`speckle
   binning, shadows: :mod:`~speckle.imaging.shadows`).
 - :mod:`~speckle.imaging.floor`: the speckle grain and the smooth background under it that
   phasing need not fit.
+- :mod:`~speckle.imaging.beamstop`: the intensity behind a beamstop, from the compactness of
+  the autocorrelation (before cross-terms are looked for).
 - :mod:`~speckle.imaging.support`, :mod:`~speckle.imaging.phasing`,
   :mod:`~speckle.imaging.align`, :mod:`~speckle.imaging.resolution`: CDI phase retrieval
   (automatic and holographic supports, ER/HIO/RAAR/DM schedules, shrink-wrap, trial

@@ -48,6 +48,7 @@ import numpy as np
 
 from ..backend import array_module, asnumpy
 from ..errors import Cancelled, InvalidInputError
+from .fth import apodization_window
 from .propagation import METHODS, propagate
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "METRICS",
     "RECOMMENDED_METRIC",
     "FocusSweep",
+    "apodize",
     "autofocus",
     "focus_sweep",
     "gradient_magnitude",
@@ -359,6 +361,33 @@ def _distances(distances) -> np.ndarray:
     if d.ndim != 1 or d.size == 0 or not np.isfinite(d).all():
         raise InvalidInputError("give at least one finite distance (metres)")
     return d
+
+
+def apodize(field, apodization: float):
+    """``field`` times a smooth (cos²) edge window about its middle (0: unchanged).
+
+    The window is :func:`speckle.imaging.fth.reconstruct`'s: 1 inside, falling over
+    ``apodization`` of the half-size towards the edge, so that the cut edges of a region do
+    not ring when it is propagated.
+
+    Parameters
+    ----------
+    field : array, (rows, cols)
+        numpy or cupy.
+    apodization : float
+        Width of the edge as a fraction of the half-size, 0 to 1.
+
+    Returns
+    -------
+    array
+        Same module; ``field`` itself when ``apodization`` is 0.
+    """
+    if not apodization > 0:
+        return field
+    xp = array_module(field)
+    rows, cols = field.shape
+    return field * apodization_window((rows, cols), ((rows - 1) / 2, (cols - 1) / 2),
+                                       float(apodization), xp)
 
 
 def focus_sweep(field, distances, *, pixel_size, wavelength: float, method: str = "angular",

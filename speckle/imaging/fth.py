@@ -329,6 +329,25 @@ def _central_radius(m, centre, edge) -> float:
     return float(min(np.hypot(rr - centre[0], cc - centre[1]).max(), edge))
 
 
+#: A cross-term lies apart from the central term: on the way from the centre to its peak the
+#: magnitude (smoothed over the noise only; the wider blur that gathers a term would close the
+#: gap) falls below this fraction of the peak. A faint tip of the central term does not: it
+#: falls all the way to its end.
+GAP = 0.5
+
+
+def _apart(m, centre, peak) -> bool:
+    """Whether the map dips below :data:`GAP` of its value at ``peak`` on the straight way
+    from the centre to it."""
+    steps = int(math.ceil(math.hypot(peak[0] - centre[0], peak[1] - centre[1])))
+    if steps < 2:
+        return False
+    t = np.linspace(0.0, 1.0, steps + 1)
+    rows = np.rint(centre[0] + t * (peak[0] - centre[0])).astype(np.int64)
+    cols = np.rint(centre[1] + t * (peak[1] - centre[1])).astype(np.int64)
+    return float(m[rows, cols].min()) < GAP * float(m[peak])
+
+
 def _outline_centre(excess, peak, region, blur):
     """The middle of a cross-term's outline, or ``peak`` when it has none.
 
@@ -407,6 +426,7 @@ def detect_cross_terms(reconstruction, *, min_pixels: int = 16, smoothing: float
         raise InvalidInputError(f"relative must be between 0 and 1, got {relative}")
     raw = m
     m = ndimage.gaussian_filter(raw, smoothing, mode="wrap") if smoothing > 0 else raw
+    sharp = m  # smoothed over the noise only: the gap between terms shows
     rows, cols = m.shape
     centre = (rows // 2, cols // 2)
     edge = min(rows, cols) // 2
@@ -448,10 +468,12 @@ def detect_cross_terms(reconstruction, *, min_pixels: int = 16, smoothing: float
         weight = np.where(inside, excess[region], 0.0)
         local = np.where(inside, matched[region], -np.inf)
         pr, pc = np.unravel_index(int(np.argmax(local)), local.shape)
-        row, col = _outline_centre(fine, (pr + region[0].start, pc + region[1].start),
-                                   region, blur)
+        peak = (pr + region[0].start, pc + region[1].start)
+        row, col = _outline_centre(fine, peak, region, blur)
         if math.hypot(row - centre[0], col - centre[1]) <= r_central:
             continue  # a ring of the central term, not a term of its own
+        if not _apart(sharp, centre, peak):
+            continue  # a faint tip of the central term, joined to it
         found.append(dict(row=row, col=col,
                           box=(region[0].start, region[0].stop, region[1].start,
                                region[1].stop),

@@ -268,6 +268,10 @@ class RefocusOptions(_Plain):
         Distances (m) swept instead, when given.
     region : (row0, row1, col0, col1) or None
         Part of the field to propagate (at least 8 × 8 pixels); None: all of it.
+    apodization : float
+        Smooth (cos²) edge window on the region before it is propagated, as a fraction of its
+        half-size (0: none, up to 1), so that its cut edges do not ring
+        (:func:`speckle.imaging.focus.apodize`).
     metric : str
         Sharpness metric that picks the focus (:data:`speckle.imaging.focus.METRICS`).
     extremum : "max", "min" or None
@@ -275,6 +279,8 @@ class RefocusOptions(_Plain):
     method : "angular" or "fresnel"
     refine : bool
         Refine the best sampled distance by golden-section search.
+    device : {"auto", "cpu", "gpu"}
+        Where to propagate (a cupy field stays on its GPU).
     """
 
     energy: float | None = None
@@ -282,10 +288,12 @@ class RefocusOptions(_Plain):
     distances: tuple = (-5e-6, 5e-6, 101)
     distance_list: tuple = ()
     region: tuple | None = None
+    apodization: float = 0.0
     metric: str = RECOMMENDED_METRIC
     extremum: str | None = None
     method: str = "angular"
     refine: bool = True
+    device: str = "auto"
 
     def __post_init__(self):
         for name in ("pixel_size", "distances", "distance_list", "region"):
@@ -314,6 +322,8 @@ class RefocusOptions(_Plain):
         self._choice("extremum", ("max", "min", None))
         self._choice("method", METHODS)
         self._flag("refine")
+        self._number("apodization", 0, 1)
+        self._choice("device", ("auto", "cpu", "gpu"))
 
     def swept(self):
         """The distances swept (m), as a numpy array."""

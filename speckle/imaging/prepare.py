@@ -95,20 +95,29 @@ def as_mask(mask, shape) -> np.ndarray:
     return np.nan_to_num(m.astype(np.float64), nan=1.0) != 0
 
 
-def central_zeros(pattern) -> np.ndarray:
-    """The connected region of pixels reading ≤ 0 (or not finite) at the frame's centre.
+#: :func:`central_zeros` takes the regions that reach this close to the frame's centre
+#: (pixels): centring by whole pixels may leave a small beamstop a pixel or two off it.
+NEAR_CENTRE = 2
 
-    A beamstop that reads zero, as seen by a centred pattern. All False when the middle pixel
-    reads a positive value.
+
+def central_zeros(pattern) -> np.ndarray:
+    """The connected regions of pixels reading ≤ 0 (or not finite) at the frame's centre.
+
+    A beamstop that reads zero, as seen by a centred pattern: the regions that reach within
+    :data:`NEAR_CENTRE` pixels of the middle pixel. All False when none does.
     """
     p = np.asarray(asnumpy(pattern), dtype=np.float64)
     with np.errstate(invalid="ignore"):
         low = ~(p > 0)
-    centre = (p.shape[0] // 2, p.shape[1] // 2)
-    if not low[centre]:
+    r, c = p.shape[0] // 2, p.shape[1] // 2
+    near = low[max(r - NEAR_CENTRE, 0):r + NEAR_CENTRE + 1,
+               max(c - NEAR_CENTRE, 0):c + NEAR_CENTRE + 1]
+    if not near.any():
         return np.zeros(p.shape, bool)
     labels, _ = ndimage.label(low)
-    return labels == labels[centre]
+    found = labels[max(r - NEAR_CENTRE, 0):r + NEAR_CENTRE + 1,
+                   max(c - NEAR_CENTRE, 0):c + NEAR_CENTRE + 1]
+    return np.isin(labels, np.unique(found[found > 0]))
 
 
 def prepare_pattern(image, mask=None, *, background=None, mask_zeros: bool = False,

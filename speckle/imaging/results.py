@@ -214,6 +214,13 @@ class RefocusResult:
     verdict : ImagingVerdict
     source : str
     elapsed_s : float
+    image : complex ndarray or None
+        The whole field the region was cut from.
+    source_kind : str
+        What that field is: "fth", "cdi", "propagation" or "" (unknown).
+    sweep : FocusSweep or None
+        The sweep itself, to look at the field at any distance again
+        (:meth:`~speckle.imaging.focus.FocusSweep.field_at`); not written to files.
     """
 
     distances: np.ndarray
@@ -228,12 +235,16 @@ class RefocusResult:
     verdict: ImagingVerdict
     source: str = ""
     elapsed_s: float = 0.0
+    image: np.ndarray | None = None
+    source_kind: str = ""
+    sweep: object = field(default=None, repr=False, compare=False)
 
     kind = "propagation"
 
     def to_dict(self) -> dict:
         """The summary as JSON values."""
-        return {"kind": self.kind, "source": self.source, "region": list(self.region),
+        return {"kind": self.kind, "source": self.source, "source_kind": self.source_kind,
+                "region": list(self.region),
                 "n_distances": int(len(self.distances)),
                 "wavelength_m": float(self.wavelength),
                 "best_distance_m": float(self.best_distance),

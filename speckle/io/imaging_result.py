@@ -78,11 +78,14 @@ def _cdi(result):
 
 def _refocus(result):
     arrays = {"distances": result.distances, "field": result.field, "focused": result.focused}
+    if result.image is not None:
+        arrays["image"] = result.image
     arrays.update({f"sharpness_{k}": v for k, v in result.sharpness.items()})
     px = result.options.pixel_size
     attrs = {"region": list(result.region), "wavelength_m": result.wavelength,
              "best_distance_m": result.best_distance, "focus_distance_m": result.focus_distance,
              "energy_ev": result.options.energy, "metric": result.options.metric,
+             "source_kind": result.source_kind,
              "pixel_size_m": list(px) if isinstance(px, tuple) else px}
     return arrays, attrs
 
@@ -188,7 +191,8 @@ def read_imaging_result(path):
             focused=arrays["focused"], best_distance=float(attrs["best_distance_m"]),
             focus_distance=float(attrs["focus_distance_m"]), region=tuple(attrs["region"]),
             wavelength=float(attrs["wavelength_m"]),
-            options=RefocusOptions.from_dict(attrs["options"]), **common)
+            options=RefocusOptions.from_dict(attrs["options"]), image=arrays.get("image"),
+            source_kind=str(attrs.get("source_kind") or ""), **common)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInputError(f"{path}: a damaged {kind} result ({exc.__class__.__name__}: "
                                 f"{exc})") from None

@@ -986,27 +986,15 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
     # ---------------------------------------------------------------- refocus
     def _refocus_input(self) -> RefocusInput:
         view = self.reconstruction_view
-        obj, support = self._shown()
+        obj, _ = self._shown()
         if obj is None or view.image is None:
             raise InvalidInputError("run the phase retrieval first (section 4), or choose a "
                                     "saved result.h5: the refocus works on a reconstruction")
-        r0, _r1, c0, _c1 = self.window
-        region = view.region
-        full = None if region is None else [region[0] + r0, region[1] + r0,
-                                            region[2] + c0, region[3] + c0]
-        arrays = {"reconstruction": obj}
-        if support is not None:
-            arrays["support"] = support
-        if self.result is not None:
-            schedule = self.result.options.schedule
-            final_error = float(self.result.final_error)
-        else:
-            schedule = str((self.saved.attrs.get("options") or {}).get("schedule", ""))
-            final_error = self.saved.attrs.get("final_error")
-        return RefocusInput(
-            field=view.crop(), label=self.label or "cdi", kind="cdi", arrays=arrays,
-            attrs={"kind": "cdi", "region": full, "window": list(self.window),
-                   "schedule": schedule, "final_error": final_error, "source": self.label})
+        r0, r1, c0, c1 = self.window
+        region = view.region or (0, r1 - r0, 0, c1 - c0)  # in the window; the whole object
+        full = (region[0] + r0, region[1] + r0, region[2] + c0, region[3] + c0)
+        return RefocusInput(field=view.crop(), label=self.label or "cdi", kind="cdi",
+                            image=obj, region=full)
 
     # ---------------------------------------------------------------- for scripts and tests
     def wait(self, timeout: float | None = 120) -> bool:

@@ -313,20 +313,8 @@ class FthDashboard(ImagingDashboard):
         view = self.reconstruction_view
         if view.image is None or self.result is None:
             raise InvalidInputError("reconstruct a hologram first: choose data in section 1")
-        region = view.region
-        return RefocusInput(
-            field=view.crop(), label=self.label or "fth", kind="fth",
-            arrays={"reconstruction": view.image, "hologram": self.hologram},
-            attrs=self._attrs(region))
-
-    def _attrs(self, region) -> dict:
-        result = self.result
-        return {"kind": "fth", "center": list(result.center),
-                "apodization": result.options.apodization,
-                "region": None if region is None else list(region),
-                "phase_rotation_rad": float(self.phase),
-                "helicity_difference": bool(self.difference.value),
-                "source": self.label}
+        return RefocusInput(field=view.crop(), label=self.label or "fth", kind="fth",
+                            image=view.image, region=view.region)
 
     def save(self) -> Path | None:
         """Write the reconstruction (HDF5 and PNG) as a result folder and offer the links."""

@@ -212,12 +212,8 @@ class PropagationDashboard(ImagingDashboard):
         if view.image is None:
             raise InvalidInputError("choose data first (section 1), or give a field with "
                                     "set_field() in a notebook")
-        region = view.region
         return RefocusInput(field=view.crop(), label=self.label or "field", kind="propagation",
-                            arrays={"image": view.image},
-                            attrs={"region": None if region is None else list(region),
-                                   "input_mode": self.mode.value if self._raw is not None
-                                   else self._given})
+                            image=view.image, region=view.region)
 
 
 def propagation_dashboard(**kwargs) -> PropagationDashboard:

@@ -1,13 +1,14 @@
 """Refocusing a region of a complex image: a sweep of propagation distances and its sharpness.
 
 :class:`RefocusPanel` asks its ``source`` for the field to refocus (a region of an FTH or CDI
-reconstruction, or any complex image), propagates it over a range of distances with
-:func:`speckle.imaging.focus.focus_sweep` in a worker thread (progress, Cancel), plots the
-sharpness against the distance with a marker that can be dragged along the curve (or moved with
-the slider bound to it), and shows the field at the marker's distance, or its gradient. Each
-finished sweep is written as a result folder: the sharpness table (CSV), pictures (PNG) and the
-HDF5 result (:func:`speckle.io.images.write_image_result`). Units at the interface: eV, nm, µm;
-SI inside.
+reconstruction, or any complex image) and refocuses it with
+:func:`speckle.imaging.workflow.run_refocus` in a worker thread (progress, Cancel), as the
+command line and the beamtime monitor do; it plots the sharpness against the distance with a
+marker that can be dragged along the curve (or moved with the slider bound to it), and shows
+the field at the marker's distance, or its gradient. Each finished sweep is written as a
+result folder: the sharpness table (CSV), pictures (PNG) and the HDF5 result in the one
+refocus layout (:func:`speckle.io.imaging_result.write_imaging_result`). Units at the
+interface: eV, nm, µm; SI inside.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import html
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import ipywidgets as widgets
@@ -25,15 +26,15 @@ import numpy as np
 import traitlets
 from matplotlib.figure import Figure
 
-from ...backend import array_module, asnumpy, get_xp
 from ...errors import InvalidInputError
 from ...imaging.display import SCALES
 from ...imaging.focus import (FOCUS_EXTREMUM, METRICS, MIN_REGION_SIDE, RECOMMENDED_METRIC,
-                              focus_sweep, gradient_magnitude)
-from ...imaging.fth import apodization_window
+                              apodize, gradient_magnitude)
+from ...imaging.options import RefocusOptions
 from ...imaging.propagation import METHODS, wavelength_from_energy
+from ...imaging.workflow import run_refocus
 from ...io.atomic import atomic_path
-from ...io.images import write_image_result
+from ...io.imaging_result import write_imaging_result
 from .._common import RunPanel, RunPanelOwner, Tasks, note_html, styled, sub_progress
 from ..export import new_result_folder
 from ..image_view import interactive_canvas
@@ -55,21 +56,6 @@ METRIC_LABELS = {"acutance": "acutance (gradient)", "brenner": "Brenner",
                  "edge_sparsity": "edge sparsity (Tamura)"}
 
 
-def apodize(field, apodization: float):
-    """``field`` times a smooth (cos²) edge window about its middle (0: unchanged).
-
-    The window is :func:`speckle.imaging.fth.reconstruct`'s: 1 inside, falling over
-    ``apodization`` of the half-size towards the edge, so that the cut edges of a region do not
-    ring when it is propagated.
-    """
-    if not apodization > 0:
-        return field
-    xp = array_module(field)
-    rows, cols = field.shape
-    return field * apodization_window((rows, cols), ((rows - 1) / 2, (cols - 1) / 2),
-                                       float(apodization), xp)
-
-
 @dataclass
 class RefocusInput:
     """What a refocus sweep works on, given by the panel's ``source``.
@@ -79,20 +65,20 @@ class RefocusInput:
     field : array, (rows, cols)
         The complex field to propagate (a region of an image), numpy or cupy.
     label : str
-        Short name of the data (for the result folder's name).
+        Short name of the data (for the result folder's name and the result's source).
     kind : str
-        ``/speckle@kind`` of the HDF5 result: "fth", "cdi" or "propagation".
-    arrays : dict
-        Further arrays for the HDF5 result (e.g. the whole reconstruction).
-    attrs : dict
-        Further attributes for the HDF5 result (e.g. the region, the FTH centre).
+        What the field is: "fth", "cdi" or "propagation" (the result's ``source_kind``).
+    image : array, optional
+        The whole image ``field`` was cut from; kept in the result with ``region``.
+    region : (row0, row1, col0, col1), optional
+        Where ``field`` lies in ``image`` (None: all of it).
     """
 
     field: object
     label: str = "image"
     kind: str = "propagation"
-    arrays: dict = field(default_factory=dict)
-    attrs: dict = field(default_factory=dict)
+    image: object = None
+    region: tuple | None = None
 
 
 def sharpness_csv_rows(sweep) -> list[list]:
@@ -163,8 +149,10 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
     ----------
     state : str
         "idle", "running", "done", "cancelled" or "failed" (a trait).
+    result : RefocusResult or None
+        The last finished refocus (:func:`speckle.imaging.workflow.run_refocus`).
     sweep : FocusSweep or None
-        The last finished sweep.
+        Its sweep (``result.sweep``).
     index : int
         Index into ``sweep.distances`` of the marker (the slider's value).
     folder : pathlib.Path or None
@@ -208,8 +196,8 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
         self.server_root = server_root
         self.sweep = None
         self.input: RefocusInput | None = None
+        self.result = None
         self.field_in = None
-        self.params: dict = {}
         self.folder: Path | None = None
         self.files: dict[str, Path] = {}
         self.frame_png = b""
@@ -419,33 +407,42 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         return self._frames.wait(remaining)
 
+    def options(self, region=None) -> RefocusOptions:
+        """The fields as :class:`~speckle.imaging.options.RefocusOptions` (checked), for
+        ``region`` of the field."""
+        p = self.parameters()
+        z = p["distances"]
+        return RefocusOptions(energy=p["energy"], pixel_size=p["pixel_size"],
+                              distances=(float(z[0]), float(z[-1]), int(len(z))),
+                              region=None if region is None else tuple(int(v) for v in region),
+                              apodization=p["apodization"], metric=p["metric"],
+                              extremum=self.extremum.value, method=p["method"])
+
     def _prepare(self) -> Callable:
-        """Widget thread: the sweep's input and parameters, checked."""
+        """Widget thread: the sweep's input and options, checked."""
         if self.source is None:
             raise InvalidInputError("nothing to refocus: choose data first")
-        params = self.parameters()
+        self.parameters()  # the fields' own messages first
         given = self.source()
         shape = tuple(getattr(given.field, "shape", ()))
         if len(shape) != 2 or min(shape) < MIN_SIDE:
             raise InvalidInputError(
                 f"the region to refocus is {' × '.join(map(str, shape))} pixels; "
                 f"select one of at least {MIN_SIDE} × {MIN_SIDE} pixels")
-        return lambda progress, cancel: self._work(given, params, progress, cancel)
+        whole = given.image is not None
+        options = self.options(given.region if whole else None)
+        return lambda progress, cancel: self._work(given, options, progress, cancel)
 
-    def _work(self, given: RefocusInput, params: dict, progress: Callable,
+    def _work(self, given: RefocusInput, options: RefocusOptions, progress: Callable,
               cancel: Callable) -> None:
         try:
-            xp = get_xp("auto")  # the sweep runs on the GPU where there is one
-            field_in = given.field if array_module(given.field) is xp \
-                else xp.asarray(asnumpy(given.field))
-            field_in = apodize(field_in, params["apodization"])
-            sweep = focus_sweep(field_in, params["distances"], pixel_size=params["pixel_size"],
-                                wavelength=params["wavelength"], method=params["method"],
-                                progress=sub_progress(progress, 0.0, 0.8), cancel=cancel)
+            result = run_refocus(given.image if given.image is not None else given.field,
+                                 options, progress=sub_progress(progress, 0.0, 0.8),
+                                 cancel=cancel, source=given.label, source_kind=given.kind)
             step = sub_progress(progress, 0.8, 1.0, cancel, "the refocus sweep was cancelled")
             step(0.0, "plotting")
-            self._show_sweep(sweep, given, params, field_in)
-            folder, files = self._write(sweep, given, params, field_in, step)
+            self._show_sweep(result, given)
+            folder, files = self._write(result, given, step)
         except BaseException:
             if self.sweep is not None and self.folder is None:
                 self.downloads.value = note_html("No result files were written.")
@@ -455,11 +452,12 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
         self.save_frame_button.disabled = False
 
     # ---------------------------------------------------------------- showing a sweep
-    def _show_sweep(self, sweep, given: RefocusInput, params: dict, field_in) -> None:
-        """Make ``sweep`` the shown one: curve, marker at the best distance, frame."""
+    def _show_sweep(self, result, given: RefocusInput) -> None:
+        """Make ``result``'s sweep the shown one: curve, marker at the best distance, frame."""
         self._frames.invalidate()
-        self.sweep, self.input, self.params = sweep, given, params
-        self.field_in = field_in
+        sweep = result.sweep
+        self.result, self.sweep, self.input = result, sweep, given
+        self.field_in = result.field
         self.folder, self.files = None, {}
         self.downloads.value = note_html("Writing the result files…")
         self.save_frame_button.disabled = True
@@ -609,35 +607,22 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
         self._frames.start(render, done, failed)
 
     # ---------------------------------------------------------------- files
-    def _write(self, sweep, given: RefocusInput, params: dict, field_in, step):
-        metric = params["metric"]
-        best = self.best_distance(metric)
-        focused = sweep.field_at(best)
-        arrays = dict(given.arrays)
-        arrays.update({"field": field_in, "focused": focused,
-                       "distances": np.asarray(sweep.distances, float)})
-        arrays.update({f"sharpness_{m}": np.asarray(v, float)
-                       for m, v in sweep.sharpness.items()})
-        attrs = dict(given.attrs)
-        attrs.update({"kind": given.kind, "energy_ev": params["energy"],
-                      "wavelength_m": params["wavelength"], "pixel_size_m": params["pixel_size"],
-                      "method": params["method"], "metric": metric, "apodization":
-                      params["apodization"], "best_distance_m": float(best),
-                      "extremum": self.extremum.value,
-                      "best_distances_m": {m: self.best_distance(m) for m in sweep.sharpness},
-                      "source": given.label})
+    def _write(self, result, given: RefocusInput, step):
+        """The result folder: the HDF5 result (the one refocus layout), table and pictures."""
+        sweep = result.sweep
         # a figure of its own: saving the live ipympl one would push frames to the browser
-        sharpness_png = render_png(sharpness_figure(sweep, metric, best))
+        sharpness_png = render_png(sharpness_figure(sweep, result.options.metric,
+                                                    result.best_distance))
         with new_result_folder(f"{given.label}-refocus", self.results_dir) as (tmp, final):
             step(0.1, "writing the sharpness table")
             with open(tmp / "sharpness.csv", "w", newline="") as f:
                 csv.writer(f).writerows(sharpness_csv_rows(sweep))
             step(0.3, "writing the HDF5 result")
-            write_image_result(tmp / "result.h5", arrays, attrs)
+            write_imaging_result(result, tmp / "result.h5")
             step(0.7, "writing pictures")
             (tmp / "sharpness.png").write_bytes(sharpness_png)
-            (tmp / "input.png").write_bytes(image_png(render_rgb(field_in)))
-            (tmp / "focus_best.png").write_bytes(image_png(render_rgb(focused)))
+            (tmp / "input.png").write_bytes(image_png(render_rgb(result.field)))
+            (tmp / "focus_best.png").write_bytes(image_png(render_rgb(result.focused)))
             step(0.95, "finishing")
         names = {"csv": "sharpness.csv", "hdf5": "result.h5", "sharpness_png": "sharpness.png",
                  "input_png": "input.png", "best_png": "focus_best.png"}
@@ -683,7 +668,7 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
         """Forget the shown sweep (new data was chosen)."""
         self.cancel()
         self._frames.invalidate()
-        self.sweep = None
+        self.result = self.sweep = None
         self.input = None
         self.field_in = None
         self.folder, self.files = None, {}
