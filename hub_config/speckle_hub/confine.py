@@ -20,7 +20,7 @@ import pwd
 import sys
 
 from .lifetime import die_with_parent
-from .limits import Limits, confiner
+from .limits import Limits, confiner, user_priority
 
 
 def main(argv=None) -> int:
@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
     if not command:
         p.error("give the command after --")
+    user_priority()  # the hub runs at a higher priority than what it starts
     way = confiner(a.method, a.state)
     way.release(way.placement(a.name, Limits()))
     placement = way.setup(a.name, Limits(**json.loads(a.limits)))

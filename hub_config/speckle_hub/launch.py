@@ -203,12 +203,19 @@ MAX_RESTARTS = 5
 RESTART_WINDOW_S = 120
 
 
+def _hub_child() -> None:
+    """In the hub's process before it runs: die with this supervisor, answer before the users."""
+    die_with_parent()
+    limits_mod.hub_priority()
+
+
 def supervise(cmd: list[str]) -> int:
     """Run the hub and start it again when it dies; return its exit status once it stops.
 
     Ctrl-C and SIGTERM go to the hub once (it then stops its proxy and the users' servers) and
     end the supervision. The hub runs in its own process group, so that a terminal's Ctrl-C
-    reaches it only through here, and dies with this process (speckle_hub.lifetime).
+    reaches it only through here, dies with this process (speckle_hub.lifetime), and runs (with
+    its proxy) at a higher priority than the users' servers (``limits.HUB_NICE``).
     """
     stopping = False
     hub: subprocess.Popen | None = None
@@ -224,7 +231,7 @@ def supervise(cmd: list[str]) -> int:
     restarts: collections.deque[float] = collections.deque()
     while True:
         started = time.monotonic()
-        hub = subprocess.Popen(cmd, process_group=0, preexec_fn=die_with_parent)
+        hub = subprocess.Popen(cmd, process_group=0, preexec_fn=_hub_child)
         status = hub.wait()
         if stopping or status == 0:
             return status

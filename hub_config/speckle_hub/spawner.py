@@ -269,6 +269,7 @@ class SpeckleSpawner(LocalProcessSpawner):
             else set_user_setuid(self.unix_name)
 
         def preexec():
+            limits_mod.user_priority()  # the hub runs at a higher priority than its users
             if join is not None:
                 join()
             if as_user is not None:

@@ -249,6 +249,12 @@ class Hub:
         self.stop_hub_only()
         self._launch(timeout)
 
+    def hub_pid(self) -> int:
+        """The jupyterhub process: the child of ``launch.py``, which supervises it."""
+        pids = [p for p in _children_map().get(self.proc.pid, []) if "jupyterhub" in _cmdline(p)]
+        assert len(pids) == 1, pids
+        return pids[0]
+
     def log_tail(self, n: int = 60) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])

@@ -6,12 +6,11 @@ once and is connected again within 2 s of the proxy being back."""
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-from hubtools import Hub, _cmdline, _wait_gone, running_hub, wait_dashboard_ready
+from hubtools import Hub, _children_map, _cmdline, _wait_gone, running_hub, wait_dashboard_ready
 from kernel_client import KernelSocket, start_kernel
 
 
@@ -21,26 +20,8 @@ def fault_hub(tmp_path_factory):
         yield hub
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(entry.name))
-            except (OSError, ValueError):
-                pass
-    return out
-
-
-def _hub_pid(hub: Hub) -> int:
-    pids = [p for p in _children(hub.proc.pid) if "jupyterhub" in _cmdline(p)]
-    assert len(pids) == 1, pids
-    return pids[0]
-
-
 def _cullers(hub_pid: int) -> list[int]:
-    return [p for p in _children(hub_pid) if "speckle_hub.culler" in _cmdline(p)]
+    return [p for p in _children_map().get(hub_pid, []) if "speckle_hub.culler" in _cmdline(p)]
 
 
 def _proxy_pid(hub: Hub) -> int:
@@ -69,7 +50,7 @@ def test_the_hub_comes_back_after_sigkill_keeping_proxy_servers_and_connections(
     user.start("lab")
     socket = KernelSocket(user, start_kernel(user), user.api_token())
     assert socket.run("print(6 * 7)")[1].strip() == "42"
-    old_hub, proxy = _hub_pid(hub), _proxy_pid(hub)
+    old_hub, proxy = hub.hub_pid(), _proxy_pid(hub)
     _wait(lambda: len(_cullers(old_hub)) == 1, 30, "the culler runs")
     old_culler = _cullers(old_hub)[0]
     started = hub.api("GET", f"users/{user.name}").json()["servers"][""]["started"]
@@ -77,7 +58,7 @@ def test_the_hub_comes_back_after_sigkill_keeping_proxy_servers_and_connections(
     assert _wait_gone(old_culler, 10)  # it dies with its hub
     took = _wait(lambda: _healthy(hub), 60, "the hub answers again")
     print(f"hub killed: answering again after {took:.1f} s")
-    new_hub = _hub_pid(hub)
+    new_hub = hub.hub_pid()
     assert new_hub != old_hub and took < 30
     assert _proxy_pid(hub) == proxy and "configurable-http-proxy" in _cmdline(proxy)  # kept
     _wait(lambda: len(_cullers(new_hub)) == 1, 30, "the new hub's culler runs")

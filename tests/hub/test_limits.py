@@ -91,7 +91,7 @@ def test_systemd_runs_each_server_in_a_scope_with_its_limits():
     placement = way.setup("speckle-ana", L.Limits(4 * GB, 2, 1000))
     prefix = way.prefix(placement, "root")
     assert prefix == ["/usr/bin/systemd-run", "--scope", "--quiet", "--collect",
-                      "--unit=speckle-speckle-ana.scope", "--slice=speckle.slice",
+                      "--unit=speckle-speckle-ana.scope", "--slice=speckle.slice", "--nice=0",
                       "-p", f"MemoryMax={4 * GB}", "-p", "MemorySwapMax=0", "-p", "CPUQuota=200%",
                       "-p", "TasksMax=1000", "--uid=0", "--gid=0", "--"]
     assert way.preexec(placement) is None

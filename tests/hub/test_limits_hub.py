@@ -6,6 +6,7 @@ machines: cgroup v1, written directly); not as root there are no limits, and the
 says so (tests/hub/test_hub_live.py).
 """
 
+import os
 import pwd
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +50,9 @@ def test_a_user_past_the_memory_limit_is_killed_alone(limited_hub, browser, brow
     inside = {int(p) for p in (cgroup / "cgroup.procs").read_text().split()}
     assert inside and inside <= set(_pids_of_uid(uid))  # the server and its kernels, nothing else
     assert set(_pids_of_uid(uid)) <= inside
+    # the hub (and its proxy) answer before the users compute: nice -5 against their 0
+    assert os.getpriority(os.PRIO_PROCESS, hub.hub_pid()) == L.HUB_NICE
+    assert {os.getpriority(os.PRIO_PROCESS, p) for p in inside} == {0}
     assert memory_limit((1, cgroup)) == int(QUICK_GB * 1e9) // 4096 * 4096
     assert memory_limit((1, _memory_cgroup(hub, ben.unix_name))) == int(LAB_GB * 1e9) // 4096 * 4096
 
