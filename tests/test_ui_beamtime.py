@@ -22,7 +22,11 @@ from speckle.monitor.index import read_index
 from speckle.monitor.jobs import analyse_file
 from speckle.monitor.templates import Template, TemplateStore
 from speckle.ui import xpcs_dashboard
-from speckle.ui.beamtime import FolderTemplatePanel, read_monitor_result, xpcs_recipe_of
+from speckle.ui.common.beamtime import (
+    FolderTemplatePanel,
+    read_monitor_result,
+    xpcs_recipe_of,
+)
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ import pytest
 from speckle.errors import InvalidInputError, UnsupportedFormatError
 from speckle.io.dataset import ArrayDataset, Metadata
 from speckle.ui import DeviceBadge, ImageView
-from speckle.ui._common import MessageBox, RunPanel, Tasks, describe_error
+from speckle.ui.common._common import MessageBox, RunPanel, Tasks, describe_error
 from speckle.io.browse import entry_path, list_entries, safe_join
-from speckle.ui.device import device_text
-from speckle.ui.export import result_folder_name, write_result_folder
-from speckle.ui.image_view import roi_from_extents
-from speckle.ui.server import data_dirs, download_url, results_root, upload_dir
+from speckle.ui.common.device import device_text
+from speckle.ui.common.export import result_folder_name, write_result_folder
+from speckle.ui.common.canvas import roi_from_extents
+from speckle.ui.common.server import data_dirs, download_url, results_root, upload_dir
 from speckle.xpcs.analysis import XpcsOptions, analyze
 from speckle.errors import Cancelled
 from speckle.xpcs.partitions import rectangles
@@ -320,7 +320,7 @@ def test_nothing_outside_speckle_ui_imports_it():
 
 
 def test_earlier_uploads_can_be_opened_again(tmp_path):
-    from speckle.ui.data_chooser import DataChooser
+    from speckle.ui.common.data_chooser import DataChooser
 
     uploads = tmp_path / "speckle-uploads"
     uploads.mkdir()
@@ -341,8 +341,8 @@ def test_earlier_uploads_can_be_opened_again(tmp_path):
 
 def test_the_folder_is_listed_again_when_the_page_is_shown_later(tmp_path, monkeypatch):
     """A preheated dashboard lists the folders at server start; the page may be shown hours later."""
-    from speckle.ui import data_chooser
-    from speckle.ui.data_chooser import DataChooser
+    from speckle.ui.common import data_chooser
+    from speckle.ui.common.data_chooser import DataChooser
 
     beamline = tmp_path / "beamline"
     beamline.mkdir()

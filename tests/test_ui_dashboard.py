@@ -17,7 +17,7 @@ from speckle.demo import DEMO_RINGS
 from speckle.errors import InvalidInputError
 from speckle.io.dataset import Dataset, Metadata
 from speckle.ui import xpcs_dashboard
-from speckle.ui.results import fit_table_rows
+from speckle.ui.xpcs.results import fit_table_rows
 
 
 def test_demo_rectangle_analyze_verdict_table_downloads(home):
@@ -171,7 +171,7 @@ def test_a_late_cancel_leaves_no_finished_looking_result(home, monkeypatch, when
 
     Once the files are written the analysis is finished, and a later Cancel changes nothing.
     """
-    import speckle.ui.dashboard as dashboard_module
+    import speckle.ui.xpcs.dashboard as dashboard_module
 
     dash = xpcs_dashboard()
     dash.chooser.label = "late"

@@ -26,7 +26,7 @@ from speckle.io.dataset import ArrayDataset, Metadata
 from speckle.io.images import read_image, read_image_result, write_image_result
 from speckle.io.imaging_result import read_imaging_result
 from speckle.ui import xpcs_dashboard
-from speckle.ui.data_chooser import describe_dataset
+from speckle.ui.common.data_chooser import describe_dataset
 from speckle.ui.imaging import (ComplexImageView, RefocusInput, RefocusPanel,
                                 fth_dashboard, propagation_dashboard, render_rgb)
 from speckle.ui.imaging.complex_view import image_png

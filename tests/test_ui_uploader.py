@@ -1,6 +1,6 @@
 """The upload widget: its Python traits, the data chooser's reaction, and its JavaScript.
 
-The JavaScript (``speckle/ui/uploader.js``) runs under Node against an in-memory fake of the
+The JavaScript (``speckle/ui/common/uploader.js``) runs under Node against an in-memory fake of the
 server extension's REST protocol: chunking, the XSRF header, resume after a 409 or a lost
 connection, resume after a page reload, and the server's refusal message. Node is a project
 requirement (the hub's proxy is an npm package), so a missing Node is a failure, not a skip.
@@ -14,7 +14,7 @@ from importlib import resources
 import numpy as np
 
 from speckle.ui import DataChooser, Uploader
-from speckle.ui.server import base_url
+from speckle.ui.common.server import base_url
 
 
 def test_uploader_traits_and_base_url(monkeypatch):
@@ -231,7 +231,7 @@ console.log(JSON.stringify(results));
 def test_uploader_javascript_protocol(tmp_path):
     node = shutil.which("node")
     assert node, "Node.js is required (the hub's proxy needs it too): install nodejs"
-    js = resources.files("speckle.ui").joinpath("uploader.js").read_text(encoding="utf-8")
+    js = resources.files("speckle.ui.common").joinpath("uploader.js").read_text(encoding="utf-8")
     (tmp_path / "uploader.mjs").write_text(js, encoding="utf-8")
     (tmp_path / "harness.mjs").write_text(HARNESS, encoding="utf-8")
     proc = subprocess.run([node, "harness.mjs"], cwd=tmp_path, capture_output=True, text=True,

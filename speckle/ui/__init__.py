@@ -1,5 +1,9 @@
 """ipywidgets components that the dashboards compose (Voila and JupyterLab).
 
+The package shows the families: :mod:`speckle.ui.xpcs` (the XPCS quick check),
+:mod:`speckle.ui.imaging` (FTH, propagation, CDI) and :mod:`speckle.ui.common` (what both
+share). The names below are importable from ``speckle.ui`` itself.
+
 This sub-package needs ipywidgets, ipympl and anywidget (the ``hub`` extra); the rest of
 speckle never imports it, so the library stays usable without Jupyter.
 
@@ -14,7 +18,7 @@ Components
     Beamline folders (``SPECKLE_DATA_DIRS``, read-only, newest first, readable formats only),
     an :class:`Uploader` (streaming, resumable upload through the ``speckle_jupyter`` server
     extension) and the demo datasets; opens the choice with :func:`speckle.io.open_dataset`,
-    or a saved imaging result (``result.h5``) as a :class:`~speckle.ui.saved_result.SavedResult`
+    or a saved imaging result (``result.h5``) as a :class:`~speckle.ui.common.saved_result.SavedResult`
     where the dashboard takes them (the imaging ones).
 :class:`ImageView`
     First frame or time average (linear/sqrt/log) on an ipympl canvas; rectangles drawn with
@@ -28,11 +32,11 @@ Components
     :func:`speckle.xpcs.analysis.analyze`.
 :class:`ResultsView`
     Verdict, g2 with fits, τ/β table, intensity, two-time map, download links
-    (:func:`speckle.ui.results.links_html`, the same on every dashboard).
+    (:func:`speckle.ui.common.downloads.links_html`, the same on every dashboard).
 :class:`DeviceBadge`
     What computes (the hub's ``SPECKLE_GPU_NAME`` or :func:`speckle.backend.device_description`).
 
-The server's base URL (for uploads and download links) is :func:`speckle.ui.server.base_url`:
+The server's base URL (for uploads and download links) is :func:`speckle.ui.common.server.base_url`:
 ``SPECKLE_BASE_URL``, else ``JUPYTERHUB_SERVICE_PREFIX`` (JupyterHub sets it for every user
 server, and kernels inherit it), else ``/``. Results go to ``SPECKLE_RESULTS_DIR`` or
 ``~/speckle-results/<dataset>-<timestamp>/``; links are ``{base_url}files/<path relative to
@@ -144,14 +148,11 @@ class                                     element
 ========================================  ========================================================
 """
 
-from ._common import RunPanel
-from .dashboard import XpcsDashboard, xpcs_dashboard
-from .data_chooser import DataChooser
-from .device import DeviceBadge
-from .image_view import ImageView
-from .results import ResultsView
-from .runner import AnalysisRunner
-from .uploader import Uploader
+from .common._common import RunPanel
+from .common.data_chooser import DataChooser
+from .common.device import DeviceBadge
+from .common.uploader import Uploader
+from .xpcs import AnalysisRunner, ImageView, ResultsView, XpcsDashboard, xpcs_dashboard
 
 #: Imaging names, imported on first use: the XPCS dashboard's kernel does not pay for phasing,
 #: alignment and scipy.fft (a quarter of a second of every dashboard start on 2 cores).

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import ipywidgets as widgets
 import traitlets
 
-from ..errors import Cancelled, SpeckleError
+from ...errors import Cancelled, SpeckleError
 
 __all__ = ["RUN_STATES", "MessageBox", "RunPanel", "RunPanelOwner", "Tasks", "describe_error",
            "note_html", "styled", "sub_progress"]

@@ -28,7 +28,7 @@ class Dashboard(widgets.VBox):
     Parameters
     ----------
     data_dirs, upload_dir : optional
-        See :class:`~speckle.ui.data_chooser.DataChooser`.
+        See :class:`~speckle.ui.common.data_chooser.DataChooser`.
     results_dir : path-like, optional
         Parent of the result folders (default ``SPECKLE_RESULTS_DIR`` or
         ``~/speckle-results``).

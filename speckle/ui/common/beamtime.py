@@ -29,8 +29,8 @@ import anywidget
 import ipywidgets as widgets
 import traitlets
 
-from ..errors import InvalidInputError
-from ..xpcs.recipe import PartitionSpec, XpcsRecipe
+from ...errors import InvalidInputError
+from ...xpcs.recipe import PartitionSpec, XpcsRecipe
 from ._common import MessageBox, styled
 from .server import monitor_results, monitor_url
 
@@ -83,7 +83,7 @@ def read_monitor_result(result_dir, *, results_root=None, data_roots=()) -> tupl
     result_dir : path-like
         A result folder (``summary.json`` and ``template.yaml`` in it).
     results_root : path-like, optional
-        The monitor's results folder (default :func:`~speckle.ui.server.monitor_results`); the
+        The monitor's results folder (default :func:`~speckle.ui.common.server.monitor_results`); the
         result must lie inside it.
     data_roots : sequence of path-like
         The data folders this server opens; the dataset must lie inside one.
@@ -97,7 +97,7 @@ def read_monitor_result(result_dir, *, results_root=None, data_roots=()) -> tupl
     InvalidInputError
         With what is wrong, in words.
     """
-    from ..monitor.templates import load_template
+    from ...monitor.templates import load_template
 
     root = Path(results_root) if results_root is not None else monitor_results()
     folder = Path(str(result_dir))
@@ -278,7 +278,7 @@ class FolderTemplatePanel(widgets.VBox):
         Returns ``(folder, template_dict)`` from the dashboard's current state, or raises
         :class:`~speckle.errors.InvalidInputError` with what the user must do first.
     url : str, optional
-        The monitor's API (default :func:`~speckle.ui.server.monitor_url`). Without a monitor
+        The monitor's API (default :func:`~speckle.ui.common.server.monitor_url`). Without a monitor
         the panel is hidden.
 
     Notes

@@ -4,7 +4,7 @@ The three ways sit side by side (the original server's three tiles). Whichever i
 file is opened with :func:`speckle.io.open_dataset` in a background thread (the readers
 validate it first), and the opened :class:`~speckle.io.dataset.Dataset` appears in the trait
 :attr:`DataChooser.dataset`, which the dashboard observes. A saved imaging result
-(``result.h5``) opens as a :class:`~speckle.ui.saved_result.SavedResult` where the dashboard
+(``result.h5``) opens as a :class:`~speckle.ui.common.saved_result.SavedResult` where the dashboard
 asks for them (``saved_results=True``), and is refused with a pointer elsewhere.
 """
 
@@ -17,12 +17,12 @@ from pathlib import Path, PurePosixPath
 import ipywidgets as widgets
 import traitlets
 
-from .. import demo as demo_data
-from ..errors import InvalidInputError
-from ..io.dataset import Dataset
-from ..io.browse import entry_path, list_entries, safe_join
-from ..io.images import image_result_kind
-from ..io.open import open_dataset
+from ... import demo as demo_data
+from ...errors import InvalidInputError
+from ...io.dataset import Dataset
+from ...io.browse import entry_path, list_entries, safe_join
+from ...io.images import image_result_kind
+from ...io.open import open_dataset
 from ._common import MessageBox, Tasks, styled
 from .saved_result import SavedResult
 from .server import data_dirs as default_data_dirs
@@ -43,7 +43,7 @@ _TIFF_HERE = "\u25a3 this folder, as a TIFF series"
 
 def _demo_hints(name: str) -> dict | None:
     """Region suggestions for a demo: the q-rings over its speckle (speckle.demo.DEMO_RINGS)."""
-    from ..demo import DEMO_RINGS
+    from ...demo import DEMO_RINGS
 
     rings = DEMO_RINGS.get(name)
     if rings is None:
@@ -134,7 +134,7 @@ class DataChooser(widgets.VBox):
         Names of :data:`speckle.demo.DEMOS` to offer (default all).
     saved_results : bool
         Open saved imaging results (``result.h5`` of :func:`speckle.io.images.write_image_result`)
-        as :class:`~speckle.ui.saved_result.SavedResult`; when False they are refused with a
+        as :class:`~speckle.ui.common.saved_result.SavedResult`; when False they are refused with a
         message that says where they open.
 
     Attributes

@@ -6,8 +6,8 @@ import html
 
 import ipywidgets as widgets
 
-from .. import backend
-from ..site import site
+from ... import backend
+from ...site import site
 from ._common import Tasks
 
 __all__ = ["DeviceBadge", "device_text"]

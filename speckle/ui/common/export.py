@@ -1,7 +1,7 @@
 """Result folders of the dashboards, in the results folder of the user's server.
 
 The folders themselves (layout, atomic writing) are :mod:`speckle.io.result_folder`'s; this
-module only supplies the dashboards' default place, :func:`speckle.ui.server.results_root`.
+module only supplies the dashboards' default place, :func:`speckle.ui.common.server.results_root`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..io import result_folder as _folder
-from ..io.result_folder import ResultFiles, result_folder_name, save_twotime_png, twotime_png_name
+from ...io import result_folder as _folder
+from ...io.result_folder import ResultFiles, result_folder_name, save_twotime_png, twotime_png_name
 from .server import results_root
 
 __all__ = ["ResultFiles", "new_result_folder", "result_folder_name", "save_twotime_png",

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InvalidInputError
-from ..io.dataset import Dataset, Metadata
-from ..io.images import read_image_result
+from ...errors import InvalidInputError
+from ...io.dataset import Dataset, Metadata
+from ...io.images import read_image_result
 
 __all__ = ["IMAGE_NAMES", "SavedResult"]
 

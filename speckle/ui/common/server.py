@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from ..site import site
+from ...site import site
 
 __all__ = ["base_url", "data_dirs", "download_url", "monitor_results", "monitor_url",
            "results_root", "server_root", "upload_dir"]

@@ -33,7 +33,7 @@ class Uploader(anywidget.AnyWidget):
     Parameters
     ----------
     base_url : str, optional
-        The user server's base URL (default :func:`speckle.ui.server.base_url`, i.e.
+        The user server's base URL (default :func:`speckle.ui.common.server.base_url`, i.e.
         ``JUPYTERHUB_SERVICE_PREFIX`` under a hub, else ``/``).
     chunk_size : int, optional
         Bytes per request (default 64 MiB; the server may ask for less).

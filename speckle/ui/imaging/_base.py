@@ -7,10 +7,10 @@ import numpy as np
 from ...errors import InvalidInputError
 from ...imaging.propagation import wavelength_from_energy
 from ...io.images import read_image
-from .._common import MessageBox, Tasks
-from ..base import Dashboard, section
-from ..beamtime import FolderTemplatePanel, PageQuery, dataset_folder, read_monitor_result
-from ..saved_result import SavedResult
+from ..common._common import MessageBox, Tasks
+from ..common.base import Dashboard, section
+from ..common.beamtime import FolderTemplatePanel, PageQuery, dataset_folder, read_monitor_result
+from ..common.saved_result import SavedResult
 from .refocus import RefocusPanel
 
 __all__ = ["ImagingDashboard", "object_pixel_size", "section"]
@@ -48,7 +48,7 @@ class ImagingDashboard(Dashboard):
     Parameters
     ----------
     data_dirs, upload_dir, results_dir, base_url, server_root : optional
-        See :class:`~speckle.ui.base.Dashboard`.
+        See :class:`~speckle.ui.common.base.Dashboard`.
     demos : sequence of str
         Demo datasets offered (names of :data:`speckle.demo.DEMOS`).
     """

@@ -105,12 +105,12 @@ from ...imaging.workflow import SUPPORT_NAMES, initial_support, run_cdi
 from ...io.dataset import Metadata
 from ...io.imaging_result import write_imaging_result
 from ...io.images import write_reconstruction_zip
-from .._common import (RUN_STATES, RunPanel, RunPanelOwner, Tasks, describe_error, note_html,
+from ..common._common import (RUN_STATES, RunPanel, RunPanelOwner, Tasks, describe_error, note_html,
                        styled, sub_progress)
-from ..beamtime import apply_refocus, refocus_of
-from ..export import new_result_folder
-from ..results import links_html, render_png
-from ..saved_result import SavedResult
+from ..common.beamtime import apply_refocus, refocus_of
+from ..common.export import new_result_folder
+from ..common.downloads import links_html, render_png
+from ..common.saved_result import SavedResult
 from ._base import ImagingDashboard, section
 from .complex_view import ComplexImageView, crop, log_decades
 from .refocus import RefocusInput

@@ -27,8 +27,8 @@ from matplotlib.image import imsave
 from ...backend import asnumpy
 from ...errors import InvalidInputError
 from ...imaging.display import SCALES, brightness, complex_to_rgb
-from .._common import MessageBox, styled
-from ..image_view import (draw_rectangles, interactive_canvas, rectangle_selector,
+from ..common._common import MessageBox, styled
+from ..common.canvas import (draw_rectangles, interactive_canvas, rectangle_selector,
                           roi_from_extents, typed_region)
 
 __all__ = ["DECADES", "PATTERN_DECADES", "VIEWS", "ComplexImageView", "crop", "image_png",

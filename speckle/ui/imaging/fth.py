@@ -24,10 +24,10 @@ from ...imaging.options import FthOptions
 from ...imaging.workflow import object_region, run_fth
 from ...imaging.fth import rotate_phase_to_real
 from ...io.imaging_result import write_imaging_result
-from .._common import MessageBox, Tasks, styled
-from ..beamtime import apply_refocus, refocus_of
-from ..export import new_result_folder
-from ..results import links_html
+from ..common._common import MessageBox, Tasks, styled
+from ..common.beamtime import apply_refocus, refocus_of
+from ..common.export import new_result_folder
+from ..common.downloads import links_html
 from ._base import ImagingDashboard, section
 from .complex_view import ComplexImageView, image_png, log_decades, render_rgb
 from .refocus import RefocusInput

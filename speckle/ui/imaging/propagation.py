@@ -18,7 +18,7 @@ import numpy as np
 from ...backend import asnumpy
 from ...errors import InvalidInputError
 from ...imaging.workflow import object_region, run_fth
-from .._common import styled
+from ..common._common import styled
 from ._base import ImagingDashboard, section
 from .complex_view import ComplexImageView
 from .refocus import RefocusInput

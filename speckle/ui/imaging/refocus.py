@@ -35,11 +35,11 @@ from ...imaging.propagation import METHODS, wavelength_from_energy
 from ...imaging.workflow import run_refocus
 from ...io.atomic import atomic_path
 from ...io.imaging_result import write_imaging_result
-from .._common import RunPanel, RunPanelOwner, Tasks, note_html, styled, sub_progress
-from ..export import new_result_folder
-from ..image_view import interactive_canvas
-from ..results import links_html, render_png
-from ..server import base_url as default_base_url
+from ..common._common import RunPanel, RunPanelOwner, Tasks, note_html, styled, sub_progress
+from ..common.export import new_result_folder
+from ..common.canvas import interactive_canvas
+from ..common.downloads import links_html, render_png
+from ..common.server import base_url as default_base_url
 from .complex_view import image_png, render_rgb
 
 __all__ = ["RefocusInput", "RefocusPanel", "apodize", "sharpness_csv_rows", "sharpness_figure",
@@ -143,7 +143,7 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
         ``source() -> RefocusInput``, called on the widget thread when a sweep starts; raises
         :class:`~speckle.errors.InvalidInputError` with what the user must do first.
     results_dir, base_url, server_root : optional
-        Where result folders go and how they are linked (see :class:`~speckle.ui.base.Dashboard`).
+        Where result folders go and how they are linked (see :class:`~speckle.ui.common.base.Dashboard`).
 
     Attributes
     ----------

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from ..errors import Cancelled, InvalidInputError
-from ._common import describe_error, sub_progress
-from .base import Dashboard, section
-from .beamtime import (FolderTemplatePanel, PageQuery, apply_xpcs_recipe, dataset_folder,
-                       read_monitor_result, rings_hint, xpcs_recipe_of)
-from .export import write_result_folder
+from ...errors import Cancelled, InvalidInputError
+from ..common._common import describe_error, sub_progress
+from ..common.base import Dashboard, section
+from ..common.beamtime import (FolderTemplatePanel, PageQuery, apply_xpcs_recipe, dataset_folder,
+                               read_monitor_result, rings_hint, xpcs_recipe_of)
+from ..common.export import write_result_folder
 from .image_view import ImageView
 from .results import ResultsView
 from .runner import AnalysisRunner, Job
@@ -25,7 +25,7 @@ class XpcsDashboard(Dashboard):
     Parameters
     ----------
     data_dirs, upload_dir, results_dir, base_url, server_root : optional
-        See :class:`~speckle.ui.base.Dashboard`.
+        See :class:`~speckle.ui.common.base.Dashboard`.
 
     Attributes
     ----------
@@ -102,7 +102,7 @@ class XpcsDashboard(Dashboard):
 
     def _folder_template(self) -> tuple[str, dict]:
         """The folder of the current dataset and this page's settings as its template."""
-        from ..monitor.templates import Template
+        from ...monitor.templates import Template
 
         folder = dataset_folder(self.chooser)
         template = Template(kind="xpcs", xpcs=xpcs_recipe_of(self.image, self.runner))

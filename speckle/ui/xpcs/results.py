@@ -7,41 +7,26 @@ replaced from the analysis thread in one message.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
 
-from .. import plots
-from ..io.tables import fit_summary
-from ..xpcs.outliers import format_frames
-from ._common import MessageBox, note_html, styled
-from .export import ResultFiles, save_twotime_png, twotime_png_name
-from .server import base_url as default_base_url
-from .server import download_url
+from ... import plots
+from ...io.tables import fit_summary
+from ...xpcs.outliers import format_frames
+from ..common._common import MessageBox, note_html, styled
+from ..common.downloads import links_html, render_png
+from ..common.export import ResultFiles, save_twotime_png, twotime_png_name
+from ..common.server import base_url as default_base_url
 
-__all__ = ["ResultsView", "fit_table_rows", "forecast_html", "links_html", "render_png",
-           "verdict_html"]
-
-#: Files at most this large are offered inline when the server cannot serve them.
-INLINE_LIMIT = 5 * 2**20
-DPI = 110
+__all__ = ["ResultsView", "fit_table_rows", "forecast_html", "verdict_html"]
 
 LEVEL_STYLE = {
     "good": ("#1e7e34", "#e8f5ec", "GOOD"),
     "marginal": ("#9a6700", "#fff5d6", "MARGINAL"),
     "bad": ("#b00020", "#fdecee", "BAD"),
 }
-
-
-def render_png(fig, dpi: int = DPI) -> bytes:
-    """Render a matplotlib Figure to PNG bytes."""
-    with io.BytesIO() as buf:
-        fig.savefig(buf, format="png", dpi=dpi)
-        return buf.getvalue()
 
 
 def _problem_html(problem, with_action: bool) -> str:
@@ -192,45 +177,6 @@ def _table_html(result, rows) -> str:
                  f"({html.escape(rel.regime)}).</div>")
     return (f"<table style='border-collapse:collapse;font-size:13px'><thead><tr>{th}</tr>"
             f"</thead><tbody>{''.join(body)}</tbody></table>{relax}")
-
-
-def _link(path: Path, text: str, prefix: str, root) -> str:
-    url = download_url(path, prefix=prefix, root=root)
-    size = path.stat().st_size if path.exists() else 0
-    if url is None and size <= INLINE_LIMIT:
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        url = f"data:application/octet-stream;base64,{data}"
-    if url is None:
-        return f"<li>{html.escape(text)}: {html.escape(str(path))} (copy it from there)</li>"
-    return (f"<li><a class='speckle-download-link' href='{html.escape(url)}' "
-            f"download='{html.escape(path.name)}' target='_blank'>{html.escape(text)}</a> "
-            f"<span style='color:#777'>({size / 1e6:.2f} MB)</span></li>")
-
-
-def links_html(entries, folder, base_url: str, server_root=None) -> str:
-    """Download links to result files, and where they are on the server (every dashboard's).
-
-    Parameters
-    ----------
-    entries : iterable of (path-like, str)
-        Each file and its description.
-    folder : path-like
-        The result folder, named under the links.
-    base_url : str
-        The user server's base URL (links are ``{base_url}files/<path>?download=1``).
-    server_root : path-like, optional
-        The Jupyter server's root folder (default ``SPECKLE_SERVER_ROOT`` or home). Files
-        outside it are offered inline when small (``data:`` URLs), else named.
-
-    Returns
-    -------
-    str
-        HTML: a list of ``a.speckle-download-link``.
-    """
-    links = "".join(_link(Path(p), text, base_url, server_root) for p, text in entries)
-    return (f"<div><b>Download</b><ul style='margin:4px 0'>{links}</ul>"
-            f"<span style='color:#555'>Saved on the server in "
-            f"<code>{html.escape(str(folder))}</code></span></div>")
 
 
 class ResultsView(widgets.VBox):

@@ -1,7 +1,7 @@
 """Running the XPCS analysis without freezing the page.
 
 :class:`AnalysisRunner` runs :func:`speckle.xpcs.analysis.analyze` with the dashboards' shared
-:class:`~speckle.ui._common.RunPanel`: the widget thread only starts it and returns, the
+:class:`~speckle.ui.common._common.RunPanel`: the widget thread only starts it and returns, the
 progress bar follows the analysis' progress callback, Cancel sets an event that the analysis
 polls between chunks, and any failure becomes a red message in the page. With "re-analyse when
 the regions change" ticked, a change of regions cancels a running analysis and starts a new one.
@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 import ipywidgets as widgets
 import traitlets
 
-from ..errors import InvalidInputError
-from ..units import parse_frames
-from ..xpcs.analysis import XpcsOptions, analyze
-from ..xpcs.outliers import format_frames
-from ._common import RUN_STATES, RunPanel, RunPanelOwner, styled, sub_progress
+from ...errors import InvalidInputError
+from ...units import parse_frames
+from ...xpcs.analysis import XpcsOptions, analyze
+from ...xpcs.outliers import format_frames
+from ..common._common import RUN_STATES, RunPanel, RunPanelOwner, styled, sub_progress
 
 __all__ = ["AnalysisRunner", "Job", "RUN_STATES"]
 
