@@ -48,8 +48,8 @@ def _demo_dashboard(path):
 
 def test_the_dashboards_settings_as_a_template_and_back(beamline):
     dash = _demo_dashboard(beamline / "scan_0001.npy.zip")
-    dash.image.add_roi(100, 160, 60, 120)
-    dash.image.add_roi(20, 80, 150, 220)
+    dash.image.add_region(100, 160, 60, 120)
+    dash.image.add_region(20, 80, 150, 220)
     dash.runner.model.value = "stretched"
     dash.runner.twotime.value = False
     dash.runner.frame_time_ms.value = 2.5
@@ -66,7 +66,7 @@ def test_the_dashboards_settings_as_a_template_and_back(beamline):
     other = xpcs_dashboard()
     other.open_with_recipe(beamline / "scan_0001.npy.zip", t.xpcs)
     assert other.wait(120) and other.runner.state == "done", other.runner.error
-    assert other.image.rois == [(100, 160, 60, 120), (20, 80, 150, 220)]
+    assert other.image.regions == [(100, 160, 60, 120), (20, 80, 150, 220)]
     assert other.runner.model.value == "stretched" and other.runner.twotime.value is False
     assert other.runner.frame_time_ms.value == pytest.approx(2.5)
     assert other.runner.result.partition.n_dynamic == 2
@@ -113,7 +113,7 @@ def test_a_beamtime_result_opens_with_its_template_and_is_analysed(beamline, tmp
     assert dash.wait(120) and dash.chooser.state == "ready", dash.chooser.message.text
     assert dash.runner.wait(120) and dash.runner.state == "done", dash.runner.error
     assert Path(str(dash.chooser.dataset.source)) == beamline / "scan_0001.npy.zip"
-    assert dash.image.rois == [(0, 64, 0, 64), (100, 200, 100, 200)]
+    assert dash.image.regions == [(0, 64, 0, 64), (100, 200, 100, 200)]
     assert dash.runner.result.metadata.frame_time == pytest.approx(1.30068e-3)
     summary = json.loads((Path(result) / "summary.json").read_text())
     assert dash.results.level == summary["verdict"]  # the same verdict as on the Beamtime page

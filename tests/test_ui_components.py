@@ -17,7 +17,7 @@ from speckle.ui.common._common import MessageBox, RunPanel, Tasks, describe_erro
 from speckle.io.browse import entry_path, list_entries, safe_join
 from speckle.ui.common.device import device_text
 from speckle.ui.common.export import result_folder_name, write_result_folder
-from speckle.ui.common.canvas import roi_from_extents
+from speckle.ui.common.regions import region_from_extents
 from speckle.ui.common.server import data_dirs, download_url, results_root, upload_dir
 from speckle.xpcs.analysis import XpcsOptions, analyze
 from speckle.errors import Cancelled
@@ -87,11 +87,11 @@ def view():
     return v
 
 
-def test_roi_from_extents():
-    assert roi_from_extents(10.2, 20.6, 4.9, 5.2, (64, 80)) == (5, 6, 10, 22)
-    assert roi_from_extents(30, 10, 8, 2, (64, 80)) == (2, 9, 10, 31)  # any drag direction
-    assert roi_from_extents(-5, 300, -5, 300, (64, 80)) == (0, 64, 0, 80)  # clipped
-    assert roi_from_extents(-5, -2, 3, 9, (64, 80)) is None  # off the detector
+def test_region_from_extents():
+    assert region_from_extents(10.2, 20.6, 4.9, 5.2, (64, 80)) == (5, 6, 10, 22)
+    assert region_from_extents(30, 10, 8, 2, (64, 80)) == (2, 9, 10, 31)  # any drag direction
+    assert region_from_extents(-5, 300, -5, 300, (64, 80)) == (0, 64, 0, 80)  # clipped
+    assert region_from_extents(-5, -2, 3, 9, (64, 80)) is None  # off the detector
 
 
 def test_drawing_a_rectangle_with_the_mouse(view):
@@ -101,28 +101,28 @@ def test_drawing_a_rectangle_with_the_mouse(view):
     canvas.draw()  # lay the figure out, as the first display does
     version = view.regions_version
     drag(canvas, view.ax, (10, 5), (30, 25), via=(20, 12))  # (column, row)
-    assert view.rois == [(5, 26, 10, 31)]
-    assert view.roi_list.options == ("1: rows 5:26, cols 10:31",)
+    assert view.regions == [(5, 26, 10, 31)]
+    assert view.region_list.options == ("1: rows 5:26, cols 10:31 (21×21 px)",)
     assert view.regions_version > version
     part = view.partition()
     assert part.n_dynamic == 1 and part.labels == ["ROI 1 [5:26, 10:31]"]
-    view.roi_list.index = 0
+    view.region_list.index = 0
     view.delete_button.click()
-    assert view.rois == [] and view.roi_list.options == ()
+    assert view.regions == [] and view.region_list.options == ()
     with pytest.raises(InvalidInputError, match="draw at least one region"):
         view.partition()
 
 
 def test_typed_regions_and_their_errors(view):
-    view.roi_text.value = "nonsense"
+    view.region_text.value = "nonsense"
     assert "ROW0:ROW1,COL0:COL1" in view.message.text
     assert "speckle-error" in view.message._dom_classes
-    view.roi_text.value = "0:10,0:200"
-    assert "outside" in view.message.text and view.rois == []
-    view.roi_text.value = "0:10,0:20"
-    assert view.rois == [(0, 10, 0, 20)] and view.message.text == ""
+    view.region_text.value = "0:10,0:200"
+    assert "outside" in view.message.text and view.regions == []
+    view.region_text.value = "0:10,0:20"
+    assert view.regions == [(0, 10, 0, 20)] and view.message.text == ""
     view.clear_button.click()
-    assert view.rois == []
+    assert view.regions == []
 
 
 def test_qrings_from_the_fields_in_ui_units(view):
@@ -366,3 +366,58 @@ def test_the_folder_is_listed_again_when_the_page_is_shown_later(tmp_path, monke
     np.save(beamline / "later.npy", np.ones((4, 8, 8), np.uint16))
     chooser.shown._on_message(chooser.shown, {"event": "shown"}, [])
     assert chooser.listing.value == "early.npy" and "later.npy" not in listed()
+
+
+# ------------------------------------------------------------------------ the shared regions
+def test_region_list_checks_replaces_and_calls_back():
+    from speckle.ui.common.regions import RegionList, parse_regions
+
+    assert parse_regions(" 1:3,2:4 ;; 5:9,0:2; ") == [(1, 3, 2, 4), (5, 9, 0, 2)]
+    with pytest.raises(InvalidInputError, match="ROW0:ROW1,COL0:COL1"):
+        parse_regions("1:3,2:4; 5-9,0:2")
+
+    model = RegionList(max_regions=2)
+    with pytest.raises(InvalidInputError, match="Choose data first"):
+        model.add(0, 1, 0, 1)
+    model.set_shape((10, 20))
+    calls = []
+    model.on_change(lambda: calls.append(model.regions))
+    for bad in [(0, 11, 0, 5), (3, 3, 0, 5), (-1, 4, 0, 5), (0, 4, 6, 2)]:
+        with pytest.raises(InvalidInputError, match="outside the 10×20 image"):
+            model.add(*bad)
+    assert calls == [] and model.regions == []
+
+    model.add(0, 2, 0, 2)
+    model.add(1, 3, 1, 3)
+    model.add(2, 4, 2, 4)  # beyond max_regions: the oldest goes
+    assert model.regions == [(1, 3, 1, 3), (2, 4, 2, 4)] and len(calls) == 3
+    with pytest.raises(InvalidInputError):
+        model.add_text("0:5,0:5; 0:50,0:5")  # all or none
+    assert model.regions == [(1, 3, 1, 3), (2, 4, 2, 4)] and len(calls) == 3
+    model.remove(7)  # out of range: nothing
+    model.remove(0)
+    assert model.regions == [(2, 4, 2, 4)]
+    model.set_shape((10, 20))  # the same image: kept
+    assert model.regions == [(2, 4, 2, 4)]
+    model.set_shape((12, 20))  # another image: dropped
+    assert model.regions == [] and calls[-1] == []
+
+    nothing = RegionList(max_regions=0, shape=(4, 4))
+    with pytest.raises(InvalidInputError):
+        nothing.add(0, 1, 0, 1)
+
+
+def test_xpcs_and_imaging_views_share_one_region_editor(view):
+    from speckle.ui.common.region_editor import RegionEditor
+    from speckle.ui.imaging import ComplexImageView
+
+    complex_view = ComplexImageView(max_regions=None)
+    complex_view.set_image(np.ones((64, 80)))
+    for v in (view, complex_view):
+        assert type(v.editor) is RegionEditor
+        v.region_text.value = "1:5,2:6; 10:20,30:40"  # several at once
+        assert v.regions == [(1, 5, 2, 6), (10, 20, 30, 40)]
+        assert v.region_list.options == v.editor.region_list.options
+        assert len(v.region_list.options) == 2
+    assert view.mode.value == "rectangles"
+    assert view.partition().n_dynamic == 2  # the regions become the XPCS partition's ROIs

@@ -32,11 +32,11 @@ def test_demo_rectangle_analyze_verdict_table_downloads(home):
     assert "1.3007 ms" in dash.chooser.info.value
     # the demo's geometry is known: q-rings are offered, a rectangle switches to rectangles
     assert dash.image.mode.value == "q-rings"
-    dash.image.add_roi(100, 160, 60, 120)
-    assert dash.image.mode.value == "rectangles" and dash.image.rois == [(100, 160, 60, 120)]
-    dash.image.roi_text.value = "20:80,150:220"  # typed, then Enter
-    assert dash.image.roi_text.value == ""
-    assert dash.image.rois == [(100, 160, 60, 120), (20, 80, 150, 220)]
+    dash.image.add_region(100, 160, 60, 120)
+    assert dash.image.mode.value == "rectangles" and dash.image.regions == [(100, 160, 60, 120)]
+    dash.image.region_text.value = "20:80,150:220"  # typed, then Enter
+    assert dash.image.region_text.value == ""
+    assert dash.image.regions == [(100, 160, 60, 120), (20, 80, 150, 220)]
 
     t0 = time.perf_counter()
     dash.runner.analyze_button.click()
@@ -111,9 +111,9 @@ def test_auto_reanalysis_when_regions_change(home):
     dash.chooser.open_demo("xpcs")
     assert dash.wait(60)
     dash.runner.auto.value = True
-    dash.image.add_roi(0, 50, 0, 50)  # a change of regions starts an analysis by itself
+    dash.image.add_region(0, 50, 0, 50)  # a change of regions starts an analysis by itself
     assert dash.runner.state == "running"
-    dash.image.add_roi(60, 120, 60, 120)  # ... and a further change restarts it
+    dash.image.add_region(60, 120, 60, 120)  # ... and a further change restarts it
     assert dash.runner.wait(120) and dash.runner.state == "done", dash.runner.error
     assert len(dash.results.rows) == 2
 
@@ -148,7 +148,7 @@ def test_cancel_stops_the_analysis_and_writes_nothing(home):
     dash = xpcs_dashboard()
     dash.chooser.label = "slow"
     dash.chooser.dataset = SlowDataset()
-    dash.image.add_roi(0, 16, 0, 16)
+    dash.image.add_region(0, 16, 0, 16)
     dash.runner.analyze_button.click()
     time.sleep(0.5)
     assert dash.runner.state == "running" and 0 < dash.runner.progress.value < 0.85
@@ -177,7 +177,7 @@ def test_a_late_cancel_leaves_no_finished_looking_result(home, monkeypatch, when
     dash.chooser.label = "late"
     dash.chooser.dataset = SlowDataset(n=40, delay=0)
     assert dash.image.wait(30)
-    dash.image.add_roi(0, 16, 0, 16)
+    dash.image.add_region(0, 16, 0, 16)
     seen = []  # the verdict on screen when the click landed
 
     def click_cancel_after(real):
@@ -230,7 +230,7 @@ def test_unexpected_failure_is_a_readable_message(home):
     dash.chooser.label = "flaky"
     dash.chooser.dataset = SlowDataset(n=40, delay=0, fail_at=20)
     dash.image.wait(30)
-    dash.image.add_roi(0, 16, 0, 16)
+    dash.image.add_region(0, 16, 0, 16)
     dash.runner.run()
     assert dash.runner.wait(30)
     assert dash.runner.state == "failed"

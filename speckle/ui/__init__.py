@@ -18,11 +18,16 @@ Components
     Beamline folders (``SPECKLE_DATA_DIRS``, read-only, newest first, readable formats only),
     an :class:`Uploader` (streaming, resumable upload through the ``speckle_jupyter`` server
     extension) and the demo datasets; opens the choice with :func:`speckle.io.open_dataset`,
-    or a saved imaging result (``result.h5``) as a :class:`~speckle.ui.common.saved_result.SavedResult`
+    or a saved imaging result (``result.h5``) as a
+    :class:`~speckle.ui.common.saved_result.SavedResult`
     where the dashboard takes them (the imaging ones).
 :class:`ImageView`
     First frame or time average (linear/sqrt/log) on an ipympl canvas; rectangles drawn with
     the mouse or typed, or q-rings from the geometry.
+:class:`~speckle.ui.common.region_editor.RegionEditor`
+    The one region editor (the XPCS image and the imaging views): rectangles drawn with the
+    mouse or typed (``ROW0:ROW1,COL0:COL1``, several separated by ``;``), listed, deleted; over
+    the plain-Python :class:`~speckle.ui.common.regions.RegionList`.
 :class:`RunPanel`
     Run / Cancel, progress bar, stage and message: runs ``work(progress, cancel)`` in a worker
     thread (states idle, running, done, cancelled, failed; failures in red with what to do).
@@ -63,9 +68,12 @@ class                          element
 ``speckle-image-kind``         first frame / time average toggle
 ``speckle-image-scale``        linear / sqrt / log toggle
 ``speckle-region-mode``        rectangles / q-rings toggle
-``speckle-roi-list``           list of rectangles; ``speckle-roi-delete``,
-                               ``speckle-roi-clear``, ``speckle-roi-text`` (ROW0:ROW1,COL0:COL1)
-                               and ``speckle-roi-add``
+``speckle-region-editor``      the region editor (also on the imaging views); inside:
+                               ``speckle-region-info``, ``speckle-region-list`` (the
+                               rectangles), ``speckle-region-delete``, ``speckle-region-clear``,
+                               ``speckle-region-text`` (ROW0:ROW1,COL0:COL1) and
+                               ``speckle-region-set`` (Add); on the XPCS page these also carry
+                               ``speckle-roi-list``, ``-delete``, ``-clear``, ``-text``, ``-add``
 ``speckle-qrings``             the geometry and q-ring fields
 ``speckle-runner``             the analysis section
 ``speckle-analyze``            Analyze button
@@ -110,10 +118,9 @@ class                                     element
                                           ``speckle-complex-canvas`` (the ipympl canvas),
                                           ``speckle-complex-view`` (complex / magnitude / phase /
                                           real), ``speckle-complex-scale`` (linear / sqrt / log),
-                                          ``speckle-region-info``, ``speckle-region-list``,
-                                          ``speckle-region-delete``, ``speckle-region-clear``,
-                                          ``speckle-region-text`` (ROW0:ROW1,COL0:COL1) and
-                                          ``speckle-region-set``
+                                          and the region editor (``speckle-region-editor``, as
+                                          above; ``speckle-region-set`` says Set when the view
+                                          takes one region)
 ``speckle-hologram``                      FTH: the hologram's complex image view
 ``speckle-fth-center-row``, ``-col``      FTH: the centre fields (pixels)
 ``speckle-find-center``                   FTH: "Find centre" button

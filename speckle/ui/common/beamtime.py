@@ -83,7 +83,8 @@ def read_monitor_result(result_dir, *, results_root=None, data_roots=()) -> tupl
     result_dir : path-like
         A result folder (``summary.json`` and ``template.yaml`` in it).
     results_root : path-like, optional
-        The monitor's results folder (default :func:`~speckle.ui.common.server.monitor_results`); the
+        The monitor's results folder (default
+        :func:`~speckle.ui.common.server.monitor_results`); the
         result must lie inside it.
     data_roots : sequence of path-like
         The data folders this server opens; the dataset must lie inside one.
@@ -179,9 +180,9 @@ def xpcs_recipe_of(image, runner) -> XpcsRecipe:
     options = type(options)(**{**options.__dict__, "exclude_frames": ()})
     metadata = dict(runner.metadata_overrides())
     if image.mode.value == "rectangles":
-        if not image.rois:
+        if not image.regions:
             raise InvalidInputError("draw at least one region first (or choose q-rings)")
-        spec = PartitionSpec(kind="rois", rois=tuple(image.rois))
+        spec = PartitionSpec(kind="rois", rois=tuple(image.regions))  # regions: the ROIs
     else:
         geometry = image.geometry()  # refuses missing values with what to type
         metadata.update(energy=geometry.energy, distance=geometry.distance,
@@ -222,15 +223,15 @@ def apply_xpcs_recipe(recipe: XpcsRecipe, image, runner, frame_shape) -> None:
         runner.frame_time_ms.value = round(recipe.metadata["frame_time"] * 1e3, 9)
     if p.kind == "rois":
         image.mode.value = "rectangles"
-        image.clear_rois()
+        image.clear_regions()
         for r in p.rois:
-            image.add_roi(*r)
+            image.add_region(*r)
     elif p.kind == "q_rings" or (p.kind == "auto" and image.mode.value == "q-rings"):
         image.mode.value = "q-rings"  # the rings came with the dataset (rings_hint)
     else:  # the whole detector
         image.mode.value = "rectangles"
-        image.clear_rois()
-        image.add_roi(0, int(frame_shape[0]), 0, int(frame_shape[1]))
+        image.clear_regions()
+        image.add_region(0, int(frame_shape[0]), 0, int(frame_shape[1]))
 
 
 # ------------------------------------------------------------------------------ saving

@@ -105,8 +105,8 @@ from ...imaging.workflow import SUPPORT_NAMES, initial_support, run_cdi
 from ...io.dataset import Metadata
 from ...io.imaging_result import write_imaging_result
 from ...io.images import write_reconstruction_zip
-from ..common._common import (RUN_STATES, RunPanel, RunPanelOwner, Tasks, describe_error, note_html,
-                       styled, sub_progress)
+from ..common._common import (RUN_STATES, RunPanel, RunPanelOwner, Tasks, describe_error,
+                              note_html, styled, sub_progress)
 from ..common.beamtime import apply_refocus, refocus_of
 from ..common.export import new_result_folder
 from ..common.downloads import links_html, render_png

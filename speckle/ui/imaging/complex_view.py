@@ -4,17 +4,18 @@
 one of four views: ``complex`` (:func:`speckle.imaging.display.complex_to_rgb`: magnitude as
 brightness, phase as a cyclic hue), ``magnitude`` (grey), ``phase`` (cyclic colours, -π..π) or
 ``real`` part (diverging colours, symmetric about zero), each magnitude in linear, sqrt or log
-scale. Dragging on the image selects a rectangular region (matplotlib's ``RectangleSelector``);
-a region can also be typed as ``ROW0:ROW1,COL0:COL1`` (half-open pixel ranges). With
-``max_regions=1`` (FTH, refocusing) a new region replaces the old one; with more (a CDI support
-drawn from rectangles) they accumulate in a list with Delete and Clear.
+scale. Its regions are edited by the shared
+:class:`~speckle.ui.common.region_editor.RegionEditor`: dragging on the image selects a
+rectangular region, a region can also be typed as ``ROW0:ROW1,COL0:COL1`` (half-open pixel
+ranges). With ``max_regions=1`` (FTH, refocusing) a new region replaces the old one; with more
+(a CDI support drawn from rectangles) they accumulate in a list with Delete and Clear.
 """
 
 from __future__ import annotations
 
 import html
-import math
 import io
+import math
 import threading
 
 import ipywidgets as widgets
@@ -28,8 +29,8 @@ from ...backend import asnumpy
 from ...errors import InvalidInputError
 from ...imaging.display import SCALES, brightness, complex_to_rgb
 from ..common._common import MessageBox, styled
-from ..common.canvas import (draw_rectangles, interactive_canvas, rectangle_selector,
-                          roi_from_extents, typed_region)
+from ..common.canvas import interactive_canvas
+from ..common.region_editor import RegionEditor, RegionEditorOwner
 
 __all__ = ["DECADES", "PATTERN_DECADES", "VIEWS", "ComplexImageView", "crop", "image_png",
            "log_decades", "render_rgb"]
@@ -119,12 +120,7 @@ def crop(image, region):
     return image[r0:r1, c0:c1]
 
 
-def _region_text(region) -> str:
-    r0, r1, c0, c1 = region
-    return f"rows {r0}:{r1}, cols {c0}:{c1} ({r1 - r0}×{c1 - c0} px)"
-
-
-class ComplexImageView(widgets.VBox):
+class ComplexImageView(RegionEditorOwner, widgets.VBox):
     """A complex (or real) image with view and scale choices, and rectangular regions.
 
     Parameters
@@ -148,8 +144,10 @@ class ComplexImageView(widgets.VBox):
 
     Attributes
     ----------
+    editor : RegionEditor
+        The regions' controls beside the image (also :attr:`side`); its ``model`` holds them.
     regions : list of (row0, row1, col0, col1)
-        Half-open pixel ranges, in the order selected.
+        Half-open pixel ranges, in the order selected (a copy).
     tints : dict of str to numpy.ndarray
         The pixels tinted by each layer of :meth:`set_tint` (bool arrays).
     regions_version : int
@@ -160,10 +158,8 @@ class ComplexImageView(widgets.VBox):
     Notes
     -----
     CSS classes: ``speckle-complex-image`` (the whole), ``speckle-complex-canvas`` (the ipympl
-    canvas), ``speckle-complex-view``, ``speckle-complex-scale``, ``speckle-region-info``,
-    ``speckle-region-list`` (several regions only), ``speckle-region-delete``,
-    ``speckle-region-clear``, ``speckle-region-text``, ``speckle-region-set`` and
-    ``speckle-error``.
+    canvas), ``speckle-complex-view``, ``speckle-complex-scale``, the region editor's
+    (``speckle-region-*``, see :class:`RegionEditor`) and ``speckle-error``.
     """
 
     regions_version = traitlets.Int(0)
@@ -175,7 +171,6 @@ class ComplexImageView(widgets.VBox):
         super().__init__(**kwargs)
         self.add_class("speckle-complex-image")
         self.max_regions = max_regions
-        self.regions: list[tuple[int, int, int, int]] = []
         self.tints: dict[str, np.ndarray] = {}
         self._decades = float(decades)
         self._image = None
@@ -200,57 +195,23 @@ class ComplexImageView(widgets.VBox):
         self.ax.set_ylabel("row (pixel)")
         self.canvas, self._manager = interactive_canvas(self.figure, self._lock)
         styled(self.canvas, "speckle-complex-canvas")
-        self.selector = rectangle_selector(self.ax, self._on_drawn)
-
-        single = max_regions == 1
-        self.region_info = styled(widgets.HTML(), "speckle-region-info")
-        self.region_list = styled(widgets.Select(options=[], rows=6,
-                                                 layout=widgets.Layout(width="260px")),
-                                  "speckle-region-list")
-        self.delete_button = styled(widgets.Button(description="Delete", icon="trash",
-                                                   layout=widgets.Layout(width="100px")),
-                                    "speckle-region-delete")
-        self.clear_button = styled(widgets.Button(description="Clear" if single else "Clear all",
-                                                  layout=widgets.Layout(width="100px")),
-                                   "speckle-region-clear")
-        self.region_text = styled(widgets.Text(placeholder="ROW0:ROW1,COL0:COL1",
-                                               continuous_update=False,
-                                               layout=widgets.Layout(width="190px")),
-                                  "speckle-region-text")
-        self.set_button = styled(widgets.Button(description="Set" if single else "Add",
-                                                icon="check" if single else "plus",
-                                                layout=widgets.Layout(width="70px")),
-                                 "speckle-region-set")
-        hint = help_text or ("Drag on the image to select a region, or type one (half-open "
-                             "pixel ranges).")
-        controls = [widgets.HTML(f"<span style='color:#555'>{html.escape(hint)}</span>"),
-                    self.region_info]
-        if not single:
-            controls += [self.region_list, widgets.HBox([self.delete_button, self.clear_button])]
-        else:
-            controls.append(self.clear_button)
-        controls.append(widgets.HBox([self.region_text, self.set_button]))
+        self.message = MessageBox()
+        self.editor = RegionEditor(max_regions=max_regions, help_text=help_text,
+                                   message=self.message,
+                                   layout=widgets.Layout(margin="0 0 0 12px", max_width="300px"))
+        self.selector = self.editor.attach(self.ax)
+        self.side = self.editor
         if len(views) == 1:
             self.view.layout.display = "none"
-        self.side = widgets.VBox(controls, layout=widgets.Layout(margin="0 0 0 12px",
-                                                                 max_width="300px"))
-        if max_regions == 0:
-            self.selector.set_active(False)
-            self.side.layout.display = "none"
-        self.message = MessageBox()
         self.children = [
             widgets.HBox([self.view, self.scale], layout=widgets.Layout(flex_flow="row wrap")),
             widgets.HBox([widgets.VBox([self.canvas, self.caption]), self.side],
                          layout=widgets.Layout(flex_flow="row wrap")),
             self.message,
         ]
-        self._sync_regions()
         self.view.observe(lambda _c: self.redraw(), "value")
         self.scale.observe(lambda _c: self.redraw(), "value")
-        self.delete_button.on_click(lambda _b: self.remove_region(self.region_list.index))
-        self.clear_button.on_click(lambda _b: self.clear_regions())
-        self.set_button.on_click(lambda _b: self._add_typed())
-        self.region_text.observe(lambda _c: self._add_typed(), "value")  # Enter, or leaving it
+        self.editor.observe(lambda _c: self._regions_changed(), "regions_version")
 
     # ---------------------------------------------------------------- the image
     @property
@@ -279,7 +240,7 @@ class ComplexImageView(widgets.VBox):
             with self._lock:
                 self._image = self._rgb = None
             self.caption.value = ""
-            self.clear_regions()
+            self.editor.model.set_shape(None)
             for name in list(self.tints):
                 self.set_tint(None, name=name)
             return
@@ -288,12 +249,8 @@ class ComplexImageView(widgets.VBox):
             raise InvalidInputError(f"an image needs 2 dimensions of at least 2 pixels, got "
                                     f"shape {data.shape}")
         with self._lock:
-            old = self.shape
             self._image = data
-        if old != data.shape and self.regions:
-            self.regions = []
-            self._sync_regions()
-            self.regions_version += 1
+        self.editor.model.set_shape(data.shape)  # another shape: the regions are dropped
         for name in [n for n, mask in self.tints.items() if mask.shape != data.shape]:
             self.set_tint(None, name=name)  # a tint of another image's pixels
         self.message.clear()
@@ -379,77 +336,14 @@ class ComplexImageView(widgets.VBox):
     def _draw_overlay(self) -> None:
         for artist in self._overlay:
             artist.remove()
-        self._overlay = draw_rectangles(self.ax, self.regions, numbered=self.max_regions != 1)
+        self._overlay = self.editor.outlines(self.ax)
 
     # ---------------------------------------------------------------- regions
-    @property
-    def region(self) -> tuple[int, int, int, int] | None:
-        """The last selected region, or None."""
-        return self.regions[-1] if self.regions else None
-
     def crop(self, image=None):
         """The image shown (or ``image``, of the same shape) cut to :attr:`region`."""
         return crop(self._image if image is None else image, self.region)
 
-    def _on_drawn(self, press, release) -> None:
-        if self.shape is None:
-            return
-        roi = roi_from_extents(press.xdata, release.xdata, press.ydata, release.ydata,
-                               self.shape)
-        if roi is not None:
-            self.add_region(*roi)
-
-    def add_region(self, r0: int, r1: int, c0: int, c1: int) -> bool:
-        """Select a region (half-open pixel ranges); return False (and say why) if refused."""
-        shape = self.shape
-        if self.max_regions == 0:
-            return False
-        if shape is None:
-            self.message.error("Choose data first: there is no image to select a region of.")
-            return False
-        r0, r1, c0, c1 = (int(v) for v in (r0, r1, c0, c1))
-        if not (0 <= r0 < r1 <= shape[0] and 0 <= c0 < c1 <= shape[1]):
-            self.message.error(f"The region rows {r0}:{r1}, cols {c0}:{c1} is empty or outside "
-                               f"the {shape[0]}×{shape[1]} image; give ranges inside it.")
-            return False
-        self.message.clear()
-        if self.max_regions is not None and len(self.regions) >= self.max_regions:
-            del self.regions[: len(self.regions) - self.max_regions + 1]
-        self.regions.append((r0, r1, c0, c1))
-        self._regions_changed()
-        return True
-
-    def remove_region(self, index: int | None) -> None:
-        """Remove the region at ``index`` (0-based) of :attr:`regions`."""
-        if index is None or not 0 <= index < len(self.regions):
-            return
-        del self.regions[index]
-        self._regions_changed()
-
-    def clear_regions(self) -> None:
-        """Remove every region."""
-        if self.regions:
-            self.regions = []
-            self._regions_changed()
-
-    def _add_typed(self) -> None:
-        roi = typed_region(self.region_text, self.message)
-        if roi is not None and self.add_region(*roi):
-            self.region_text.value = ""
-
-    def _sync_regions(self) -> None:
-        self.region_list.options = [f"{i}: {_region_text(r)}"
-                                    for i, r in enumerate(self.regions, start=1)]
-        self.region_list.index = len(self.regions) - 1 if self.regions else None
-        if self.max_regions == 1:
-            self.region_info.value = (
-                f"<b>Region:</b> {_region_text(self.region)}" if self.regions
-                else "<b>Region:</b> <span style='color:#555'>none (the whole image)</span>")
-        else:
-            self.region_info.value = f"<b>Regions:</b> {len(self.regions)}"
-
     def _regions_changed(self) -> None:
-        self._sync_regions()
         with self._lock:
             self._draw_overlay()
         self.canvas.draw_idle()

@@ -143,7 +143,8 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
         ``source() -> RefocusInput``, called on the widget thread when a sweep starts; raises
         :class:`~speckle.errors.InvalidInputError` with what the user must do first.
     results_dir, base_url, server_root : optional
-        Where result folders go and how they are linked (see :class:`~speckle.ui.common.base.Dashboard`).
+        Where result folders go and how they are linked (see
+        :class:`~speckle.ui.common.base.Dashboard`).
 
     Attributes
     ----------

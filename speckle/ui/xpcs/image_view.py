@@ -1,11 +1,14 @@
 """The detector image, and the regions the analysis will use.
 
 The image (first frame or time average; linear, sqrt or log colour scale) is an interactive
-ipympl canvas: dragging on it draws a rectangular region (matplotlib's ``RectangleSelector``).
-Regions are listed beside it, with delete; a region can also be typed as
-``ROW0:ROW1,COL0:COL1``. Alternatively, q-rings are computed from the geometry (energy in eV,
-distance in m, pixel size in µm, beam centre in pixels, q in 1/Å at the interface; everything is
-converted to SI before it reaches :func:`speckle.xpcs.partitions.q_rings`).
+ipympl canvas with the shared region editor
+(:class:`~speckle.ui.common.region_editor.RegionEditor`): dragging on it draws a rectangular
+region, regions are listed beside it with Delete, and a region can be typed as
+``ROW0:ROW1,COL0:COL1``. The regions become the ROIs of the XPCS partition
+(:func:`speckle.xpcs.partitions.rectangles`). Alternatively, q-rings are computed from the
+geometry (energy in eV, distance in m, pixel size in µm, beam centre in pixels, q in 1/Å at the
+interface; everything is converted to SI before it reaches
+:func:`speckle.xpcs.partitions.q_rings`).
 """
 
 from __future__ import annotations
@@ -24,13 +27,8 @@ from ...plots import plot_image
 from ...xpcs.geometry import Geometry
 from ...xpcs.partitions import Partition, q_rings, rectangles
 from ..common._common import MessageBox, Tasks, styled
-from ..common.canvas import (
-    draw_rectangles,
-    interactive_canvas,
-    rectangle_selector,
-    roi_from_extents,
-    typed_region,
-)
+from ..common.canvas import interactive_canvas
+from ..common.region_editor import RegionEditor, RegionEditorOwner
 
 __all__ = ["ImageView"]
 
@@ -52,24 +50,28 @@ def _number(description, value=0.0, step=None, width="230px", tooltip=""):
 STATIC_PER_RING = 5
 
 
-class ImageView(widgets.VBox):
+class ImageView(RegionEditorOwner, widgets.VBox):
     """Detector image with region drawing and q-ring controls.
 
     Attributes
     ----------
     regions_version : int
-        Incremented whenever the regions change (a trait: the dashboard observes it for the
-        automatic re-analysis).
-    rois : list of (row0, row1, col0, col1)
-        The rectangles, in the order drawn.
+        Incremented whenever the regions (rectangles or q-rings) change (a trait: the
+        dashboard observes it for the automatic re-analysis).
+    regions : list of (row0, row1, col0, col1)
+        The rectangles, in the order drawn (a copy).
+    editor : RegionEditor
+        The rectangles' controls (also :attr:`rect_panel`); its ``model`` holds them.
 
     Notes
     -----
     CSS classes: ``speckle-image-view``, ``speckle-image`` (the canvas),
-    ``speckle-image-kind``, ``speckle-image-scale``, ``speckle-region-mode``,
-    ``speckle-roi-list``, ``speckle-roi-delete``, ``speckle-roi-clear``, ``speckle-roi-text``,
-    ``speckle-roi-add``, ``speckle-qrings`` (the ring fields), ``speckle-error``,
-    ``speckle-image-empty`` (the hint shown instead of the image before any dataset).
+    ``speckle-image-kind``, ``speckle-image-scale``, ``speckle-region-mode``, the region
+    editor's (``speckle-region-*``, see :class:`RegionEditor`; also ``speckle-roi-list``,
+    ``speckle-roi-delete``, ``speckle-roi-clear``, ``speckle-roi-text`` and ``speckle-roi-add``,
+    which browser tests and scripts of this page use), ``speckle-qrings`` (the ring fields),
+    ``speckle-error``, ``speckle-image-empty`` (the hint shown instead of the image before any
+    dataset).
     """
 
     regions_version = traitlets.Int(0)
@@ -84,7 +86,6 @@ class ImageView(widgets.VBox):
         self._mean = None
         self._mean_note = ""
         self._shape = None
-        self.rois: list[tuple[int, int, int, int]] = []
         self._overlay = []
         self._rings_cache = None
         self._quiet = False
@@ -106,34 +107,26 @@ class ImageView(widgets.VBox):
         self.ax.set_ylabel("row (pixel)")
         self.canvas, self._manager = interactive_canvas(self.figure, self._lock)
         styled(self.canvas, "speckle-image")
-        self.selector = rectangle_selector(self.ax, self._on_drawn)
 
         self.mode = styled(widgets.ToggleButtons(options=list(_MODES), value="rectangles",
                                                  description="regions",
                                                  style={"button_width": "100px"}),
                            "speckle-region-mode")
+        self.message = MessageBox()
         # rectangles
-        self.roi_list = styled(widgets.Select(options=[], rows=6,
-                                              layout=widgets.Layout(width="260px")),
-                               "speckle-roi-list")
-        self.delete_button = styled(widgets.Button(description="Delete", icon="trash",
-                                                   layout=widgets.Layout(width="120px")),
-                                    "speckle-roi-delete")
-        self.clear_button = styled(widgets.Button(description="Clear all",
-                                                  layout=widgets.Layout(width="120px")),
-                                   "speckle-roi-clear")
-        self.roi_text = styled(widgets.Text(placeholder="ROW0:ROW1,COL0:COL1",
-                                            continuous_update=False,
-                                            layout=widgets.Layout(width="190px")),
-                               "speckle-roi-text")
-        self.add_button = styled(widgets.Button(description="Add", icon="plus",
-                                                layout=widgets.Layout(width="66px")),
-                                 "speckle-roi-add")
-        self.rect_panel = widgets.VBox([
-            widgets.HTML("<span style='color:#555'>Drag on the image to draw a region, or type "
-                         "one (half-open pixel ranges).</span>"),
-            self.roi_list, widgets.HBox([self.delete_button, self.clear_button]),
-            widgets.HBox([self.roi_text, self.add_button])])
+        self.editor = RegionEditor(
+            max_regions=None, message=self.message, before_add=self._rectangles_mode,
+            help_text="Drag on the image to draw a region, or type one (half-open pixel "
+                      "ranges).")
+        self.selector = self.editor.attach(self.ax)
+        self.rect_panel = self.editor
+        # the classes this page had before the editor was shared (its browser tests use them)
+        for widget, css in ((self.editor.region_list, "speckle-roi-list"),
+                            (self.editor.delete_button, "speckle-roi-delete"),
+                            (self.editor.clear_button, "speckle-roi-clear"),
+                            (self.editor.region_text, "speckle-roi-text"),
+                            (self.editor.set_button, "speckle-roi-add")):
+            styled(widget, css)
         # q-rings
         self.energy = _number("energy (eV)", step=10)
         self.distance = _number("distance (m)", step=0.01)
@@ -153,7 +146,6 @@ class ImageView(widgets.VBox):
             self.energy, self.distance, self.pixel_um, self.center_row, self.center_col,
             self.q_min, self.q_width, self.q_step, self.n_rings, self.suggest_button]),
             "speckle-qrings")
-        self.message = MessageBox()
 
         self.side = widgets.VBox([self.mode, self.rect_panel, self.ring_panel],
                                  layout=widgets.Layout(margin="0 0 0 12px"))
@@ -173,10 +165,7 @@ class ImageView(widgets.VBox):
         self.kind.observe(lambda _c: self.redraw(), "value")
         self.scale.observe(lambda _c: self.redraw(), "value")
         self.mode.observe(self._on_mode, "value")
-        self.delete_button.on_click(lambda _b: self.remove_roi(self.roi_list.index))
-        self.clear_button.on_click(lambda _b: self.clear_rois())
-        self.add_button.on_click(lambda _b: self._add_typed())
-        self.roi_text.observe(lambda _c: self._add_typed(), "value")  # Enter, or leaving it
+        self.editor.observe(self._on_editor, "regions_version")
         self.suggest_button.on_click(lambda _b: self.suggest_rings())
         for field in (self.energy, self.distance, self.pixel_um, self.center_row,
                       self.center_col, self.q_min, self.q_width, self.q_step, self.n_rings):
@@ -215,10 +204,8 @@ class ImageView(widgets.VBox):
         md = ds.metadata
         self._quiet = True
         try:
-            if shape != self._shape:
-                self.rois = []
-                self._sync_roi_list()
             self._shape = shape
+            self.editor.model.set_shape(shape)  # regions of another detector are dropped
             self.energy.value = round(md.energy, 2) if md.energy else 0.0
             self.distance.value = md.distance or 0.0
             self.pixel_um.value = (md.pixel_size[0] / MICRON) if md.pixel_size else 0.0
@@ -233,7 +220,7 @@ class ImageView(widgets.VBox):
                 self.n_rings.value = int(rings["n_rings"])
             elif known:
                 self.suggest_rings(notify=False)
-            self.mode.value = "q-rings" if known and not self.rois else "rectangles"
+            self.mode.value = "q-rings" if known and not self.regions else "rectangles"
         finally:
             self._quiet = False
         self._show_mode()
@@ -319,7 +306,7 @@ class ImageView(widgets.VBox):
         if self._shape is None:
             return
         if self.mode.value == "rectangles":
-            self._overlay = draw_rectangles(self.ax, self.rois)
+            self._overlay = self.editor.outlines(self.ax)
         else:
             try:
                 part = self._rings()
@@ -332,57 +319,18 @@ class ImageView(widgets.VBox):
             self._overlay.append(lines)
 
     # ---------------------------------------------------------------- rectangles
-    def _on_drawn(self, press, release) -> None:
-        if self._shape is None or self.mode.value != "rectangles":
-            return
-        roi = roi_from_extents(press.xdata, release.xdata, press.ydata, release.ydata,
-                               self._shape)
-        if roi is not None:
-            self.add_roi(*roi)
-
-    def add_roi(self, r0: int, r1: int, c0: int, c1: int) -> None:
-        """Add a rectangular region (half-open pixel ranges) and switch to rectangles."""
-        if self._shape is None:
-            self.message.error("Choose a dataset first.")
-            return
-        try:
-            rectangles(self._shape, [(r0, r1, c0, c1)])  # the library's checks
-        except InvalidInputError as exc:
-            self.message.error(exc)
-            return
-        self.message.clear()
-        self.rois.append((int(r0), int(r1), int(c0), int(c1)))
-        self._sync_roi_list()
+    def _rectangles_mode(self) -> None:
+        # a region added while q-rings are shown switches to rectangles: one change, not two
         if self.mode.value != "rectangles":
-            self.mode.value = "rectangles"  # redraws and notifies
-        else:
+            quiet, self._quiet = self._quiet, True
+            try:
+                self.mode.value = "rectangles"
+            finally:
+                self._quiet = quiet
+
+    def _on_editor(self, _change) -> None:
+        if not self._quiet:
             self._regions_changed()
-
-    def remove_roi(self, index: int | None) -> None:
-        """Remove the region at ``index`` (0-based) of :attr:`rois`."""
-        if index is None or not 0 <= index < len(self.rois):
-            return
-        del self.rois[index]
-        self._sync_roi_list()
-        self._regions_changed()
-
-    def clear_rois(self) -> None:
-        """Remove every rectangular region."""
-        if self.rois:
-            self.rois = []
-            self._sync_roi_list()
-            self._regions_changed()
-
-    def _add_typed(self) -> None:
-        roi = typed_region(self.roi_text, self.message)
-        if roi is not None:
-            self.roi_text.value = ""
-            self.add_roi(*roi)
-
-    def _sync_roi_list(self) -> None:
-        self.roi_list.options = [f"{i}: rows {r0}:{r1}, cols {c0}:{c1}"
-                                 for i, (r0, r1, c0, c1) in enumerate(self.rois, start=1)]
-        self.roi_list.index = len(self.rois) - 1 if self.rois else None
 
     # ---------------------------------------------------------------- q-rings
     def geometry(self) -> Geometry:
@@ -491,11 +439,11 @@ class ImageView(widgets.VBox):
         if self._shape is None:
             raise InvalidInputError("choose a dataset first (beamline data, upload or demo)")
         if self.mode.value == "rectangles":
-            if not self.rois:
+            if not self.regions:
                 raise InvalidInputError(
                     "draw at least one region on the image (drag with the mouse, or type "
                     "ROW0:ROW1,COL0:COL1 and press Add), or choose q-rings")
-            return rectangles(self._shape, self.rois)
+            return rectangles(self._shape, self.regions)  # the regions are the ROIs
         return self._rings()
 
     def wait(self, timeout: float | None = 60) -> bool:
