@@ -304,12 +304,12 @@ def test_bad_input_gives_a_red_message_and_runs_nothing(home):
 
 
 def test_a_failure_while_phasing_is_red_and_says_what_to_do(home, monkeypatch):
-    import speckle.ui.imaging.cdi as cdi
+    from speckle.ui.imaging import cdi_controller
 
     def broken(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(cdi, "run_cdi", broken)
+    monkeypatch.setattr(cdi_controller, "run_cdi", broken)
     dash = _dashboard(home, _pattern(_object()))
     dash.run()
     assert dash.wait(30) and dash.state == "failed"

@@ -14,8 +14,8 @@ import traitlets
 
 from ...errors import Cancelled, SpeckleError
 
-__all__ = ["RUN_STATES", "MessageBox", "RunPanel", "RunPanelOwner", "Tasks", "describe_error",
-           "note_html", "styled", "sub_progress"]
+__all__ = ["RUN_STATES", "MessageBox", "RunPanel", "RunPanelOwner", "Tasks", "delegated",
+           "describe_error", "note_html", "styled", "sub_progress"]
 
 #: Values of :attr:`RunPanel.state`.
 RUN_STATES = ("idle", "running", "done", "cancelled", "failed")
@@ -34,6 +34,13 @@ def styled(widget, *classes: str):
     for name in classes:
         widget.add_class(name)
     return widget
+
+
+def delegated(holder: str, name: str) -> property:
+    """A read-only property that gives ``self.<holder>.<name>`` (a widget's controller's state,
+    a view's editor's controls)."""
+    return property(lambda self: getattr(getattr(self, holder), name),
+                    doc=f"``{holder}.{name}``.")
 
 
 def describe_error(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ import traitlets
 from matplotlib.widgets import RectangleSelector
 
 from ...errors import InvalidInputError
-from ._common import MessageBox, styled
+from ._common import MessageBox, delegated, styled
 from .canvas import draw_rectangles, rectangle_selector
 from .regions import (
     Region,
@@ -41,6 +41,8 @@ class RegionEditor(widgets.VBox):
         number; 0: none, the editor is hidden).
     help_text : str, optional
         The hint above the controls.
+    model : RegionList, optional
+        The regions to edit (a controller's); default a new one with ``max_regions``.
     message : MessageBox, optional
         Where refusals are said (default one of its own, shown below the controls).
     before_add : callable, optional
@@ -66,11 +68,12 @@ class RegionEditor(widgets.VBox):
     regions_version = traitlets.Int(0)
 
     def __init__(self, *, max_regions: int | None = None, help_text: str | None = None,
-                 message: MessageBox | None = None, before_add: Callable[[], None] | None = None,
-                 **kwargs):
+                 model: RegionList | None = None, message: MessageBox | None = None,
+                 before_add: Callable[[], None] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.add_class("speckle-region-editor")
-        self.model = RegionList(max_regions)
+        self.model = RegionList(max_regions) if model is None else model
+        max_regions = self.model.max_regions
         self._before_add = before_add
         own_message = message is None
         self.message = MessageBox() if own_message else message
@@ -183,11 +186,6 @@ class RegionEditor(widgets.VBox):
         self.regions_version += 1
 
 
-def _control(name: str) -> property:
-    return property(lambda self: getattr(self.editor, name),
-                    doc=f"The region editor's ``{name}`` widget.")
-
-
 class RegionEditorOwner:
     """The region methods of a view whose :class:`RegionEditor` is ``self.editor``.
 
@@ -199,12 +197,12 @@ class RegionEditorOwner:
 
     editor: RegionEditor
 
-    region_text = _control("region_text")
-    region_list = _control("region_list")
-    region_info = _control("region_info")
-    set_button = _control("set_button")
-    delete_button = _control("delete_button")
-    clear_button = _control("clear_button")
+    region_text = delegated("editor", "region_text")
+    region_list = delegated("editor", "region_list")
+    region_info = delegated("editor", "region_info")
+    set_button = delegated("editor", "set_button")
+    delete_button = delegated("editor", "delete_button")
+    clear_button = delegated("editor", "clear_button")
 
     @property
     def regions(self) -> list[Region]:

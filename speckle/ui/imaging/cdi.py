@@ -1,11 +1,14 @@
 """The CDI phasing dashboard: a diffraction pattern, its mask and support, phase retrieval, results.
 
-A thin layer over :func:`speckle.imaging.workflow.run_cdi`: the fields make a
+The widgets of the page, bound to a plain-Python
+:class:`~speckle.ui.imaging.cdi_controller.CdiController` that holds the state and does the
+work over :func:`speckle.imaging.workflow.run_cdi`: the fields make a
 :class:`~speckle.imaging.options.CdiOptions` (same names and defaults as ``speckle cdi``), the
 pattern is prepared and its support found by the library's own functions
 (:func:`~speckle.imaging.prepare.prepare_pattern`,
 :func:`~speckle.imaging.workflow.initial_support`), so what is shown is what is phased, and the
 result file is the command line's (:func:`speckle.io.imaging_result.write_imaging_result`).
+What the page says in words is :mod:`speckle.ui.imaging.cdi_text`'s.
 
 The pattern comes as in the XPCS dashboard (beamline folders, upload, the demo ``cdi``). Its
 Fourier modulus √I is shown in log scale (over as many decades as it spans, at least 3) with
@@ -22,8 +25,9 @@ verdict, the Fourier error against iteration and the PRTF against |q|/|q|max. A 
 can be refocused (:class:`~speckle.ui.imaging.refocus.RefocusPanel`). Each finished run is
 written as a result folder: ``result.h5``, ``reconstruction.zip`` (real and imaginary parts
 and the support as ``.npy``, plus the picture), and PNG pictures; the folder appears only when
-complete, so a cancelled or failed run leaves nothing. A saved result (``result.h5``) chosen as data shows its
-reconstruction in section 5, ready to refocus, and its pattern (when saved) in section 2.
+complete, so a cancelled or failed run leaves nothing. A saved result (``result.h5``) chosen
+as data shows its reconstruction in section 5, ready to refocus, and its pattern (when saved)
+in section 2.
 
 A dashboard notebook is two lines::
 
@@ -84,9 +88,6 @@ import html
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
-from types import SimpleNamespace
 
 import ipywidgets as widgets
 import numpy as np
@@ -94,134 +95,62 @@ import traitlets
 
 from ...backend import asnumpy
 from ...errors import Cancelled, InvalidInputError
-from ...imaging.display import display_window
-from ...imaging.figures import PRTF_NEEDS, error_figure, prtf_figure
 from ...imaging.options import CdiOptions
-from ...imaging.phasing import ALGORITHMS, TRIAL_SPREAD_LIMIT, describe_trial_spread, \
-    parse_schedule
-from ...imaging.prepare import PreparedPattern, prepare_pattern
-from ...imaging.support import autocorrelation_map, support_from_rectangles
-from ...imaging.workflow import SUPPORT_NAMES, initial_support, run_cdi
+from ...imaging.phasing import ALGORITHMS
+from ...imaging.workflow import SUPPORT_NAMES
 from ...io.dataset import Metadata
-from ...io.imaging_result import write_imaging_result
-from ...io.images import write_reconstruction_zip
-from ..common._common import (RUN_STATES, RunPanel, RunPanelOwner, Tasks, describe_error,
-                              note_html, styled, sub_progress)
+from ..common._common import (
+    RUN_STATES,
+    RunPanel,
+    RunPanelOwner,
+    Tasks,
+    delegated,
+    describe_error,
+    note_html,
+    styled,
+    sub_progress,
+)
 from ..common.beamtime import apply_refocus, refocus_of
-from ..common.export import new_result_folder
-from ..common.downloads import links_html, render_png
+from ..common.downloads import links_html
 from ..common.saved_result import SavedResult
 from ._base import ImagingDashboard, section
+from .cdi_controller import (
+    BIN_FACTORS,
+    CdiController,
+    PhasingJob,
+    ShownPattern,
+    fourier_modulus,
+    result_figures,
+    saved_as_result,
+)
+from .cdi_text import mask_html, percent, saved_html, summary_html
 from .complex_view import ComplexImageView, crop, log_decades
 from .refocus import RefocusInput
 
-__all__ = ["CONSTRAINTS", "CdiDashboard", "RUN_STATES", "ShownPattern", "cdi_dashboard",
-           "fourier_modulus", "log_decades"]
+__all__ = ["CONSTRAINT_CHOICES", "RUN_STATES", "CdiDashboard", "cdi_dashboard"]
 
-#: Object constraints offered: (label, value).
-CONSTRAINTS = (("complex (support only)", "complex"), ("real", "real"),
-               ("real and non-negative", "positive"))
-SUPPORT_MODES = (("automatic", "auto"), ("rectangles", "rectangles"))
-BIN_FACTORS = (1, 2, 4)
+#: Object constraints offered: (label, value of :attr:`CdiFields.constraint`).
+CONSTRAINT_CHOICES = (("complex (support only)", "complex"), ("real", "real"),
+                      ("real and non-negative", "positive"))
+SUPPORT_CHOICES = (("automatic", "auto"), ("rectangles", "rectangles"))
 MASK_RGBA = (0.95, 0.1, 0.1, 0.55)
 SUPPORT_RGBA = (0.1, 0.95, 0.35, 0.35)
+#: The page's widgets (attribute names) bound to :class:`CdiFields` (field names).
+BINDINGS = (("nonpositive", "mask_zeros"), ("shadows", "mask_shadows"),
+            ("background", "background"), ("mask_below", "mask_below"), ("center", "center"),
+            ("binning", "bin_factor"), ("support_mode", "support_mode"),
+            ("support_threshold", "support_threshold"), ("schedule", "schedule"),
+            ("rounds", "rounds"), ("trials", "trials"), ("beta", "beta"), ("seed", "seed"),
+            ("shrinkwrap", "shrinkwrap"), ("sigma", "shrinkwrap_sigma"),
+            ("threshold", "shrinkwrap_threshold"), ("constraint", "constraint"),
+            ("floor", "incoherent_floor"))
 
 
-# -------------------------------------------------------------------------------- the pattern
-@dataclass
-class ShownPattern:
-    """The pattern shown: as read, as prepared for phasing, and what its support would be.
-
-    Attributes
-    ----------
-    image : numpy.ndarray
-        The image as read.
-    prepared : PreparedPattern
-        :func:`~speckle.imaging.prepare.prepare_pattern` of it with the fields' options.
-    autocorrelation : numpy.ndarray
-        :func:`~speckle.imaging.support.autocorrelation_map` of the prepared pattern.
-    auto_support : numpy.ndarray or None
-        The automatic initial support; None when none could be found (``auto_error`` says
-        why).
-    auto_method : str
-        How it was found (a key of :data:`speckle.imaging.workflow.SUPPORT_NAMES`).
-    auto_error : str
-    options : CdiOptions
-        What made it.
-    """
-
-    image: np.ndarray
-    prepared: PreparedPattern
-    autocorrelation: np.ndarray
-    auto_support: np.ndarray | None
-    auto_method: str
-    auto_error: str
-    options: CdiOptions
-
-
-def fourier_modulus(pattern) -> np.ndarray:
-    """``√I`` (negative values as 0, non-finite ones kept): what the pattern view shows.
-
-    The modulus spans half the decades of the intensity (see :func:`log_decades`).
-    """
-    p = np.asarray(asnumpy(pattern), dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        return np.where(np.isfinite(p), np.sqrt(np.maximum(p, 0.0)), p)
-
-
-def show_pattern(image, options: CdiOptions) -> ShownPattern:
-    """Prepare a pattern as :func:`~speckle.imaging.workflow.run_cdi` will, and its support."""
-    raw = np.asarray(asnumpy(image), dtype=np.float64)
-    prepared = prepare_pattern(raw, background=options.background,
-                               mask_zeros=options.mask_zeros, mask_below=options.mask_below,
-                               center=options.center, bin_factor=options.bin_factor,
-                               mask_shadows=options.mask_shadows, mask_rects=options.mask_rects)
-    ac = np.asarray(asnumpy(autocorrelation_map(prepared.pattern, mask=prepared.mask)))
-    auto, method, error = None, "autocorrelation", ""
-    try:
-        auto, method, _ = initial_support(prepared, options)
-    except InvalidInputError as exc:
-        error = describe_error(exc)
-    return ShownPattern(image=raw, prepared=prepared, autocorrelation=ac, auto_support=auto,
-                        auto_method=method, auto_error=error, options=options)
-
-
-def _figures(result) -> tuple[bytes, bytes]:
-    """The error and PRTF plots of a result (or of a saved one), as PNG."""
-    rounds = result.options.rounds
-    return (render_png(error_figure(result.errors, result.trial_errors, rounds,
-                                    result.final_error)),
-            render_png(prtf_figure(result.prtf, result.frc)))
-
-
-@dataclass
-class PhasingJob:
-    """What one phasing run needs (taken on the widget thread when Run is pressed)."""
-
-    image: np.ndarray
-    options: CdiOptions
-    label: str
-
-
-# -------------------------------------------------------------------------------- widgets
-def _regions_view(help_text: str, css: str) -> ComplexImageView:
-    """A real image (log scale) with any number of rectangles (tints go over it)."""
-    return styled(ComplexImageView(max_regions=None, view="magnitude", scale="log",
+def _regions_view(help_text: str, css: str, regions) -> ComplexImageView:
+    """A real image (log scale) with the controller's rectangles (tints go over it)."""
+    return styled(ComplexImageView(regions=regions, view="magnitude", scale="log",
                                    views=("magnitude",), figsize=(4.6, 4.0),
                                    help_text=help_text), css)
-
-
-def _saved_as_result(saved: SavedResult):
-    """What :func:`error_figure` and :func:`prtf_figure` read, from a saved CDI result."""
-    a, attrs = saved.arrays, saved.attrs
-    if "errors" not in a:
-        return None
-    return SimpleNamespace(
-        errors=a["errors"], trial_errors=a.get("trial_errors", np.zeros((0, 0))),
-        options=SimpleNamespace(rounds=int((attrs.get("options") or {}).get("rounds", 1))),
-        final_error=float(attrs.get("final_error", float("nan"))),
-        prtf=(a["prtf_q"], a["prtf"]) if {"prtf_q", "prtf"} <= set(a) else None,
-        frc=(a["frc_q"], a["frc"]) if {"frc_q", "frc"} <= set(a) else None)
 
 
 def _describe_phasing_error(exc: BaseException) -> str:
@@ -237,12 +166,11 @@ def _field(cls, description: str, value, css: str, tooltip: str = "", width="200
                       layout=widgets.Layout(width=width, margin="0 12px 0 0"), **kw), css)
 
 
-def _percent(n: int, total: int) -> str:
-    return f"{100 * n / total:.2g} %" if total else "0 %"
-
-
 class CdiDashboard(RunPanelOwner, ImagingDashboard):
     """Coherent diffraction imaging (phase retrieval) as one widget.
+
+    The widgets only show and edit the state of :attr:`controller`
+    (:class:`~speckle.ui.imaging.cdi_controller.CdiController`), which does the work.
 
     Parameters
     ----------
@@ -254,27 +182,15 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
 
     Attributes
     ----------
+    controller : CdiController
+        The fields, regions, pattern, result and files; the operations.
     chooser : DataChooser
     pattern_view, autocorrelation_view, reconstruction_view : ComplexImageView
     refocus : RefocusPanel
-    shown : ShownPattern or None
-        The pattern shown, as read and as prepared, its autocorrelation and automatic support.
-    prepared : PreparedPattern or None
-        ``shown.prepared``: the pattern phased and its mask.
+    shown, prepared, result, job, saved, window, folder, files, label
+        The controller's (read only).
     state : str
         One of :data:`RUN_STATES` (a trait).
-    result : CdiResult or None
-        The last finished phasing.
-    job : PhasingJob or None
-        What the last finished phasing was given.
-    saved : SavedResult or None
-        A saved result chosen as data, its reconstruction shown (until the next phasing).
-    window : (row0, row1, col0, col1) or None
-        The part of the reconstruction shown.
-    folder : pathlib.Path or None
-        The last result folder.
-    files : dict of str to pathlib.Path
-        Its files: ``"hdf5"``, ``"zip"``, ``"png"``, ``"errors_png"``, ``"prtf_png"``.
     error : str
         The last failure in words ("" when none).
     run_panel : RunPanel
@@ -289,34 +205,33 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
     #: A saved result chosen as data gives its diffraction pattern to sections 2 and 3.
     saved_image_names = ("pattern",)
 
+    shown = delegated("controller", "shown")
+    prepared = delegated("controller", "prepared")
+    result = delegated("controller", "result")
+    job = delegated("controller", "job")
+    saved = delegated("controller", "saved")
+    window = delegated("controller", "window")
+    folder = delegated("controller", "folder")
+    files = delegated("controller", "files")
+    label = delegated("controller", "label")
+
     def __init__(self, *, demos=("cdi",), **kwargs):
         super().__init__(demos=demos, **kwargs)
         self.add_class("speckle-cdi")
-        self.label = ""
-        self.metadata = None
-        self.shown: ShownPattern | None = None
-        self.result = None
-        self.job: PhasingJob | None = None
-        self.saved: SavedResult | None = None
-        self.window = None
-        self.folder: Path | None = None
-        self.files: dict[str, Path] = {}
+        self.controller = CdiController()
         self._derive = Tasks("cdi-pattern")
         self._quiet = False
         self._build()
 
     # ---------------------------------------------------------------- layout
-    @property
-    def prepared(self) -> PreparedPattern | None:
-        """The pattern as it will be phased, and its mask (None before data are chosen)."""
-        return None if self.shown is None else self.shown.prepared
-
     def _build(self) -> None:
         defaults = CdiOptions()
+        c = self.controller
         # 2. the pattern and its mask
         self.pattern_view = _regions_view(
             "Red pixels are left free in the phasing. Drag on the pattern to mask a region "
-            "(beamstop, gaps, saturated pixels), or type one.", "speckle-cdi-pattern")
+            "(beamstop, gaps, saturated pixels), or type one.", "speckle-cdi-pattern",
+            c.mask_regions)
         self.nonpositive = styled(widgets.Checkbox(
             value=defaults.mask_zeros, indent=False, description="pixels ≤ 0 are unmeasured",
             tooltip="gaps and dead pixels read 0; turn off for a photon-counting detector whose "
@@ -350,9 +265,10 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         # 3. the autocorrelation and the initial support
         self.autocorrelation_view = _regions_view(
             "Drag rectangles on the autocorrelation (or type them): together they form the "
-            "initial support. Or choose the automatic support.", "speckle-autocorrelation")
+            "initial support. Or choose the automatic support.", "speckle-autocorrelation",
+            c.support_regions)
         self.support_mode = styled(widgets.ToggleButtons(
-            options=list(SUPPORT_MODES), value="auto", description="support",
+            options=list(SUPPORT_CHOICES), value="auto", description="support",
             tooltip="automatic: from the holographic cross-terms when the sample has reference "
                     "apertures, else about half the autocorrelation's extent",
             style={"button_width": "100px", "description_width": "initial"}),
@@ -394,7 +310,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
                                 "speckle-cdi-threshold", width="150px", step=0.01,
                                 tooltip="fraction of the maximum of the blurred magnitude")
         self.constraint = styled(widgets.Dropdown(
-            options=list(CONSTRAINTS), value="complex", description="object",
+            options=list(CONSTRAINT_CHOICES), value="complex", description="object",
             style={"description_width": "initial"}, layout=widgets.Layout(width="260px")),
             "speckle-cdi-constraint")
         self.floor = styled(widgets.Checkbox(
@@ -456,15 +372,18 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
             section("5. Reconstruction"), self.results_hint, self.results,
             section("6. Refocus a region of the reconstruction"), self.refocus, self.page_query,
         ]
+        self._push_fields()
+        for attr, name in BINDINGS:  # first: the handlers below read the controller
+            getattr(self, attr).observe(self._binder(name), "value")
         self._on_schedule(None)
         self._show_support()
 
         for w in (self.nonpositive, self.shadows, self.support_threshold):
-            w.observe(lambda _c: self.update_pattern(), "value")
+            w.observe(lambda _c: None if self._quiet else self.update_pattern(), "value")
         for w in (self.background, self.mask_below):
             w.observe(lambda _c: None if self._quiet else self.update_pattern(), "value")
         for w in (self.center, self.binning):
-            w.observe(lambda _c: self._geometry_changed(), "value")
+            w.observe(lambda _c: None if self._quiet else self._geometry_changed(), "value")
         self.pattern_view.observe(self._on_mask_regions, "regions_version")
         self.autocorrelation_view.observe(self._on_support_regions, "regions_version")
         self.support_mode.observe(lambda _c: self._show_support(), "value")
@@ -474,54 +393,28 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         self.whole_frame.observe(lambda _c: self._show_reconstruction(), "value")
         self.run_button.on_click(lambda _b: self.run())
 
-    # ---------------------------------------------------------------- data to pattern
-    def options(self) -> CdiOptions:
-        """The options the fields ask for (checked): the same as ``speckle cdi`` takes.
+    # ---------------------------------------------------------------- fields <-> controller
+    def _binder(self, name: str) -> Callable:
+        def bind(change):
+            setattr(self.controller.fields, name, change["new"])
+        return bind
 
-        Raises
-        ------
-        InvalidInputError
-            For a field that cannot be read, a schedule that cannot be read or numbers out of
-            range.
-        """
-        seed_text = self.seed.value.strip()
+    def _push_fields(self) -> None:
+        """Show the controller's fields in the widgets (without reacting to them)."""
+        quiet, self._quiet = self._quiet, True
         try:
-            seed = int(seed_text) if seed_text else None
-        except ValueError:
-            raise InvalidInputError(f"the seed must be a whole number (or empty for random "
-                                    f"starts), got {seed_text!r}") from None
-        constraint = self.constraint.value
-        return replace(
-            self._pattern_options(), schedule=self.schedule.value,
-            rounds=int(self.rounds.value), trials=int(self.trials.value),
-            beta=float(self.beta.value), positivity=constraint == "positive",
-            incoherent_floor=bool(self.floor.value),
-            real=constraint in ("real", "positive"), shrinkwrap=bool(self.shrinkwrap.value),
-            shrinkwrap_sigma=float(self.sigma.value),
-            shrinkwrap_threshold=float(self.threshold.value), seed=seed)
+            for attr, name in BINDINGS:
+                getattr(self, attr).value = getattr(self.controller.fields, name)
+        finally:
+            self._quiet = quiet
 
-    def _pattern_options(self) -> CdiOptions:
-        """The options that shape the pattern and its initial support (phasing: defaults)."""
-        def number(field, what):
-            text = field.value.strip()
-            try:
-                return float(text) if text else None
-            except ValueError:
-                raise InvalidInputError(f"cannot read {what} {text!r}: give a number, or leave "
-                                        "it empty") from None
+    def options(self) -> CdiOptions:
+        """The options the fields ask for (checked): see :meth:`CdiController.options`."""
+        return self.controller.options()
 
-        background = self.background.value.strip()
-        rects = tuple(tuple(int(v) for v in r) for r in self.autocorrelation_view.regions)
-        rectangles = self.support_mode.value == "rectangles" and bool(rects)
-        return CdiOptions(
-            background=None if background.lower() in ("", "none") else background,
-            mask_zeros=bool(self.nonpositive.value), mask_shadows=bool(self.shadows.value),
-            mask_below=number(self.mask_below, "“mask below”"),
-            center="auto" if self.center.value else None, bin_factor=int(self.binning.value),
-            mask_rects=tuple(tuple(int(v) for v in r) for r in self.pattern_view.regions),
-            support="rectangles" if rectangles else "auto",
-            support_rects=rects if rectangles else (),
-            support_threshold=number(self.support_threshold, "the support threshold"))
+    def initial_support(self) -> np.ndarray:
+        """The initial support as chosen: see :meth:`CdiController.initial_support`."""
+        return self.controller.initial_support()
 
     # ---------------------------------------------------------------- the beamtime monitor
     def template(self):
@@ -540,33 +433,9 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         InvalidInputError
             For a binning the page does not offer.
         """
-        o = template.options("cdi")
-        if o.bin_factor not in BIN_FACTORS:
-            raise InvalidInputError(f"this folder's template bins {o.bin_factor}×{o.bin_factor}; "
-                                    f"the page offers {', '.join(map(str, BIN_FACTORS))}")
-        text = lambda v: "" if v is None else str(v)  # noqa: E731
-        self._quiet = True
-        try:
-            self.nonpositive.value = bool(o.mask_zeros)
-            self.shadows.value = bool(o.mask_shadows)
-            self.floor.value = bool(o.incoherent_floor)
-            self.background.value = "none" if o.background is None else str(o.background)
-            self.mask_below.value = text(o.mask_below)
-            self.center.value = o.center is not None
-            self.binning.value = int(o.bin_factor)
-            self.support_mode.value = "rectangles" if o.support == "rectangles" else "auto"
-            self.support_threshold.value = text(o.support_threshold)
-            self.schedule.value = o.schedule
-            self.rounds.value, self.trials.value = int(o.rounds), int(o.trials)
-            self.beta.value = float(o.beta)
-            self.seed.value = text(o.seed)
-            self.shrinkwrap.value = bool(o.shrinkwrap)
-            self.sigma.value = float(o.shrinkwrap_sigma)
-            self.threshold.value = float(o.shrinkwrap_threshold)
-            self.constraint.value = ("positive" if o.positivity else "real" if o.real
-                                     else "complex")
-        finally:
-            self._quiet = False
+        self.controller.apply_options(template.options("cdi"))
+        self._push_fields()
+        self._show_support()
         if template.refocus:
             apply_refocus(self.refocus, template.options("refocus"))
 
@@ -574,16 +443,17 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         """The template's rectangles, then the phasing (at once when no masked rectangle
         changes the pattern first)."""
         o = template.options("cdi")
-        for r in o.support_rects:
-            self.autocorrelation_view.add_region(*r)
+        try:
+            self.controller.apply_rectangles(o)
+        except InvalidInputError as exc:
+            self.run_message.error(exc, title="The folder's rectangles do not fit this pattern:")
+            return
         if o.mask_rects:
-            for r in o.mask_rects:
-                self.pattern_view.add_region(*r)
-            self.update_pattern()
             self.run_message.show("The folder's settings are shown: press Run to phase.", "info")
             return
         self.run()
 
+    # ---------------------------------------------------------------- data to pattern
     def _on_dataset(self, change) -> None:
         self.cancel()
         self._derive.invalidate()
@@ -591,17 +461,16 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         super()._on_dataset(change)
 
     def _prepare(self, image, metadata, label) -> dict:
-        return {"shown": show_pattern(image, self._pattern_options()), "metadata": metadata,
-                "label": label}
+        return {"shown": self.controller.prepare(image), "metadata": metadata, "label": label}
 
     def _prepare_saved(self, saved: SavedResult, label: str) -> dict:
         pattern = saved.arrays.get("pattern")
         usable = pattern is not None and pattern.ndim == 2 and not np.iscomplexobj(pattern)
-        return {"shown": show_pattern(pattern, self._pattern_options()) if usable else None,
+        return {"shown": self.controller.prepare(pattern) if usable else None,
                 "metadata": saved.metadata, "label": label, "saved": saved}
 
     def _show(self, prepared: dict) -> None:
-        self.label = prepared["label"]
+        self.controller.label = prepared["label"]
         self.metadata = prepared["metadata"]
         saved, shown = prepared.get("saved"), prepared["shown"]
         if saved is not None:
@@ -611,7 +480,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         if shown is not None:
             self._apply(shown)
         else:  # a saved result without its pattern: nothing to phase
-            self.shown = None
+            self.controller.apply(None)
             self.pattern_view.set_image(None)
             self.autocorrelation_view.set_image(None)
             self.mask_info.value = ""
@@ -650,30 +519,29 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
 
     def update_pattern(self) -> None:
         """Prepare the pattern and find its support again with the fields' settings."""
-        shown = self.shown
+        shown = self.controller.shown
         if shown is None:
             return
         raw = shown.image
         try:
-            options = self._pattern_options()
+            self.controller.pattern_options()  # a field that cannot be read: said now
         except (InvalidInputError, ValueError) as exc:
             self.message.error(exc, title="Cannot prepare the pattern:")
             return
         self.message.clear()
 
         def done(new):
-            if self.shown is not None and self.shown.image is raw:
+            if self.controller.is_current(raw):
                 self._apply(new)
 
-        self._derive.start(lambda: show_pattern(raw, options), done,
+        self._derive.start(lambda: self.controller.prepare(raw), done,
                            lambda exc: self.message.error(exc, title="Cannot prepare the "
                                                                      "pattern:"))
 
     def _geometry_changed(self) -> None:
-        # centring or binning moves the pixels: masked rectangles no longer fit
         self._quiet = True
         try:
-            self.pattern_view.clear_regions()
+            self.controller.geometry_changed()
         finally:
             self._quiet = False
         self.update_pattern()
@@ -684,7 +552,6 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
 
     def _apply(self, shown: ShownPattern) -> None:
         """Show a prepared pattern: pattern with its mask, autocorrelation with the support."""
-        self.shown = shown
         prepared = shown.prepared
         rows, cols = prepared.pattern.shape
         what = [f"{rows} × {cols} pixels; shown: the Fourier modulus √I"]
@@ -694,6 +561,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
             what.append(f"binned {prepared.bin_factor}×{prepared.bin_factor}")
         self._quiet = True
         try:
+            self.controller.apply(shown)
             modulus = fourier_modulus(prepared.pattern)
             self.pattern_view.decades = log_decades(modulus)
             what.append(f"log scale over {self.pattern_view.decades:g} decades")
@@ -704,76 +572,28 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         finally:
             self._quiet = False
         self.pattern_view.set_tint(prepared.mask, MASK_RGBA, name="mask")
-        self.mask_info.value = self._mask_html(shown)
+        self.mask_info.value = mask_html(shown)
         self._show_support()
-
-    @staticmethod
-    def _mask_html(shown: ShownPattern) -> str:
-        p, opts = shown.prepared, shown.options
-        total = p.mask.size
-        n = int(p.mask.sum())
-        bad = int((~np.isfinite(p.pattern)).sum())
-        with np.errstate(invalid="ignore"):
-            low = int((shown.image <= 0).sum()) if opts.mask_zeros and \
-                shown.image.shape == p.mask.shape else 0
-        parts = []
-        if bad:
-            parts.append(f"{bad} not finite or outside the image")
-        if low:
-            parts.append(f"{low} at or below zero")
-        if opts.mask_rects:
-            parts.append(f"{len(opts.mask_rects)} rectangle(s) drawn")
-        if p.background is not None:
-            parts.append(f"background {p.background:.4g} subtracted first")
-        why = f" ({'; '.join(parts)})" if parts else ""
-        colour = "#b00020" if n > 0.5 * total else "#333"
-        hint = (" Many pixels read 0: if this is a photon-counting detector, its zeros are "
-                "measurements; untick “pixels ≤ 0 are unmeasured” and mask the beamstop with "
-                "a rectangle." if low > 0.2 * total else "")
-        return (f"<span style='color:{colour}'><b>Unmeasured pixels:</b> {n} of {total} "
-                f"({_percent(n, total)}){html.escape(why)}, tinted red; left free in Fourier "
-                f"space.{html.escape(hint, quote=False)}</span>")
 
     # ---------------------------------------------------------------- support
     def _on_support_regions(self, _change) -> None:
         if self._quiet:
             return
-        if self.autocorrelation_view.regions and self.support_mode.value != "rectangles":
-            self.support_mode.value = "rectangles"  # drawing one means using them; redraws
+        mode = self.controller.fields.support_mode  # drawing a rectangle chose rectangles
+        if self.support_mode.value != mode:
+            self.support_mode.value = mode  # redraws
         else:
             self._show_support()
 
-    def initial_support(self) -> np.ndarray:
-        """The initial support as chosen: the rectangles' union, or the automatic one.
-
-        Raises
-        ------
-        InvalidInputError
-            Saying what to do: no pattern yet, no rectangle drawn, no automatic support.
-        """
-        shown = self.shown
-        if shown is None:
-            raise InvalidInputError("choose a diffraction pattern first: a beamline file, an "
-                                    "upload or the demo data")
-        if self.support_mode.value == "rectangles":
-            rects = self.autocorrelation_view.regions
-            if not rects:
-                raise InvalidInputError(
-                    "draw at least one rectangle on the autocorrelation (drag with the mouse, or "
-                    "type ROW0:ROW1,COL0:COL1 and press Add), or choose the automatic support")
-            return support_from_rectangles(shown.prepared.pattern.shape, rects)
-        if shown.auto_support is None:
-            raise InvalidInputError(shown.auto_error or "no automatic support was found; "
-                                    "draw rectangles on the autocorrelation")
-        return shown.auto_support
-
     def _show_support(self) -> None:
-        self.support_threshold.disabled = self.support_mode.value != "auto"
-        if self.shown is None:
+        mode = self.controller.fields.support_mode
+        self.support_threshold.disabled = mode != "auto"
+        shown = self.controller.shown
+        if shown is None:
             self.support_info.value = ""
             return
         try:
-            support = self.initial_support()
+            support = self.controller.initial_support()
         except InvalidInputError as exc:
             self.autocorrelation_view.set_tint(None, name="support")
             self.support_info.value = (f"<span style='color:#b00020'><b>Initial support:</b> "
@@ -781,30 +601,25 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
             return
         self.autocorrelation_view.set_tint(support, SUPPORT_RGBA, name="support")
         n = int(support.sum())
-        how = ("the union of the rectangles" if self.support_mode.value == "rectangles"
-               else f"automatic, from the {SUPPORT_NAMES[self.shown.auto_method]}")
+        how = ("the union of the rectangles" if mode == "rectangles"
+               else f"automatic, from the {SUPPORT_NAMES[shown.auto_method]}")
         self.support_info.value = (f"<b>Initial support</b> (green): {n} pixels "
-                                   f"({_percent(n, support.size)} of the frame), {how}.")
+                                   f"({percent(n, support.size)} of the frame), {how}.")
 
     # ---------------------------------------------------------------- options and running
     def _on_schedule(self, _change) -> None:
         try:
-            steps = parse_schedule(self.schedule.value)
+            per, trial, total = self.controller.iterations()
         except InvalidInputError as exc:
             self.schedule_info.value = (f"<span style='color:#b00020'>"
                                         f"{html.escape(str(exc), quote=False)}</span>")
             return
-        per = sum(n for _, n in steps)
-        rounds, trials = self.rounds.value or 0, self.trials.value or 0
         self.schedule_info.value = (f"<span style='color:#555'>{per} iterations per round; "
-                                    f"{per * max(rounds, 0)} per trial, "
-                                    f"{per * max(rounds, 0) * max(trials, 0)} in all</span>")
+                                    f"{trial} per trial, {total} in all</span>")
 
     def make_job(self) -> PhasingJob:
         """Everything a run needs, from the page (widget thread)."""
-        options = self.options()
-        self.initial_support()  # says what to do when there is none
-        return PhasingJob(image=self.shown.image, options=options, label=self.label or "cdi")
+        return self.controller.make_job()
 
     def run(self) -> threading.Thread | None:
         """Start phasing in a worker thread and return at once (the Run button).
@@ -819,74 +634,59 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         return lambda progress, cancel: self._work(job, progress, cancel)
 
     def _work(self, job: PhasingJob, progress: Callable, cancel: Callable) -> None:
-        result = run_cdi(job.image, job.options, source=job.label,
-                         progress=sub_progress(progress, 0.0, 0.9), cancel=cancel)
+        result = self.controller.phase(job, progress=sub_progress(progress, 0.0, 0.9),
+                                       cancel=cancel)
 
         def step(fraction, stage):
             if cancel():
                 raise Cancelled("the phasing was cancelled")
-            if self.shown is None or self.shown.image is not job.image:
+            if not self.controller.is_current(job.image):
                 raise Cancelled("other data were chosen meanwhile")
             progress(0.9 + 0.1 * fraction, stage)
 
         step(0.0, "showing the reconstruction")
         try:
             self._show_result(result, job)
-            folder, files = self._write(result, job, step)
+            self.controller.write(result, job, self.reconstruction_view.png(), step,
+                                  self.results_dir)
         except BaseException as exc:
             if self.result is result:  # shown, not saved: say so
                 self.downloads.value = note_html(
                     "Cancelled: no result files were written." if isinstance(exc, Cancelled)
                     or cancel() else "No result files were written.")
             raise
-        self.folder, self.files = folder, files
         self._show_links()
 
     # ---------------------------------------------------------------- showing a result
     def _show_result(self, result, job: PhasingJob) -> None:
         """Make ``result`` the shown one: reconstruction, summary, error and PRTF plots."""
-        self.result, self.job, self.saved = result, job, None
-        self.folder, self.files = None, {}
+        self.controller.accept(result, job)
         self.downloads.value = note_html("Writing the result files…")
         self._show_reconstruction()
-        self.summary.value = self._summary_html(result)
-        self.error_plot.value, self.prtf_plot.value = _figures(result)
+        self.summary.value = summary_html(result)
+        self.error_plot.value, self.prtf_plot.value = result_figures(result)
         self.plots.layout.display = None
         self.results_hint.layout.display = "none"
         self.results.layout.display = None
 
     def _show_saved(self, saved: SavedResult) -> None:
         """Show a saved result's reconstruction (and its plots, when it has them)."""
-        self.saved = saved
+        self.controller.saved = saved
         self._show_reconstruction()
-        self.summary.value = self._saved_html(saved)
-        plotted = _saved_as_result(saved)
+        self.summary.value = saved_html(saved)
+        plotted = saved_as_result(saved)
         if plotted is not None:
-            self.error_plot.value, self.prtf_plot.value = _figures(plotted)
+            self.error_plot.value, self.prtf_plot.value = result_figures(plotted)
         self.plots.layout.display = None if plotted is not None else "none"
         self.results_hint.layout.display = "none"
         self.results.layout.display = None
 
-    def _shown(self) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """The reconstruction shown (the last phasing's, or a saved one's) and its support."""
-        if self.result is not None:
-            return np.asarray(self.result.reconstruction), np.asarray(self.result.support, bool)
-        if self.saved is not None:
-            obj = self.saved.image
-            support = self.saved.arrays.get("support")
-            if support is None or support.shape != obj.shape:
-                return obj, None
-            return obj, np.asarray(support, bool)
-        return None, None
-
     def _show_reconstruction(self) -> None:
-        obj, support = self._shown()
-        if obj is None:
+        window = self.controller.choose_window(bool(self.whole_frame.value))
+        if window is None:
             return
+        obj, _ = self.controller.reconstruction()
         rows, cols = obj.shape
-        window = (0, rows, 0, cols) if self.whole_frame.value or support is None else \
-            display_window(support)
-        self.window = window
         r0, r1, c0, c1 = window
         where = "the whole frame" if window == (0, rows, 0, cols) else (
             f"rows {r0}:{r1}, cols {c0}:{c1} of the {rows} × {cols} frame (around the support)")
@@ -894,71 +694,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
         self.reconstruction_view.set_image(
             crop(obj, window), f"{what}, {where}; brightness: magnitude, hue: phase")
 
-    @staticmethod
-    def _saved_html(saved: SavedResult) -> str:
-        rows, cols = saved.image.shape
-        attrs = saved.attrs
-        parts = [f"<b>Saved {html.escape(saved.kind.upper())} result</b> "
-                 f"{html.escape(Path(saved.source).name)}: its {html.escape(saved.name)}, "
-                 f"{rows} × {cols} pixels."]
-        verdict = attrs.get("verdict")
-        if isinstance(verdict, dict) and verdict.get("summary"):
-            parts.append(html.escape(str(verdict["summary"])) + ".")
-        parts.append("Select a region to refocus it (section 6)"
-                     + ("; press Run to phase its pattern again." if "pattern" in saved.arrays
-                        else "."))
-        return f"<div>{' '.join(parts)}</div>"
-
-    @staticmethod
-    def _summary_html(result) -> str:
-        opts, v = result.options, result.verdict
-        per_s = result.iterations * len(result.trials) / max(result.elapsed_s, 1e-9)
-        colours = {"good": "#1b7f3b", "marginal": "#b45309", "bad": "#b00020"}
-        verdict = (f"<div class='speckle-cdi-verdict-{v.level}' style='color:"
-                   f"{colours[v.level]}'><b>{html.escape(v.summary)}</b>"
-                   + (f"<br>What to try: {html.escape(v.action)}" if v.action else "")
-                   + "</div>")
-        agreement = html.escape(describe_trial_spread(result.trial_spread))
-        if result.trial_spread is not None and result.trial_spread > TRIAL_SPREAD_LIMIT:
-            agreement = (f"<span class='speckle-cdi-disagree' style='color:#b45309'><b>"
-                         f"{agreement}</b></span>")
-        if result.prtf is None:
-            resolution = (f"No resolution estimate: {PRTF_NEEDS} (this run averaged "
-                          f"{len(result.kept)}).")
-        elif result.prtf_cutoff is None:
-            resolution = "The PRTF stays above 1/e up to the edge of the pattern."
-        else:
-            resolution = (f"The PRTF falls below 1/e at |q|/|q|max = {result.prtf_cutoff:.2f}: "
-                          f"a half-period resolution of about {result.resolution_pixels:.1f} "
-                          "pixels.")
-        return (f"{verdict}<div>Final Fourier error {result.final_error:.3g} after "
-                f"{result.iterations} iterations per trial ({opts.rounds} round(s) of "
-                f"{html.escape(opts.schedule)}), {len(result.trials)} trial(s), in "
-                f"{result.elapsed_s:.1f} s ({html.escape(result.device.upper())}, "
-                f"{per_s:.0f} trial-iterations/s). {agreement} {resolution} Initial support "
-                f"from the {html.escape(SUPPORT_NAMES[result.support_method])}; final support "
-                f"{int(np.asarray(result.support).sum())} pixels.</div>")
-
     # ---------------------------------------------------------------- files
-    def _write(self, result, job: PhasingJob, step):
-        view = self.reconstruction_view
-        picture = view.png()
-        errors_png, prtf_png = _figures(result)
-        with new_result_folder(f"{job.label}-cdi", self.results_dir) as (tmp, final):
-            step(0.1, "writing the HDF5 result")
-            write_imaging_result(result, tmp / "result.h5")
-            step(0.5, "writing the ZIP")
-            write_reconstruction_zip(tmp / "reconstruction.zip", result.reconstruction, picture,
-                                     result.support)
-            step(0.8, "writing pictures")
-            (tmp / "reconstruction.png").write_bytes(picture)
-            (tmp / "errors.png").write_bytes(errors_png)
-            (tmp / "prtf.png").write_bytes(prtf_png)
-            step(0.95, "finishing")
-        names = {"hdf5": "result.h5", "zip": "reconstruction.zip", "png": "reconstruction.png",
-                 "errors_png": "errors.png", "prtf_png": "prtf.png"}
-        return final, {key: final / name for key, name in names.items()}
-
     def _show_links(self) -> None:
         f = self.files
         entries = [(f["hdf5"], "reconstruction, HDF5 (everything: reconstruction, support, "
@@ -971,8 +707,7 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
 
     def clear_results(self) -> None:
         """Forget the shown reconstruction (new data were chosen)."""
-        self.result, self.job, self.saved, self.window = None, None, None, None
-        self.folder, self.files = None, {}
+        self.controller.clear_result()
         self.reconstruction_view.set_image(None)
         self.summary.value = ""
         self.error_plot.value = b""
@@ -986,15 +721,9 @@ class CdiDashboard(RunPanelOwner, ImagingDashboard):
     # ---------------------------------------------------------------- refocus
     def _refocus_input(self) -> RefocusInput:
         view = self.reconstruction_view
-        obj, _ = self._shown()
-        if obj is None or view.image is None:
-            raise InvalidInputError("run the phase retrieval first (section 4), or choose a "
-                                    "saved result.h5: the refocus works on a reconstruction")
-        r0, r1, c0, c1 = self.window
-        region = view.region or (0, r1 - r0, 0, c1 - c0)  # in the window; the whole object
-        full = (region[0] + r0, region[1] + r0, region[2] + c0, region[3] + c0)
+        obj, region = self.controller.refocus_region(view.region)
         return RefocusInput(field=view.crop(), label=self.label or "cdi", kind="cdi",
-                            image=obj, region=full)
+                            image=obj, region=region)
 
     # ---------------------------------------------------------------- for scripts and tests
     def wait(self, timeout: float | None = 120) -> bool:

@@ -31,6 +31,7 @@ from ...imaging.display import SCALES, brightness, complex_to_rgb
 from ..common._common import MessageBox, styled
 from ..common.canvas import interactive_canvas
 from ..common.region_editor import RegionEditor, RegionEditorOwner
+from ..common.regions import RegionList
 
 __all__ = ["DECADES", "PATTERN_DECADES", "VIEWS", "ComplexImageView", "crop", "image_png",
            "log_decades", "render_rgb"]
@@ -128,6 +129,8 @@ class ComplexImageView(RegionEditorOwner, widgets.VBox):
     max_regions : int or None
         How many regions may be selected (default 1: a new one replaces the old); None for
         any number; 0 for none (no region controls).
+    regions : RegionList, optional
+        The regions to edit, when a controller holds them (its ``max_regions`` then counts).
     view : str
         Initial view, one of :data:`VIEWS`.
     scale : str
@@ -165,12 +168,13 @@ class ComplexImageView(RegionEditorOwner, widgets.VBox):
     regions_version = traitlets.Int(0)
     image_version = traitlets.Int(0)
 
-    def __init__(self, *, max_regions: int | None = 1, view: str = "complex",
+    def __init__(self, *, max_regions: int | None = 1, regions: RegionList | None = None,
+                 view: str = "complex",
                  scale: str = "linear", views=VIEWS, help_text: str | None = None,
                  figsize=(5.4, 4.8), decades: float = DECADES, **kwargs):
         super().__init__(**kwargs)
         self.add_class("speckle-complex-image")
-        self.max_regions = max_regions
+        self.max_regions = max_regions if regions is None else regions.max_regions
         self.tints: dict[str, np.ndarray] = {}
         self._decades = float(decades)
         self._image = None
@@ -196,7 +200,7 @@ class ComplexImageView(RegionEditorOwner, widgets.VBox):
         self.canvas, self._manager = interactive_canvas(self.figure, self._lock)
         styled(self.canvas, "speckle-complex-canvas")
         self.message = MessageBox()
-        self.editor = RegionEditor(max_regions=max_regions, help_text=help_text,
+        self.editor = RegionEditor(max_regions=max_regions, model=regions, help_text=help_text,
                                    message=self.message,
                                    layout=widgets.Layout(margin="0 0 0 12px", max_width="300px"))
         self.selector = self.editor.attach(self.ax)
