@@ -20,8 +20,6 @@ from .kernel_cache import compiled
 
 __all__ = ["bin_sums", "frame_sums", "lag_products"]
 
-#: Pixels handled together: a few rows of this many float32 stay in the L1 cache.
-_TILE = 512
 #: Pixels whose per-pixel sums stay in the L1 cache while frame_sums adds a chunk's frames.
 _SUM_TILE = 2048
 #: Frame dtypes frame_sums is compiled for, with the type its sums are kept in (exact for
@@ -31,49 +29,83 @@ FRAME_SUM_TYPES = {"uint8": "int64", "uint16": "int64", "uint32": "int64", "int1
 _OPTIONS = dict(nogil=True, boundscheck=False, fastmath={"contract"}, error_model="numpy")
 
 
+#: Pixels handled together by lag_products: each call copies a tile of this many pixels of
+#: every entry into a contiguous scratch, so that the rows of a tile are a constant distance
+#: apart (the compiler then vectorises the register-blocked loops without a runtime check per
+#: row) and stay in the L1/L2 cache whatever the caller's row stride (a power-of-two stride put
+#: every row of a tile in the same cache sets).
+_TILE = 256
+
+
 @numba.njit(**_OPTIONS)
-def _lag_group(ext, h, stop, k, p0, p1, acc, G):
-    """Lags ``k .. k + len(acc) - 1`` (at most 4) for the pixels ``p0:p1``: see lag_products."""
-    m = acc.shape[0]
-    w = p1 - p0
-    acc[:, :w] = 0
-    # entries too close to the start of the series for every lag of the group
-    fast = min(max(h, k + m - 1), stop)
-    for t in range(h, fast):
-        x = ext[t, p0:p1]
-        for i in range(m):
-            if t - k - i >= 0:
-                y = ext[t - k - i, p0:p1]
-                a = acc[i]
-                for q in range(w):
-                    a[q] += x[q] * y[q]
-    t = fast
-    if m == 4:
-        # two entries at a time; lags k..k+3 of entries t and t+1 read the rows t+1-k..t-k-3
-        a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
-        while t + 1 < stop:
-            u, v = ext[t, p0:p1], ext[t + 1, p0:p1]
-            r0, r1, r2 = ext[t + 1 - k, p0:p1], ext[t - k, p0:p1], ext[t - k - 1, p0:p1]
-            r3, r4 = ext[t - k - 2, p0:p1], ext[t - k - 3, p0:p1]
-            for q in range(w):
-                uq, vq, s1, s2, s3 = u[q], v[q], r1[q], r2[q], r3[q]
-                a0[q] += uq * s1 + vq * r0[q]
-                a1[q] += uq * s2 + vq * s1
-                a2[q] += uq * s3 + vq * s2
-                a3[q] += uq * r4[q] + vq * s3
-            t += 2
-    for t in range(t, stop):
-        x = ext[t, p0:p1]
-        for i in range(m):
-            y = ext[t - k - i, p0:p1]
-            a = acc[i]
-            for q in range(w):
-                a[q] += x[q] * y[q]
-    for i in range(m):
-        g = G[i, p0:p1]
-        a = acc[i]
-        for q in range(w):
-            g[q] += a[q]
+def _row(s, t, w):
+    """Row ``t`` (``w`` pixels) of a tile scratch ``s`` (flat, rows of _TILE)."""
+    return s[t * _TILE:t * _TILE + w]
+
+
+@numba.njit(**_OPTIONS)
+def _eight_by_eight(vx, vz, w, acc):
+    """Lags ``k .. k + 7`` of entries ``t .. t + 7`` of a tile: ``vx`` starts at row ``t``,
+    ``vz`` at row ``t - k - 7``; lag ``k + i`` adds ``x_j z_(j + 7 - i)`` over ``j`` to
+    ``acc`` row ``i``. Each value loaded is used by eight products (register blocking)."""
+    T = _TILE
+    for q in range(w):
+        x0, x1, x2, x3 = vx[q], vx[T + q], vx[2 * T + q], vx[3 * T + q]
+        x4, x5, x6, x7 = vx[4 * T + q], vx[5 * T + q], vx[6 * T + q], vx[7 * T + q]
+        z0, z1, z2, z3 = vz[q], vz[T + q], vz[2 * T + q], vz[3 * T + q]
+        z4, z5, z6, z7 = vz[4 * T + q], vz[5 * T + q], vz[6 * T + q], vz[7 * T + q]
+        z8, z9, z10, z11 = vz[8 * T + q], vz[9 * T + q], vz[10 * T + q], vz[11 * T + q]
+        z12, z13, z14 = vz[12 * T + q], vz[13 * T + q], vz[14 * T + q]
+        acc[q] += x0 * z7 + x1 * z8 + x2 * z9 + x3 * z10 + x4 * z11 + x5 * z12 + x6 * z13 + x7 * z14
+        acc[T + q] += x0 * z6 + x1 * z7 + x2 * z8 + x3 * z9 + x4 * z10 + x5 * z11 + x6 * z12 + x7 * z13
+        acc[2 * T + q] += x0 * z5 + x1 * z6 + x2 * z7 + x3 * z8 + x4 * z9 + x5 * z10 + x6 * z11 + x7 * z12
+        acc[3 * T + q] += x0 * z4 + x1 * z5 + x2 * z6 + x3 * z7 + x4 * z8 + x5 * z9 + x6 * z10 + x7 * z11
+        acc[4 * T + q] += x0 * z3 + x1 * z4 + x2 * z5 + x3 * z6 + x4 * z7 + x5 * z8 + x6 * z9 + x7 * z10
+        acc[5 * T + q] += x0 * z2 + x1 * z3 + x2 * z4 + x3 * z5 + x4 * z6 + x5 * z7 + x6 * z8 + x7 * z9
+        acc[6 * T + q] += x0 * z1 + x1 * z2 + x2 * z3 + x3 * z4 + x4 * z5 + x5 * z6 + x6 * z7 + x7 * z8
+        acc[7 * T + q] += x0 * z0 + x1 * z1 + x2 * z2 + x3 * z3 + x4 * z4 + x5 * z5 + x6 * z6 + x7 * z7
+
+
+@numba.njit(**_OPTIONS)
+def _eight_by_four(vx, vz, w, acc):
+    """Lags ``k .. k + 3`` of entries ``t .. t + 7``: as _eight_by_eight, ``vz`` starting at
+    row ``t - k - 3``, lag ``k + i`` adding ``x_j z_(j + 3 - i)``."""
+    T = _TILE
+    for q in range(w):
+        x0, x1, x2, x3 = vx[q], vx[T + q], vx[2 * T + q], vx[3 * T + q]
+        x4, x5, x6, x7 = vx[4 * T + q], vx[5 * T + q], vx[6 * T + q], vx[7 * T + q]
+        z0, z1, z2, z3 = vz[q], vz[T + q], vz[2 * T + q], vz[3 * T + q]
+        z4, z5, z6, z7 = vz[4 * T + q], vz[5 * T + q], vz[6 * T + q], vz[7 * T + q]
+        z8, z9, z10 = vz[8 * T + q], vz[9 * T + q], vz[10 * T + q]
+        acc[q] += x0 * z3 + x1 * z4 + x2 * z5 + x3 * z6 + x4 * z7 + x5 * z8 + x6 * z9 + x7 * z10
+        acc[T + q] += x0 * z2 + x1 * z3 + x2 * z4 + x3 * z5 + x4 * z6 + x5 * z7 + x6 * z8 + x7 * z9
+        acc[2 * T + q] += x0 * z1 + x1 * z2 + x2 * z3 + x3 * z4 + x4 * z5 + x5 * z6 + x6 * z7 + x7 * z8
+        acc[3 * T + q] += x0 * z0 + x1 * z1 + x2 * z2 + x3 * z3 + x4 * z4 + x5 * z5 + x6 * z6 + x7 * z7
+
+
+@numba.njit(**_OPTIONS)
+def _lag_group(s, h, stop, k, m, w, acc):
+    """Lags ``k .. k + m - 1`` of the new entries of a tile scratch ``s`` into ``acc`` (rows
+    of _TILE): eight entries at a time where all their partners exist (``m`` of 8 or 4), one
+    at a time elsewhere (the start of the series, the last entries, other ``m``)."""
+    acc[:m * _TILE] = 0
+    fast = max(h, k + m - 1)  # from here on, every partner of every lag exists
+    t = h
+    while t < stop:
+        if t >= fast and t + 8 <= stop and m == 8:
+            _eight_by_eight(s[t * _TILE:], s[(t - k - 7) * _TILE:], w, acc)
+            t += 8
+        elif t >= fast and t + 8 <= stop and m == 4:
+            _eight_by_four(s[t * _TILE:], s[(t - k - 3) * _TILE:], w, acc)
+            t += 8
+        else:
+            x = _row(s, t, w)
+            for i in range(m):
+                if t - k - i >= 0:
+                    y, a = _row(s, t - k - i, w), _row(acc, i, w)
+                    for q in range(w):
+                        a[q] += x[q] * y[q]
+            t += 1
 
 
 @compiled("void(float32[:, ::1], int64, int64, int64, float64[:, ::1], int64, float32[:, ::1])",
@@ -90,15 +122,27 @@ def lag_products(ext, h, n, first_lag, G, first, pairs):
     """
     n_lags, n_pixels = G.shape
     stop = h + n
-    acc = np.empty((4, _TILE), np.float32)
+    s = np.empty(stop * _TILE, np.float32)  # one tile of every entry, rows _TILE apart
+    acc = np.empty(8 * _TILE, np.float32)
     for p0 in range(0, n_pixels, _TILE):
         p1 = min(p0 + _TILE, n_pixels)
-        for i in range(0, n_lags, 4):
-            m = min(4, n_lags - i)
-            _lag_group(ext, h, stop, first_lag + i, p0, p1, acc[:m], G[i:i + m])
+        w = p1 - p0
+        for t in range(stop):
+            src, dst = ext[t, p0:p1], _row(s, t, w)
+            for q in range(w):
+                dst[q] = src[q]
+        i = 0
+        while i < n_lags:
+            m = 8 if n_lags - i >= 8 else min(4, n_lags - i)
+            _lag_group(s, h, stop, first_lag + i, m, w, acc)
+            for j in range(m):
+                g, a = G[i + j, p0:p1], _row(acc, j, w)
+                for q in range(w):
+                    g[q] += a[q]
+            i += m
         for j in range(pairs.shape[0]):
-            a, b, out = ext[first + 2 * j, p0:p1], ext[first + 2 * j + 1, p0:p1], pairs[j, p0:p1]
-            for q in range(p1 - p0):
+            a, b, out = _row(s, first + 2 * j, w), _row(s, first + 2 * j + 1, w), pairs[j, p0:p1]
+            for q in range(w):
                 out[q] = a[q] + b[q]
 
 
