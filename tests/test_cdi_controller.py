@@ -5,8 +5,6 @@ pattern's mask, rectangles on the autocorrelation choose the support, the fields
 options ``speckle cdi`` builds for the same values, a run writes its result folder.
 """
 
-import ast
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,18 +31,6 @@ def _pattern(seed=0):
 def _shown(controller, image):
     controller.apply(controller.prepare(image))
     return controller.shown
-
-
-def test_the_controller_imports_no_widgets():
-    path = Path(__file__).resolve().parents[1] / "speckle/ui/imaging/cdi_controller.py"
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module or "" for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom)}
-    widget_modules = ("ipywidgets", "traitlets", "anywidget", "ipympl", "_common",
-                      "region_editor", "complex_view", "refocus", "beamtime")
-    assert not [m for m in imported if any(w in m for w in widget_modules)]
 
 
 def test_a_typed_beamstop_ends_up_in_the_mask():

@@ -421,3 +421,20 @@ def test_xpcs_and_imaging_views_share_one_region_editor(view):
         assert len(v.region_list.options) == 2
     assert view.mode.value == "rectangles"
     assert view.partition().n_dynamic == 2  # the regions become the XPCS partition's ROIs
+
+
+@pytest.mark.parametrize("module", ["common/regions.py", "imaging/cdi_controller.py",
+                                    "imaging/cdi_text.py", "imaging/refocus_controller.py",
+                                    "imaging/render.py"])
+def test_controllers_and_models_import_no_widgets(module):
+    """The plain-Python halves of the dashboards: no widget library, no widget module."""
+    import ast
+
+    tree = ast.parse((ROOT / "speckle/ui" / module).read_text(encoding="utf-8"))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom)}
+    widget_modules = ("ipywidgets", "traitlets", "anywidget", "ipympl", "_common", "canvas",
+                      "region_editor", "complex_view", "beamtime", "dashboard", "image_view")
+    assert not [m for m in imported if any(w in m.split(".") for w in widget_modules)]

@@ -29,7 +29,7 @@ from speckle.ui import xpcs_dashboard
 from speckle.ui.common.data_chooser import describe_dataset
 from speckle.ui.imaging import (ComplexImageView, RefocusInput, RefocusPanel,
                                 fth_dashboard, propagation_dashboard, render_rgb)
-from speckle.ui.imaging.complex_view import image_png
+from speckle.ui.imaging.render import image_png
 from ui_helpers import HDF5, PNG, drag, visible
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,10 +26,12 @@ The CSS classes are listed in :mod:`speckle.ui`.
 """
 
 from .cdi import CdiDashboard, cdi_dashboard
-from .complex_view import VIEWS, ComplexImageView, render_rgb
+from .complex_view import ComplexImageView
 from .fth import FthDashboard, fth_dashboard
 from .propagation import PropagationDashboard, propagation_dashboard
-from .refocus import RefocusInput, RefocusPanel
+from .refocus import RefocusPanel
+from .refocus_controller import RefocusInput
+from .render import VIEWS, render_rgb
 
 __all__ = ["VIEWS", "CdiDashboard", "ComplexImageView", "FthDashboard", "PropagationDashboard",
            "RefocusInput", "RefocusPanel", "cdi_dashboard", "fth_dashboard", "propagation_dashboard",

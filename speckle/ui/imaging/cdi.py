@@ -124,8 +124,9 @@ from .cdi_controller import (
     saved_as_result,
 )
 from .cdi_text import mask_html, percent, saved_html, summary_html
-from .complex_view import ComplexImageView, crop, log_decades
-from .refocus import RefocusInput
+from .complex_view import ComplexImageView
+from .refocus_controller import RefocusInput
+from .render import crop, log_decades
 
 __all__ = ["CONSTRAINT_CHOICES", "RUN_STATES", "CdiDashboard", "cdi_dashboard"]
 

@@ -20,17 +20,18 @@ import ipywidgets as widgets
 import numpy as np
 
 from ...errors import InvalidInputError
+from ...imaging.fth import rotate_phase_to_real
 from ...imaging.options import FthOptions
 from ...imaging.workflow import object_region, run_fth
-from ...imaging.fth import rotate_phase_to_real
 from ...io.imaging_result import write_imaging_result
 from ..common._common import MessageBox, Tasks, styled
 from ..common.beamtime import apply_refocus, refocus_of
-from ..common.export import new_result_folder
 from ..common.downloads import links_html
+from ..common.export import new_result_folder
 from ._base import ImagingDashboard, section
-from .complex_view import ComplexImageView, image_png, log_decades, render_rgb
-from .refocus import RefocusInput
+from .complex_view import ComplexImageView
+from .refocus_controller import RefocusInput
+from .render import image_png, log_decades, render_rgb
 
 __all__ = ["FthDashboard", "fth_dashboard"]
 

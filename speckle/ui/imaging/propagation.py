@@ -21,7 +21,7 @@ from ...imaging.workflow import object_region, run_fth
 from ..common._common import styled
 from ._base import ImagingDashboard, section
 from .complex_view import ComplexImageView
-from .refocus import RefocusInput
+from .refocus_controller import RefocusInput
 
 __all__ = ["INPUT_MODES", "PropagationDashboard", "field_from_image", "propagation_dashboard"]
 

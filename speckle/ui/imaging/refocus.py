@@ -8,124 +8,53 @@ marker that can be dragged along the curve (or moved with the slider bound to it
 the field at the marker's distance, or its gradient. Each finished sweep is written as a
 result folder: the sharpness table (CSV), pictures (PNG) and the HDF5 result in the one
 refocus layout (:func:`speckle.io.imaging_result.write_imaging_result`). Units at the
-interface: eV, nm, µm; SI inside.
+interface: eV, nm, µm; SI inside. The widgets only show and edit the state of a plain-Python
+:class:`~speckle.ui.imaging.refocus_controller.RefocusController`, which does the work.
 """
 
 from __future__ import annotations
 
-import csv
 import html
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import ipywidgets as widgets
-import numpy as np
 import traitlets
 from matplotlib.figure import Figure
 
 from ...errors import InvalidInputError
 from ...imaging.display import SCALES
-from ...imaging.focus import (FOCUS_EXTREMUM, METRICS, MIN_REGION_SIDE, RECOMMENDED_METRIC,
-                              apodize, gradient_magnitude)
+from ...imaging.focus import METRICS
 from ...imaging.options import RefocusOptions
-from ...imaging.propagation import METHODS, wavelength_from_energy
-from ...imaging.workflow import run_refocus
-from ...io.atomic import atomic_path
-from ...io.imaging_result import write_imaging_result
-from ..common._common import RunPanel, RunPanelOwner, Tasks, note_html, styled, sub_progress
-from ..common.export import new_result_folder
+from ..common._common import (
+    RunPanel,
+    RunPanelOwner,
+    Tasks,
+    delegated,
+    note_html,
+    styled,
+    sub_progress,
+)
 from ..common.canvas import interactive_canvas
-from ..common.downloads import links_html, render_png
+from ..common.downloads import links_html
 from ..common.server import base_url as default_base_url
-from .complex_view import image_png, render_rgb
+from .refocus_controller import (
+    FRAME_PIXELS,
+    METRIC_LABELS,
+    UM,
+    RefocusController,
+    RefocusInput,
+    upscale,
+)
+from .render import image_png
 
-__all__ = ["RefocusInput", "RefocusPanel", "apodize", "sharpness_csv_rows", "sharpness_figure",
-           "upscale"]
+__all__ = ["RefocusPanel"]
 
-NM = 1e-9
-UM = 1e-6
-#: The displayed frame is enlarged (whole pixels) to at least this many screen pixels.
-FRAME_PIXELS = 360
-#: The smallest region that can be refocused (pixels each way).
-MIN_SIDE = MIN_REGION_SIDE
-METRIC_LABELS = {"acutance": "acutance (gradient)", "brenner": "Brenner",
-                 "normalized_variance": "normalised variance",
-                 "edge_sparsity": "edge sparsity (Tamura)"}
-
-
-@dataclass
-class RefocusInput:
-    """What a refocus sweep works on, given by the panel's ``source``.
-
-    Attributes
-    ----------
-    field : array, (rows, cols)
-        The complex field to propagate (a region of an image), numpy or cupy.
-    label : str
-        Short name of the data (for the result folder's name and the result's source).
-    kind : str
-        What the field is: "fth", "cdi" or "propagation" (the result's ``source_kind``).
-    image : array, optional
-        The whole image ``field`` was cut from; kept in the result with ``region``.
-    region : (row0, row1, col0, col1), optional
-        Where ``field`` lies in ``image`` (None: all of it).
-    """
-
-    field: object
-    label: str = "image"
-    kind: str = "propagation"
-    image: object = None
-    region: tuple | None = None
-
-
-def sharpness_csv_rows(sweep) -> list[list]:
-    """The sharpness table: a header, then distance (µm) and every metric per distance."""
-    names = list(sweep.sharpness)
-    rows = [["distance_um", *names]]
-    for i, z in enumerate(np.asarray(sweep.distances, float)):
-        rows.append([f"{z / UM:.6g}", *(f"{float(sweep.sharpness[n][i]):.9g}" for n in names)])
-    return rows
-
-
-def sharpness_figure(sweep, metric: str, best: float | None = None,
-                     figsize=(5.6, 3.6)) -> Figure:
-    """Sharpness of ``metric`` against distance (µm), the best distance as a dashed line.
-
-    Parameters
-    ----------
-    sweep : FocusSweep
-    metric : str
-        One of the swept metrics.
-    best : float, optional
-        The best distance (m) to mark; default ``sweep.best(metric)``.
-    figsize : (float, float)
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    best = sweep.best(metric) if best is None else best
-    fig = Figure(figsize=figsize, layout="constrained")
-    ax = fig.add_subplot()
-    ax.plot(np.asarray(sweep.distances, float) / UM, np.asarray(sweep.sharpness[metric], float),
-            "o-", color="#1f77b4", markersize=3)
-    ax.axvline(best / UM, color="#2ca02c", linestyle="--", linewidth=1,
-               label=f"sharpest: {best / UM:+.3f} µm")
-    ax.set_xlabel("propagation distance (µm)")
-    ax.set_ylabel(f"sharpness: {METRIC_LABELS.get(metric, metric)}")
-    ax.legend(loc="best", fontsize=8)
-    return fig
-
-
-def upscale(rgb: np.ndarray, pixels: int = FRAME_PIXELS) -> np.ndarray:
-    """Enlarge a small picture by a whole factor (nearest neighbour) to about ``pixels``."""
-    factor = max(1, int(pixels // max(rgb.shape[:2])))
-    if factor == 1:
-        return rgb
-    return np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)
+#: The panel's widgets (attribute names) bound to :class:`RefocusFields` (field names).
+BINDINGS = ("energy", "pitch", "z_from", "z_to", "steps", "apodization", "metric", "extremum",
+            "method")
 
 
 def _number(description: str, value: float, css: str, tooltip: str = "", step=None):
@@ -148,19 +77,16 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
 
     Attributes
     ----------
+    controller : RefocusController
+        The fields, the sweep, the marker, the result folder; the operations.
     state : str
         "idle", "running", "done", "cancelled" or "failed" (a trait).
-    result : RefocusResult or None
-        The last finished refocus (:func:`speckle.imaging.workflow.run_refocus`).
-    sweep : FocusSweep or None
-        Its sweep (``result.sweep``).
+    result, sweep, input, folder, files
+        The controller's (read only): the last finished refocus
+        (:func:`speckle.imaging.workflow.run_refocus`), its sweep, what it was given, its
+        result folder and files.
     index : int
-        Index into ``sweep.distances`` of the marker (the slider's value).
-    folder : pathlib.Path or None
-        The result folder of the last sweep.
-    files : dict of str to pathlib.Path
-        Its files: ``"csv"``, ``"hdf5"``, ``"sharpness_png"``, ``"input_png"``,
-        ``"best_png"`` and ``"frame_png"`` (the last saved frame, when saved).
+        Index into ``sweep.distances`` of the marker (the slider's value; a trait).
     error : str
         The last failure in words ("" when none).
     run_panel : RunPanel
@@ -187,6 +113,13 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
     state = traitlets.Unicode("idle")
     index = traitlets.Int(0)
 
+    result = delegated("controller", "result")
+    sweep = delegated("controller", "sweep")
+    input = delegated("controller", "input")
+    folder = delegated("controller", "folder")
+    files = delegated("controller", "files")
+    distance = delegated("controller", "distance")
+
     def __init__(self, source: Callable[[], RefocusInput] | None = None, *, results_dir=None,
                  base_url: str | None = None, server_root=None, **kwargs):
         super().__init__(**kwargs)
@@ -195,12 +128,7 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
         self.results_dir = results_dir
         self.base_url = base_url or default_base_url()
         self.server_root = server_root
-        self.sweep = None
-        self.input: RefocusInput | None = None
-        self.result = None
-        self.field_in = None
-        self.folder: Path | None = None
-        self.files: dict[str, Path] = {}
+        self.controller = RefocusController()
         self.frame_png = b""
         self._lock = threading.RLock()
         self._frames = Tasks("refocus-frame")
@@ -226,19 +154,19 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
             style={"description_width": "120px"}, layout=widgets.Layout(width="320px")),
             "speckle-refocus-apodization")
         self.metric = styled(widgets.Dropdown(
-            options=[(METRIC_LABELS.get(m, m), m) for m in METRICS], value=RECOMMENDED_METRIC,
+            options=[(METRIC_LABELS.get(m, m), m) for m in METRICS],
             description="sharpness", style={"description_width": "120px"},
             layout=widgets.Layout(width="320px")), "speckle-refocus-metric")
         self.extremum = styled(widgets.Dropdown(
             options=[("its maximum", "max"), ("its minimum", "min")],
-            value=FOCUS_EXTREMUM[RECOMMENDED_METRIC], description="focus at",
+            description="focus at",
             tooltip="which extremum of the sharpness marks the focus (phase objects: some "
                     "metrics are minimal in focus)",
             style={"description_width": "120px"}, layout=widgets.Layout(width="320px")),
             "speckle-refocus-extremum")
         self.method = styled(widgets.Dropdown(
             options=[("angular spectrum (exact)", "angular"), ("Fresnel (paraxial)", "fresnel")],
-            value=METHODS[0], description="propagation", style={"description_width": "120px"},
+            description="propagation", style={"description_width": "120px"},
             layout=widgets.Layout(width="320px")), "speckle-refocus-method")
         self._own(RunPanel(label="Refocus", what="The refocus sweep", prefix="speckle-refocus",
                            name="refocus", progress_width="280px"))
@@ -307,6 +235,9 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
             self._body,
         ]
         self.frame.layout.display = "none"  # until the first frame is rendered
+        self._push_fields()
+        for name in BINDINGS:  # first: the handlers below read the controller
+            getattr(self, name).observe(self._binder(name), "value")
         self._show_body(False)
         self.run_button.on_click(lambda _b: self.run())
         self.best_button.on_click(lambda _b: self.go_to_best())
@@ -318,17 +249,23 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
         self.frame_view.observe(lambda _c: self.show_frame(), "value")
         self.frame_scale.observe(lambda _c: self.show_frame(), "value")
 
+    # ---------------------------------------------------------------- fields <-> controller
+    def _binder(self, name: str) -> Callable:
+        def bind(change):
+            setattr(self.controller.fields, name, change["new"])
+        return bind
+
+    def _push_fields(self) -> None:
+        """Show the controller's fields in the widgets."""
+        for name in BINDINGS:
+            getattr(self, name).value = getattr(self.controller.fields, name)
+
     # ---------------------------------------------------------------- parameters
     def set_parameters(self, *, energy: float | None = None, pitch: float | None = None,
                        z_range: tuple[float, float] | None = None) -> None:
         """Fill the fields (SI units: eV, m, (m, m)); None leaves a field as it is."""
-        if energy:
-            self.energy.value = round(float(energy), 3)
-        if pitch:
-            self.pitch.value = float(f"{pitch / NM:.6g}")
-        if z_range is not None:
-            self.z_from.value = float(f"{z_range[0] / UM:.6g}")
-            self.z_to.value = float(f"{z_range[1] / UM:.6g}")
+        self.controller.set_parameters(energy=energy, pitch=pitch, z_range=z_range)
+        self._push_fields()
 
     def suggest(self, *, energy: float | None, pitch: float | None) -> None:
         """Fill energy (eV) and pitch (m) from the data; mark those it lacks as assumed.
@@ -370,30 +307,9 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
             f"{'them' if len(missing) > 1 else 'it'} (the distances scale with both).</div>")
 
     def parameters(self) -> dict:
-        """The sweep's parameters from the fields, in SI units.
-
-        Raises
-        ------
-        InvalidInputError
-            For a non-positive energy or pitch, or an empty distance range.
-        """
-        energy = self.energy.value
-        if not (energy or 0) > 0:
-            raise InvalidInputError(f"the photon energy must be positive, got {energy} eV; "
-                                    "type it in the energy field")
-        pitch = self.pitch.value
-        if not (pitch or 0) > 0:
-            raise InvalidInputError(f"the pixel pitch must be positive, got {pitch} nm; type "
-                                    "the size of one image pixel in the sample plane")
-        z0, z1 = self.z_from.value, self.z_to.value
-        if not (np.isfinite(z0) and np.isfinite(z1)) or z0 == z1:
-            raise InvalidInputError(f"the distance range {z0} to {z1} µm is empty; give two "
-                                    "different distances")
-        return {"energy": float(energy), "wavelength": wavelength_from_energy(energy),
-                "pixel_size": float(pitch) * NM,
-                "distances": np.linspace(z0 * UM, z1 * UM, int(self.steps.value)),
-                "apodization": float(self.apodization.value), "metric": self.metric.value,
-                "method": self.method.value}
+        """The sweep's parameters from the fields, in SI units (see
+        :meth:`RefocusController.parameters`)."""
+        return self.controller.parameters()
 
     # ---------------------------------------------------------------- running
     def run(self) -> threading.Thread | None:
@@ -411,13 +327,7 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
     def options(self, region=None) -> RefocusOptions:
         """The fields as :class:`~speckle.imaging.options.RefocusOptions` (checked), for
         ``region`` of the field."""
-        p = self.parameters()
-        z = p["distances"]
-        return RefocusOptions(energy=p["energy"], pixel_size=p["pixel_size"],
-                              distances=(float(z[0]), float(z[-1]), int(len(z))),
-                              region=None if region is None else tuple(int(v) for v in region),
-                              apodization=p["apodization"], metric=p["metric"],
-                              extremum=self.extremum.value, method=p["method"])
+        return self.controller.options(region)
 
     def _prepare(self) -> Callable:
         """Widget thread: the sweep's input and options, checked."""
@@ -425,30 +335,23 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
             raise InvalidInputError("nothing to refocus: choose data first")
         self.parameters()  # the fields' own messages first
         given = self.source()
-        shape = tuple(getattr(given.field, "shape", ()))
-        if len(shape) != 2 or min(shape) < MIN_SIDE:
-            raise InvalidInputError(
-                f"the region to refocus is {' × '.join(map(str, shape))} pixels; "
-                f"select one of at least {MIN_SIDE} × {MIN_SIDE} pixels")
-        whole = given.image is not None
-        options = self.options(given.region if whole else None)
+        options = self.controller.check(given)
         return lambda progress, cancel: self._work(given, options, progress, cancel)
 
     def _work(self, given: RefocusInput, options: RefocusOptions, progress: Callable,
               cancel: Callable) -> None:
         try:
-            result = run_refocus(given.image if given.image is not None else given.field,
-                                 options, progress=sub_progress(progress, 0.0, 0.8),
-                                 cancel=cancel, source=given.label, source_kind=given.kind)
+            result = self.controller.refocus(given, options,
+                                             progress=sub_progress(progress, 0.0, 0.8),
+                                             cancel=cancel)
             step = sub_progress(progress, 0.8, 1.0, cancel, "the refocus sweep was cancelled")
             step(0.0, "plotting")
             self._show_sweep(result, given)
-            folder, files = self._write(result, given, step)
+            self.controller.write(step, self.results_dir)
         except BaseException:
             if self.sweep is not None and self.folder is None:
                 self.downloads.value = note_html("No result files were written.")
             raise
-        self.folder, self.files = folder, files
         self._show_links()
         self.save_frame_button.disabled = False
 
@@ -456,14 +359,12 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
     def _show_sweep(self, result, given: RefocusInput) -> None:
         """Make ``result``'s sweep the shown one: curve, marker at the best distance, frame."""
         self._frames.invalidate()
+        self.controller.accept(result, given)
         sweep = result.sweep
-        self.result, self.sweep, self.input = result, sweep, given
-        self.field_in = result.field
-        self.folder, self.files = None, {}
         self.downloads.value = note_html("Writing the result files…")
         self.save_frame_button.disabled = True
         self._show_body(True)
-        best = self.best_index()
+        best = self.controller.index
         self.slider.max = len(sweep.distances) - 1
         self._plot_curve()
         self.best_text.value = self._best_html()
@@ -474,34 +375,17 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
             self.slider.value = best  # the marker follows (index)
 
     def best_distance(self, metric: str | None = None) -> float:
-        """The best distance (m) of ``metric`` (default the chosen one) in the last sweep.
-
-        The chosen metric's focus is at the chosen extremum; any other metric's at its default
-        (:data:`speckle.imaging.focus.FOCUS_EXTREMUM`).
-        """
-        chosen = self.metric.value
-        metric = metric or chosen
-        return self.sweep.best(metric, self.extremum.value if metric == chosen else None)
-
-    def best_index(self) -> int:
-        """Index of the best distance of the chosen metric in the last sweep."""
-        d = np.asarray(self.sweep.distances)
-        return int(np.argmin(np.abs(d - self.best_distance())))
-
-    @property
-    def distance(self) -> float | None:
-        """The marker's distance (m), or None before a sweep."""
-        if self.sweep is None:
-            return None
-        return float(np.asarray(self.sweep.distances)[self.index])
+        """The best distance (m) of ``metric`` (default the chosen one) in the last sweep
+        (see :meth:`RefocusController.best_distance`)."""
+        return self.controller.best_distance(metric)
 
     def _plot_curve(self) -> None:
         sweep = self.sweep
         if sweep is None:
             return
-        metric = self.metric.value
-        z_um = np.asarray(sweep.distances, float) / UM
-        values = np.asarray(sweep.sharpness[metric], float)
+        metric = self.controller.fields.metric
+        z_um = [float(z) / UM for z in sweep.distances]
+        values = [float(v) for v in sweep.sharpness[metric]]
         with self._lock:
             self._curve.set_data(z_um, values)
             self._best_line.set_xdata([self.best_distance() / UM] * 2)
@@ -512,14 +396,13 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
         self.plot.draw_idle()
 
     def _best_html(self) -> str:
-        sweep = self.sweep
         items = "".join(
-            f"<li>{html.escape(METRIC_LABELS.get(m, m))}: "
-            f"<b>{self.best_distance(m) / UM:.3f} µm</b></li>" for m in sweep.sharpness)
+            f"<li>{html.escape(METRIC_LABELS.get(m, m))}: <b>{z / UM:.3f} µm</b></li>"
+            for m, z in self.controller.best_distances().items())
         return (f"<div>Sharpest at (green line):<ul style='margin:2px 0'>{items}</ul></div>")
 
     def _on_metric(self, change) -> None:
-        extremum = FOCUS_EXTREMUM.get(change["new"], "max")
+        extremum = self.controller.default_extremum(change["new"])
         if self.extremum.value != extremum:
             self.extremum.value = extremum  # redraws
         else:
@@ -533,12 +416,13 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
     def go_to_best(self) -> None:
         """Move the marker to the best distance of the chosen metric."""
         if self.sweep is not None:
-            self.slider.value = self.best_index()
+            self.slider.value = self.controller.best_index()
 
     def _on_index(self, change) -> None:
         if self.sweep is None:
             return
         i = int(change["new"])
+        self.controller.index = i
         if self.slider.value != i:
             self.slider.value = i
         z = self.distance
@@ -554,8 +438,7 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
     def _index_at(self, x) -> int | None:
         if self.sweep is None or x is None:
             return None
-        z_um = np.asarray(self.sweep.distances, float) / UM
-        return int(np.argmin(np.abs(z_um - x)))
+        return self.controller.index_at(x)
 
     def _on_press(self, event) -> None:
         if event.inaxes is not self.ax or event.button != 1:
@@ -578,10 +461,7 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
     # ---------------------------------------------------------------- the frame at the marker
     def frame_at(self, distance: float, view: str | None = None):
         """The field (or its gradient magnitude) at ``distance`` (m) of the last sweep."""
-        field_z = self.sweep.field_at(distance)
-        if (view or self.frame_view.value) == "gradient":
-            return gradient_magnitude(field_z)
-        return field_z
+        return self.controller.frame_at(distance, view or self.frame_view.value)
 
     def show_frame(self) -> None:
         """Render the frame at the marker in the background (a newer request wins)."""
@@ -590,9 +470,7 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
         z, view, scale = self.distance, self.frame_view.value, self.frame_scale.value
 
         def render():
-            data = self.frame_at(z, view)
-            return image_png(upscale(render_rgb(data, "magnitude" if view == "gradient"
-                                                else "complex", scale)))
+            return image_png(upscale(self.controller.frame_rgb(z, view, scale)))
 
         def done(png):
             self.frame_png = png
@@ -608,44 +486,16 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
         self._frames.start(render, done, failed)
 
     # ---------------------------------------------------------------- files
-    def _write(self, result, given: RefocusInput, step):
-        """The result folder: the HDF5 result (the one refocus layout), table and pictures."""
-        sweep = result.sweep
-        # a figure of its own: saving the live ipympl one would push frames to the browser
-        sharpness_png = render_png(sharpness_figure(sweep, result.options.metric,
-                                                    result.best_distance))
-        with new_result_folder(f"{given.label}-refocus", self.results_dir) as (tmp, final):
-            step(0.1, "writing the sharpness table")
-            with open(tmp / "sharpness.csv", "w", newline="") as f:
-                csv.writer(f).writerows(sharpness_csv_rows(sweep))
-            step(0.3, "writing the HDF5 result")
-            write_imaging_result(result, tmp / "result.h5")
-            step(0.7, "writing pictures")
-            (tmp / "sharpness.png").write_bytes(sharpness_png)
-            (tmp / "input.png").write_bytes(image_png(render_rgb(result.field)))
-            (tmp / "focus_best.png").write_bytes(image_png(render_rgb(result.focused)))
-            step(0.95, "finishing")
-        names = {"csv": "sharpness.csv", "hdf5": "result.h5", "sharpness_png": "sharpness.png",
-                 "input_png": "input.png", "best_png": "focus_best.png"}
-        return final, {key: final / name for key, name in names.items()}
-
     def save_frame(self) -> Path | None:
         """Add the frame shown at the marker to the result folder (PNG) and offer it."""
         if self.folder is None or not self.frame_png or self.sweep is None:
             return None
         self._frames.wait(30)
-        z = self.distance
-        kind = "gradient" if self.frame_view.value == "gradient" else "field"
-        path = self.folder / f"{kind}_z{z / UM:+.3f}um.png"
         try:
-            with atomic_path(path) as tmp:
-                Path(tmp).write_bytes(image_png(render_rgb(
-                    self.frame_at(z), "magnitude" if kind == "gradient" else "complex",
-                    self.frame_scale.value)))
+            path = self.controller.save_frame(self.frame_view.value, self.frame_scale.value)
         except Exception as exc:  # noqa: BLE001 - shown in the page
             self.message.error(exc, title="The frame was not saved:")
             return None
-        self.files["frame_png"] = path
         self._show_links()
         return path
 
@@ -669,10 +519,7 @@ class RefocusPanel(RunPanelOwner, widgets.VBox):
         """Forget the shown sweep (new data was chosen)."""
         self.cancel()
         self._frames.invalidate()
-        self.result = self.sweep = None
-        self.input = None
-        self.field_in = None
-        self.folder, self.files = None, {}
+        self.controller.clear()
         self.frame_png = b""
         self.frame.value = b""
         self.frame.layout.display = "none"
