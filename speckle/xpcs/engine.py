@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import importlib.util
 import os
 import threading
@@ -74,7 +75,7 @@ def _collector_paused():
             gc.enable()
 
 
-def preload(choice: str | None = None) -> None:
+def preload(choice: str | None = None, then: tuple[str, ...] = ()) -> None:
     """Start loading the compiled kernels in a background thread (numba's start-up overlaps
     whatever the caller does next); a later :func:`compiled_kernels` waits for it.
 
@@ -82,14 +83,22 @@ def preload(choice: str | None = None) -> None:
     ----------
     choice : {"auto", "numba", "numpy"}, optional
         As for :func:`compiled_kernels`; nothing is loaded when the numpy kernels are chosen.
+    then : tuple of str
+        Modules the caller will need later (``speckle xpcs``: scipy.optimize for the fits),
+        imported by the same thread once the kernels are loaded, so that their import overlaps
+        the analysis (the kernels release the GIL) instead of following it.
     """
     def load():
         try:
-            compiled_kernels(choice)
-        except Exception:  # noqa: BLE001 - the caller's own compiled_kernels() will say why
+            if kernels:
+                compiled_kernels(choice)
+            for name in then:
+                importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the caller's own imports will say why
             pass
 
-    if use_compiled(choice):
+    kernels = use_compiled(choice)
+    if kernels or then:
         threading.Thread(target=load, daemon=True, name="speckle-kernels").start()
 
 

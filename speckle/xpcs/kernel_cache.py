@@ -14,13 +14,44 @@ import it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import warnings
 from pathlib import Path
 
 import numba
 from numba.core.caching import (CompileResultCacheImpl, FunctionCache, InTreeCacheLocator,
                                 UserWideCacheLocator)
+
+
+def _load_array_math_without_scipy() -> None:
+    """Load numba's array-math implementations without their BLAS probe importing scipy.linalg.
+
+    When numba first loads a function (cached or not) it loads ``numba.np.arraymath``, which
+    asks whether BLAS is there by importing ``scipy.linalg.cython_blas``: 0.13-0.2 s of
+    scipy.linalg on the way to the kernels, none of which use BLAS. Here the probe answers from
+    the installed packages instead (scipy there or not, as numba's own answer would be), and
+    numba's real probe is put back at once, so that whatever compiles BLAS calls later (np.dot
+    in someone's own function) imports scipy and checks it as numba always does.
+    """
+    if "numba.np.arraymath" in sys.modules:
+        return
+    from numba.np import linalg
+
+    def probe():
+        if importlib.util.find_spec("scipy") is None:
+            raise ImportError("scipy 0.16+ is required for linear algebra")
+
+    real = linalg.ensure_blas
+    linalg.ensure_blas = probe
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        linalg.ensure_blas = real
+
+
+_load_array_math_without_scipy()
 
 __all__ = ["cache_dir", "compiled", "open_to_all"]
 
