@@ -264,9 +264,7 @@ def progress_bar(stream):
 def _run_xpcs(args) -> int:
     from ..xpcs.engine import preload
 
-    # the compiled kernels load while the data and the regions are opened, then the fits'
-    # scipy.optimize while the frames are correlated
-    preload(then=("scipy.optimize",))
+    preload()  # the compiled kernels load while the data and the regions are opened
     recipe = recipe_from_args(args)
     out = Path(args.out)
     if not out.parent.is_dir():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import importlib.util
 import os
 import threading
@@ -75,7 +74,7 @@ def _collector_paused():
             gc.enable()
 
 
-def preload(choice: str | None = None, then: tuple[str, ...] = ()) -> None:
+def preload(choice: str | None = None) -> None:
     """Start loading the compiled kernels in a background thread (numba's start-up overlaps
     whatever the caller does next); a later :func:`compiled_kernels` waits for it.
 
@@ -83,22 +82,14 @@ def preload(choice: str | None = None, then: tuple[str, ...] = ()) -> None:
     ----------
     choice : {"auto", "numba", "numpy"}, optional
         As for :func:`compiled_kernels`; nothing is loaded when the numpy kernels are chosen.
-    then : tuple of str
-        Modules the caller will need later (``speckle xpcs``: scipy.optimize for the fits),
-        imported by the same thread once the kernels are loaded, so that their import overlaps
-        the analysis (the kernels release the GIL) instead of following it.
     """
     def load():
         try:
-            if kernels:
-                compiled_kernels(choice)
-            for name in then:
-                importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - the caller's own imports will say why
+            compiled_kernels(choice)
+        except Exception:  # noqa: BLE001 - the caller's own compiled_kernels() will say why
             pass
 
-    kernels = use_compiled(choice)
-    if kernels or then:
+    if use_compiled(choice):
         threading.Thread(target=load, daemon=True, name="speckle-kernels").start()
 
 
