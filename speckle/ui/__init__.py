@@ -72,8 +72,7 @@ class                          element
                                ``speckle-region-info``, ``speckle-region-list`` (the
                                rectangles), ``speckle-region-delete``, ``speckle-region-clear``,
                                ``speckle-region-text`` (ROW0:ROW1,COL0:COL1) and
-                               ``speckle-region-set`` (Add); on the XPCS page these also carry
-                               ``speckle-roi-list``, ``-delete``, ``-clear``, ``-text``, ``-add``
+                               ``speckle-region-set`` (Add)
 ``speckle-qrings``             the geometry and q-ring fields
 ``speckle-runner``             the analysis section
 ``speckle-analyze``            Analyze button

@@ -483,12 +483,12 @@ def wait_dataset_open(page, name: str, timeout_ms: int = 60000) -> str:
 
 def add_rectangle(page, text: str, timeout_ms: int = 15000) -> None:
     """Type a rectangle ``ROW0:ROW1,COL0:COL1`` and press Add; wait until it is listed."""
-    rois = page.locator(".speckle-roi-list option")
+    rois = page.locator(".speckle-region-list option")
     before = rois.count()
-    page.fill(".speckle-roi-text input", text)
-    page.click("button.speckle-roi-add")
+    page.fill(".speckle-region-text input", text)
+    page.click("button.speckle-region-set")
     page.wait_for_function(
-        "n => document.querySelectorAll('.speckle-roi-list option').length > n", arg=before,
+        "n => document.querySelectorAll('.speckle-region-list option').length > n", arg=before,
         timeout=timeout_ms)
 
 

@@ -274,7 +274,7 @@ def test_upload_200mb_through_the_dashboard_and_analyse(alice, page_of, big_npy,
     assert f"{BIG_FRAMES} of 256 × 256" in info, info
     add_rectangle(page, "0:128,0:128")
     add_rectangle(page, "128:256,128:256")
-    n_regions = page.locator(".speckle-roi-list option").count()
+    n_regions = page.locator(".speckle-region-list option").count()
     assert n_regions == 2
     t1 = time.monotonic()
     page.click("button.speckle-analyze")

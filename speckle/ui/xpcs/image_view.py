@@ -67,9 +67,8 @@ class ImageView(RegionEditorOwner, widgets.VBox):
     -----
     CSS classes: ``speckle-image-view``, ``speckle-image`` (the canvas),
     ``speckle-image-kind``, ``speckle-image-scale``, ``speckle-region-mode``, the region
-    editor's (``speckle-region-*``, see :class:`RegionEditor`; also ``speckle-roi-list``,
-    ``speckle-roi-delete``, ``speckle-roi-clear``, ``speckle-roi-text`` and ``speckle-roi-add``,
-    which browser tests and scripts of this page use), ``speckle-qrings`` (the ring fields),
+    editor's (``speckle-region-*``, see :class:`RegionEditor`), ``speckle-qrings`` (the ring
+    fields),
     ``speckle-error``, ``speckle-image-empty`` (the hint shown instead of the image before any
     dataset).
     """
@@ -120,13 +119,6 @@ class ImageView(RegionEditorOwner, widgets.VBox):
                       "ranges).")
         self.selector = self.editor.attach(self.ax)
         self.rect_panel = self.editor
-        # the classes this page had before the editor was shared (its browser tests use them)
-        for widget, css in ((self.editor.region_list, "speckle-roi-list"),
-                            (self.editor.delete_button, "speckle-roi-delete"),
-                            (self.editor.clear_button, "speckle-roi-clear"),
-                            (self.editor.region_text, "speckle-roi-text"),
-                            (self.editor.set_button, "speckle-roi-add")):
-            styled(widget, css)
         # q-rings
         self.energy = _number("energy (eV)", step=10)
         self.distance = _number("distance (m)", step=0.01)
