@@ -13,6 +13,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from speckle_hub import settings as speckle_settings  # noqa: E402
+from speckle_hub.database import use_wal  # noqa: E402
 from speckle_hub.pages import template_vars  # noqa: E402
 from speckle_hub.spawner import SpeckleSpawner, options_form, pre_spawn_hook  # noqa: E402
 from speckle_hub.startstop import answer_interrupted_starts  # noqa: E402
@@ -41,6 +42,7 @@ else:
 # --- Settings: address, port, TLS, state files, accounts (native sign-up + admin approval by
 # default; pam, ldap, oauth), idle-server culler service, data folders, culling, GPUs.
 speckle_settings.apply(c, S)
+use_wal()  # commits append to a log instead of waiting for fsync (speckle_hub/database.py)
 
 # --- User servers: LocalProcessSpawner as each user's own unix account (root) or as the
 # invoking account (single-account mode); GPU per server; spawn form with the profiles.

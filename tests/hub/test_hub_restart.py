@@ -1,5 +1,7 @@
 """Production layout (systemd): the proxy in its own process; a hub restart keeps users' servers."""
 
+import sqlite3
+
 import pytest
 import requests
 
@@ -30,3 +32,16 @@ def test_user_server_and_route_survive_a_hub_restart(hub_with_own_proxy):
     model = hub.api("GET", f"users/{user.name}").json()
     assert model["servers"][""]["ready"]  # found again, not restarted
     assert user.get("api/contents").status_code == 200
+
+
+def test_the_database_commits_to_a_write_ahead_log(hub_with_own_proxy):
+    """The hub's SQLite file is in WAL mode (speckle_hub/database.py): commits append to the log
+    instead of waiting for fsync on the event loop; what a running hub wrote is readable."""
+    hub = hub_with_own_proxy
+    user = hub.new_user("w")
+    db = hub.state_dir / "jupyterhub.sqlite"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        names = {row[0] for row in con.execute("SELECT name FROM users")}
+    assert user.name in names
+    assert (hub.state_dir / "jupyterhub.sqlite-wal").exists()
