@@ -475,3 +475,83 @@ def test_fit_of_simulated_speckle():
     assert res.params["baseline"] == pytest.approx(1.0, abs=0.01)
     stretched_fit = fit_g2(lags * FRAME, g2, err, "stretched")
     assert stretched_fit.params["stretch"] == pytest.approx(1.0, abs=0.05)
+
+
+# ------------------------------------------------------------------------------------------
+# the fits' own Levenberg-Marquardt against scipy's least_squares (the reference)
+
+
+def _same_fit(ours, ref):
+    """Same verdict, same parameters within 1e-6 or a thousandth of their error, same errors."""
+    assert ours.success == ref.success
+    assert ours.message.split(":")[0] == ref.message.split(":")[0]
+    assert ours.fixed == ref.fixed and ours.n_points == ref.n_points
+    for name, value in ref.params.items():
+        tol = max(1e-6 * abs(value), 1e-3 * ref.errors[name])
+        assert ours.params[name] == pytest.approx(value, abs=tol), name
+        assert ours.errors[name] == pytest.approx(ref.errors[name], rel=1e-3, nan_ok=True), name
+    assert ours.chi2_reduced == pytest.approx(ref.chi2_reduced, rel=1e-6, nan_ok=True)
+
+
+@pytest.mark.parametrize("model", ["single", "stretched"])
+def test_fits_equal_scipy_least_squares(model, monkeypatch):
+    from speckle.xpcs import fitting
+
+    rng = np.random.default_rng(29)
+    ref_fit = fitting._fit_once_scipy
+    cases = 0
+    for seed in range(40):
+        truth = dict(TRUTH["stretched"][1], tau=float(10 ** rng.uniform(-2.5, 0.5)),
+                     contrast=float(rng.uniform(0.02, 0.5)), stretch=float(rng.uniform(0.4, 1.8)))
+        if model == "single":
+            truth.pop("stretch")
+        sigma = float(10 ** rng.uniform(-3.5, -2))
+        func = single if model == "single" else stretched
+        y = func(T, **truth) + rng.normal(0.0, sigma, T.size)
+        for err, kw in ((sigma, {}), (None, {}), (sigma, {"fixed": {"baseline": 1.0}})):
+            ours = fit_g2(T, y, err, model, **kw)
+            monkeypatch.setattr(fitting, "_fit_once", ref_fit)
+            ref = fit_g2(T, y, err, model, **kw)
+            monkeypatch.undo()
+            _same_fit(ours, ref)
+            cases += ref.success
+    assert cases > 100  # most of them decay inside the lags and are fitted
+
+
+def test_fits_equal_scipy_on_simulated_speckle(monkeypatch):
+    from speckle.xpcs import fitting
+    from speckle.xpcs.simulate import ou_speckle
+
+    lags = multitau_lags(levels=5).astype(int)
+    for seed, (tau_frames, beta) in enumerate(((3.0, 0.1), (20.0, 0.3), (80.0, 0.05))):
+        ds = ou_speckle(1000, (16, 16), tau_frames, beta, 2.0, seed=30 + seed, frame_time=FRAME)
+        g2, err = direct_g2(ds.read_frames(), lags[lags < 500])
+        t = lags[lags < 500] * FRAME
+        for model in ("single", "stretched"):
+            ours = fit_g2(t, g2, err, model)
+            monkeypatch.setattr(fitting, "_fit_once", fitting._fit_once_scipy)
+            ref = fit_g2(t, g2, err, model)
+            monkeypatch.undo()
+            assert ref.success, ref.message
+            _same_fit(ours, ref)
+
+
+def test_flat_curve_limits_equal_scipy():
+    from scipy.special import chdtri
+
+    from speckle.xpcs import fitting
+
+    for k in range(1, 6):
+        assert fitting._flat_limit(k) == pytest.approx(float(chdtri(k, 1e-3)), rel=1e-12)
+
+
+def test_single_and_stretched_fits_leave_scipy_optimize_out():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from speckle.xpcs.fitting import fit_all; "
+            "t = np.geomspace(1e-3, 30, 50); g2 = 1 + 0.2 * np.exp(-2 * t / 0.05); "
+            "assert all(r.success for m in ('single', 'stretched') for r in fit_all(t, g2, 1e-3, m)); "
+            "print('scipy.optimize' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

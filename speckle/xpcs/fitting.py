@@ -78,6 +78,20 @@ _TAU_RANGE = (1e-3, 1e3)
 
 _OK = "fit converged"
 
+# The chi-square a flat curve exceeds with probability _FLAT_P_VALUE, for k degrees of freedom
+# (scipy.special.chdtri(k, 1e-3); k is at most 4 here): a table, so that fitting does not
+# import scipy (tests/test_fitting.py checks it against scipy).
+_FLAT_LIMITS = {1: 10.827566170662733, 2: 13.815510557964274, 3: 16.26623619623813,
+                4: 18.466826952903173, 5: 20.515005652432876}
+
+
+def _flat_limit(k: int) -> float:
+    if k in _FLAT_LIMITS:
+        return _FLAT_LIMITS[k]
+    from scipy.special import chdtri  # noqa: PLC0415 - never reached by the models here
+
+    return float(chdtri(k, _FLAT_P_VALUE))
+
 
 def model_names() -> tuple[str, ...]:
     """Names of the g2 models :func:`fit_g2` knows.
@@ -386,13 +400,137 @@ def _covariance(jac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cov, undetermined
 
 
-def _fit_once(model, names, free, t, y, w, start, lo, hi, fixed_vals):
-    """One least-squares run from ``start``; returns (OptimizeResult, full params)."""
+@dataclass
+class _Solution:
+    """The end of one least-squares run: the free parameters, the weighted residuals at them,
+    half their sum of squares, and a status (> 0 converged, 0 stopped at the evaluation limit)."""
 
+    x: np.ndarray
+    fun: np.ndarray
+    cost: float
+    status: int
+
+
+def _least_squares(fun, x0, lo, hi, max_nfev, max_step=np.inf) -> _Solution:
+    """Minimise ``sum(r**2) / 2`` within the box ``lo <= x <= hi`` (Levenberg-Marquardt).
+
+    ``fun(x)`` returns the residuals ``r`` and their Jacobian. Marquardt's damping scaled by
+    the diagonal of ``J^T J`` (so the steps do not depend on the parameters' units), Nielsen's
+    update of the damping, and bounds by projection: a parameter at a bound whose gradient
+    points out of the box is held there for the step, the others' step is clipped into the
+    box, and a step that does not lower the cost is retried with more damping. It stops as
+    scipy's ``least_squares(xtol=ftol=gtol=1e-12)`` does: the cost changes by less than 1e-12
+    of itself on a good step, the step is below 1e-12 of the parameters, or the gradient is
+    orthogonal to the residuals within 1e-12 (MINPACK's test). Non-finite residuals count as
+    an infinite cost. ``max_step`` (per parameter) caps a step: a longer one is shortened
+    along its direction.
+    """
+    tol = 1e-12
+    x = np.clip(np.asarray(x0, dtype=np.float64), lo, hi)
+    r, jac = fun(x)
+    cost = 0.5 * float(r @ r) if np.all(np.isfinite(r)) else math.inf
+    if not math.isfinite(cost):
+        return _Solution(x, r, cost, -1)
+    nfev, lam, nu, status = 1, 1e-3, 2.0, 0
+    while nfev < max_nfev:
+        g = jac.T @ r
+        a = jac.T @ jac
+        d = np.diag(a).copy()
+        held = ((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0))
+        move = ~held
+        if not move.any():
+            status = 1
+            break
+        gm, dm = g[move], d[move]
+        if cost == 0.0 or np.max(np.abs(gm) / np.sqrt(np.maximum(dm, 1e-300) * 2.0 * cost)) <= tol:
+            status = 1
+            break
+        dm = np.maximum(dm, 1e-15 * max(float(dm.max()), 1e-300))
+        am = a[np.ix_(move, move)]
+        try:
+            step = np.linalg.solve(am + lam * np.diag(dm), -gm)
+        except np.linalg.LinAlgError:
+            step = np.linalg.lstsq(am + lam * np.diag(dm), -gm, rcond=None)[0]
+        over = np.max(np.abs(step) / np.broadcast_to(max_step, x.shape)[move])
+        if over > 1.0:
+            step = step / over
+        trial = x.copy()
+        trial[move] += step
+        trial = np.clip(trial, lo, hi)
+        dx = trial - x
+        r_new, jac_new = fun(trial)
+        nfev += 1
+        cost_new = 0.5 * float(r_new @ r_new) if np.all(np.isfinite(r_new)) else math.inf
+        if cost_new < cost:
+            # the reduction the linear model predicts for the projected step
+            jdx = jac @ dx
+            predicted = -(g @ dx) - 0.5 * float(jdx @ jdx)
+            rho = (cost - cost_new) / predicted if predicted > 0 else 0.0
+            small_change = cost - cost_new <= tol * cost and rho > 0.25
+            small_step = math.sqrt(float(dx @ dx)) <= tol * (tol + math.sqrt(float(x @ x)))
+            x, r, jac, cost = trial, r_new, jac_new, cost_new
+            lam *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+            nu = 2.0
+            if small_change or small_step:
+                status = 2
+                break
+        else:
+            if math.sqrt(float(dx @ dx)) <= tol * (tol + math.sqrt(float(x @ x))):
+                status = 3  # no step of any damping lowers the cost: at the minimum
+                break
+            lam *= nu
+            nu *= 2.0
+    return _Solution(x, r, cost, status)
+
+
+def _start_vector(free, start, lo, hi) -> np.ndarray:
+    x0 = np.array([start[n] for n in free], dtype=np.float64)
+    x0 = np.where(np.isfinite(x0), x0, np.where(np.isfinite(lo), lo, 0.0))
+    return np.clip(x0, lo, hi)
+
+
+def _full(free, fixed_vals):
     def full(x):
         p = dict(fixed_vals)
         p.update(zip(free, x))
         return p
+    return full
+
+
+def _fit_once(model, names, free, t, y, w, start, lo, hi, fixed_vals):
+    """One least-squares run from ``start``; returns (solution, full params).
+
+    The single and stretched models: :func:`_least_squares` here, with tau in log, moving at
+    most a factor 10 per step (a step that far lands on the plateau of a curve decayed before
+    the first lag, where nothing moves tau back). The double model: scipy's trust-region
+    reflective method (:func:`_fit_once_scipy`), whose results on the double model's curves
+    with several minima this one does not reproduce.
+    """
+    if model == "double":
+        return _fit_once_scipy(model, names, free, t, y, w, start, lo, hi, fixed_vals)
+    full = _full(free, fixed_vals)
+    logs = np.array([n == "tau" for n in free])
+
+    def fun(u):
+        x = np.where(logs, np.exp(u), u)
+        value, j = _model_and_jacobian(model, t, full(x), free)
+        j = j * (w[:, None] * np.where(logs, x, 1.0))
+        return (value - y) * w, np.where(np.isfinite(j), j, 0.0)
+
+    def to_log(v):
+        return np.where(logs, np.log(np.where(logs, v, 1.0)), v)
+
+    x0 = _start_vector(free, start, lo, hi)
+    with np.errstate(divide="ignore", over="ignore"):
+        res = _least_squares(fun, to_log(x0), to_log(lo), to_log(hi), 200 * (x0.size + 1),
+                             max_step=np.where(logs, math.log(10.0), np.inf))
+        res.x = np.where(logs, np.exp(res.x), res.x)
+    return res, full(res.x)
+
+
+def _fit_once_scipy(model, names, free, t, y, w, start, lo, hi, fixed_vals):
+    """:func:`_fit_once` by scipy's ``least_squares`` (trust-region reflective)."""
+    full = _full(free, fixed_vals)
 
     def resid(x):
         value, _ = _model_and_jacobian(model, t, full(x), ())
@@ -404,10 +542,8 @@ def _fit_once(model, names, free, t, y, w, start, lo, hi, fixed_vals):
         j = j * w[:, None]
         return np.where(np.isfinite(j), j, 0.0)
 
-    x0 = np.array([start[n] for n in free], dtype=np.float64)
-    x0 = np.where(np.isfinite(x0), x0, np.where(np.isfinite(lo), lo, 0.0))
-    x0 = np.clip(x0, lo, hi)
-    from scipy.optimize import least_squares  # noqa: PLC0415 - ~0.5 s; dashboards start faster
+    x0 = _start_vector(free, start, lo, hi)
+    from scipy.optimize import least_squares  # noqa: PLC0415 - ~0.2-0.5 s; only the double model
 
     res = least_squares(resid, x0, jac=jac, bounds=(lo, hi), method="trf", x_scale="jac",
                         xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=200 * (x0.size + 1))
@@ -664,9 +800,7 @@ def fit_g2(t, g2, err=None, model="single", *, fixed: dict | None = None,
         chi2_flat = float(np.sum((w * (yy - level)) ** 2))
         noise = 1.0 if ss is not None else chi2 / dof
         k = len(free) - (0 if "baseline" in fixed_names else 1)
-        from scipy.special import chdtri  # noqa: PLC0415 - see least_squares
-
-        limit = float(chdtri(k, _FLAT_P_VALUE))
+        limit = _flat_limit(k)
         delta = chi2_flat - chi2
         flat_excess = (delta / noise / limit) if noise > 0 else (math.inf if delta > 0 else 0.0)
     success, message = _judge(model, tt, params, errors, free, fixed_names, flat_excess)
