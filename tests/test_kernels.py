@@ -123,6 +123,36 @@ def test_lag_products_kernel_is_its_definition(h, n, first, n_lags):
                                   + ext[start + 1:start + 2 * len(pairs):2])
 
 
+def test_bin_sums_kernel_equals_pair_sums_then_numpy_binning():
+    """The kernel makes IP and IF pixel by pixel as it bins them: the same sums as the float64
+    IP / IF arrays of _Level.pair_sums binned by the numpy code, with and without excluded
+    pairs, on levels whose lags all have their entries."""
+    rng = np.random.default_rng(9)
+    n_frames, n_pixels = 300, 3000
+    frames = rng.poisson(rng.uniform(0.5, 3, n_pixels), (n_frames, n_pixels)).astype(np.uint16)
+    static = rng.integers(0, 7, n_pixels)
+    bins = multitau._Bins(static, np.array([1, 1, 2, 2, 3, 3]))
+    for excluded in ([], [10, 11, 150, 299]):
+        w = np.ones(n_frames, np.float32)
+        w[excluded] = 0
+        corr = MultiTauCorrelator(n_frames, n_pixels, threads=1, kernels="numba")
+        for start in range(0, n_frames, 64):
+            corr.feed(frames[start:start + 64], w[start:start + 64])
+        compared = 0
+        for level, total in corr.blocks[0].finished_levels():
+            scale = float(2 ** level.level)
+            ip, if_ = level.pair_sums(total)
+            ref = multitau._BinSums.of(level.G, ip, if_, level.n_pairs.astype(float)[:, None],
+                                       bins, scale)
+            got = multitau._BinSums.of_level(level, total, bins)
+            for name in ("G", "IP", "IF", "k", "m1", "m2"):
+                np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=1e-13,
+                                           err_msg=name)
+            compared += int(level.lags[-1]) <= min(level.h, level.n_head)
+        assert compared >= 4  # the kernel ran on most levels
+        assert (corr.blocks[0].levels[0].ip_drop is not None) == bool(excluded)
+
+
 def test_choice_of_kernels(monkeypatch):
     monkeypatch.delenv("SPECKLE_CPU_KERNELS", raising=False)
     assert engine.compiled_kernels() is kernels

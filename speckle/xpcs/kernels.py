@@ -146,31 +146,76 @@ def lag_products(ext, h, n, first_lag, G, first, pairs):
                 out[q] = a[q] + b[q]
 
 
-@compiled("void(float64[:, ::1], float64[:, ::1], float64[:, ::1], float64[::1], int64[::1], "
-          "int64[::1], float64[:, :, ::1], float64[:, :, ::1])", _OPTIONS)
-def bin_sums(G, IP, IF, n, static, dynamic, per_static, per_dynamic):
-    """Per-bin sums of the per-pixel sums of one level, in one pass.
+@numba.njit(**_OPTIONS)
+def _add3(table, i, label, x, y, z):
+    """``table[:, i, label] += (x, y, z)``."""
+    table[0, i, label] += x
+    table[1, i, label] += y
+    table[2, i, label] += z
 
-    For each lag ``i`` and pixel ``p``: ``per_static[:, i, static[p]]`` adds ``G``, ``IP``,
-    ``IF``; where ``g = n[i] G / (IP IF)`` is finite, ``per_dynamic[:, i, dynamic[p]]`` adds
-    1, ``g`` and ``g**2`` (the reference: ``_BinSums.of`` in :mod:`speckle.xpcs.multitau`).
+
+@compiled("void(float64[:, ::1], float64[::1], float32[:, ::1], float32[:, ::1], int64[::1], "
+          "float64[:, ::1], float64[:, ::1], float64[::1], int64[::1], int64[::1], "
+          "float64[:, :, ::1], float64[:, :, ::1])", _OPTIONS)
+def bin_sums(G, total, hist, head, lags, ip_drop, if_drop, n, static, dynamic, per_static,
+             per_dynamic):
+    """Per-bin sums of the per-pixel sums of one level, in one pass, IP and IF made on the way.
+
+    For each pixel ``p`` and lag ``i`` (``k = lags[i]``, increasing, at most the rows of
+    ``hist`` and ``head``): ``IP = total - (sum of the last k entries of hist) - ip_drop[i]``
+    and ``IF = total - (sum of the first k entries of head) - if_drop[i]`` (no drops when
+    ``ip_drop`` has no rows), summed in float64 in the order :meth:`_Level.pair_sums` sums
+    them; ``per_static[:, i, static[p]]`` adds ``G``, ``IP``, ``IF``; where ``g = n[i] G /
+    (IP IF)`` is finite, ``per_dynamic[:, i, dynamic[p]]`` adds 1, ``g`` and ``g**2`` (a run of
+    pixels with the same bin is summed in registers first). The reference: ``_Level.pair_sums``
+    then ``_BinSums.of`` in :mod:`speckle.xpcs.multitau`, without their two float64 (lags,
+    pixels) arrays.
     """
-    for i in range(G.shape[0]):
-        gs, ips, ifs = per_static[0, i], per_static[1, i], per_static[2, i]
-        k, m1, m2 = per_dynamic[0, i], per_dynamic[1, i], per_dynamic[2, i]
+    n_lags, n_pixels = G.shape
+    h = hist.shape[0]
+    drops = ip_drop.shape[0] > 0
+    last = np.zeros(n_pixels)  # per pixel, the sum of the last / first k entries
+    first = np.zeros(n_pixels)
+    summed = 0
+    for i in range(n_lags):
+        k = lags[i]
+        for j in range(summed, k):
+            row_h, row_f = hist[h - 1 - j], head[j]
+            for p in range(n_pixels):
+                last[p] += np.float64(row_h[p])
+                first[p] += np.float64(row_f[p])
+        summed = k
         ni = n[i]
-        for p in range(G.shape[1]):
-            g, a, b = G[i, p], IP[i, p], IF[i, p]
-            s = static[p]
-            gs[s] += g
-            ips[s] += a
-            ifs[s] += b
+        # labels come in runs along the pixels: sum a run in registers, then add it
+        s_run, d_run = static[0] if n_pixels else 0, dynamic[0] if n_pixels else 0
+        sg = sa = sb = 0.0
+        sc = s1 = s2 = 0.0
+        for p in range(n_pixels):
+            s, d = static[p], dynamic[p]
+            if s != s_run:
+                _add3(per_static, i, s_run, sg, sa, sb)
+                sg = sa = sb = 0.0
+                s_run = s
+            if d != d_run:
+                _add3(per_dynamic, i, d_run, sc, s1, s2)
+                sc = s1 = s2 = 0.0
+                d_run = d
+            a = total[p] - last[p]
+            b = total[p] - first[p]
+            if drops:
+                a -= ip_drop[i, p]
+                b -= if_drop[i, p]
+            g = G[i, p]
+            sg += g
+            sa += a
+            sb += b
             gp = g / (a * b) * ni
             if np.isfinite(gp):
-                d = dynamic[p]
-                k[d] += 1.0
-                m1[d] += gp
-                m2[d] += gp * gp
+                sc += 1.0
+                s1 += gp
+                s2 += gp * gp
+        _add3(per_static, i, s_run, sg, sa, sb)
+        _add3(per_dynamic, i, d_run, sc, s1, s2)
 
 
 @compiled([f"void({frame}[:, ::1], boolean[::1], float64, {acc}, {acc}[::1], int64[::1], "

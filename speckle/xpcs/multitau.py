@@ -303,18 +303,19 @@ class _Block:
             level.process(upper)
 
     def finished_levels(self):
-        """Flush the queues; yield ``(level, IP, IF)`` (see :meth:`_Level.pair_sums`) for each
-        level, from the top one down (each level's entry sum needs the next one's)."""
+        """Flush the queues; yield ``(level, entry sum)`` (see :meth:`_Level.entry_sum`) for
+        each level, from the top one down (each level's entry sum needs the next one's)."""
         self.process(flush=True)
         total = None
         for level in reversed(self.levels):
             total = level.entry_sum(total)
-            yield (level, *level.pair_sums(total))
+            yield level, total
 
     def finish(self):
         """Flush the queues; return G, IP, IF (n_tau, block pixels) in frame units."""
         parts = []
-        for level, ip, if_ in self.finished_levels():
+        for level, total in self.finished_levels():
+            ip, if_ = level.pair_sums(total)
             scale = float(2 ** level.level)  # entries are sums of 2**level frames
             parts.append((level.G / scale**2, ip / scale, if_ / scale))
         return tuple(self.levels[0].xp.concatenate([p[j] for p in reversed(parts)])
@@ -322,10 +323,8 @@ class _Block:
 
     def bin_sums(self, bins):
         """Flush the queues; return the :class:`_BinSums` of this block's pixels ``bins``."""
-        parts = [_BinSums.of(asnumpy(level.G), asnumpy(ip), asnumpy(if_),
-                             level.n_pairs.astype(np.float64)[:, None], bins,
-                             scale=float(2 ** level.level), kernels=level.kernels)
-                 for level, ip, if_ in self.finished_levels()]
+        parts = [_BinSums.of_level(level, total, bins)
+                 for level, total in self.finished_levels()]
         return _BinSums.stack(parts[::-1])
 
 
@@ -539,18 +538,33 @@ class _BinSums:
     m2: np.ndarray
 
     @classmethod
-    def of(cls, G, IP, IF, n, bins, scale=1.0, kernels=None):
+    def of_level(cls, level, total, bins):
+        """The sums over the pixels ``bins`` of one finished :class:`_Level` whose entry sum is
+        ``total``: by the compiled kernel, which makes IP and IF pixel by pixel as it bins
+        them, where there are kernels and every lag has its entries; else by
+        :meth:`_Level.pair_sums` and :meth:`of`."""
+        scale = float(2 ** level.level)  # entries are sums of 2**level frames
+        n = level.n_pairs.astype(np.float64)
+        kernels = level.kernels
+        if kernels is None or int(level.lags[-1]) > min(level.h, level.n_head):
+            ip, if_ = level.pair_sums(total)
+            return cls.of(asnumpy(level.G), asnumpy(ip), asnumpy(if_), n[:, None], bins, scale)
+        per_s = np.zeros((3, len(level.G), len(bins.count_s)))
+        per_d = np.zeros((3, len(level.G), len(bins.count_d)))
+        none = np.zeros((0, 0))
+        kernels.bin_sums(level.G, total, level.buf[:level.h], level.head,
+                         np.ascontiguousarray(level.lags, np.int64),
+                         none if level.ip_drop is None else level.ip_drop,
+                         none if level.if_drop is None else level.if_drop,
+                         n, bins.static, bins.dynamic, per_s, per_d)
+        return cls(bins.count_s, per_s[0] / scale**2, per_s[1] / scale, per_s[2] / scale,
+                   bins.count_d, per_d[0], per_d[1], per_d[2])
+
+    @classmethod
+    def of(cls, G, IP, IF, n, bins, scale=1.0):
         """Sums over the pixels (columns) of G, IP, IF (n_tau, n_pixels) whose bins are ``bins``
         (:class:`_Bins`); n: pairs (n_tau, 1). G, IP and IF may be in units of ``scale`` frames:
-        the sums are returned in frame units (g2_p does not depend on the unit). ``kernels``:
-        the compiled kernels (one pass), or None for this numpy code."""
-        if kernels is not None:
-            per_s = np.zeros((3, len(G), len(bins.count_s)))
-            per_d = np.zeros((3, len(G), len(bins.count_d)))
-            kernels.bin_sums(G, IP, IF, np.ascontiguousarray(n[:, 0]), bins.static,
-                             bins.dynamic, per_s, per_d)
-            return cls(bins.count_s, per_s[0] / scale**2, per_s[1] / scale, per_s[2] / scale,
-                       bins.count_d, per_d[0], per_d[1], per_d[2])
+        the sums are returned in frame units (g2_p does not depend on the unit)."""
         with np.errstate(divide="ignore", invalid="ignore"):
             gp = IP * IF
             np.divide(G, gp, out=gp)
