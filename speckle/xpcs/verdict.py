@@ -519,7 +519,7 @@ def _judge_intensity(rules, intensity, weights, n_pixels, saturated):
         out.append(Finding("intensity_drift", "good", words, value=drift))
     # jumps: differences between neighbouring medians of short windows
     if len(y) >= 4 * win:
-        med = np.array([np.median(y[i:i + win]) for i in range(0, len(y) - win + 1)])
+        med = np.median(np.lib.stride_tricks.sliding_window_view(y, win), axis=1)
         diff = med[win:] - med[:-win]
         step = np.abs(diff)
         # noise of a difference of two neighbouring window medians: photon noise at least, and
