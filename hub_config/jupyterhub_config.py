@@ -14,8 +14,9 @@ sys.path.insert(0, str(HERE))
 
 from speckle_hub import settings as speckle_settings  # noqa: E402
 from speckle_hub.database import use_wal  # noqa: E402
+from speckle_hub.limits import event_loop_priority  # noqa: E402
 from speckle_hub.pages import template_vars  # noqa: E402
-from speckle_hub.spawner import SpeckleSpawner, options_form, pre_spawn_hook  # noqa: E402
+from speckle_hub.spawner import SpeckleSpawner, options_form, pre_spawn_hook, prewarm  # noqa: E402
 from speckle_hub.startstop import answer_interrupted_starts  # noqa: E402
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
@@ -41,6 +42,7 @@ else:
 
 # --- Settings: address, port, TLS, state files, accounts (native sign-up + admin approval by
 # default; pam, ldap, oauth), idle-server culler service, data folders, culling, GPUs.
+event_loop_priority()  # this thread becomes the event loop: it answers before anything else
 speckle_settings.apply(c, S)
 use_wal()  # commits append to a log instead of waiting for fsync (speckle_hub/database.py)
 
@@ -72,6 +74,8 @@ if os.environ.get("SPECKLE_HUB_EXTRA_CONFIG"):
 
 # --- Logging: say loudly which mode this is.
 c.JupyterHub.log_level = os.environ.get("SPECKLE_HUB_LOG_LEVEL", "INFO")
+if c.JupyterHub.spawner_class is SpeckleSpawner:
+    prewarm(S)  # the warm-start template imports the server's code while the hub starts
 if SINGLE_ACCOUNT:
     import logging
 

@@ -16,6 +16,7 @@ from speckle.io.atomic import atomic_path
 from speckle.io.dataset import HC_EV_M, Metadata
 from speckle.io.tables import write_fits_csv, write_g2_csv
 from speckle.plots import (
+    bin_outlines,
     fit_curve,
     plot_g2,
     plot_image,
@@ -345,6 +346,56 @@ def test_g2_plot_content():
     assert ax.images[0].origin == "lower"
     span = 32 * 2 * FRAME_TIME
     assert ax.images[0].get_extent() == pytest.approx([0, span, 0, span])
+
+
+def _unit_edges(segments) -> set:
+    """The unit pixel edges the outline segments cover: ("v", x, row) and ("h", column, y)."""
+    edges = set()
+    for (x0, y0), (x1, y1) in np.asarray(segments):
+        if x0 == x1:
+            edges.update(("v", x0, y + 0.5) for y in np.arange(y0, y1))
+        else:
+            assert y0 == y1, "outline pieces run along pixel edges"
+            edges.update(("h", x + 0.5, y0) for x in np.arange(x0, x1))
+    return edges
+
+
+def test_bin_outlines_are_the_edges_between_different_bins():
+    rng = np.random.default_rng(7)
+    for _ in range(150):
+        labels = rng.integers(0, 3, size=(int(rng.integers(1, 10)), int(rng.integers(1, 10))))
+        want = set()
+        rows, cols = labels.shape
+        for r in range(rows):  # every pair of neighbours with different labels, one by one
+            for c in range(cols):
+                if c + 1 < cols and labels[r, c] != labels[r, c + 1]:
+                    want.add(("v", c + 0.5, float(r)))
+                if r + 1 < rows and labels[r, c] != labels[r + 1, c]:
+                    want.add(("h", float(c), r + 0.5))
+
+        @dataclass
+        class Part:
+            dynamic_map: np.ndarray
+
+        path = bin_outlines(Part(labels)).get_path()
+        pieces = path.vertices.reshape(-1, 2, 2)
+        assert _unit_edges(pieces) == want
+        assert len(pieces) <= len(want)  # joined along lines, never more pieces than edges
+    # a ring is drawn as far fewer pieces than its pixel edges
+    y, x = np.mgrid[:128, :128]
+    ring = ((np.hypot(y - 64, x - 64) // 10) == 3).astype(int)
+    pieces = bin_outlines(Part(ring)).get_path().vertices.reshape(-1, 2, 2)
+    assert len(pieces) < 0.6 * len(_unit_edges(pieces))
+
+
+def test_log_axes_are_labelled_with_plain_numbers(tmp_path):
+    r = make_result()
+    for fig, axis in ((plot_g2(r), lambda f: f.axes[0].xaxis),
+                      (plot_image(r.mean_image, scale="log"), lambda f: f.axes[1].yaxis)):
+        save_png(fig, tmp_path / "x.png")  # ticks are labelled when drawn
+        labels = [t.get_text() for t in axis(fig).get_ticklabels() if t.get_text()]
+        assert labels and not any("$" in t for t in labels), labels
+        assert all(float(t) > 0 for t in labels), labels
 
 
 def test_fit_curve():

@@ -13,8 +13,10 @@ with a random one-time password written to ``first_admin_password_file`` (mode 6
 removed at the next start once every password in it has been changed (``/hub/change-password``).
 
 Accounts under abuse: a wrong password slows down the address it came from (speckle_hub.throttle)
-and never locks the account; passwords are checked and hashed in a thread (bcrypt takes about a
-quarter of a second: on the event loop, twenty logins froze the hub for seconds); sign-up answers
+and never locks the account; passwords are checked and hashed in threads of lower priority than
+the hub's event loop (bcrypt takes about a quarter of a second: on the event loop, twenty logins
+froze the hub for seconds; in threads at the loop's own priority, ten logins at once still
+delayed its answers by a second on two cores); sign-up answers
 the same whether the name exists or not, and stops taking requests while ``max_pending_signups``
 wait for approval.
 """
@@ -26,6 +28,7 @@ import functools
 import math
 import os
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -37,10 +40,19 @@ from nativeauthenticator.orm import UserInfo
 from tornado import web
 from traitlets import Float, Integer, Unicode
 
+from .limits import hub_thread_priority
 from .throttle import LoginThrottle
 
 #: Checked against when the name does not exist, so that an unknown name costs the same time.
 _NOBODY = bcrypt.hashpw(b"no such account", bcrypt.gensalt())
+#: Below the event loop's priority (limits.event_loop_priority): the hub answers first.
+_HASHING = ThreadPoolExecutor(max_workers=4, thread_name_prefix="speckle-bcrypt",
+                              initializer=hub_thread_priority)
+
+
+async def _hashing(func, *args):
+    """``func(*args)`` (bcrypt) in the hashing threads."""
+    return await asyncio.get_running_loop().run_in_executor(_HASHING, func, *args)
 
 
 class SpeckleLoginHandler(LoginHandler):
@@ -98,7 +110,7 @@ class SpeckleSignUpHandler(SignUpHandler):
         password = self.get_body_argument("signup_password", "", strip=False)
         confirmation = self.get_body_argument("signup_password_confirmation", "", strip=False)
         # hashed whatever happens next: a taken name must cost the same time as a free one
-        hashed = await asyncio.to_thread(bcrypt.hashpw, password.encode(), bcrypt.gensalt())
+        hashed = await _hashing(bcrypt.hashpw, password.encode(), bcrypt.gensalt())
         alert, message = "alert-danger", None
         if password != confirmation:
             message = "Your password did not match the confirmation. Please try again."
@@ -180,7 +192,7 @@ class SpeckleNativeAuthenticator(NativeAuthenticator):
             return None
         info = self.get_user(name)
         stored = info.password if info is not None else _NOBODY
-        valid = await asyncio.to_thread(bcrypt.checkpw, password.encode(), stored) and info is not None
+        valid = await _hashing(bcrypt.checkpw, password.encode(), stored) and info is not None
         if valid and info.has_2fa:
             valid = info.is_valid_token(data.get("2fa"))
         if not valid:

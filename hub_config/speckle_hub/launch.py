@@ -213,7 +213,7 @@ def supervise(cmd: list[str]) -> int:
     """Run the hub and start it again when it dies; return its exit status once it stops.
 
     Ctrl-C and SIGTERM go to the hub once (it then stops its proxy and the users' servers) and
-    end the supervision. The hub runs in its own process group, so that a terminal's Ctrl-C
+    end the supervision. The hub runs in its own session, so that a terminal's Ctrl-C
     reaches it only through here, dies with this process (speckle_hub.lifetime), and runs (with
     its proxy) at a higher priority than the users' servers (``limits.HUB_NICE``).
     """
@@ -231,7 +231,9 @@ def supervise(cmd: list[str]) -> int:
     restarts: collections.deque[float] = collections.deque()
     while True:
         started = time.monotonic()
-        hub = subprocess.Popen(cmd, process_group=0, preexec_fn=_hub_child)
+        # a session of its own: a terminal's Ctrl-C reaches it only through here, and its
+        # scheduling weight (limits.hub_priority) is the hub's alone, not the terminal's
+        hub = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_hub_child)
         status = hub.wait()
         if stopping or status == 0:
             return status

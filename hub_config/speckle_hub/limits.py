@@ -32,6 +32,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,10 @@ USERS_CPU_WEIGHT = 8
 #: every user computes (20 busy users: /hub/health took 3.1 s at nice 0); what they start for
 #: users (servers, services) is put back to 0 (:func:`user_priority`).
 HUB_NICE = -5
+#: The hub's event-loop thread (and so its proxy, which that thread starts) runs higher still:
+#: with the hub's other threads at HUB_NICE (password hashing), ten logins at once held its
+#: answers back by up to a second on two cores.
+LOOP_NICE = -10
 SLICE = "speckle.slice"
 
 
@@ -355,9 +360,38 @@ def _pids(folder: Path) -> list[int]:
 
 
 def hub_priority() -> None:
-    """Raise the calling process to :data:`HUB_NICE` when root (the hub, and its proxy after it)."""
+    """Raise the calling process to :data:`HUB_NICE` when root (the hub, and its proxy after it),
+    and its session's autogroup to :data:`LOOP_NICE`.
+
+    Where the kernel groups processes by session (``/proc/sys/kernel/sched_autogroup_enabled``,
+    the default of most distributions) and the hub is not in a cpu cgroup of its own, nice values
+    count only inside a session: the whole hub (event loop, password hashing, proxy) weighed as
+    one process at nice 0 against the users' servers weighed as eight (USERS_CPU_WEIGHT). Ten
+    users starting at once then left the hub a ninth of the machine: each login's bcrypt took
+    2-3 s instead of 0.25 s and /hub/health stalled past a second. The session's own nice value
+    (``/proc/self/autogroup``) is what weighs it there.
+    """
     if os.geteuid() == 0:
         os.setpriority(os.PRIO_PROCESS, 0, HUB_NICE)
+        try:
+            with open("/proc/self/autogroup", "w") as f:
+                f.write(str(LOOP_NICE))
+        except OSError:
+            pass  # no autogroups here: the nice values above already count
+
+
+def event_loop_priority() -> None:
+    """Raise the calling thread (the hub's event loop) to :data:`LOOP_NICE` when root; what it
+    starts later inherits that (the proxy), the rest set their own (servers and services:
+    :func:`user_priority`; hashing threads: :func:`hub_thread_priority`)."""
+    if os.geteuid() == 0:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOOP_NICE)
+
+
+def hub_thread_priority() -> None:
+    """Put the calling thread of the hub back to :data:`HUB_NICE` (when root)."""
+    if os.geteuid() == 0:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HUB_NICE)
 
 
 def user_priority() -> None:

@@ -53,6 +53,7 @@ DEFAULTS: dict = {
         "state_dir": None,
         "allowed_networks": [],
         "announcement": None,
+        "warm_start": True,
     },
     "auth": {
         "type": "native",
@@ -450,6 +451,7 @@ def apply(c, s: dict) -> None:
         "limits": s["limits"],
         "auth_type": s["auth"]["type"],
         "state_dir": str(state),
+        "warm_start": hub["warm_start"],
     }
     c.Spawner.start_timeout = s["users"]["spawn_timeout"]
     services, roles = [], []

@@ -27,17 +27,19 @@ import importlib.util
 import os
 import pwd
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
-from jupyterhub.utils import can_connect, exponential_backoff
+from jupyterhub.utils import can_connect, exponential_backoff, random_port
 from tornado import web
 from traitlets import Dict, Float, Integer, List, Unicode, default
 
 from . import gpus as gpu_mod
 from . import limits as limits_mod
+from . import warmstart
 from .pages import BEAMLINE_LINKS_DIR
 from .settings import (
     DASHBOARDS_DIR, EXAMPLES_DIR, HUB_CONFIG, JUPYTER_DATA, NOTEBOOKS, QUICK_CHECK_PATH, SINGLEUSER, VOILA_TEMPLATE,
@@ -396,13 +398,42 @@ class SpeckleSpawner(LocalProcessSpawner):
             limits.text() if way.kind != "off" else "no limits",
         )
         try:
-            ip, port = await super().start()
+            ip, port = await self._start_process(way)
             await self._wait_listening(ip, port)
             return ip, port
         except BaseException:
             alloc.release(self.gpu_key)
             await asyncio.to_thread(way.release, self.confinement)
             raise
+
+    async def _start_process(self, way) -> tuple[str, int]:
+        """Fork the server from the warm template (settings ``hub.warm_start``), else start it as a
+        new process (LocalProcessSpawner's way); either way the same command, environment,
+        account, cgroup and home."""
+        warm = (self._s.get("warm_start") and list(self.cmd) == [sys.executable, str(SINGLEUSER)]
+                and not self.shell_cmd and not self.popen_kwargs)
+        if not warm:
+            return await super().start()
+        if self.port == 0:
+            self.port = random_port()
+        env = self.get_env()
+        args = self.get_args()
+        self.log.info("Spawning %s (forked from the warm template)",
+                      " ".join(shlex.quote(a) for a in [*self.cmd, *args]))
+        try:
+            self.pid = await _warm_starter(self._s.get("state_dir", "")).spawn(
+                args, env, cwd=str(self.home), account=None if self.single_account else self.unix_name,
+                cgroups=list(self.confinement.get("cgroups", [])))
+        except (OSError, warmstart.WarmStartError) as exc:
+            self.log.warning("Warm start of %s failed (%s): starting it as a new process", self.gpu_key, exc)
+            return await super().start()
+        self.proc = None
+        return self.ip or "127.0.0.1", self.port
+
+    def _process_gone(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is not None
+        return not (self.pid and warmstart.pid_alive(self.pid))
 
     async def stop(self, now=False):
         placement = self.confinement  # poll() clears the state once the process is gone
@@ -412,7 +443,11 @@ class SpeckleSpawner(LocalProcessSpawner):
 
     async def poll(self):
         placement = self.confinement
-        status = await super().poll()
+        if self.proc is None and self.pid and not warmstart.pid_alive(self.pid):
+            self.clear_state()  # gone, or a zombie nobody reaps (its template ended with a hub)
+            status = 0
+        else:
+            status = await super().poll()
         if status is not None and placement:  # the server died: what it started goes with it
             await asyncio.to_thread(self._confiner().release, placement)
         return status
@@ -424,7 +459,7 @@ class SpeckleSpawner(LocalProcessSpawner):
         own backed-off wait.
         """
         def up_or_gone() -> bool:
-            return self.proc.poll() is not None or can_connect(ip, port)
+            return self._process_gone() or can_connect(ip, port)
 
         dt = self.ready_poll_interval
         try:
@@ -460,8 +495,26 @@ class SpeckleSpawner(LocalProcessSpawner):
 
 
 @functools.lru_cache(maxsize=None)
+def _warm_starter(state_dir: str) -> warmstart.WarmStarter:
+    return warmstart.WarmStarter(state_dir, SINGLEUSER.parent)
+
+
+@functools.lru_cache(maxsize=None)
 def _confiner_for(method: str, state_dir: str):
     return limits_mod.confiner(method, state_dir)
+
+
+def prewarm(s: dict) -> None:
+    """Start the warm-start template with the hub (from its main thread: the template dies with
+    it), so that the first server is forked too. Nothing when ``hub.warm_start`` is off or
+    servers start through systemd-run."""
+    state = s["_state_dir"]
+    try:
+        if not s["hub"]["warm_start"] or _confiner_for(s["limits"]["method"], state).kind == "systemd":
+            return
+    except limits_mod.LimitsError:
+        return  # reported at the first start
+    _warm_starter(state).launch()
 
 
 async def pre_spawn_hook(spawner: SpeckleSpawner) -> None:

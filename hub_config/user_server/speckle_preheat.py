@@ -106,6 +106,12 @@ class PreheatedKernelManager(_VoilaPooled):
              "notebook has one, from the server's start, for its first view.",
     )
 
+    @default("kernel_manager_class")
+    def _warm_kernels(self):
+        # dashboards' kernels forked from this server's kernel template, when it has one
+        # (hub_config/user_server/warm_kernels.py); otherwise jupyter-server's own
+        return "warm_kernels.WarmKernelManager"
+
     @default("kernel_pools_config")
     def _pools_for_preheat_notebooks(self):
         pools = {"default": {"pool_size": 0}}
@@ -120,7 +126,9 @@ class PreheatedKernelManager(_VoilaPooled):
     )
 
     kernel_preload = Unicode(
-        "import speckle.ui", config=True,
+        # the compiled XPCS kernels too: their 0.3 s of loading is then not part of the first
+        # Analyze (the page shows at once either way)
+        "import speckle.ui, speckle.xpcs.engine; speckle.xpcs.engine.compiled_kernels()", config=True,
         help="Python each preheated kernel runs as it boots (IPKernelApp.exec_lines), before the "
              "notebook is executed in it; empty for none.",
     )

@@ -517,9 +517,24 @@ def _children_map() -> dict[int, list[int]]:
     return children
 
 
+def _memory(pid: int) -> int:
+    """A process's share of physical memory (bytes): its proportional set size (pages shared with
+    others, such as the forks of the hub's warm templates, counted once over the sharers), else
+    its resident set size."""
+    for name, key in (("smaps_rollup", "Pss:"), ("status", "VmRSS:")):
+        try:
+            text = Path(f"/proc/{pid}/{name}").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"no memory figures for {pid}")
+
+
 def process_tree_rss(root: int | None = None) -> dict[str, int]:
-    """Resident memory (bytes) of ``root``'s descendants, summed per kind: ``driver`` (Playwright's
-    node), ``chromium``, ``other``."""
+    """Memory (bytes, :func:`_memory`) of ``root``'s descendants, summed per kind: ``driver``
+    (Playwright's node), ``chromium``, ``other``."""
     children = _children_map()
     todo, seen = list(children.get(root or os.getpid(), [])), []
     while todo:
@@ -529,9 +544,8 @@ def process_tree_rss(root: int | None = None) -> dict[str, int]:
     out = {"driver": 0, "chromium": 0, "other": 0}
     for pid in seen:
         try:
-            rss = next(int(line.split()[1]) * 1024 for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                       if line.startswith("VmRSS:"))
-        except (OSError, StopIteration):
+            rss = _memory(pid)
+        except OSError:
             continue
         cmd = _cmdline(pid)
         kind = "chromium" if "chromium" in cmd else "driver" if "run-driver" in cmd else "other"

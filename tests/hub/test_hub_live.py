@@ -1,5 +1,6 @@
 """The real hub (JupyterHub + npm proxy + spawner) started as `make hub` starts it."""
 
+import json
 import os
 import pwd
 import re
@@ -12,6 +13,7 @@ import pytest
 import requests
 
 from hubtools import IS_ROOT, _cmdline, _pids_of_uid
+from kernel_client import KernelSocket, start_kernel
 
 
 def test_health_answers_without_login(speckle_hub):
@@ -103,9 +105,21 @@ def _server_pid(unix_uid: int) -> int:
     raise AssertionError("no user server (hub_config/user_server/singleuser.py) for that account")
 
 
-def _environ(pid: int) -> dict:
-    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+def _server_environ(user) -> dict:
+    """The environment of ``user``'s server, as code there sees it (a kernel inherits it).
+
+    Not ``/proc/<pid>/environ``: that shows the environment a process was exec'd with, and a
+    server forked from the hub's warm template was not exec'd (speckle_hub/warmstart.py).
+    """
+    kernel = start_kernel(user)
+    socket = KernelSocket(user, kernel, user.api_token())
+    try:
+        status, out = socket.run("import json, os; print(json.dumps(dict(os.environ)))")
+    finally:
+        socket.close()
+        user.request("DELETE", f"api/kernels/{kernel}")
+    assert status == "ok", out
+    return json.loads(out)
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +188,8 @@ def test_each_user_is_an_own_unix_account_with_a_private_home(speckle_hub, two_u
         mode = os.stat(entry.pw_dir).st_mode
         assert stat.S_IMODE(mode) == 0o700 and os.stat(entry.pw_dir).st_uid == entry.pw_uid
     # Bob's server runs as Bob, with the GPU/CPU and data settings in its environment
-    env = _environ(_server_pid(b.pw_uid))
+    assert os.stat(f"/proc/{_server_pid(b.pw_uid)}").st_uid == b.pw_uid
+    env = _server_environ(bob)
     assert env["USER"] == bob.unix_name and env["HOME"] == b.pw_dir
     assert env["CUDA_VISIBLE_DEVICES"] == "" and env["SPECKLE_GPU_NAME"] == "CPU"
     assert env["SPECKLE_DATA_DIRS"] == str(speckle_hub.beamline_dir)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hubtools import IS_ROOT, Hub, HealthWatch, _pids_of_uid, running_hub, wait_dashboard_ready
+from hubtools import IS_ROOT, Hub, HealthWatch, _cmdline, _pids_of_uid, running_hub, wait_dashboard_ready
 from kernel_client import KernelSocket, start_kernel
 from speckle_hub import limits as L
 from speckle_jupyter.cgroups import memory_limit, oom_kills
@@ -50,8 +50,12 @@ def test_a_user_past_the_memory_limit_is_killed_alone(limited_hub, browser, brow
     inside = {int(p) for p in (cgroup / "cgroup.procs").read_text().split()}
     assert inside and inside <= set(_pids_of_uid(uid))  # the server and its kernels, nothing else
     assert set(_pids_of_uid(uid)) <= inside
-    # the hub (and its proxy) answer before the users compute: nice -5 against their 0
-    assert os.getpriority(os.PRIO_PROCESS, hub.hub_pid()) == L.HUB_NICE
+    # the hub (and its proxy) answer before the users compute: its event loop at nice -10 and
+    # its session's scheduling group too (where the kernel groups by session), the users at 0
+    assert os.getpriority(os.PRIO_PROCESS, hub.hub_pid()) == L.LOOP_NICE
+    autogroup = Path(f"/proc/{hub.hub_pid()}/autogroup")
+    if Path("/proc/sys/kernel/sched_autogroup_enabled").exists() and autogroup.exists():
+        assert autogroup.read_text().split()[-1] == str(L.LOOP_NICE)
     assert {os.getpriority(os.PRIO_PROCESS, p) for p in inside} == {0}
     assert memory_limit((1, cgroup)) == int(QUICK_GB * 1e9) // 4096 * 4096
     assert memory_limit((1, _memory_cgroup(hub, ben.unix_name))) == int(LAB_GB * 1e9) // 4096 * 4096
@@ -88,4 +92,8 @@ def test_a_user_past_the_memory_limit_is_killed_alone(limited_hub, browser, brow
         context.close()
     ana.stop()
     assert not cgroup.exists()  # released: nothing of ana's keeps running
-    assert not _pids_of_uid(uid)
+    left = {p: (_cmdline(p), Path(f"/proc/{p}/status").read_text().split("State:")[1].split("\n")[0],
+                Path(f"/proc/{p}/status").read_text().split("PPid:")[1].split("\n")[0],
+                Path(f"/proc/{p}/status").read_text().split("Name:")[1].split("\n")[0])
+            for p in _pids_of_uid(uid)}
+    assert not left, left

@@ -19,11 +19,10 @@ import threading
 import ipywidgets as widgets
 import numpy as np
 import traitlets
-from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from ...errors import InvalidInputError
-from ...plots import plot_image
+from ...plots import bin_outlines, plot_image
 from ...xpcs.geometry import Geometry
 from ...xpcs.partitions import Partition, q_rings, rectangles
 from ..common._common import MessageBox, Tasks, styled
@@ -304,11 +303,9 @@ class ImageView(RegionEditorOwner, widgets.VBox):
                 part = self._rings()
             except InvalidInputError:
                 return  # the message is shown by the field handler
-            ref = plot_image(np.zeros(self._shape), "linear", part)
-            segments = ref.axes[0].collections[-1].get_segments()
-            lines = LineCollection(segments, colors="white", linewidths=0.6, alpha=0.9)
-            self.ax.add_collection(lines)
-            self._overlay.append(lines)
+            outlines = bin_outlines(part)
+            self.ax.add_artist(outlines)
+            self._overlay.append(outlines)
 
     # ---------------------------------------------------------------- rectangles
     def _rectangles_mode(self) -> None:
