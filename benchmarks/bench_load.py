@@ -95,7 +95,8 @@ def start_server(hub: Hub, name: str, timeout: float) -> None:
     r = hub.api("POST", f"users/{name}/server", json={"profile": "quick"})
     if r.status_code == 201:
         return
-    if r.status_code != 202:
+    # 400 "already running": the landing page started it at login (browser mode)
+    if r.status_code != 202 and not (r.status_code == 400 and "already running" in r.text):
         raise RuntimeError(f"spawn of {name}: {r.status_code} {r.text[:300]}")
     with hub.api("GET", f"users/{name}/server/progress", stream=True, timeout=timeout) as events:
         for line in events.iter_lines():
