@@ -60,7 +60,7 @@ from hubtools import (  # noqa: E402
     running_hub,
 )
 from kernel_client import KernelSocket, page_kernel_id  # noqa: E402
-from speckle_hub.limits import HUB_NICE  # noqa: E402
+from speckle_hub.limits import hub_priority  # noqa: E402
 
 RESULTS = HERE / "results"
 FLOORS = {"success": 1.0, "login_to_dashboard_p95": 15.0, "analyze_p95": 10.0, "health_max": 1.0}
@@ -199,7 +199,11 @@ class HealthProbe:
 
     def _run(self, url: str) -> None:
         if os.geteuid() == 0:
-            os.setpriority(os.PRIO_PROCESS, 0, HUB_NICE)
+            # a session of its own, weighed as the hub's (limits.hub_priority): in the benchmark's
+            # session it waited behind the users' client threads wherever the kernel groups
+            # processes by session, and measured that instead of the hub
+            os.setsid()
+            hub_priority()
         with HealthWatch(url) as watch:
             self._stop.wait()
         self._result.put((watch.slowest, watch.samples))

@@ -417,3 +417,11 @@ def test_a_cdi_pattern_is_recognised_and_phased_with_a_verdict(tmp_path):
     assert entry["verdict"] in ("good", "marginal") and entry["conclusion"], entry
     with h5py.File(Path(entry["result"]) / "result.h5") as f:
         assert f["speckle"].attrs["kind"] == "cdi"
+
+
+def test_the_monitor_seeds_cdi_so_a_file_is_reconstructed_the_same_each_time():
+    from speckle.monitor.templates import MONITOR_CDI_SEED, Template
+
+    assert Template(kind="cdi").options("cdi").seed == MONITOR_CDI_SEED
+    assert Template(kind="cdi", cdi={"seed": None}).options("cdi").seed == MONITOR_CDI_SEED
+    assert Template(kind="cdi", cdi={"seed": 7, "trials": 2}).options("cdi").seed == 7

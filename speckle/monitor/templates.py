@@ -16,7 +16,9 @@ A template holds what a dashboard run used, for each kind of data the monitor re
     saved_by: alice
     saved_at: '2026-12-06T17:02:11+00:00'
 
-Every key is optional; what is left out takes the library's defaults. Quantities may carry
+Every key is optional; what is left out takes the library's defaults, except CDI's random
+starts, which the monitor seeds (``seed: 0`` unless the template sets one) so that a file is
+reconstructed and judged the same every time it is analysed. Quantities may carry
 units (``1.3ms``, ``0.006/A``, ``778eV``, ``20nm``). An unknown key or a wrong value is refused
 with a message naming it.
 
@@ -46,6 +48,8 @@ KINDS = ("auto", "xpcs", "fth", "cdi")
 _KEYS = ("kind", "xpcs", "fth", "cdi", "refocus", "folder", "saved_by", "saved_at", "note")
 #: Options classes of the imaging workflow, by template section.
 _IMAGING = {"fth": "FthOptions", "cdi": "CdiOptions", "refocus": "RefocusOptions"}
+#: The CDI trials' seed when a template names none (reproducible reprocessing).
+MONITOR_CDI_SEED = 0
 #: Largest template file read (a template is a few hundred bytes).
 MAX_TEMPLATE_BYTES = 256 * 1024
 
@@ -174,6 +178,14 @@ class Template:
         """The settings for ``kind``: an XpcsRecipe, FthOptions, CdiOptions or RefocusOptions."""
         if kind == "xpcs":
             return self.xpcs
+        if kind == "cdi":
+            # the random starts seeded: a file and its template give the same reconstruction and
+            # verdict whenever (and however often) the monitor analyses them; a template's own
+            # seed wins
+            values = dict(self.cdi or {})
+            if values.get("seed") is None:
+                values["seed"] = MONITOR_CDI_SEED
+            return _imaging_options(kind, values)
         if kind in _IMAGING:
             return _imaging_options(kind, getattr(self, kind))
         raise InvalidInputError(f"no analysis for data of kind {kind!r}")
