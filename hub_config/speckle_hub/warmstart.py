@@ -78,6 +78,8 @@ KERNEL_PRELOAD = (
 #: Modules that must not be in the template (a forked CUDA context is unusable).
 NEVER = ("cupy", "torch", "numba.cuda")
 _MAX_REQUEST = 4 * 2**20
+#: After a template failed to start, servers start cold this long before it is tried again (s).
+RETRY_AFTER_S = 600.0
 #: The only variables of the hub's environment the template gets (and LC_*).
 _TEMPLATE_ENV = ("PATH", "LANG", "TZ")
 
@@ -106,6 +108,7 @@ class WarmStarter:
         self.start_timeout = start_timeout
         self._proc: subprocess.Popen | None = None
         self._started = 0.0
+        self._failed_until = 0.0  # a template that failed to start is not tried again before
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -128,15 +131,21 @@ class WarmStarter:
 
     async def ready(self) -> None:
         """Launch the template if needed and wait until it listens."""
+        if not self.running() and time.monotonic() < self._failed_until:
+            raise WarmStartError("the warm-start template failed to start a moment ago (see above in the log)")
         self.launch()
         proc = self._proc
         while not self.socket_path.exists():
+            failure = None
             if proc.poll() is not None:
                 self._proc = None
-                raise WarmStartError(f"the warm-start template exited with {proc.returncode}")
-            if time.monotonic() > self._started + self.start_timeout:
+                failure = f"the warm-start template exited with {proc.returncode}"
+            elif time.monotonic() > self._started + self.start_timeout:
                 self.stop()
-                raise WarmStartError(f"the warm-start template did not listen within {self.start_timeout:.0f} s")
+                failure = f"the warm-start template did not listen within {self.start_timeout:.0f} s"
+            if failure:
+                self._failed_until = time.monotonic() + RETRY_AFTER_S  # servers start cold meanwhile
+                raise WarmStartError(failure)
             await asyncio.sleep(0.05)
 
     def stop(self) -> None:

@@ -166,3 +166,17 @@ def test_without_warm_start_servers_and_kernels_start_cold(tmp_path_factory):
         assert kernel["voila"] and kernel["ppid"] == server  # a new process of the server
         assert "jupyter.widget.control" in kernel["targets"]
         user.stop()
+
+
+def test_a_template_that_cannot_start_is_reported_and_not_retried_at_once(tmp_path):
+    import asyncio
+
+    from speckle_hub.warmstart import WarmStarter, WarmStartError
+
+    starter = WarmStarter(tmp_path, tmp_path / "no-user-server")  # no singleuser.py there
+    t0 = time.monotonic()
+    with pytest.raises(WarmStartError, match="exited with 2"):
+        asyncio.run(starter.ready())
+    with pytest.raises(WarmStartError, match="a moment ago"):  # the spawner starts servers cold
+        asyncio.run(starter.ready())
+    assert time.monotonic() - t0 < 30 and not starter.running()
