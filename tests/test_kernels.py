@@ -16,6 +16,7 @@ from speckle.xpcs import engine, kernel_cache, kernels, multitau
 from speckle.xpcs.multitau import MultiTauCorrelator, lag_grid, multitau_g2
 from speckle.xpcs.partitions import Partition
 from speckle.xpcs.simulate import ou_speckle
+from speckle.xpcs.statistics import FrameStatistics
 from xpcs_reference import symmetric_g2
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +87,45 @@ def test_float_frames_agree_to_float32_precision():
     np.testing.assert_allclose(compiled.g2_err, reference.g2_err, rtol=1e-4, atol=1e-8)
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32", "float32", "int32", ">u2"])
+def test_frames_read_in_place_from_a_read_only_map(tmp_path, dtype):
+    """Chunks of a read-only memory map, of every dtype (those the kernel reads directly and
+    the others, converted first), give the numpy reference's g2 and frame statistics."""
+    rng = np.random.default_rng(5)
+    frames = rng.poisson(3.0, (300, 30, 40)).astype(dtype)
+    np.save(tmp_path / "f.npy", frames)
+    mapped = np.load(tmp_path / "f.npy", mmap_mode="r")
+    assert not mapped.flags.writeable
+    part = rings((30, 40))
+    compiled, reference = both(mapped, part, chunk_frames=200)  # a whole piece, then a part
+    np.testing.assert_allclose(compiled.g2, reference.g2, rtol=1e-12)
+    np.testing.assert_allclose(compiled.g2_err, reference.g2_err, rtol=1e-9, atol=1e-8)
+    stats = [FrameStatistics(300, (30, 40), saturation=6, used=part.mask, kernels=k)
+             for k in ("numba", "numpy")]
+    for st in stats:
+        for start in range(0, 300, 128):
+            st(start, mapped[start:start + 128])
+    np.testing.assert_allclose(stats[0].intensity, stats[1].intensity, rtol=1e-12)
+    np.testing.assert_array_equal(stats[0].saturated, stats[1].saturated)
+    np.testing.assert_allclose(stats[0].sum_image, stats[1].sum_image)
+
+
+def test_chunks_of_changing_dtype_give_the_reference_sums():
+    """Chunks shorter than a piece are collected; one of another dtype turns the collected
+    frames into float32 without losing them."""
+    rng = np.random.default_rng(6)
+    frames = rng.poisson(2.0, (300, 500)).astype(np.uint16)
+    kinds = [np.uint16, np.float32, np.int64, np.dtype(">u2"), np.uint8, np.uint16]
+    sums = []
+    for k in ("numba", "numpy"):
+        corr = MultiTauCorrelator(300, 500, kernels=k)
+        for i, start in enumerate(range(0, 300, 50)):
+            corr.feed(frames[start:start + 50].astype(kinds[i]))
+        sums.append(corr.result())
+    for a, b in zip(*sums):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_per_pixel_sums_agree():
     rng = np.random.default_rng(8)
     n_frames, n_pixels = 400, 9000
@@ -102,25 +142,96 @@ def test_per_pixel_sums_agree():
         np.testing.assert_array_equal(a, b)
 
 
+def _levels_call(frames, column, history, up_queue, run_up, lags, frame_w=None):
+    """Call multitau_levels on two levels: level 0 with ``history`` rows and the new ``frames``
+    (its columns ``column ..``), level 1 (lags 5..8, the top) with ``up_queue`` queued entries
+    and no history, running when ``run_up``. Return the kernel's outputs."""
+    cols = {name: j for j, name in enumerate(kernels.PLAN_COLUMNS)}
+    n_pixels, b = history.shape[1], 8
+    h, n = len(history), len(frames)
+    w = np.ones(n, np.float32) if frame_w is None else frame_w
+    pairs = (h + n) // 2
+    rows = [b, b + len(up_queue) + pairs]
+    bufs = np.zeros((sum(rows), n_pixels), np.float32)
+    bufs[:h] = history
+    bufs[b:b + len(up_queue)] = up_queue
+    plan = np.zeros((2, len(cols)), np.int64)
+    for lv, values in enumerate([
+            dict(run=1, h=h, q=0, n_in=n, first=0, pairs=pairs, n_head=b, row=0,
+                 first_lag=lags[0], n_lags=len(lags), lag_row=0),
+            dict(run=int(run_up), h=0, q=len(up_queue), n_in=pairs, first=0, pairs=0, n_head=0,
+                 row=b, first_lag=5, n_lags=4, lag_row=len(lags))]):
+        for name, value in values.items():
+            plan[lv, cols[name]] = value
+    weights = np.ones((2, sum(rows) + n), np.float32)
+    weights[0, h:h + n] = w
+    weights[1, len(up_queue):len(up_queue) + pairs] = (weights[0, 0:2 * pairs:2]
+                                                       * weights[0, 1:2 * pairs:2])
+    G = np.zeros((len(lags) + 4, n_pixels))
+    heads = np.zeros((2, b, n_pixels), np.float32)
+    total = np.zeros(n_pixels)
+    drops = (np.zeros((2, n_pixels)), np.zeros_like(G), np.zeros_like(G)) if (w == 0).any() \
+        else (np.zeros((0, n_pixels)),) * 3
+    kernels.multitau_levels(frames, column, w, plan, weights, bufs, G, heads, total, *drops)
+    return bufs, G, heads, total, drops
+
+
 @pytest.mark.parametrize("h,n,first,n_lags", [(0, 40, 1, 8), (8, 128, 1, 8), (8, 16, 5, 4),
                                               (3, 9, 5, 3), (8, 1, 1, 8), (0, 5, 1, 7),
                                               (8, 33, 5, 1), (2, 20, 1, 6)])
-def test_lag_products_kernel_is_its_definition(h, n, first, n_lags):
+def test_multitau_levels_kernel_is_its_definition(h, n, first, n_lags):
+    """One level's lag products, history, first entries and pair sums; the level above
+    queueing them (not running) or correlating them (running, as the top level)."""
     rng = np.random.default_rng(h * 100 + n)
-    ext = rng.uniform(0, 4, (h + n, 1100)).astype(np.float32)  # two tiles and a part
-    G = rng.uniform(0, 1, (n_lags, 1100))
-    expected = G.copy()
-    x = ext.astype(np.float64)
-    for i in range(n_lags):
-        k = first + i
-        for t in range(max(h, k), h + n):
-            expected[i] += x[t - k] * x[t]
-    start = h // 2  # the first entry not yet paired
-    pairs = np.full(((h + n - start) // 2, 1100), np.nan, np.float32)
-    kernels.lag_products(ext, h, n, first, G, start, pairs)
-    np.testing.assert_allclose(G, expected, rtol=1e-6)
-    np.testing.assert_array_equal(pairs, ext[start:start + 2 * len(pairs):2]
-                                  + ext[start + 1:start + 2 * len(pairs):2])
+    n_pixels = 1100  # four tiles and a part
+    history = rng.uniform(0, 4, (h, n_pixels)).astype(np.float32)
+    frames = rng.integers(0, 9, (n, n_pixels + 7), dtype=np.uint16)  # columns 3 .. 1102 used
+    x32 = np.concatenate([history, frames[:, 3:3 + n_pixels]]).astype(np.float32)
+    x = x32.astype(np.float64)
+    lags = list(range(first, first + n_lags))
+    pairs = (h + n) // 2
+    up = x32[0:2 * pairs:2] + x32[1:2 * pairs:2]  # in float32, as the levels keep them
+    for run_up in (False, True):
+        queue = rng.integers(0, 9, (3, n_pixels)).astype(np.float32)
+        bufs, G, heads, total, _ = _levels_call(frames, 3, history, queue, run_up, lags)
+        for i, k in enumerate(lags):
+            expected = sum((x[t - k] * x[t] for t in range(max(h, k), h + n)),
+                           np.zeros(n_pixels))
+            np.testing.assert_allclose(G[i], expected, rtol=1e-6)
+        keep = min(8, h + n)
+        np.testing.assert_array_equal(bufs[:keep], x[h + n - keep:h + n])  # new history
+        upper = np.concatenate([queue, up])
+        if run_up:  # the top level: its lags, its first entries, the sum of its entries
+            for i, k in enumerate(range(5, 9)):
+                expected = sum((upper[t - k] * upper[t] for t in range(k, len(upper))),
+                               np.zeros(n_pixels))
+                np.testing.assert_allclose(G[n_lags + i], expected, rtol=1e-6)
+            np.testing.assert_allclose(total, upper.sum(0), rtol=1e-6)
+            np.testing.assert_array_equal(heads[1][:min(8, len(upper))], upper[:8])
+            keep = min(8, len(upper))
+            np.testing.assert_array_equal(bufs[8:8 + keep], upper[len(upper) - keep:])
+        else:  # queued behind the level's queue, nothing correlated
+            np.testing.assert_array_equal(bufs[8:8 + len(upper)], upper)
+            assert not G[n_lags:].any() and not total.any()
+
+
+def test_multitau_levels_kernel_drops_pairs_with_an_excluded_frame():
+    rng = np.random.default_rng(3)
+    n_pixels, n = 300, 24
+    frames = rng.integers(1, 9, (n, n_pixels)).astype(np.float32)
+    w = np.ones(n, np.float32)
+    w[[4, 9]] = 0  # frames 4 and 9: pairs (4, 5) and (8, 9) of the level above are excluded
+    _, G, _, _, (dropped, ip_drop, if_drop) = _levels_call(
+        frames, 0, np.zeros((0, n_pixels), np.float32), np.zeros((0, n_pixels), np.float32),
+        False, list(range(1, 9)), w)
+    x = np.where(w[:, None] > 0, frames, 0).astype(np.float64)
+    for i, k in enumerate(range(1, 9)):
+        t = np.arange(k, n)
+        np.testing.assert_allclose(G[i], (x[t - k] * x[t]).sum(0), rtol=1e-6)
+        # first members whose partner is excluded leave IP; second members leave IF
+        np.testing.assert_allclose(ip_drop[i], x[t - k][w[t] == 0].sum(0))
+        np.testing.assert_allclose(if_drop[i], x[t][w[t - k] == 0].sum(0))
+    np.testing.assert_allclose(dropped[0], x[4] + x[5] + x[8] + x[9])
 
 
 def test_bin_sums_kernel_equals_pair_sums_then_numpy_binning():
@@ -185,7 +296,7 @@ LOAD = textwrap.dedent("""
     warnings.simplefilter("error")
     assert not os.access(os.environ["SPECKLE_KERNEL_CACHE"], os.W_OK), "cache is writable"
     from speckle.xpcs import kernels
-    stats = kernels.lag_products.stats
+    stats = kernels.multitau_levels.stats
     print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
 """)
 
@@ -216,7 +327,7 @@ def test_a_user_who_cannot_write_the_cache_loads_it_without_compiling(tmp_path):
     done = run_read_only(shared, tmp_path, LOAD)
     assert done.returncode == 0, done.stderr
     hits, misses = map(int, done.stdout.split())
-    assert (hits, misses) == (1, 0)
+    assert (hits, misses) == (len(kernels.CASCADE_FRAME_TYPES), 0)  # one per frame dtype
     assert not (tmp_path / ".cache").exists()  # nothing compiled into the user's own cache
 
 
@@ -230,16 +341,16 @@ def test_a_stale_read_only_cache_warns_and_still_computes(tmp_path):
             warnings.simplefilter("always")
             from speckle.xpcs import kernels
         assert any("not writable" in str(w.message) for w in caught), caught
-        G = np.zeros((2, 3))
-        kernels.lag_products(np.arange(12, dtype=np.float32).reshape(4, 3), 0, 4, 1, G, 0,
-                             np.empty((0, 3), np.float32))
-        print(G.tolist())
+        chunk = np.arange(12, dtype=np.uint16).reshape(4, 3)
+        sums, saturated, image = np.zeros(4, np.int64), np.zeros(4, np.int64), np.zeros(3)
+        kernels.frame_sums(chunk, np.ones(3, bool), 10.0, 0, sums, saturated, image)
+        print([sums.tolist(), saturated.tolist(), image.tolist()])
     """)
     done = run_read_only(empty, tmp_path, code)
     assert done.returncode == 0, done.stderr
-    x = np.arange(12.0).reshape(4, 3)
-    expected = [(x[:-1] * x[1:]).sum(0).tolist(), (x[:-2] * x[2:]).sum(0).tolist()]
-    assert eval(done.stdout) == expected
+    x = np.arange(12).reshape(4, 3)
+    assert eval(done.stdout) == [x.sum(1).tolist(), (x >= 10).sum(1).tolist(),
+                                 x.sum(0).astype(float).tolist()]
     assert list(empty.iterdir()) == []
 
 

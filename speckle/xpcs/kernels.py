@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import types as nt
 
 from .kernel_cache import compiled
 
-__all__ = ["bin_sums", "frame_sums", "lag_products"]
+__all__ = ["bin_sums", "frame_sums", "multitau_levels"]
 
 #: Pixels whose per-pixel sums stay in the L1 cache while frame_sums adds a chunk's frames.
 _SUM_TILE = 2048
@@ -29,8 +30,14 @@ FRAME_SUM_TYPES = {"uint8": "int64", "uint16": "int64", "uint32": "int64", "int1
 _OPTIONS = dict(nogil=True, boundscheck=False, fastmath={"contract"}, error_model="numpy")
 
 
-#: Pixels handled together by lag_products: each call copies a tile of this many pixels of
-#: every entry into a contiguous scratch, so that the rows of a tile are a constant distance
+def _frames(dtype: str):
+    """The numba type of a chunk of frames (frames, pixels) of ``dtype``: C-contiguous, read
+    only (which writable arrays also match: chunks of a read-only memory map are taken too)."""
+    return nt.Array(getattr(nt, dtype), 2, "C", readonly=True)
+
+
+#: Pixels handled together by multitau_levels: each tile of this many pixels of every entry
+#: is put into a contiguous scratch, so that the rows of a tile are a constant distance
 #: apart (the compiler then vectorises the register-blocked loops without a runtime check per
 #: row) and stay in the L1/L2 cache whatever the caller's row stride (a power-of-two stride put
 #: every row of a tile in the same cache sets).
@@ -108,42 +115,139 @@ def _lag_group(s, h, stop, k, m, w, acc):
             t += 1
 
 
-@compiled("void(float32[:, ::1], int64, int64, int64, float64[:, ::1], int64, float32[:, ::1])",
-          _OPTIONS)
-def lag_products(ext, h, n, first_lag, G, first, pairs):
-    """Add one batch's lag products to the per-pixel sums ``G`` (n_lags, pixels), and write the
-    pair sums of the next level into ``pairs``, while the batch's rows are in the cache.
+#: Columns of the plan that :func:`multitau_levels` follows, one row per level (the block's
+#: Python code fills it: every quantity that is the same for all pixels).
+PLAN_COLUMNS = ("run", "h", "q", "n_in", "first", "pairs", "n_head", "row", "first_lag",
+                "n_lags", "lag_row")
+_RUN, _H, _Q, _N_IN, _FIRST, _PAIRS, _N_HEAD, _ROW, _FIRST_LAG, _N_LAGS, _LAG_ROW = range(11)
+#: Frame dtypes that multitau_levels reads directly (others are converted to float32 first).
+CASCADE_FRAME_TYPES = ("uint8", "uint16", "uint32", "float32")
 
-    ``ext`` (entries, pixels) holds ``h`` entries of history followed by ``n`` new ones; for
-    the lags ``k = first_lag + i`` (consecutive, as on every multi-tau level), every pair
-    ``(t - k, t)`` whose second member is new adds ``ext[t - k] * ext[t]``. The products of one
-    batch are summed in float32 and added to ``G`` in float64, as the numpy reference does.
-    ``pairs[j] = ext[first + 2 j] + ext[first + 2 j + 1]`` for each of its rows.
+
+@compiled([nt.void(_frames(frame), nt.int64, nt.float32[::1], nt.int64[:, ::1],
+                   nt.float32[:, ::1], nt.float32[:, ::1], nt.float64[:, ::1],
+                   nt.float32[:, :, ::1], nt.float64[::1], nt.float64[:, ::1],
+                   nt.float64[:, ::1], nt.float64[:, ::1])
+           for frame in CASCADE_FRAME_TYPES], _OPTIONS)
+def multitau_levels(frames, column, frame_w, plan, weights, bufs, G, heads, total, dropped, ip_drop,
+                    if_drop):
+    """One piece of frames through every level of a multi-tau block, tile by tile.
+
+    The compiled form of :meth:`speckle.xpcs.multitau._Level.process` called level after
+    level (the reference): for each tile of _TILE pixels, the new frames are converted into a
+    scratch behind level 0's history, correlated, and their pair sums written behind level
+    1's history and queue, which is correlated in turn when ``plan`` says it runs, and so on,
+    while the tile is in the cache (the reference makes a pass over the whole block per level).
+
+    The block's pixels are the columns ``column ..`` of ``frames`` (the fed chunk's rows, read
+    in place). ``plan[l]`` (columns :data:`PLAN_COLUMNS`): whether level ``l`` runs, its history rows
+    ``h`` and queued rows ``q`` (in ``bufs`` from row ``row``), the ``n_in`` entries it gets
+    (level 0: ``frames``; above: the pair sums of the level below when that one runs), the
+    first entry not yet paired, the pair sums it passes up, how many first entries it has kept
+    in ``heads[l]``, its lags ``first_lag ..`` (``n_lags``, rows ``lag_row ..`` of ``G``,
+    ``ip_drop``, ``if_drop``). ``weights[l]`` holds the weights of its entries (history, queue,
+    new); ``frame_w`` those of ``frames`` (excluded frames read as 0). A level that does not run
+    only stores its new entries behind its queue. The last level is the top one: it adds its
+    new entries to ``total``. ``dropped`` (levels, pixels), ``ip_drop`` and ``if_drop`` have no
+    rows while no entry is excluded.
     """
-    n_lags, n_pixels = G.shape
-    stop = h + n
-    s = np.empty(stop * _TILE, np.float32)  # one tile of every entry, rows _TILE apart
+    n_levels = plan.shape[0]
+    n_pixels = bufs.shape[1]
+    rows = 0
+    for lv in range(n_levels):
+        rows = max(rows, plan[lv, _H] + plan[lv, _Q] + plan[lv, _N_IN])
+    scratch = np.empty((2, rows * _TILE), np.float32)
     acc = np.empty(8 * _TILE, np.float32)
+    drops = dropped.shape[0] > 0
     for p0 in range(0, n_pixels, _TILE):
         p1 = min(p0 + _TILE, n_pixels)
         w = p1 - p0
-        for t in range(stop):
-            src, dst = ext[t, p0:p1], _row(s, t, w)
-            for q in range(w):
-                dst[q] = src[q]
-        i = 0
-        while i < n_lags:
-            m = 8 if n_lags - i >= 8 else min(4, n_lags - i)
-            _lag_group(s, h, stop, first_lag + i, m, w, acc)
-            for j in range(m):
-                g, a = G[i + j, p0:p1], _row(acc, j, w)
+        # level 0's new entries: the frames, converted, excluded ones as 0
+        s = scratch[0]
+        base = plan[0, _H] + plan[0, _Q]
+        for t in range(plan[0, _N_IN]):
+            dst = _row(s, base + t, w)
+            if frame_w[t] == 0:
+                dst[:] = 0
+            else:
+                src = frames[t, column + p0:column + p1]
                 for q in range(w):
-                    g[q] += a[q]
-            i += m
-        for j in range(pairs.shape[0]):
-            a, b, out = _row(s, first + 2 * j, w), _row(s, first + 2 * j + 1, w), pairs[j, p0:p1]
-            for q in range(w):
-                out[q] = a[q] + b[q]
+                    dst[q] = src[q]
+        for lv in range(n_levels):
+            h, q_old, n_in = plan[lv, _H], plan[lv, _Q], plan[lv, _N_IN]
+            row = plan[lv, _ROW]
+            s = scratch[lv % 2]
+            if not plan[lv, _RUN]:
+                for t in range(h + q_old, h + q_old + n_in):  # queue the new entries
+                    src, dst = _row(s, t, w), bufs[row + t, p0:p1]
+                    for q in range(w):
+                        dst[q] = src[q]
+                continue
+            n = q_old + n_in
+            if n == 0:
+                continue
+            stop = h + n
+            for t in range(h + q_old):  # history and queue, before the new entries
+                src, dst = bufs[row + t, p0:p1], _row(s, t, w)
+                for q in range(w):
+                    dst[q] = src[q]
+            wts = weights[lv]
+            first_lag, n_lags, lag_row = plan[lv, _FIRST_LAG], plan[lv, _N_LAGS], plan[lv, _LAG_ROW]
+            i = 0
+            while i < n_lags:
+                m = 8 if n_lags - i >= 8 else min(4, n_lags - i)
+                _lag_group(s, h, stop, first_lag + i, m, w, acc)
+                for j in range(m):
+                    g, a = G[lag_row + i + j, p0:p1], _row(acc, j, w)
+                    for q in range(w):
+                        g[q] += a[q]
+                i += m
+            if drops:  # pairs with an excluded member: its partner leaves IP / IF
+                for i in range(n_lags):
+                    k = first_lag + i
+                    ipd, ifd = ip_drop[lag_row + i, p0:p1], if_drop[lag_row + i, p0:p1]
+                    for t in range(max(h, k), stop):
+                        if wts[t] == 0:
+                            a = _row(s, t - k, w)
+                            for q in range(w):
+                                ipd[q] += np.float64(a[q])
+                        if wts[t - k] == 0:
+                            b = _row(s, t, w)
+                            for q in range(w):
+                                ifd[q] += np.float64(b[q])
+            if lv == n_levels - 1:
+                tot = total[p0:p1]
+                for t in range(h, stop):
+                    x = _row(s, t, w)
+                    for q in range(w):
+                        tot[q] += np.float64(x[q])
+            n_head = plan[lv, _N_HEAD]
+            hd = heads[lv]
+            for j in range(min(hd.shape[0] - n_head, n)):
+                src, dst = _row(s, h + j, w), hd[n_head + j, p0:p1]
+                for q in range(w):
+                    dst[q] = src[q]
+            pairs = plan[lv, _PAIRS]
+            if pairs:
+                up = scratch[(lv + 1) % 2]
+                base = plan[lv + 1, _H] + plan[lv + 1, _Q]
+                first = plan[lv, _FIRST]
+                for j in range(pairs):
+                    a, b = _row(s, first + 2 * j, w), _row(s, first + 2 * j + 1, w)
+                    out = _row(up, base + j, w)
+                    if wts[first + 2 * j] * wts[first + 2 * j + 1] == 0:
+                        d = dropped[lv, p0:p1]
+                        for q in range(w):
+                            d[q] += np.float64(a[q] + b[q])
+                        out[:] = 0
+                    else:
+                        for q in range(w):
+                            out[q] = a[q] + b[q]
+            keep = min(heads.shape[1], stop)  # the last entries become the history
+            for t in range(keep):
+                src, dst = _row(s, stop - keep + t, w), bufs[row + t, p0:p1]
+                for q in range(w):
+                    dst[q] = src[q]
 
 
 @numba.njit(**_OPTIONS)
@@ -218,8 +322,9 @@ def bin_sums(G, total, hist, head, lags, ip_drop, if_drop, n, static, dynamic, p
         _add3(per_dynamic, i, d_run, sc, s1, s2)
 
 
-@compiled([f"void({frame}[:, ::1], boolean[::1], float64, {acc}, {acc}[::1], int64[::1], "
-           "float64[::1])" for frame, acc in FRAME_SUM_TYPES.items()],
+@compiled([nt.void(_frames(frame), nt.boolean[::1], nt.float64, getattr(nt, acc),
+                   getattr(nt, acc)[::1], nt.int64[::1], nt.float64[::1])
+           for frame, acc in FRAME_SUM_TYPES.items()],
           dict(_OPTIONS, fastmath={"contract", "reassoc"}))
 def frame_sums(chunk, used, saturation, zero, sums, saturated, image):
     """Per-frame and per-pixel sums of a chunk of frames, in one pass over its memory.

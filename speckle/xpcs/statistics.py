@@ -65,7 +65,7 @@ class FrameStatistics:
         flat = chunk.reshape(n, -1)
         acc = None if self._kernels is None else self._kernels.FRAME_SUM_TYPES.get(
             flat.dtype.name)
-        if acc is not None and flat.flags.c_contiguous:
+        if acc is not None and flat.flags.c_contiguous and flat.dtype.isnative:
             sums, saturated = np.zeros(n, acc), np.zeros(n, np.int64)
             level = np.inf if self.saturation is None else float(self.saturation)
             self._kernels.frame_sums(flat, self._used, level, np.dtype(acc).type(0), sums,
