@@ -61,6 +61,9 @@ _SUB_FRAMES = 128
 #: memory stays bounded (with the history and the sums: about 100 bytes per pixel per level).
 _QUEUE_BYTES = 2**29
 _MAX_BATCH = 32
+#: Entries a level above 0 collects before the compiled correlator runs it (no Python runs
+#: between its levels, so small batches cost little; its queues take less memory).
+_COMPILED_BATCH = 8
 #: Chunks read for the compiled correlator hold a whole piece of frames up to this size (the
 #: reader keeps about three in memory): 0.76 s instead of 0.90 s at 2000 x 512^2.
 _PIECE_CHUNK_BYTES = 2**26
@@ -349,8 +352,9 @@ class _CompiledBlock(_Block):
         self.min_batch, self.piece, self.n_pixels = min_batch, piece, n_pixels
         b = grid.buffers
         n_levels = len(grid.per_level)
-        # level 0 keeps its history only: its new entries come from the frames
-        rows = [b] + [b + min_batch + (piece >> i) + 2 for i in range(1, n_levels)]
+        # level 0 keeps its history only: its new entries come from the frames; a level above
+        # keeps fewer than min_batch entries queued behind it (it runs when it has more)
+        rows = [b] + [b + min_batch] * (n_levels - 1)
         self.row = np.r_[0, np.cumsum(rows)[:-1]].astype(np.int64)
         lag_rows = np.r_[0, np.cumsum([len(lags) for lags in grid.per_level])].astype(np.int64)
         self.bufs = np.empty((sum(rows), n_pixels), np.float32)
@@ -517,8 +521,8 @@ class MultiTauCorrelator:
         min_batch = int(np.clip(_QUEUE_BYTES // 2 // (row * len(self.grid.per_level)), 2,
                                 _MAX_BATCH))
         if compiled is not None:
-            self.blocks = [_CompiledBlock(self.grid, s.stop - s.start, min_batch, self.piece,
-                                          compiled) for s in self.slices]
+            self.blocks = [_CompiledBlock(self.grid, s.stop - s.start, _COMPILED_BATCH,
+                                          self.piece, compiled) for s in self.slices]
         else:
             piece = self.piece if xp is np else 1  # the GPU correlates each fed chunk at once
             self.blocks = [_Block(self.grid, s.stop - s.start, xp, min_batch, piece)
