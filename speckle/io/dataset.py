@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..memory import fresh_zeros
 
 __all__ = ["ArrayDataset", "Dataset", "Metadata", "DEFAULT_CHUNK_BYTES"]
 
@@ -193,8 +194,8 @@ class Dataset(ABC):
             if buffers is not None:
                 slot = (first - start) // chunk % len(buffers)
                 if buffers[slot] is None:
-                    buffers[slot] = np.empty((min(chunk, stop - start), *self.frame_shape),
-                                             self.dtype)
+                    buffers[slot] = fresh_zeros((min(chunk, stop - start), *self.frame_shape),
+                                                self.dtype)
                 out = buffers[slot]
             frames = self.read_frames(first, min(first + chunk, stop), out=out)
             return frames if prepare is None else prepare(first, frames)

@@ -40,6 +40,7 @@ import numpy as np
 
 from ..backend import asnumpy, get_xp
 from ..errors import AnalysisError, InvalidInputError
+from ..memory import fresh_zeros
 from .engine import compiled_kernels
 from .passes import as_dataset, check_partition, frame_weights, stream_frames
 from .partitions import Partition
@@ -357,9 +358,9 @@ class _CompiledBlock(_Block):
         rows = [b] + [b + min_batch] * (n_levels - 1)
         self.row = np.r_[0, np.cumsum(rows)[:-1]].astype(np.int64)
         lag_rows = np.r_[0, np.cumsum([len(lags) for lags in grid.per_level])].astype(np.int64)
-        self.bufs = np.empty((sum(rows), n_pixels), np.float32)
-        self.G = np.zeros((lag_rows[-1], n_pixels), np.float64)
-        self.heads = np.empty((n_levels, b, n_pixels), np.float32)
+        self.bufs = fresh_zeros((sum(rows), n_pixels), np.float32)
+        self.G = fresh_zeros((lag_rows[-1], n_pixels), np.float64)
+        self.heads = fresh_zeros((n_levels, b, n_pixels), np.float32)
         self.levels = [
             _Level(i, lags, b, n_pixels, np, top=i == n_levels - 1, kernels=kernels,
                    views=(self.G[lag_rows[i]:lag_rows[i + 1]], self.heads[i],
@@ -433,8 +434,9 @@ class _CompiledBlock(_Block):
             column = 0
         w = np.ascontiguousarray(w, np.float32)
         if not w.all() and not len(self.dropped):  # the first excluded frame
-            self.dropped = np.zeros((len(self.levels), self.n_pixels))
-            self.ip_drop, self.if_drop = np.zeros_like(self.G), np.zeros_like(self.G)
+            self.dropped = fresh_zeros((len(self.levels), self.n_pixels), np.float64)
+            self.ip_drop = fresh_zeros(self.G.shape, np.float64)
+            self.if_drop = fresh_zeros(self.G.shape, np.float64)
             lag_row = self.plan[:, self._col["lag_row"]]
             for i, level in enumerate(self.levels):
                 rows = slice(lag_row[i], lag_row[i] + len(level.lags))
@@ -452,8 +454,10 @@ class _CompiledBlock(_Block):
         for i, level in enumerate(self.levels):
             h, q = level.h, level.q
             n = q + n_in
-            if h + n > self.weights.shape[1]:
-                self.weights = np.zeros((len(self.levels), 2 * (h + n)), np.float32)
+            if h + n > self.weights.shape[1]:  # (the sizes above leave room: never so far)
+                grown = np.zeros((len(self.levels), 2 * (h + n)), np.float32)
+                grown[:, :self.weights.shape[1]] = self.weights
+                self.weights = grown
             run = flush or n >= (self.piece if i == 0 else self.min_batch)
             plan[i, c["run"]], plan[i, c["h"]], plan[i, c["q"]] = run, h, q
             plan[i, c["n_in"]], plan[i, c["pairs"]] = n_in, 0
