@@ -10,8 +10,9 @@ from speckle.memory import fresh_zeros
 
 @pytest.mark.parametrize("shape,dtype", [((3, 5), np.float64), ((2**20 + 3,), np.float32),
                                          ((64, 300, 300), ">u2"), (7, np.int64)])
-def test_fresh_zeros_are_zeros_of_the_shape_and_dtype_asked(shape, dtype):
-    a = fresh_zeros(shape, dtype)
+@pytest.mark.parametrize("write", [True, False])
+def test_fresh_zeros_are_zeros_of_the_shape_and_dtype_asked(shape, dtype, write):
+    a = fresh_zeros(shape, dtype, write=write)
     assert a.shape == ((shape,) if np.isscalar(shape) else shape)
     assert a.dtype == np.dtype(dtype) and a.flags.c_contiguous and a.flags.writeable
     assert not a.any()

@@ -195,7 +195,7 @@ class Dataset(ABC):
                 slot = (first - start) // chunk % len(buffers)
                 if buffers[slot] is None:
                     buffers[slot] = fresh_zeros((min(chunk, stop - start), *self.frame_shape),
-                                                self.dtype)
+                                                self.dtype, write=False)
                 out = buffers[slot]
             frames = self.read_frames(first, min(first + chunk, stop), out=out)
             return frames if prepare is None else prepare(first, frames)

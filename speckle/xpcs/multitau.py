@@ -62,8 +62,8 @@ _SUB_FRAMES = 128
 #: memory stays bounded (with the history and the sums: about 100 bytes per pixel per level).
 _QUEUE_BYTES = 2**29
 _MAX_BATCH = 32
-#: Entries a level above 0 collects before the compiled correlator runs it (no Python runs
-#: between its levels, so small batches cost little; its queues take less memory).
+#: Entries a level above 0 collects before the compiled correlator runs it, at most (no
+#: Python runs between its levels, so small batches cost little; its queues take less memory).
 _COMPILED_BATCH = 8
 #: Chunks read for the compiled correlator hold a whole piece of frames up to this size (the
 #: reader keeps about three in memory): 0.76 s instead of 0.90 s at 2000 x 512^2.
@@ -358,9 +358,10 @@ class _CompiledBlock(_Block):
         rows = [b] + [b + min_batch] * (n_levels - 1)
         self.row = np.r_[0, np.cumsum(rows)[:-1]].astype(np.int64)
         lag_rows = np.r_[0, np.cumsum([len(lags) for lags in grid.per_level])].astype(np.int64)
-        self.bufs = fresh_zeros((sum(rows), n_pixels), np.float32)
+        # written before they are read (rows of queues never filled cost nothing)
+        self.bufs = fresh_zeros((sum(rows), n_pixels), np.float32, write=False)
+        self.heads = fresh_zeros((n_levels, b, n_pixels), np.float32, write=False)
         self.G = fresh_zeros((lag_rows[-1], n_pixels), np.float64)
-        self.heads = fresh_zeros((n_levels, b, n_pixels), np.float32)
         self.levels = [
             _Level(i, lags, b, n_pixels, np, top=i == n_levels - 1, kernels=kernels,
                    views=(self.G[lag_rows[i]:lag_rows[i + 1]], self.heads[i],
@@ -525,8 +526,9 @@ class MultiTauCorrelator:
         min_batch = int(np.clip(_QUEUE_BYTES // 2 // (row * len(self.grid.per_level)), 2,
                                 _MAX_BATCH))
         if compiled is not None:
-            self.blocks = [_CompiledBlock(self.grid, s.stop - s.start, _COMPILED_BATCH,
-                                          self.piece, compiled) for s in self.slices]
+            batch = min(min_batch, _COMPILED_BATCH)
+            self.blocks = [_CompiledBlock(self.grid, s.stop - s.start, batch, self.piece,
+                                          compiled) for s in self.slices]
         else:
             piece = self.piece if xp is np else 1  # the GPU correlates each fed chunk at once
             self.blocks = [_Block(self.grid, s.stop - s.start, xp, min_batch, piece)
