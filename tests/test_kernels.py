@@ -126,6 +126,37 @@ def test_chunks_of_changing_dtype_give_the_reference_sums():
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_few_unused_pixels_are_correlated_and_binned_nowhere(monkeypatch):
+    """With most pixels used, the compiled correlator takes whole frames (no gather): the
+    unused pixels, hot ones included, change nothing; with few used, it gathers them."""
+    rng = np.random.default_rng(7)
+    shape = (60, 70)
+    frames = rng.poisson(2.0, (400, *shape)).astype(np.uint16)
+    part = rings(shape, hole=6)  # a beam stop
+    dyn, sta = part.dynamic_map.copy(), part.static_map.copy()
+    dyn[:, 33] = sta[:, 33] = 0  # a dead column
+    part = Partition(dyn, sta, part.dynamic_q, part.static_q, part.labels, part.kind)
+    frames[:, ~part.mask] = 65535  # garbage where nothing is binned
+    sizes = []
+    real = multitau.MultiTauCorrelator
+
+    def spy(n_frames, n_pixels, *a, **k):
+        sizes.append(n_pixels)
+        return real(n_frames, n_pixels, *a, **k)
+
+    monkeypatch.setattr(multitau, "MultiTauCorrelator", spy)
+    assert part.mask.mean() > multitau._GATHER_BELOW
+    whole = multitau_g2(frames, part, device="cpu", kernels="numba")
+    monkeypatch.setattr(multitau, "_GATHER_BELOW", 1.01)
+    gathered = multitau_g2(frames, part, device="cpu", kernels="numba")
+    reference = multitau_g2(frames, part, device="cpu", kernels="numpy")
+    assert sizes == [frames[0].size, part.mask.sum(), part.mask.sum()]
+    for other in (gathered, reference):
+        np.testing.assert_allclose(whole.g2, other.g2, rtol=1e-12)
+        np.testing.assert_allclose(whole.g2_err, other.g2_err, rtol=1e-9, atol=1e-8)
+        np.testing.assert_array_equal(whole.n_pairs, other.n_pairs)
+
+
 def test_per_pixel_sums_agree():
     rng = np.random.default_rng(8)
     n_frames, n_pixels = 400, 9000
