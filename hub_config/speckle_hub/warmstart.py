@@ -231,7 +231,7 @@ def _preload(log) -> None:
             log(f"not preloaded: {name}: {exc}")
     if "speckle.xpcs.engine" in sys.modules:
         with contextlib.suppress(Exception):  # the compiled XPCS kernels, loaded from their cache
-            sys.modules["speckle.xpcs.engine"].compiled_kernels()
+            sys.modules["speckle.xpcs.engine"].load_all()
     for name in NEVER:
         if name in sys.modules:
             raise WarmStartError(f"{name} was imported by the preloaded modules: a fork cannot use it")

@@ -126,9 +126,9 @@ class PreheatedKernelManager(_VoilaPooled):
     )
 
     kernel_preload = Unicode(
-        # the compiled XPCS kernels too: their 0.3 s of loading is then not part of the first
+        # the compiled XPCS kernels too: their 0.4 s of loading is then not part of the first
         # Analyze (the page shows at once either way)
-        "import speckle.ui, speckle.xpcs.engine; speckle.xpcs.engine.compiled_kernels()", config=True,
+        "import speckle.ui, speckle.xpcs.engine; speckle.xpcs.engine.load_all()", config=True,
         help="Python each preheated kernel runs as it boots (IPKernelApp.exec_lines), before the "
              "notebook is executed in it; empty for none.",
     )

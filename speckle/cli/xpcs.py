@@ -264,7 +264,9 @@ def progress_bar(stream):
 def _run_xpcs(args) -> int:
     from ..xpcs.engine import preload
 
-    preload()  # the compiled kernels load while the data and the regions are opened
+    # the compiled kernels load while the data and the regions are opened
+    twotime = not getattr(args, "no_twotime", False)
+    preload(modules=("kernels", "pair_kernels") if twotime else ("kernels",))
     recipe = recipe_from_args(args)
     out = Path(args.out)
     if not out.parent.is_dir():

@@ -17,7 +17,7 @@ from types import ModuleType
 
 from ..errors import InvalidInputError
 
-__all__ = ["compiled_kernels", "preload", "use_compiled", "warm"]
+__all__ = ["KERNEL_MODULES", "compiled_kernels", "load_all", "preload", "use_compiled", "warm"]
 
 _CHOICES = ("auto", "numba", "numpy")
 
@@ -46,20 +46,36 @@ def use_compiled(choice: str | None = None) -> bool:
     return choice != "numpy" and available
 
 
-def compiled_kernels(choice: str | None = None) -> ModuleType | None:
-    """Return :mod:`speckle.xpcs.kernels` when compiled kernels are chosen, else None.
+#: Modules of compiled kernels: the correlators' (loaded for every analysis) and the two-time
+#: maps' (loaded only for them).
+KERNEL_MODULES = ("kernels", "pair_kernels")
+
+
+def compiled_kernels(choice: str | None = None, module: str = "kernels") -> ModuleType | None:
+    """Return a module of compiled kernels when they are chosen, else None.
 
     Parameters
     ----------
     choice : {"auto", "numba", "numpy"}, optional
         Default: ``SPECKLE_CPU_KERNELS``, else ``"auto"``.
+    module : {"kernels", "pair_kernels"}
+        :mod:`speckle.xpcs.kernels` (the correlators') or :mod:`speckle.xpcs.pair_kernels`
+        (the two-time maps').
     """
+    if module not in KERNEL_MODULES:
+        raise ValueError(f"no kernel module {module!r}")
     if not use_compiled(choice):
         return None
     with _collector_paused():  # numba's start-up makes a million objects: two full
-        from . import kernels  # noqa: PLC0415 - collections (0.1 s) for nothing
+        return importlib.import_module(f"{__package__}.{module}")  # collections for nothing
 
-    return kernels
+
+def load_all(choice: str | None = None) -> int:
+    """Load every module of compiled kernels (:data:`KERNEL_MODULES`) when they are chosen, so
+    that no analysis waits for them later; return how many kernels were loaded (0: the numpy
+    kernels are chosen)."""
+    modules = [compiled_kernels(choice, module) for module in KERNEL_MODULES]
+    return sum(len(m.__all__) for m in modules if m is not None)
 
 
 @contextlib.contextmanager
@@ -74,18 +90,21 @@ def _collector_paused():
             gc.enable()
 
 
-def preload(choice: str | None = None) -> None:
-    """Start loading the compiled kernels in a background thread (numba's start-up overlaps
+def preload(choice: str | None = None, modules: tuple[str, ...] = ("kernels",)) -> None:
+    """Start loading compiled kernels in a background thread (numba's start-up overlaps
     whatever the caller does next); a later :func:`compiled_kernels` waits for it.
 
     Parameters
     ----------
     choice : {"auto", "numba", "numpy"}, optional
         As for :func:`compiled_kernels`; nothing is loaded when the numpy kernels are chosen.
+    modules : tuple of str
+        Which of :data:`KERNEL_MODULES`, loaded in this order.
     """
     def load():
         try:
-            compiled_kernels(choice)
+            for module in modules:
+                compiled_kernels(choice, module)
         except Exception:  # noqa: BLE001 - the caller's own compiled_kernels() will say why
             pass
 
@@ -97,13 +116,13 @@ def warm() -> str:
     """Compile the kernels into the install's shared cache (when it is stale) and open it to
     every user; return where it is. ``make setup`` runs this as ``python -m speckle.xpcs.engine``.
     """
-    kernels = compiled_kernels("numba")
+    count = load_all("numba")
     from .kernel_cache import cache_dir, open_to_all  # noqa: PLC0415 - imports numba
 
     folder = cache_dir()
     if folder.is_dir():
         open_to_all(folder)
-    return f"speckle: compiled kernels ready ({len(kernels.__all__)}), cache {folder}"
+    return f"speckle: compiled kernels ready ({count}), cache {folder}"
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m speckle.xpcs.engine

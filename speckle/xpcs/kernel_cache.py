@@ -53,7 +53,11 @@ def _load_array_math_without_scipy() -> None:
 
 _load_array_math_without_scipy()
 
-__all__ = ["cache_dir", "compiled", "open_to_all"]
+__all__ = ["OPTIONS", "cache_dir", "compiled", "open_to_all"]
+
+#: numba options of the kernels: run on threads without the interpreter lock, no bounds checks,
+#: fused multiply-adds, numpy's floating-point errors (inf / nan, no exceptions).
+OPTIONS = dict(nogil=True, boundscheck=False, fastmath={"contract"}, error_model="numpy")
 
 
 def cache_dir() -> Path:

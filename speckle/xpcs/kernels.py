@@ -17,7 +17,7 @@ import numba
 import numpy as np
 from numba import types as nt
 
-from .kernel_cache import compiled
+from .kernel_cache import OPTIONS, compiled
 
 __all__ = ["bin_sums", "frame_sums", "multitau_levels"]
 
@@ -27,7 +27,6 @@ _SUM_TILE = 2048
 #: integers); other dtypes use the numpy reference.
 FRAME_SUM_TYPES = {"uint8": "int64", "uint16": "int64", "uint32": "int64", "int16": "int64",
                    "int32": "int64", "float32": "float64", "float64": "float64"}
-_OPTIONS = dict(nogil=True, boundscheck=False, fastmath={"contract"}, error_model="numpy")
 
 
 def _frames(dtype: str):
@@ -44,13 +43,13 @@ def _frames(dtype: str):
 _TILE = 256
 
 
-@numba.njit(**_OPTIONS)
+@numba.njit(**OPTIONS)
 def _row(s, t, w):
     """Row ``t`` (``w`` pixels) of a tile scratch ``s`` (flat, rows of _TILE)."""
     return s[t * _TILE:t * _TILE + w]
 
 
-@numba.njit(**_OPTIONS)
+@numba.njit(**OPTIONS)
 def _eight_by_eight(vx, vz, w, acc):
     """Lags ``k .. k + 7`` of entries ``t .. t + 7`` of a tile: ``vx`` starts at row ``t``,
     ``vz`` at row ``t - k - 7``; lag ``k + i`` adds ``x_j z_(j + 7 - i)`` over ``j`` to
@@ -73,7 +72,7 @@ def _eight_by_eight(vx, vz, w, acc):
         acc[7 * T + q] += x0 * z0 + x1 * z1 + x2 * z2 + x3 * z3 + x4 * z4 + x5 * z5 + x6 * z6 + x7 * z7
 
 
-@numba.njit(**_OPTIONS)
+@numba.njit(**OPTIONS)
 def _eight_by_four(vx, vz, w, acc):
     """Lags ``k .. k + 3`` of entries ``t .. t + 7``: as _eight_by_eight, ``vz`` starting at
     row ``t - k - 3``, lag ``k + i`` adding ``x_j z_(j + 3 - i)``."""
@@ -90,7 +89,7 @@ def _eight_by_four(vx, vz, w, acc):
         acc[3 * T + q] += x0 * z0 + x1 * z1 + x2 * z2 + x3 * z3 + x4 * z4 + x5 * z5 + x6 * z6 + x7 * z7
 
 
-@numba.njit(**_OPTIONS)
+@numba.njit(**OPTIONS)
 def _lag_group(s, h, stop, k, m, w, acc):
     """Lags ``k .. k + m - 1`` of the new entries of a tile scratch ``s`` into ``acc`` (rows
     of _TILE): eight entries at a time where all their partners exist (``m`` of 8 or 4), one
@@ -128,7 +127,7 @@ CASCADE_FRAME_TYPES = ("uint8", "uint16", "uint32", "float32")
                    nt.float32[:, ::1], nt.float32[:, ::1], nt.float64[:, ::1],
                    nt.float32[:, :, ::1], nt.float64[::1], nt.float64[:, ::1],
                    nt.float64[:, ::1], nt.float64[:, ::1])
-           for frame in CASCADE_FRAME_TYPES], _OPTIONS)
+           for frame in CASCADE_FRAME_TYPES], OPTIONS)
 def multitau_levels(frames, column, frame_w, plan, weights, bufs, G, heads, total, dropped, ip_drop,
                     if_drop):
     """One piece of frames through every level of a multi-tau block, tile by tile.
@@ -250,7 +249,7 @@ def multitau_levels(frames, column, frame_w, plan, weights, bufs, G, heads, tota
                     dst[q] = src[q]
 
 
-@numba.njit(**_OPTIONS)
+@numba.njit(**OPTIONS)
 def _add3(table, i, label, x, y, z):
     """``table[:, i, label] += (x, y, z)``."""
     table[0, i, label] += x
@@ -260,7 +259,7 @@ def _add3(table, i, label, x, y, z):
 
 @compiled("void(float64[:, ::1], float64[::1], float32[:, ::1], float32[:, ::1], int64[::1], "
           "float64[:, ::1], float64[:, ::1], float64[::1], int64[::1], int64[::1], "
-          "float64[:, :, ::1], float64[:, :, ::1])", _OPTIONS)
+          "float64[:, :, ::1], float64[:, :, ::1])", OPTIONS)
 def bin_sums(G, total, hist, head, lags, ip_drop, if_drop, n, static, dynamic, per_static,
              per_dynamic):
     """Per-bin sums of the per-pixel sums of one level, in one pass, IP and IF made on the way.
@@ -325,7 +324,7 @@ def bin_sums(G, total, hist, head, lags, ip_drop, if_drop, n, static, dynamic, p
 @compiled([nt.void(_frames(frame), nt.boolean[::1], nt.float64, getattr(nt, acc),
                    getattr(nt, acc)[::1], nt.int64[::1], nt.float64[::1])
            for frame, acc in FRAME_SUM_TYPES.items()],
-          dict(_OPTIONS, fastmath={"contract", "reassoc"}))
+          dict(OPTIONS, fastmath={"contract", "reassoc"}))
 def frame_sums(chunk, used, saturation, zero, sums, saturated, image):
     """Per-frame and per-pixel sums of a chunk of frames, in one pass over its memory.
 
@@ -358,3 +357,4 @@ def frame_sums(chunk, used, saturation, zero, sums, saturated, image):
         out = image[p0:p1]
         for q in range(w):
             out[q] += acc[q]
+

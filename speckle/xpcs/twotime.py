@@ -7,20 +7,29 @@ For the pixels ``p`` of one dynamic bin and frames (or groups of ``bin_frames`` 
 computed as one symmetric matrix product per bin. The time series of the used pixels is held in
 memory when it fits ``memory_limit``; otherwise the map is built block by block, reading each
 pair of time blocks from the dataset again, so memory stays bounded.
+
+Integer counts (frames of up to 16 bits, summed over ``bin_frames``: the map does not change
+when every value is scaled, so sums serve as well as means) are multiplied exactly as int16 by
+a compiled kernel on the CPU (:mod:`.pair_kernels`, twice float32's multiply-add rate) as long
+as their products cannot overflow its int32 sums; anything else, and the GPU, takes the float32
+matrix product, the reference.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..backend import asnumpy, get_xp
 from ..errors import Cancelled, InvalidInputError
+from .engine import compiled_kernels
 from .passes import as_dataset, check_partition
 from .partitions import Partition
 
-__all__ = ["choose_bin_frames", "g2_from_twotime", "twotime_maps"]
+__all__ = ["EXACT_MAX_VALUE", "choose_bin_frames", "g2_from_twotime", "twotime_maps"]
 
 #: Largest two-time map side used when ``bin_frames`` is chosen automatically.
 DEFAULT_MAX_SIZE = 2048
@@ -31,56 +40,113 @@ def choose_bin_frames(n_frames: int, max_size: int = DEFAULT_MAX_SIZE) -> int:
     return max(1, -(-n_frames // max_size))
 
 
+#: Largest value the exact integer products take: the int32 sums of the kernel must hold at
+#: least this many words (two products each) of the largest value squared.
+_MIN_PAIR_WORDS = 16
+EXACT_MAX_VALUE = int(np.sqrt((2**31 - 1) / (2 * _MIN_PAIR_WORDS)))
+
+
 def _storage_dtype(dtype, bin_frames: int) -> np.dtype:
-    """Integers of up to 16 bits are held as they are when frames are not averaged (exact in
-    float32 later, half the memory); anything else as float32."""
+    """Integers of up to 16 bits are held as they are when frames are not binned (half the
+    memory), as int32 sums of ``bin_frames`` frames when they are (exact); anything else as
+    float32 means."""
     dtype = np.dtype(dtype)
-    if bin_frames == 1 and dtype.kind in "ui" and dtype.itemsize <= 2:
-        return dtype
+    if dtype.kind in "ui" and dtype.itemsize <= 2:
+        return dtype if bin_frames == 1 else np.dtype(np.int32)
     return np.dtype(np.float32)
 
 
-def _binned_pixels(ds, pixels, start, stop, bin_frames, chunk_frames, cancel):
-    """Frames ``start:stop`` averaged in groups of ``bin_frames``, restricted to ``pixels``:
-    one (steps, len(pixels)) array in :func:`_storage_dtype`."""
+def _bin_columns(dyn: np.ndarray, bins) -> tuple[np.ndarray, dict[int, slice], np.ndarray]:
+    """Where the pixels of each bin go in the arrays of :func:`_binned_pixels`.
+
+    Each bin is a contiguous run of columns (a view, no copy) starting at an even column, with
+    one spare column after it when it has an odd number of pixels (so that its values pair up
+    as int16 in int32 words for :mod:`.pair_kernels`; the spare columns hold 0).
+
+    Returns
+    -------
+    take : ndarray of int
+        The pixel (flat index) read into each column (a spare column repeats the one before).
+    columns : dict
+        Bin -> slice of its pixels' columns.
+    spare : ndarray of int
+        The spare columns.
+    """
+    pixels = np.flatnonzero(np.isin(dyn, bins))
+    pixels = pixels[np.argsort(dyn[pixels], kind="stable")]
+    labels = dyn[pixels]
+    take, columns, spare, at = [], {}, [], 0
+    for b in dict.fromkeys(bins):
+        own = pixels[slice(*np.searchsorted(labels, [b, b + 1]))]
+        columns[b] = slice(at, at + len(own))
+        take.append(own)
+        at += len(own)
+        if len(own) % 2:
+            take.append(own[-1:])
+            spare.append(at)
+            at += 1
+    take = np.concatenate(take) if take else np.zeros(0, np.intp)
+    return take, columns, np.array(spare, np.intp)
+
+
+def _binned_pixels(ds, take, spare, start, stop, bin_frames, chunk_frames, cancel, rows=0):
+    """Frames ``start:stop`` binned in groups of ``bin_frames``, at the pixels ``take``: one
+    (steps, len(take)) array in :func:`_storage_dtype` (means, or integer sums), ``spare``
+    columns set to 0; it has at least ``rows`` rows, those past the steps also 0."""
     n_out = (stop - start) // bin_frames
-    out = np.empty((n_out, len(pixels)), _storage_dtype(ds.dtype, bin_frames))
+    out = np.empty((max(n_out, rows), len(take)), _storage_dtype(ds.dtype, bin_frames))
+    out[n_out:] = 0
     stop = start + n_out * bin_frames
     chunk_frames = chunk_frames or ds.default_chunk_frames()
     chunk_frames = max(bin_frames, chunk_frames // bin_frames * bin_frames)
-    whole_frame = np.array_equal(pixels, np.arange(ds.frame_shape[0] * ds.frame_shape[1]))
+    whole_frame = np.array_equal(take, np.arange(ds.frame_shape[0] * ds.frame_shape[1]))
     for first, chunk in ds.iter_chunks(chunk_frames, start, stop, prefetch=True, reuse=True):
         if cancel is not None and cancel():
             raise Cancelled("the analysis was cancelled")
         flat = chunk.reshape(len(chunk), -1)
-        rows = len(flat) // bin_frames
+        n = len(flat) // bin_frames
         i0 = (first - start) // bin_frames
-        target = out[i0:i0 + rows]
+        target = out[i0:i0 + n]
         if bin_frames > 1:
-            part = flat if whole_frame else np.take(flat, pixels, axis=1)
-            target[:] = part.reshape(rows, bin_frames, -1).mean(axis=1, dtype=np.float32)
+            part = flat if whole_frame else np.take(flat, take, axis=1)
+            binned = part.reshape(n, bin_frames, -1)
+            if out.dtype.kind == "f":
+                binned.mean(axis=1, dtype=np.float32, out=target)
+            else:
+                binned.sum(axis=1, dtype=out.dtype, out=target)
         elif whole_frame:
             target[:] = flat
         elif flat.dtype == out.dtype:
-            np.take(flat, pixels, axis=1, out=target)  # far faster than flat[:, pixels]
+            np.take(flat, take, axis=1, out=target)  # far faster than flat[:, take]
         else:
-            target[:] = np.take(flat, pixels, axis=1)
+            target[:] = np.take(flat, take, axis=1)
+    if len(spare):
+        out[:, spare] = 0
     return out
 
 
+def _largest_value(values: np.ndarray) -> int:
+    """The largest magnitude in an integer array (0 when empty)."""
+    if values.size == 0:
+        return 0
+    top = int(values.max())
+    return max(top, -int(values.min())) if values.dtype.kind == "i" else top
+
+
 class _Scratch:
-    """Float32 work memory reused from bin to bin on the CPU (fresh memory costs 0.5-2 s per
-    GB to touch first on some machines; each bin would otherwise take its own)."""
+    """Work memory reused from bin to bin on the CPU (fresh memory costs 0.5-2 s per GB to
+    touch first on some machines; each bin would otherwise take its own)."""
 
     def __init__(self):
         self._flat = {}
 
-    def get(self, name, shape):
-        """A C-contiguous float32 array of ``shape`` over the memory kept under ``name``."""
-        size = int(np.prod(shape))
+    def get(self, name, shape, dtype=np.float32):
+        """A C-contiguous array of ``shape`` and ``dtype`` over the memory kept under
+        ``name``."""
+        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
         if len(self._flat.get(name, ())) < size:
-            self._flat[name] = np.empty(size, np.float32)
-        return self._flat[name][:size].reshape(shape)
+            self._flat[name] = np.empty(size, np.uint8)
+        return self._flat[name][:size].view(dtype).reshape(shape)
 
 
 def _as_float32(xp, block, out=None):
@@ -111,11 +177,92 @@ def _normalised_product(xp, a, b, same, scratch=None):
     return asnumpy(prod)
 
 
+class _ExactProducts:
+    """The two-time map of integer counts up to :data:`EXACT_MAX_VALUE` with the compiled int16
+    kernel (:func:`speckle.xpcs.pair_kernels.pair_products`) on every core: the same map as
+    :func:`_normalised_product`'s, from exact sums. 16-bit values are read where they lie (the
+    arrays of :func:`_binned_pixels`), others are copied to int16 first."""
+
+    #: Time steps per panel of the kernel (a multiple of its PAIR_COLUMNS).
+    width = 128
+
+    def __init__(self, pairs, threads: int):
+        self.pairs = pairs
+        self.threads = max(1, threads)
+        self.scratch = _Scratch()
+        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def _words(self, name, values, cols):
+        """The int32 words holding the int16 values of columns ``cols`` of ``values`` (all its
+        rows), and the first of them."""
+        if values.dtype.itemsize == 2 and cols.start % 2 == 0:
+            return values.view(np.int32), cols.start // 2
+        n = cols.stop - cols.start
+        held = self.scratch.get(name, (len(values), n + n % 2), np.int16)
+        np.copyto(held[:, :n], values[:, cols], casting="unsafe")
+        held[:, n:] = 0
+        return held.view(np.int32), 0
+
+    def _shares(self, n_panels: int, rows: int, same: bool) -> list[np.ndarray]:
+        """The column panels of each thread, balanced by their work (with ``same`` a panel
+        covers the rows up to its own end only)."""
+        width = self.width
+        work = [min((p + 1) * width, rows) if same else rows for p in range(n_panels)]
+        shares = [[] for _ in range(self.threads)]
+        load = [0] * self.threads
+        for p in sorted(range(n_panels), key=work.__getitem__, reverse=True):
+            t = load.index(min(load))
+            shares[t].append(p)
+            load[t] += work[p]
+        return [np.array(sorted(s), np.int64) for s in shares if s]
+
+    def _run(self, task, shares):
+        if self._pool is None or len(shares) == 1:
+            for share in shares:
+                task(share)
+        else:
+            for future in [self._pool.submit(task, share) for share in shares]:
+                future.result()
+
+    def product(self, a, b, ta, tb, cols, same: bool, largest: int) -> np.ndarray:
+        """``<a b>_p / (<a>_p <b>_p)`` (float32, (ta, tb)) of the columns ``cols`` of the first
+        ``ta`` / ``tb`` rows of two integer arrays of :func:`_binned_pixels` whose values are
+        at most ``largest`` in magnitude; ``a`` has ``ta`` rounded up to PAIR_ROWS rows."""
+        pairs = self.pairs
+        n = cols.stop - cols.start
+        a32, w0 = self._words("a", a, cols)
+        b32 = a32 if same else self._words("b", b, cols)[0]
+        words = (n + 1) // 2
+        sa, sb = np.empty(ta), np.empty(tb)
+        pairs.row_sums(a32, w0, words, ta, sa)
+        if same:
+            sb = sa
+        else:
+            pairs.row_sums(b32, w0, words, tb, sb)
+        n_panels = -(-tb // self.width)
+        rows = -(-ta // pairs.PAIR_ROWS) * pairs.PAIR_ROWS
+        sums = self.scratch.get("sums", (rows, n_panels * self.width), np.int32)
+        group = max(1, (2**31 - 1) // max(1, 2 * largest * largest))
+        total = (self.scratch.get("total", sums.shape, np.int64) if words > group
+                 else np.zeros((1, 1), np.int64))
+        out = np.empty((ta, tb), np.float32)
+        self._run(lambda panels: pairs.pair_products(a32, b32, w0, words, ta, tb, same, group,
+                                                     self.width, panels, sums, total, sa, sb,
+                                                     float(n), out),
+                  self._shares(n_panels, ta, same))
+        return out
+
+
 def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | None = None,
                  max_size: int = DEFAULT_MAX_SIZE, chunk_frames: int | None = None,
                  memory_limit: float = 2e9, device: str = "auto",
-                 progress: Callable | None = None,
-                 cancel: Callable | None = None) -> dict[int, np.ndarray]:
+                 progress: Callable | None = None, cancel: Callable | None = None,
+                 kernels: str | None = None,
+                 threads: int | None = None) -> dict[int, np.ndarray]:
     """Two-time correlation maps.
 
     Parameters
@@ -139,6 +286,12 @@ def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | Non
     device : {"auto", "cpu", "gpu"}
     progress, cancel : callable, optional
         ``progress(done, total)`` and ``cancel() -> bool``, as in :func:`multitau_g2`.
+    kernels : {"auto", "numba", "numpy"}, optional
+        CPU kernels (see :mod:`speckle.xpcs.engine`): with the compiled ones, integer counts
+        up to :data:`EXACT_MAX_VALUE` are multiplied exactly as int16; otherwise (and on the
+        GPU) in float32.
+    threads : int, optional
+        Threads of the compiled kernel; default: all cores.
 
     Returns
     -------
@@ -158,41 +311,55 @@ def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | Non
     if steps < 2:
         raise InvalidInputError(
             f"two-time needs at least 2 time steps; {ds.n_frames} frames binned by {bin_frames}")
-    dyn = partition.dynamic_map.ravel()
-    wanted = np.isin(dyn, bins)
-    pixels = np.flatnonzero(wanted)
-    # pixels sorted by bin, so that each bin is a contiguous run of columns (a view, no copy)
-    pixels = pixels[np.argsort(dyn[pixels], kind="stable")]
-    labels = dyn[pixels]
-    columns = {b: slice(*np.searchsorted(labels, [b, b + 1])) for b in bins}
+    take, columns, spare = _bin_columns(partition.dynamic_map.ravel(), bins)
     maps = {}
 
-    itemsize = _storage_dtype(ds.dtype, bin_frames).itemsize
-    block = steps if steps * len(pixels) * itemsize <= memory_limit else max(
-        1, int(memory_limit / 2 / (itemsize * len(pixels))))
+    storage = _storage_dtype(ds.dtype, bin_frames)
+    block = steps if steps * len(take) * storage.itemsize <= memory_limit else max(
+        1, int(memory_limit / 2 / (storage.itemsize * len(take))))
     edges = list(range(0, steps, block)) + [steps]
     n_tasks = (len(edges) - 1) * len(edges) // 2
     done = 0
     scratch = _Scratch()
-    for i in range(len(edges) - 1):
-        a = _binned_pixels(ds, pixels, edges[i] * bin_frames, edges[i + 1] * bin_frames,
-                           bin_frames, chunk_frames, cancel)
-        for j in range(i, len(edges) - 1):
-            same = i == j
-            b = a if same else _binned_pixels(ds, pixels, edges[j] * bin_frames,
-                                              edges[j + 1] * bin_frames, bin_frames,
-                                              chunk_frames, cancel)
-            for k, cols in columns.items():
-                c = _normalised_product(xp, a[:, cols], b[:, cols], same, scratch)
-                if len(edges) == 2:  # one block: the whole (symmetric) map at once
-                    maps[k] = c
-                    continue
-                m = maps.setdefault(k, np.empty((steps, steps), np.float32))
-                m[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = c
-                m[edges[j]:edges[j + 1], edges[i]:edges[i + 1]] = c.T
-            done += 1
-            if progress is not None:
-                progress(done, n_tasks)
+    pairs = (compiled_kernels(kernels, "pair_kernels")
+             if xp is np and storage.kind in "ui" else None)
+    exact = _ExactProducts(pairs, threads or os.cpu_count() or 1) if pairs else None
+    rows = 0 if exact is None else pairs.PAIR_ROWS  # spare rows for the kernel's row blocks
+
+    def read(e):
+        first, stop = edges[e] * bin_frames, edges[e + 1] * bin_frames
+        n = edges[e + 1] - edges[e]
+        return _binned_pixels(ds, take, spare, first, stop, bin_frames, chunk_frames, cancel,
+                              rows=-(-n // rows) * rows if rows else 0)
+
+    try:
+        for i in range(len(edges) - 1):
+            a = read(i)
+            ta = edges[i + 1] - edges[i]
+            largest_a = _largest_value(a) if exact else None
+            for j in range(i, len(edges) - 1):
+                same = i == j
+                b = a if same else read(j)
+                tb = edges[j + 1] - edges[j]
+                largest = largest_a if same or not exact else max(largest_a,
+                                                                   _largest_value(b))
+                for k, cols in columns.items():
+                    if exact and largest <= EXACT_MAX_VALUE:
+                        c = exact.product(a, b, ta, tb, cols, same, largest)
+                    else:
+                        c = _normalised_product(xp, a[:ta, cols], b[:tb, cols], same, scratch)
+                    if len(edges) == 2:  # one block: the whole (symmetric) map at once
+                        maps[k] = c
+                        continue
+                    m = maps.setdefault(k, np.empty((steps, steps), np.float32))
+                    m[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = c
+                    m[edges[j]:edges[j + 1], edges[i]:edges[i + 1]] = c.T
+                done += 1
+                if progress is not None:
+                    progress(done, n_tasks)
+    finally:
+        if exact is not None:
+            exact.close()
     return maps
 
 
