@@ -1,6 +1,11 @@
 """The two-time maps' exact integer products (speckle.xpcs.pair_kernels) against their
 definition, and the maps they give against the float32 reference on every code path."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,56 +28,80 @@ def definition(a, b):
         return (a @ b.T) * n / np.outer(a.sum(axis=1), b.sum(axis=1)).astype(np.float64)
 
 
-def words_of(values, rows):
-    """``values`` (time, pixels) as int16 pairs in int32 words, rows padded to ``rows``."""
+def words_of(values, rows, lanes):
+    """``values`` (time, pixels) as int32 words of ``lanes`` values (2: int16, 4: bytes), rows
+    padded to ``rows``."""
     t, n = values.shape
-    held = np.zeros((rows, n + n % 2), np.int16)
+    held = np.zeros((rows, -(-n // lanes) * lanes), np.int16 if lanes == 2 else np.uint8)
     held[:t, :n] = values
     return held.view(np.int32)
 
 
-def run_kernel(a, b, same, group, width, threads=2):
+def run_kernel(a, b, same, group, width, lanes=2, threads=2):
     """The map of ``a`` against ``b`` from pair_products, its panels shared by ``threads``
     callers as twotime shares them; ``group`` at most the bound against overflow."""
     ta, tb, n = len(a), len(b), a.shape[1]
     largest = max(int(np.abs(a.astype(np.int64)).max()), int(np.abs(b.astype(np.int64)).max()))
-    group = min(group, (2**31 - 1) // max(1, 2 * largest**2))
+    group = min(group, (2**31 - 1) // max(1, lanes * largest**2))
     rows = -(-ta // pairs.PAIR_ROWS) * pairs.PAIR_ROWS
-    a32 = words_of(a, rows)
-    b32 = a32 if same else words_of(b, len(b))
+    a32 = words_of(a, rows, lanes)
+    b32 = a32 if same else words_of(b, len(b), lanes)
     words = a32.shape[1]
     sa, sb = np.empty(ta), np.empty(tb)
-    pairs.row_sums(a32, 0, words, ta, sa)
-    pairs.row_sums(b32, 0, words, tb, sb)
+    pairs.row_sums(a32, 0, words, ta, lanes, sa)
+    pairs.row_sums(b32, 0, words, tb, lanes, sb)
     n_panels = -(-tb // width)
     G = np.full((rows, n_panels * width), 12345, np.int32)  # garbage: the kernel clears it
     total = np.full(G.shape, -7, np.int64)
     out = np.full((ta, tb), -1.0, np.float32)
     for share in np.array_split(np.arange(n_panels), threads):
-        pairs.pair_products(a32, b32, 0, words, ta, tb, same, group, width, share, G, total,
-                            sa, sb, float(n), out)
+        pairs.pair_products(a32, b32, lanes, 0, words, ta, tb, same, group, width, share, G,
+                            total, sa, sb, float(n), out)
     return out, sa, sb
 
 
+@pytest.mark.parametrize("lanes,low,high", [(2, -300, 3000), (4, 0, 127)])
 @pytest.mark.parametrize("same", [True, False])
 @pytest.mark.parametrize("ta,tb,n,group,width", [
     (1, 1, 1, 10**6, 16),          # smallest: one step, one pixel
-    (7, 7, 5, 10**6, 16),          # rows not a multiple of the tile, odd pixels
-    (50, 37, 999, 10**6, 32),      # several panels, ragged edges (groups of 119 words)
+    (7, 7, 5, 10**6, 16),          # rows not a multiple of the tile, pixels not of the word
+    (50, 37, 999, 10**6, 32),      # several panels, ragged edges (int16: groups of 119 words)
     (130, 130, 2048, 64, 128),     # several blocks of words, grouped int64 sums
     (97, 41, 1301, 3, 16),         # groups of 3 words: most of the work in int64
 ])
-def test_pair_products_is_the_definition(same, ta, tb, n, group, width):
+def test_pair_products_is_the_definition(same, ta, tb, n, group, width, lanes, low, high):
     rng = np.random.default_rng(ta * 1000 + n)
-    a = rng.integers(-300, 3000, (ta, n)).astype(np.int16)
-    b = a if same else rng.integers(0, 3000, (tb, n)).astype(np.int16)
+    a = rng.integers(low, high + 1, (ta, n)).astype(np.int16)
+    b = a if same else rng.integers(0, high + 1, (tb, n)).astype(np.int16)
     if same:
         tb = ta
-    out, sa, sb = run_kernel(a, b, same, group, width)
+    out, sa, sb = run_kernel(a, b, same, group, width, lanes)
     np.testing.assert_array_equal(sa, a.sum(axis=1, dtype=np.int64))
     np.testing.assert_array_equal(sb, b.sum(axis=1, dtype=np.int64))
     # float32 of the exact value: within half an ulp of float32 (2**-24 relative)
     np.testing.assert_allclose(out, definition(a, b), rtol=2.0**-23, atol=0)
+
+
+def test_pair_products_compiled_for_a_cpu_without_vnni(tmp_path):
+    """numba told to compile for a generic x86-64 (no AVX, no VNNI): the kernels still compile
+    (plain vector code for the bytes' and int16 products) and give the exact maps."""
+    script = """
+import numpy as np, sys
+sys.path.insert(0, {tests!r})
+from test_pair_kernels import definition, run_kernel, pairs
+assert not pairs.BYTE_PRODUCTS
+rng = np.random.default_rng(0)
+a = rng.integers(0, 128, (23, 77)).astype(np.int16)
+for lanes in (2, 4):
+    out, _, _ = run_kernel(a, a, True, 10**6, 16, lanes)
+    np.testing.assert_allclose(out, definition(a, a), rtol=2.0**-23)
+print("exact")
+""".format(tests=str(Path(__file__).parent))
+    env = dict(os.environ, NUMBA_CPU_NAME="x86-64", SPECKLE_KERNEL_CACHE=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("exact")
 
 
 def test_pair_products_at_the_overflow_bound():
@@ -85,6 +114,9 @@ def test_pair_products_at_the_overflow_bound():
     a[::2, ::3] = -largest
     out, _, _ = run_kernel(a, a, True, group, 16)
     np.testing.assert_allclose(out, definition(a, a), rtol=2.0**-23)
+    b = np.full((9, 4 * 33025 + 3), 127, np.int16)  # bytes: 4 * 127**2 per word, 33025 words
+    out, _, _ = run_kernel(b, b, True, 10**9, 16, lanes=4)
+    np.testing.assert_allclose(out, definition(b, b), rtol=2.0**-23)
 
 
 def partition(shape, n_bins, seed, odd=True):

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..backend import asnumpy, get_xp
 from ..errors import Cancelled, InvalidInputError
+from ..memory import fresh_zeros
 from .engine import compiled_kernels
 from .passes import as_dataset, check_partition
 from .partitions import Partition
@@ -89,13 +90,33 @@ def _bin_columns(dyn: np.ndarray, bins) -> tuple[np.ndarray, dict[int, slice], n
     return take, columns, np.array(spare, np.intp)
 
 
-def _binned_pixels(ds, take, spare, start, stop, bin_frames, chunk_frames, cancel, rows=0):
+def _bin_chunk(flat, target, take, bin_frames, whole_frame):
+    """Frames ``flat`` (frames, pixels) binned into ``target`` at the pixels ``take``."""
+    n = len(target)
+    if bin_frames > 1:
+        part = flat if whole_frame else np.take(flat, take, axis=1)
+        binned = part.reshape(n, bin_frames, -1)
+        if target.dtype.kind == "f":
+            binned.mean(axis=1, dtype=np.float32, out=target)
+        else:
+            binned.sum(axis=1, dtype=target.dtype, out=target)
+    elif whole_frame:
+        target[:] = flat
+    elif flat.dtype == target.dtype:
+        np.take(flat, take, axis=1, out=target)  # far faster than flat[:, take]
+    else:
+        target[:] = np.take(flat, take, axis=1)
+
+
+def _binned_pixels(ds, take, spare, start, stop, bin_frames, chunk_frames, cancel, rows=0,
+                   pool=None, threads=1):
     """Frames ``start:stop`` binned in groups of ``bin_frames``, at the pixels ``take``: one
     (steps, len(take)) array in :func:`_storage_dtype` (means, or integer sums), ``spare``
-    columns set to 0; it has at least ``rows`` rows, those past the steps also 0."""
+    columns set to 0; it has at least ``rows`` rows, those past the steps also 0. With a
+    ``pool`` each chunk is shared by ``threads`` threads (numpy's gathers release the GIL)."""
     n_out = (stop - start) // bin_frames
-    out = np.empty((max(n_out, rows), len(take)), _storage_dtype(ds.dtype, bin_frames))
-    out[n_out:] = 0
+    out = fresh_zeros((max(n_out, rows), len(take)), _storage_dtype(ds.dtype, bin_frames),
+                      write=False)
     stop = start + n_out * bin_frames
     chunk_frames = chunk_frames or ds.default_chunk_frames()
     chunk_frames = max(bin_frames, chunk_frames // bin_frames * bin_frames)
@@ -106,31 +127,25 @@ def _binned_pixels(ds, take, spare, start, stop, bin_frames, chunk_frames, cance
         flat = chunk.reshape(len(chunk), -1)
         n = len(flat) // bin_frames
         i0 = (first - start) // bin_frames
-        target = out[i0:i0 + n]
-        if bin_frames > 1:
-            part = flat if whole_frame else np.take(flat, take, axis=1)
-            binned = part.reshape(n, bin_frames, -1)
-            if out.dtype.kind == "f":
-                binned.mean(axis=1, dtype=np.float32, out=target)
-            else:
-                binned.sum(axis=1, dtype=out.dtype, out=target)
-        elif whole_frame:
-            target[:] = flat
-        elif flat.dtype == out.dtype:
-            np.take(flat, take, axis=1, out=target)  # far faster than flat[:, take]
+        parts = np.linspace(0, n, min(n, threads) + 1).astype(int) if pool else [0, n]
+        tasks = [(flat[a * bin_frames:b * bin_frames], out[i0 + a:i0 + b], take, bin_frames,
+                  whole_frame) for a, b in zip(parts[:-1], parts[1:], strict=True) if b > a]
+        if len(tasks) > 1:
+            for future in [pool.submit(_bin_chunk, *task) for task in tasks]:
+                future.result()
         else:
-            target[:] = np.take(flat, take, axis=1)
+            for task in tasks:
+                _bin_chunk(*task)
     if len(spare):
         out[:, spare] = 0
     return out
 
 
-def _largest_value(values: np.ndarray) -> int:
-    """The largest magnitude in an integer array (0 when empty)."""
+def _value_range(values: np.ndarray) -> tuple[int, int]:
+    """The smallest and largest values of an integer array ((0, 0) when empty)."""
     if values.size == 0:
-        return 0
-    top = int(values.max())
-    return max(top, -int(values.min())) if values.dtype.kind == "i" else top
+        return 0, 0
+    return int(values.min()), int(values.max())
 
 
 class _Scratch:
@@ -145,7 +160,7 @@ class _Scratch:
         ``name``."""
         size = int(np.prod(shape)) * np.dtype(dtype).itemsize
         if len(self._flat.get(name, ())) < size:
-            self._flat[name] = np.empty(size, np.uint8)
+            self._flat[name] = fresh_zeros(size, np.uint8, write=False)
         return self._flat[name][:size].view(dtype).reshape(shape)
 
 
@@ -178,31 +193,37 @@ def _normalised_product(xp, a, b, same, scratch=None):
 
 
 class _ExactProducts:
-    """The two-time map of integer counts up to :data:`EXACT_MAX_VALUE` with the compiled int16
-    kernel (:func:`speckle.xpcs.pair_kernels.pair_products`) on every core: the same map as
-    :func:`_normalised_product`'s, from exact sums. 16-bit values are read where they lie (the
-    arrays of :func:`_binned_pixels`), others are copied to int16 first."""
+    """The two-time map of integer counts up to :data:`EXACT_MAX_VALUE` in magnitude with the
+    compiled kernel (:func:`speckle.xpcs.pair_kernels.pair_products`) on every core: the same
+    map as :func:`_normalised_product`'s, from exact sums. Counts of 0-127 are multiplied as
+    bytes where the CPU has VNNI (copied to bytes first), others as int16 (16-bit values read
+    where they lie in the arrays of :func:`_binned_pixels`, others copied first)."""
 
     #: Time steps per panel of the kernel (a multiple of its PAIR_COLUMNS).
     width = 128
 
-    def __init__(self, pairs, threads: int):
+    def __init__(self, pairs, pool: ThreadPoolExecutor | None, threads: int):
         self.pairs = pairs
-        self.threads = max(1, threads)
+        self.pool = pool
+        self.threads = threads if pool else 1
         self.scratch = _Scratch()
-        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
 
-    def close(self):
-        if self._pool is not None:
-            self._pool.shutdown()
+    def reserve(self, rows: int, widest: int, same: bool):
+        """Take the work memory of the largest bin at once (each bin would otherwise grow it
+        and touch fresh memory again)."""
+        rows = -(-rows // self.pairs.PAIR_ROWS) * self.pairs.PAIR_ROWS
+        for name in ("a",) if same else ("a", "b"):
+            self.scratch.get(name, (rows, widest + 3), np.int16)
+        self.scratch.get("sums", (rows, -(-rows // self.width) * self.width), np.int32)
 
-    def _words(self, name, values, cols):
-        """The int32 words holding the int16 values of columns ``cols`` of ``values`` (all its
-        rows), and the first of them."""
-        if values.dtype.itemsize == 2 and cols.start % 2 == 0:
+    def _words(self, name, values, cols, lanes):
+        """The int32 words holding the values of columns ``cols`` of ``values`` (all its rows),
+        ``lanes`` to a word (2: int16; 4: bytes), and the first of them."""
+        if lanes == 2 and values.dtype.itemsize == 2 and cols.start % 2 == 0:
             return values.view(np.int32), cols.start // 2
         n = cols.stop - cols.start
-        held = self.scratch.get(name, (len(values), n + n % 2), np.int16)
+        dtype = np.int16 if lanes == 2 else np.uint8
+        held = self.scratch.get(name, (len(values), -(-n // lanes) * lanes), dtype)
         np.copyto(held[:, :n], values[:, cols], casting="unsafe")
         held[:, n:] = 0
         return held.view(np.int32), 0
@@ -221,38 +242,40 @@ class _ExactProducts:
         return [np.array(sorted(s), np.int64) for s in shares if s]
 
     def _run(self, task, shares):
-        if self._pool is None or len(shares) == 1:
+        if self.pool is None or len(shares) == 1:
             for share in shares:
                 task(share)
         else:
-            for future in [self._pool.submit(task, share) for share in shares]:
+            for future in [self.pool.submit(task, share) for share in shares]:
                 future.result()
 
-    def product(self, a, b, ta, tb, cols, same: bool, largest: int) -> np.ndarray:
+    def product(self, a, b, ta, tb, cols, same: bool, low: int, high: int) -> np.ndarray:
         """``<a b>_p / (<a>_p <b>_p)`` (float32, (ta, tb)) of the columns ``cols`` of the first
-        ``ta`` / ``tb`` rows of two integer arrays of :func:`_binned_pixels` whose values are
-        at most ``largest`` in magnitude; ``a`` has ``ta`` rounded up to PAIR_ROWS rows."""
+        ``ta`` / ``tb`` rows of two integer arrays of :func:`_binned_pixels` whose values lie
+        in ``low .. high``; ``a`` has ``ta`` rounded up to PAIR_ROWS rows."""
         pairs = self.pairs
         n = cols.stop - cols.start
-        a32, w0 = self._words("a", a, cols)
-        b32 = a32 if same else self._words("b", b, cols)[0]
-        words = (n + 1) // 2
+        lanes = 4 if pairs.BYTE_PRODUCTS and 0 <= low and high <= 127 else 2
+        a32, w0 = self._words("a", a, cols, lanes)
+        b32 = a32 if same else self._words("b", b, cols, lanes)[0]
+        words = -(-n // lanes)
         sa, sb = np.empty(ta), np.empty(tb)
-        pairs.row_sums(a32, w0, words, ta, sa)
+        pairs.row_sums(a32, w0, words, ta, lanes, sa)
         if same:
             sb = sa
         else:
-            pairs.row_sums(b32, w0, words, tb, sb)
+            pairs.row_sums(b32, w0, words, tb, lanes, sb)
+        largest = max(high, -low)
         n_panels = -(-tb // self.width)
         rows = -(-ta // pairs.PAIR_ROWS) * pairs.PAIR_ROWS
         sums = self.scratch.get("sums", (rows, n_panels * self.width), np.int32)
-        group = max(1, (2**31 - 1) // max(1, 2 * largest * largest))
+        group = max(1, (2**31 - 1) // max(1, lanes * largest * largest))
         total = (self.scratch.get("total", sums.shape, np.int64) if words > group
                  else np.zeros((1, 1), np.int64))
-        out = np.empty((ta, tb), np.float32)
-        self._run(lambda panels: pairs.pair_products(a32, b32, w0, words, ta, tb, same, group,
-                                                     self.width, panels, sums, total, sa, sb,
-                                                     float(n), out),
+        out = fresh_zeros((ta, tb), np.float32, write=False)  # every value is written
+        self._run(lambda panels: pairs.pair_products(a32, b32, lanes, w0, words, ta, tb, same,
+                                                     group, self.width, panels, sums, total,
+                                                     sa, sb, float(n), out),
                   self._shares(n_panels, ta, same))
         return out
 
@@ -291,7 +314,7 @@ def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | Non
         up to :data:`EXACT_MAX_VALUE` are multiplied exactly as int16; otherwise (and on the
         GPU) in float32.
     threads : int, optional
-        Threads of the compiled kernel; default: all cores.
+        Threads reading and multiplying on the CPU; default: all cores.
 
     Returns
     -------
@@ -321,31 +344,39 @@ def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | Non
     n_tasks = (len(edges) - 1) * len(edges) // 2
     done = 0
     scratch = _Scratch()
+    threads = threads or os.cpu_count() or 1
+    pool = ThreadPoolExecutor(threads) if xp is np and threads > 1 else None
     pairs = (compiled_kernels(kernels, "pair_kernels")
              if xp is np and storage.kind in "ui" else None)
-    exact = _ExactProducts(pairs, threads or os.cpu_count() or 1) if pairs else None
+    exact = _ExactProducts(pairs, pool, threads) if pairs else None
+    if exact is not None:
+        widest = max(cols.stop - cols.start for cols in columns.values())
+        exact.reserve(block, widest, same=len(edges) == 2)
     rows = 0 if exact is None else pairs.PAIR_ROWS  # spare rows for the kernel's row blocks
 
     def read(e):
         first, stop = edges[e] * bin_frames, edges[e + 1] * bin_frames
         n = edges[e + 1] - edges[e]
         return _binned_pixels(ds, take, spare, first, stop, bin_frames, chunk_frames, cancel,
-                              rows=-(-n // rows) * rows if rows else 0)
+                              rows=-(-n // rows) * rows if rows else 0, pool=pool,
+                              threads=threads)
 
     try:
         for i in range(len(edges) - 1):
             a = read(i)
             ta = edges[i + 1] - edges[i]
-            largest_a = _largest_value(a) if exact else None
+            range_a = _value_range(a) if exact else None
             for j in range(i, len(edges) - 1):
                 same = i == j
                 b = a if same else read(j)
                 tb = edges[j + 1] - edges[j]
-                largest = largest_a if same or not exact else max(largest_a,
-                                                                   _largest_value(b))
+                low, high = range_a or (0, 0)
+                if exact and not same:
+                    low_b, high_b = _value_range(b)
+                    low, high = min(low, low_b), max(high, high_b)
                 for k, cols in columns.items():
-                    if exact and largest <= EXACT_MAX_VALUE:
-                        c = exact.product(a, b, ta, tb, cols, same, largest)
+                    if exact and max(high, -low) <= EXACT_MAX_VALUE:
+                        c = exact.product(a, b, ta, tb, cols, same, low, high)
                     else:
                         c = _normalised_product(xp, a[:ta, cols], b[:tb, cols], same, scratch)
                     if len(edges) == 2:  # one block: the whole (symmetric) map at once
@@ -358,8 +389,8 @@ def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | Non
                 if progress is not None:
                     progress(done, n_tasks)
     finally:
-        if exact is not None:
-            exact.close()
+        if pool is not None:
+            pool.shutdown()
     return maps
 
 
