@@ -219,3 +219,31 @@ def test_twotime_compiled_equals_numpy_on_random_shapes(t, rows, cols, top_exp, 
                               device="cpu")
     for b in bins:
         np.testing.assert_allclose(numba_maps[b], numpy_maps[b], rtol=3e-6, equal_nan=True)
+
+
+def test_each_bin_takes_its_own_path(monkeypatch):
+    """A saturated pixel (65535) sends only its own bin to the float32 product; a bin of small
+    counts (bytes where the CPU has VNNI) and one of counts past a byte (int16) are exact."""
+    lanes = []
+    real = twotime._ExactProducts._words
+
+    def words(self, name, values, cols, n_lanes):
+        lanes.append((cols.stop - cols.start, n_lanes))
+        return real(self, name, values, cols, n_lanes)
+
+    monkeypatch.setattr(twotime._ExactProducts, "_words", words)
+    rng = np.random.default_rng(21)
+    frames = rng.poisson(300, (90, 12, 12)).astype(np.uint16)  # counts past a byte
+    dyn = np.zeros((12, 12), int)
+    dyn[:4], dyn[4:8], dyn[8:] = 1, 2, 3
+    frames[:, :4] = rng.poisson(0.7, (90, 4, 12))  # bin 1: photon counting, bytes
+    frames[:, 9, 9] = 65535  # bin 3: a saturated pixel
+    part = Partition(dyn, np.where(dyn > 0, 1, 0), np.arange(1.0, 4), np.array([1.0]),
+                     ["a", "b", "c"], "qring")
+    assert frames[:, 4:8].max() > 127
+    want = maps_by_definition(frames, part, (1, 2, 3), 1)
+    maps = twotime_maps(frames, part, kernels="numba", device="cpu")
+    for b in (1, 2):  # exact: float32 of the exact value
+        np.testing.assert_allclose(maps[b], want[b], rtol=2.0**-23, atol=0)
+    np.testing.assert_allclose(maps[3], want[3], rtol=3e-6)
+    assert lanes == [(48, 4 if pairs.BYTE_PRODUCTS else 2), (48, 2)]  # bin 3: not exact

@@ -141,11 +141,14 @@ def _binned_pixels(ds, take, spare, start, stop, bin_frames, chunk_frames, cance
     return out
 
 
-def _value_range(values: np.ndarray) -> tuple[int, int]:
-    """The smallest and largest values of an integer array ((0, 0) when empty)."""
-    if values.size == 0:
-        return 0, 0
-    return int(values.min()), int(values.max())
+def _column_ranges(values: np.ndarray) -> np.ndarray:
+    """(2, columns) int64: the smallest and largest value of each column of an integer array
+    (one pass row by row; 0 without rows)."""
+    if len(values) == 0:
+        return np.zeros((2, values.shape[1]), np.int64)
+    high = values.max(axis=0)
+    low = values.min(axis=0) if values.dtype.kind == "i" else np.zeros_like(high)
+    return np.stack([low, high]).astype(np.int64)
 
 
 class _Scratch:
@@ -365,16 +368,18 @@ def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | Non
         for i in range(len(edges) - 1):
             a = read(i)
             ta = edges[i + 1] - edges[i]
-            range_a = _value_range(a) if exact else None
+            ranges_a = _column_ranges(a[:ta]) if exact else None
             for j in range(i, len(edges) - 1):
                 same = i == j
                 b = a if same else read(j)
                 tb = edges[j + 1] - edges[j]
-                low, high = range_a or (0, 0)
-                if exact and not same:
-                    low_b, high_b = _value_range(b)
-                    low, high = min(low, low_b), max(high, high_b)
+                ranges = ranges_a if same or not exact else np.stack([
+                    np.minimum(ranges_a[0], (rb := _column_ranges(b[:tb]))[0]),
+                    np.maximum(ranges_a[1], rb[1])])
                 for k, cols in columns.items():
+                    # per bin: a hot pixel sends only its own bin to the float32 product
+                    low, high = ((int(ranges[0, cols].min()), int(ranges[1, cols].max()))
+                                 if exact else (0, 0))
                     if exact and max(high, -low) <= EXACT_MAX_VALUE:
                         c = exact.product(a, b, ta, tb, cols, same, low, high)
                     else:
