@@ -73,6 +73,8 @@ KERNEL_PRELOAD = (
     "ipywidgets",
     "ipympl.backend_nbagg",
     "speckle.ui",
+    "speckle.io.read_hdf5",  # the readers open_dataset imports on a file's first open
+    "speckle.io.read_tiff",
     "speckle.xpcs.engine",
 )
 #: Modules that must not be in the template (a forked CUDA context is unusable).

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from ..errors import InvalidInputError
 from .dataset import Dataset
-from .read_fits import open_fits
-from .read_hdf5 import open_hdf5
-from .read_numpy import open_npy, open_npz
-from .read_tiff import open_tiff, open_tiff_series
 from .sniff import sniff_format
 
 __all__ = ["open_dataset"]
 
+#: The reader of each format (module, function), imported when a file of it is opened: the
+#: libraries behind them take 30-40 ms each to import (tifffile, hdf5plugin, astropy).
 _READERS = {
-    "hdf5": open_hdf5,
-    "tiff": open_tiff,
-    "tiff-series": open_tiff_series,
-    "fits": open_fits,
-    "npy": open_npy,
-    "zip": open_npz,
+    "hdf5": ("read_hdf5", "open_hdf5"),
+    "tiff": ("read_tiff", "open_tiff"),
+    "tiff-series": ("read_tiff", "open_tiff_series"),
+    "fits": ("read_fits", "open_fits"),
+    "npy": ("read_numpy", "open_npy"),
+    "zip": ("read_numpy", "open_npz"),
 }
+
+
+def _reader(fmt: str):
+    module, function = _READERS[fmt]
+    return getattr(importlib.import_module(f"{__package__}.{module}"), function)
 
 
 def open_dataset(path, *, dataset=None, metadata: dict | None = None,
@@ -77,7 +81,7 @@ def open_dataset(path, *, dataset=None, metadata: dict | None = None,
         raise InvalidInputError(f"metadata overrides must be a dict of field values, got "
                                 f"{type(metadata).__name__}")
     path = Path(path).expanduser()
-    ds = _READERS[sniff_format(path)](path, dataset=dataset, max_bytes=max_bytes)
+    ds = _reader(sniff_format(path))(path, dataset=dataset, max_bytes=max_bytes)
     if metadata:
         try:
             ds.metadata = ds.metadata.updated(**metadata)
