@@ -507,3 +507,22 @@ def test_json_is_strict():
 
     text = to_json({"a": float("inf"), "b": np.float32(1.5), "c": (1, 2)})
     assert json.loads(text) == {"a": None, "b": 1.5, "c": [1, 2]}
+
+
+@pytest.mark.parametrize("size,length", [(1, 1), (6, 9), (40, 40), (301, 120)])
+def test_diagonal_means_are_the_means_of_the_finite_diagonal_values(size, length):
+    """The two-time g2 of the result file: the mean of each upper diagonal's finite values
+    (NaN where none), by definition, element by element."""
+    rng = np.random.default_rng(size)
+    c = rng.normal(1.2, 0.1, (size, size)).astype(np.float32)
+    if size > 5:
+        c[2, :] = np.nan          # a time step with no counts
+        c[:, 4] = np.nan
+        c[0, size - 1] = np.nan   # the last diagonal has no finite value left
+    want = np.full(length, np.nan)
+    for k in range(min(size, length)):
+        values = [float(c[i, i + k]) for i in range(size - k) if np.isfinite(c[i, i + k])]
+        if values:
+            want[k] = sum(values) / len(values)
+    np.testing.assert_allclose(aps_result._diagonal_means(c, length), want, rtol=1e-12,
+                               equal_nan=True)

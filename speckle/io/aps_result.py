@@ -46,6 +46,7 @@ from ..backend import asnumpy
 from ..errors import InvalidInputError
 from ..xpcs.partitions import _read_dataset, _write_qmap_group
 from .atomic import atomic_path
+from .compressed import create_compressed
 from .jsontext import to_json
 from .read_hdf5 import open_h5_file
 from .tables import _g2_arrays, fit_summary
@@ -63,11 +64,12 @@ def _scalar(group, name, value, unit=None):
     return ds
 
 
-def _array(group, name, data, unit=None, **kw):
+def _array(group, name, data, unit=None, compress=False):
     data = np.asarray(data)
-    if data.size >= _BIG and "compression" not in kw:
-        kw.update(compression="gzip", compression_opts=4, shuffle=True)
-    ds = group.create_dataset(name, data=data, **kw)
+    if compress or data.size >= _BIG:
+        ds = create_compressed(group, name, data)
+    else:
+        ds = group.create_dataset(name, data=data)
     if unit:
         ds.attrs["units"] = unit
     return ds
@@ -95,12 +97,28 @@ def _start_time(result) -> str:
 
 
 def _diagonal_means(c: np.ndarray, length: int) -> np.ndarray:
-    """Mean of each upper diagonal k = 0..length-1 of a square matrix (NaN-aware)."""
+    """Mean of each upper diagonal k = 0..length-1 of a square matrix (NaN-aware).
+
+    Row by row (row ``i`` from the diagonal on adds to diagonals 0 .. T-1-i): one numpy call
+    per row instead of several per diagonal."""
+    size = c.shape[0]
+    sums, counts = np.zeros(size), np.zeros(size)
+    finite = np.isfinite(c)
+    whole = bool(finite.all())
+    for i in range(size):
+        row = c[i, i:]
+        if whole:
+            sums[:size - i] += row
+        else:
+            ok = finite[i, i:]
+            sums[:size - i] += np.where(ok, row, 0.0)
+            counts[:size - i] += ok
+    if whole:
+        counts = size - np.arange(size, dtype=np.float64)
     out = np.full(length, np.nan)
-    for k in range(min(length, c.shape[0])):
-        d = np.diagonal(c, offset=k)
-        if np.isfinite(d).any():
-            out[k] = np.nanmean(d)
+    n = min(length, size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[:n] = np.where(counts[:n] > 0, sums[:n] / counts[:n], np.nan)
     return out
 
 
@@ -127,8 +145,7 @@ def _write_twotime(xpcs, result, bins, maps):
     tt = _group(xpcs, "twotime", "NXdata")
     cm = _group(tt, "correlation_map")
     for b, c in zip(bins, maps):
-        ds = cm.create_dataset(f"c2_{b:05d}", data=np.triu(c).astype(np.float32),
-                               compression="gzip", compression_opts=4, shuffle=True)
+        ds = create_compressed(cm, f"c2_{b:05d}", np.triu(c).astype(np.float32))
         ds.attrs["populated_elements"] = "upper_half"
         ds.attrs["time_origin_location"] = "upper_left"
     t_max = max(c.shape[0] for c in maps)
@@ -230,7 +247,7 @@ def write_aps_result(result, path) -> Path:
                           pixel_size=md.pixel_size, beam_center=md.beam_center)
         tm = _group(xpcs, "temporal_mean", "NXdata")
         _array(tm, "scattering_2d", image[None].astype(np.float32), unit="counts/frame",
-               compression="gzip", compression_opts=4, shuffle=True)
+               compress=True)
         _array(tm, "scattering_1d", static_i[None], unit="counts/pixel/frame")
         _array(tm, "scattering_1d_segments", static_i[None], unit="counts/pixel/frame")
         sm = _group(xpcs, "spatial_mean", "NXdata")

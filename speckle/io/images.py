@@ -36,6 +36,7 @@ from .. import __version__
 from ..backend import array_module, asnumpy
 from ..errors import InvalidInputError, UnsafeFileError
 from .atomic import atomic_path
+from .compressed import create_compressed
 from .dataset import ArrayDataset, Dataset, Metadata
 from .jsontext import to_json
 from .open import open_dataset
@@ -378,10 +379,10 @@ def _to_json(name: str, value) -> str:
 
 
 def _write_array(group: h5py.Group, name: str, data: np.ndarray) -> None:
-    kw = {}
     if data.size >= _COMPRESS_FROM:
-        kw = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
-    group.create_dataset(name, data=data, **kw)
+        create_compressed(group, name, data)
+    else:
+        group.create_dataset(name, data=data)
 
 
 def write_reconstruction_zip(path, obj, picture: bytes, support=None) -> Path:
