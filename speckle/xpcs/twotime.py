@@ -9,10 +9,10 @@ memory when it fits ``memory_limit``; otherwise the map is built block by block,
 pair of time blocks from the dataset again, so memory stays bounded.
 
 Integer counts (frames of up to 16 bits, summed over ``bin_frames``: the map does not change
-when every value is scaled, so sums serve as well as means) are multiplied exactly as int16 by
-a compiled kernel on the CPU (:mod:`.pair_kernels`, twice float32's multiply-add rate) as long
-as their products cannot overflow its int32 sums; anything else, and the GPU, takes the float32
-matrix product, the reference.
+when every value is scaled, so sums serve as well as means) are multiplied exactly by a
+compiled kernel on the CPU (:mod:`.pair_kernels`), bin by bin as their values allow: 0-127 as
+bytes where the CPU has VNNI (four times float32's multiply-add rate), up to 8191 as int16
+(twice); anything else, and the GPU, takes the float32 matrix product, the reference.
 """
 
 from __future__ import annotations
@@ -41,9 +41,10 @@ def choose_bin_frames(n_frames: int, max_size: int = DEFAULT_MAX_SIZE) -> int:
     return max(1, -(-n_frames // max_size))
 
 
-#: Largest value the exact integer products take: the int32 sums of the kernel must hold at
-#: least this many words (two products each) of the largest value squared.
+#: Words (two int16 products each) that the exact kernel's int32 sums hold at least, at the
+#: largest value it takes (fewer words per group would make it slow).
 _MIN_PAIR_WORDS = 16
+#: Largest magnitude of the values multiplied exactly (8191): larger ones take float32.
 EXACT_MAX_VALUE = int(np.sqrt((2**31 - 1) / (2 * _MIN_PAIR_WORDS)))
 
 
@@ -314,8 +315,8 @@ def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | Non
         ``progress(done, total)`` and ``cancel() -> bool``, as in :func:`multitau_g2`.
     kernels : {"auto", "numba", "numpy"}, optional
         CPU kernels (see :mod:`speckle.xpcs.engine`): with the compiled ones, integer counts
-        up to :data:`EXACT_MAX_VALUE` are multiplied exactly as int16; otherwise (and on the
-        GPU) in float32.
+        up to :data:`EXACT_MAX_VALUE` are multiplied exactly (as bytes or int16); otherwise
+        (and on the GPU) in float32.
     threads : int, optional
         Threads reading and multiplying on the CPU; default: all cores.
 
