@@ -4,6 +4,7 @@ definition, and the maps they give against the float32 reference on every code p
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -247,3 +248,20 @@ def test_each_bin_takes_its_own_path(monkeypatch):
         np.testing.assert_allclose(maps[b], want[b], rtol=2.0**-23, atol=0)
     np.testing.assert_allclose(maps[3], want[3], rtol=3e-6)
     assert lanes == [(48, 4 if pairs.BYTE_PRODUCTS else 2), (48, 2)]  # bin 3: not exact
+
+
+def test_a_bin_without_pixels_gives_a_map_of_nan_on_both_paths():
+    rng = np.random.default_rng(0)
+    frames = rng.poisson(2, (30, 6, 6)).astype(np.uint16)
+    dyn = np.ones((6, 6), int)
+    dyn[:, 3:] = 3  # bin 2: no pixel (all masked, say)
+    part = Partition(dyn, np.where(dyn > 0, 1, 0), np.array([1.0, 2.0, 3.0]), np.array([1.0]),
+                     ["a", "b", "c"], "qring")
+    want = maps_by_definition(frames, part, (1, 3), 1)
+    for kernels in ("numba", "numpy"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # numpy: the mean of no pixels
+            maps = twotime_maps(frames, part, kernels=kernels, device="cpu")
+        assert maps[2].shape == (30, 30) and np.isnan(maps[2]).all()
+        for b in (1, 3):
+            np.testing.assert_allclose(maps[b], want[b], rtol=3e-6)

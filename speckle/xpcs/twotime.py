@@ -374,13 +374,16 @@ def twotime_maps(data, partition: Partition, bins=None, *, bin_frames: int | Non
                 same = i == j
                 b = a if same else read(j)
                 tb = edges[j + 1] - edges[j]
-                ranges = ranges_a if same or not exact else np.stack([
-                    np.minimum(ranges_a[0], (rb := _column_ranges(b[:tb]))[0]),
-                    np.maximum(ranges_a[1], rb[1])])
+                ranges = ranges_a
+                if exact and not same:
+                    ranges_b = _column_ranges(b[:tb])
+                    ranges = np.stack([np.minimum(ranges_a[0], ranges_b[0]),
+                                       np.maximum(ranges_a[1], ranges_b[1])])
                 for k, cols in columns.items():
                     # per bin: a hot pixel sends only its own bin to the float32 product
-                    low, high = ((int(ranges[0, cols].min()), int(ranges[1, cols].max()))
-                                 if exact else (0, 0))
+                    low, high = 0, 0
+                    if exact and cols.stop > cols.start:
+                        low, high = int(ranges[0, cols].min()), int(ranges[1, cols].max())
                     if exact and max(high, -low) <= EXACT_MAX_VALUE:
                         c = exact.product(a, b, ta, tb, cols, same, low, high)
                     else:
