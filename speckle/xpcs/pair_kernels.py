@@ -19,8 +19,7 @@ import numpy as np
 from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import types as nt
-from numba.core import config
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.extending import intrinsic
 
 from .kernel_cache import OPTIONS, compiled
