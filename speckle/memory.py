@@ -1,23 +1,169 @@
-"""Memory for big arrays that a computation fills once and keeps.
+"""Memory for big arrays that a computation fills once and keeps, reused between analyses.
 
 numpy asks for transparent huge pages on arrays of 4 MB and more; on some virtual machines the
 system clears a huge page four times slower than the same memory in 4 KiB pages (measured here:
 0.61 s against 0.14 s for 320 MB), and memory that is read before it is written is first mapped
 to the shared zero page, so that the first write faults again and interrupts every core to
-flush its TLB. :func:`fresh_zeros` maps its memory on its own (small pages) and, for memory
-read first, writes it before it is handed out.
+flush its TLB. The arrays here live in private anonymous mappings of their own (small pages).
+
+The first touch of new memory is the expensive part: one page fault per 4 KiB, about 1 GB/s on
+the 2-core VM of the benchmarks, where writing memory already mapped runs at 10-20 GB/s. A
+correlator's state and its reader's buffers are 100 MB at 256 x 256 pixels, so an analysis
+spent a fifth of its time faulting. A mapping whose last array is gone therefore goes back to
+a pool, and the next array of the same size takes it (as cupy's memory pool does on the GPU):
+analyses after the first in a process (a dashboard's kernel, a monitor's worker) fault only
+where they grow. The pool returns its mappings to the system once they have been idle for
+:data:`IDLE_SECONDS`, keeps at most :data:`POOL_BYTES`, and marks idle pages free
+(``MADV_FREE``), so that the system may take them back at once under memory pressure.
 """
 
 from __future__ import annotations
 
 import mmap
+import os
+import threading
+import time
 
 import numpy as np
 
-__all__ = ["fresh_zeros"]
+__all__ = ["fresh_empty", "fresh_zeros", "pooled_bytes", "release_pool"]
 
-#: Arrays smaller than this come from numpy's allocator (which asks for huge pages from 4 MB).
-_MAPPED_BYTES = 2**22
+#: Arrays smaller than this come from numpy's allocator (the C library reuses such blocks).
+_MAPPED_BYTES = 2**18
+#: Idle mappings are unmapped after this many seconds.
+IDLE_SECONDS = 20.0
+#: At most this many bytes of idle mappings are kept (the oldest go first).
+POOL_BYTES = 2**30
+#: With SPECKLE_MEMORY_POISON=1, what :func:`fresh_empty` hands out is filled with 0xFF bytes
+#: (NaN as floats, the largest unsigned integers), new or reused, so that code reading memory
+#: it never wrote shows it (the test suite runs so).
+_POISON = os.environ.get("SPECKLE_MEMORY_POISON", "") not in ("", "0")
+
+
+class _Mapping:
+    """One private anonymous mapping and its address."""
+
+    __slots__ = ("map", "size", "address", "_bytes", "idle_since")
+
+    def __init__(self, size: int):
+        self.map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.size = size
+        self._bytes = np.frombuffer(self.map, np.uint8)
+        self.address = self._bytes.ctypes.data
+        self.idle_since = 0.0
+
+
+class _Lease:
+    """What an array handed out is a view of: when the last array over it is gone, its
+    mapping goes back to the pool (numpy keeps the object behind ``__array_interface__`` as
+    the arrays' base)."""
+
+    def __init__(self, mapping: _Mapping, shape: tuple, dtype: np.dtype):
+        self._mapping = mapping
+        self.__array_interface__ = {"data": (mapping.address, False), "shape": shape,
+                                    "typestr": dtype.str, "version": 3}
+
+    def __del__(self):
+        try:
+            _POOL.give_back(self._mapping)
+        except Exception:  # interpreter shutdown: the mapping is unmapped with the process
+            pass
+
+
+class _Pool:
+    """Idle mappings by size, returned to the system after :data:`IDLE_SECONDS`."""
+
+    def __init__(self):
+        self._reset()
+
+    def _reset(self):
+        self.lock = threading.Lock()
+        self.idle: dict[int, list[_Mapping]] = {}
+        self.bytes = 0
+        self.timer: threading.Timer | None = None
+
+    def take(self, size: int) -> _Mapping | None:
+        with self.lock:
+            free = self.idle.get(size)
+            if not free:
+                return None
+            mapping = free.pop()
+            self.bytes -= size
+            return mapping
+
+    def give_back(self, mapping: _Mapping) -> None:
+        if mapping.size > POOL_BYTES:
+            return  # unmapped with the mapping object
+        try:
+            mapping.map.madvise(mmap.MADV_FREE)
+        except (AttributeError, OSError):  # older kernels: the pages stay as they are
+            pass
+        mapping.idle_since = time.monotonic()
+        with self.lock:
+            self.idle.setdefault(mapping.size, []).append(mapping)
+            self.bytes += mapping.size
+            if self.bytes > POOL_BYTES:
+                self._drop(lambda m: True, self.bytes - POOL_BYTES)
+            if self.timer is None:
+                self.timer = threading.Timer(IDLE_SECONDS, self._expire)
+                self.timer.daemon = True
+                self.timer.start()
+
+    def _drop(self, which, at_least=None) -> int:
+        """Forget idle mappings for which ``which(m)`` holds, oldest first (all of them, or
+        until ``at_least`` bytes are gone); the lock is held. Returns the bytes dropped."""
+        candidates = sorted((m for free in self.idle.values() for m in free if which(m)),
+                            key=lambda m: m.idle_since)
+        dropped = 0
+        for m in candidates:
+            if at_least is not None and dropped >= at_least:
+                break
+            self.idle[m.size].remove(m)
+            dropped += m.size
+        self.idle = {size: free for size, free in self.idle.items() if free}
+        self.bytes -= dropped
+        return dropped
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            self._drop(lambda m: now - m.idle_since >= IDLE_SECONDS)
+            self.timer = None
+            if self.idle:
+                wait = IDLE_SECONDS - (now - min(m.idle_since for free in self.idle.values()
+                                                 for m in free))
+                self.timer = threading.Timer(max(wait, 0.1), self._expire)
+                self.timer.daemon = True
+                self.timer.start()
+
+    def clear(self) -> int:
+        with self.lock:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            return self._drop(lambda m: True)
+
+
+_POOL = _Pool()
+# a child made by fork must not wait on a lock held in the parent by a thread it lacks; the
+# idle mappings it inherits are private copies, its own to reuse
+os.register_at_fork(after_in_child=_POOL._reset)
+
+
+def _array(shape, dtype) -> tuple[np.ndarray, bool]:
+    """An uninitialised array over a pooled mapping (small ones from numpy), and whether its
+    memory is new (untouched pages, read as zeros)."""
+    dtype = np.dtype(dtype)
+    shape = (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
+    size = int(np.prod(shape)) * dtype.itemsize
+    if size < _MAPPED_BYTES:
+        return np.empty(shape, dtype), False
+    pages = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
+    mapping = _POOL.take(pages)
+    fresh = mapping is None
+    if fresh:
+        mapping = _Mapping(pages)
+    return np.asarray(_Lease(mapping, shape, dtype)), fresh
 
 
 def fresh_zeros(shape, dtype, write: bool = True) -> np.ndarray:
@@ -28,24 +174,40 @@ def fresh_zeros(shape, dtype, write: bool = True) -> np.ndarray:
     shape : int or tuple of int
     dtype : dtype-like
     write : bool
-        Write the zeros now, for memory that is read before it is written (each page then
-        faults once). False leaves each page to its first write, for memory that is written
-        before it is read, so that pages never used cost nothing (arrays too small to be mapped
-        on their own are written either way).
+        Write the zeros of new memory now, for memory that is read before it is written
+        (each page then faults once). False leaves each new page to its first write, for
+        memory that is mostly written before it is read, so that pages never used cost
+        nothing. Memory reused from the pool is cleared either way.
 
     Returns
     -------
     ndarray
-        Its memory is returned to the system when the array (and every view of it) is gone.
+        Its memory goes back to the pool when the array (and every view of it) is gone.
     """
-    dtype = np.dtype(dtype)
-    shape = (shape,) if np.isscalar(shape) else tuple(shape)
-    size = int(np.prod(shape)) * dtype.itemsize
-    if size < _MAPPED_BYTES:
-        out = np.empty(shape, dtype)
-        out.fill(0)
-        return out
-    out = np.frombuffer(mmap.mmap(-1, size), dtype).reshape(shape)
-    if write:
-        out.fill(0)  # one fault per page, no copy-on-write of the zero page
+    out, fresh = _array(shape, dtype)
+    if write or not fresh:
+        out.fill(0)  # one fault per new page, no copy-on-write of the zero page
     return out
+
+
+def fresh_empty(shape, dtype) -> np.ndarray:
+    """A writable, C-contiguous array whose values are unspecified (as ``np.empty``), for
+    memory the caller writes before it reads it: from the pool when it holds a mapping of
+    the size (no page faults), else new (each page faults at its first write); the pool's
+    other rules as :func:`fresh_zeros`.
+    """
+    out, _fresh = _array(shape, dtype)
+    if _POISON:
+        out.view(np.uint8).reshape(-1).fill(0xFF)
+    return out
+
+
+def pooled_bytes() -> int:
+    """Bytes of idle mappings the pool keeps for reuse."""
+    return _POOL.bytes
+
+
+def release_pool() -> int:
+    """Return every idle mapping to the system now; return the bytes released."""
+    return _POOL.clear()
+

@@ -1,6 +1,12 @@
 """Shared fixtures: where the shared reference data lives, and a scratch HOME for dashboards."""
 
+import os
 from pathlib import Path
+
+# memory that the pool hands out again reads as 0xFF bytes (NaN) where code asks for memory it
+# writes before reading: a read of what was never written shows in the results (see
+# speckle.memory); set before speckle is imported, inherited by the hub's and kernels' processes
+os.environ.setdefault("SPECKLE_MEMORY_POISON", "1")
 
 import pytest
 

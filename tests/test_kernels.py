@@ -403,6 +403,7 @@ def test_queues_sized_for_big_detectors_give_the_same_result(series, monkeypatch
     ds, part = series
     default = both(ds, part, exclude_frames=[5, 6, 300])
     monkeypatch.setattr(multitau, "_QUEUE_BYTES", 1)
+    monkeypatch.setattr(multitau, "_COMPILED_PIECE_BYTES", 1)
     corr = MultiTauCorrelator(ds.n_frames, 10, kernels="numpy")
     assert corr.piece == 8 and corr.blocks[0].min_batch == 2
     assert MultiTauCorrelator(ds.n_frames, 10, kernels="numba").piece == 8

@@ -1,10 +1,16 @@
-"""speckle.memory: big arrays in memory of their own, zero-filled and writable."""
+"""speckle.memory: big arrays in memory of their own, zero-filled and writable, reused from a
+pool once they are gone."""
 
 import gc
+import multiprocessing
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
+from speckle import memory
 from speckle.memory import fresh_zeros
 
 
@@ -27,3 +33,120 @@ def test_a_view_keeps_the_memory_of_a_big_array():
     gc.collect()
     view[:] = 1  # the mapping lives as long as a view of it
     assert view.sum() == 10 * 1024
+
+
+BIG = (512, 1024)  # 4 MiB of float64: from the pool
+
+
+def _address(a):
+    return a.__array_interface__["data"][0]
+
+
+def test_the_memory_of_an_array_that_is_gone_is_reused_cleared():
+    a = fresh_zeros(BIG, np.float64)
+    where = _address(a)
+    a[...] = 7
+    del a
+    gc.collect()
+    b = fresh_zeros(BIG, np.float64, write=False)  # reused memory is cleared either way
+    assert _address(b) == where
+    assert not b.any()
+
+
+def test_memory_still_viewed_is_not_handed_out_again():
+    a = fresh_zeros(BIG, np.float64)
+    view = a[3:5]
+    del a
+    gc.collect()
+    b = fresh_zeros(BIG, np.float64)
+    b[...] = 1
+    assert not np.shares_memory(view, b)
+    view[...] = 2
+    assert (b == 1).all() and (view == 2).all()
+
+
+def test_fresh_empty_poisoned_where_asked(monkeypatch):
+    monkeypatch.setattr(memory, "_POISON", True)
+    a = memory.fresh_empty(BIG, np.float32)
+    assert np.isnan(a).all()
+    del a
+    gc.collect()
+    b = memory.fresh_empty(BIG, np.float32)  # reused: poisoned again
+    assert np.isnan(b).all()
+    monkeypatch.setattr(memory, "_POISON", False)
+    b[...] = 5
+    where = _address(b)
+    del b
+    gc.collect()
+    c = memory.fresh_empty(BIG, np.float32)  # reused as it was left: values unspecified
+    assert _address(c) == where and c.shape == BIG and c.flags.writeable
+
+
+def test_idle_memory_goes_back_to_the_system(monkeypatch):
+    memory.release_pool()
+    monkeypatch.setattr(memory, "IDLE_SECONDS", 0.2)
+    a = fresh_zeros(BIG, np.float64)
+    del a
+    gc.collect()
+    assert memory.pooled_bytes() >= 8 * BIG[0] * BIG[1]
+    deadline = time.monotonic() + 10
+    while memory.pooled_bytes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert memory.pooled_bytes() == 0
+
+
+def test_the_pool_keeps_at_most_its_cap(monkeypatch):
+    memory.release_pool()
+    monkeypatch.setattr(memory, "POOL_BYTES", 3 * 2**20)
+    arrays = [fresh_zeros((2**20 // 8,), np.float64) for _ in range(5)]  # 1 MiB each
+    del arrays
+    gc.collect()
+    assert 0 < memory.pooled_bytes() <= 3 * 2**20
+    big = fresh_zeros((4 * 2**20 // 8,), np.float64)  # larger than the cap: never pooled
+    del big
+    gc.collect()
+    assert memory.pooled_bytes() <= 3 * 2**20
+    assert memory.release_pool() > 0 and memory.pooled_bytes() == 0
+
+
+def test_threads_get_memory_of_their_own():
+    def work(k):
+        out = []
+        for _ in range(20):
+            a = fresh_zeros((300, 300), np.float64)
+            assert not a.any()
+            a[...] = k
+            out.append(a)
+            assert (out[0] == k).all()
+            if len(out) > 3:
+                out.pop(0)
+        return all((a == k).all() for a in out)
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(work, range(1, 9)))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork: POSIX only")
+def test_a_forked_child_allocates_while_the_parent_pools():
+    a = fresh_zeros(BIG, np.float64)
+    a[...] = 1
+    del a
+    gc.collect()  # an idle mapping (and its expiry timer) in the parent
+    ctx = multiprocessing.get_context("fork")
+    child = ctx.Process(target=_child_allocates)
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    b = fresh_zeros(BIG, np.float64)  # the child's writes did not reach the parent's pool
+    assert not b.any()
+
+
+def _child_allocates():
+    b = fresh_zeros(BIG, np.float64)
+    assert not b.any()
+    b[...] = 3
+    del b
+    gc.collect()
+    c = memory.fresh_empty(BIG, np.float64)
+    c[...] = 4
+    os._exit(0)

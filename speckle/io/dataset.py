@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..memory import fresh_zeros
+from ..memory import fresh_empty
 
 __all__ = ["ArrayDataset", "Dataset", "Metadata", "DEFAULT_CHUNK_BYTES"]
 
@@ -194,8 +194,8 @@ class Dataset(ABC):
             if buffers is not None:
                 slot = (first - start) // chunk % len(buffers)
                 if buffers[slot] is None:
-                    buffers[slot] = fresh_zeros((min(chunk, stop - start), *self.frame_shape),
-                                                self.dtype, write=False)
+                    buffers[slot] = fresh_empty((min(chunk, stop - start), *self.frame_shape),
+                                                 self.dtype)
                 out = buffers[slot]
             frames = self.read_frames(first, min(first + chunk, stop), out=out)
             return frames if prepare is None else prepare(first, frames)

@@ -109,15 +109,11 @@ class Partition:
         sel = self.mask
         s = self.static_map[sel]
         d = self.dynamic_map[sel]
-        lo = np.full(self.n_static + 1, np.iinfo(np.int32).max, np.int64)
-        hi = np.zeros(self.n_static + 1, np.int64)
-        np.minimum.at(lo, s, d)
-        np.maximum.at(hi, s, d)
-        used = hi > 0
-        if (lo[used] != hi[used]).any():
+        of_static = np.zeros(self.n_static + 1, np.int32)
+        of_static[s] = d  # one of each static bin's dynamic bins (d > 0 where used)
+        if (of_static[s] != d).any():  # another pixel of the bin lies in another one
             raise InvalidInputError("each static bin must lie inside a single dynamic bin")
-        out = np.where(used, hi, 0)[1:]
-        return out.astype(np.int32)
+        return of_static[1:]
 
     def with_mask(self, good: np.ndarray) -> "Partition":
         """Return a copy where pixels with ``good == False`` are unused (dead, hot, beamstop)."""

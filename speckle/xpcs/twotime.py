@@ -25,7 +25,7 @@ import numpy as np
 
 from ..backend import asnumpy, get_xp
 from ..errors import Cancelled, InvalidInputError
-from ..memory import fresh_zeros
+from ..memory import fresh_empty, fresh_zeros
 from .engine import compiled_kernels
 from .passes import as_dataset, check_partition
 from .partitions import Partition
@@ -164,7 +164,7 @@ class _Scratch:
         ``name``."""
         size = int(np.prod(shape)) * np.dtype(dtype).itemsize
         if len(self._flat.get(name, ())) < size:
-            self._flat[name] = fresh_zeros(size, np.uint8, write=False)
+            self._flat[name] = fresh_empty(size, np.uint8)
         return self._flat[name][:size].view(dtype).reshape(shape)
 
 
@@ -276,7 +276,7 @@ class _ExactProducts:
         group = max(1, (2**31 - 1) // max(1, lanes * largest * largest))
         total = (self.scratch.get("total", sums.shape, np.int64) if words > group
                  else np.zeros((1, 1), np.int64))
-        out = fresh_zeros((ta, tb), np.float32, write=False)  # every value is written
+        out = fresh_empty((ta, tb), np.float32)  # every value is written
         self._run(lambda panels: pairs.pair_products(a32, b32, lanes, w0, words, ta, tb, same,
                                                      group, self.width, panels, sums, total,
                                                      sa, sb, float(n), out),
