@@ -410,3 +410,41 @@ def test_queues_sized_for_big_detectors_give_the_same_result(series, monkeypatch
     for small, big in zip(both(ds, part, exclude_frames=[5, 6, 300]), default):
         np.testing.assert_allclose(small.g2, big.g2, rtol=1e-12)
         np.testing.assert_allclose(small.g2_err, big.g2_err, rtol=1e-9)
+
+
+
+DEFERRED = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from speckle.xpcs.multitau import MultiTauCorrelator
+    from speckle.xpcs.statistics import FrameStatistics
+    frames = np.random.default_rng(3).poisson(2.0, (300, 16, 40)).astype(np.uint16)
+    flat = frames.reshape(300, -1)
+    stats = FrameStatistics(300, (16, 40))
+    corr = MultiTauCorrelator(300, 640)
+    assert "speckle.xpcs.kernels" not in sys.modules, "built only once numba had started"
+    stats(0, frames[:100])  # the first chunk loads them
+    assert "speckle.xpcs.kernels" in sys.modules
+    stats(100, frames[100:])
+    corr.feed(flat[:150])
+    corr.feed(flat[150:])
+    assert corr.blocks[0].kernels.multitau_levels is sys.modules["speckle.xpcs.kernels"].multitau_levels
+    ref = MultiTauCorrelator(300, 640, kernels="numpy")
+    ref.feed(flat)
+    for got, want in zip(corr.result(), ref.result()):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_array_equal(stats.sum_image, frames.sum(axis=0))
+    np.testing.assert_array_equal(stats.intensity, flat.mean(axis=1))
+    print("ok")
+""")
+
+
+def test_a_correlator_is_built_before_the_kernels_load():
+    # numba's start-up (0.3-0.5 s) overlaps the correlator's allocation and the first read;
+    # the kernels load at their first use, and give what the numpy code gives
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("SPECKLE_CPU_KERNELS", None)
+    done = subprocess.run([sys.executable, "-c", DEFERRED], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

@@ -4,8 +4,11 @@ pool once they are gone."""
 import gc
 import multiprocessing
 import os
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,10 +87,9 @@ def test_fresh_empty_poisoned_where_asked(monkeypatch):
 
 def test_idle_memory_goes_back_to_the_system(monkeypatch):
     memory.release_pool()
-    monkeypatch.setattr(memory, "IDLE_SECONDS", 0.2)
+    monkeypatch.setattr(memory, "IDLE_SECONDS", 1.0)
     a = fresh_zeros(BIG, np.float64)
-    del a
-    gc.collect()
+    del a  # (no gc.collect: in a long session it may outlast the idle time)
     assert memory.pooled_bytes() >= 8 * BIG[0] * BIG[1]
     deadline = time.monotonic() + 10
     while memory.pooled_bytes() and time.monotonic() < deadline:
@@ -150,3 +152,14 @@ def _child_allocates():
     c = memory.fresh_empty(BIG, np.float64)
     c[...] = 4
     os._exit(0)
+
+
+def test_a_process_exits_while_its_arrays_go_back_to_the_pool():
+    # arrays freed at exit (module globals) must not start the idle timer: its thread would
+    # never run and the process would wait for it forever
+    code = ("import numpy as np\nfrom speckle.memory import fresh_zeros\n"
+            "kept = [fresh_zeros((512, 1024), np.float64) for _ in range(3)]\ndel kept[0]\n")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root)}, timeout=60)
+    assert done.returncode == 0, done.stderr

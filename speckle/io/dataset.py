@@ -153,6 +153,10 @@ class Dataset(ABC):
         and return whether it did (by default it cannot)."""
         return False
 
+    def _reads_in_place(self) -> bool:
+        """Whether :meth:`_read_into` fills buffers (by default it does not)."""
+        return False
+
     def frame(self, index: int) -> np.ndarray:
         """Read one frame (negative indices count from the end)."""
         if index < 0:
@@ -187,7 +191,7 @@ class Dataset(ABC):
         stop = self.n_frames if stop is None else min(stop, self.n_frames)
         firsts = range(start, stop, chunk)
         # the caller's chunk, the one queued and the one being read (see _read_ahead)
-        buffers = [None] * (3 if prefetch else 1) if reuse else None
+        buffers = [None] * (3 if prefetch else 1) if reuse and self._reads_in_place() else None
 
         def read_chunk(first):
             out = None

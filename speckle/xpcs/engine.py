@@ -17,7 +17,8 @@ from types import ModuleType
 
 from ..errors import InvalidInputError
 
-__all__ = ["KERNEL_MODULES", "compiled_kernels", "load_all", "preload", "use_compiled", "warm"]
+__all__ = ["KERNEL_MODULES", "DeferredKernels", "compiled_kernels", "load_all", "preload",
+           "use_compiled", "warm"]
 
 _CHOICES = ("auto", "numba", "numpy")
 
@@ -68,6 +69,27 @@ def compiled_kernels(choice: str | None = None, module: str = "kernels") -> Modu
         return None
     with _collector_paused():  # numba's start-up makes a million objects: two full
         return importlib.import_module(f"{__package__}.{module}")  # collections for nothing
+
+
+class DeferredKernels:
+    """A module of compiled kernels that loads at the first use of one of its functions, so
+    that a correlator is built (its memory allocated) and the first frames are read while
+    numba starts (0.3-0.5 s).
+
+    Parameters
+    ----------
+    choice : {"auto", "numba", "numpy"}, optional
+        As for :func:`compiled_kernels`; the caller has checked :func:`use_compiled`.
+    module : {"kernels", "pair_kernels"}
+    """
+
+    def __init__(self, choice: str | None = None, module: str = "kernels"):
+        self._choice, self._name, self._module = choice, module, None
+
+    def __getattr__(self, name: str):
+        if self._module is None:
+            self._module = compiled_kernels(self._choice, self._name)
+        return getattr(self._module, name)
 
 
 def load_all(choice: str | None = None) -> int:

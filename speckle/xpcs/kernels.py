@@ -18,15 +18,13 @@ import numpy as np
 from numba import types as nt
 
 from .kernel_cache import OPTIONS, compiled
+from .kernel_interface import (CASCADE_FRAME_TYPES, FRAME_SUM_TYPES,  # noqa: F401 - kernels.*
+                               PLAN_COLUMNS)
 
 __all__ = ["bin_sums", "frame_sums", "multitau_levels"]
 
 #: Pixels whose per-pixel sums stay in the L1 cache while frame_sums adds a chunk's frames.
 _SUM_TILE = 2048
-#: Frame dtypes frame_sums is compiled for, with the type its sums are kept in (exact for
-#: integers); other dtypes use the numpy reference.
-FRAME_SUM_TYPES = {"uint8": "int64", "uint16": "int64", "uint32": "int64", "int16": "int64",
-                   "int32": "int64", "float32": "float64", "float64": "float64"}
 
 
 def _frames(dtype: str):
@@ -114,13 +112,8 @@ def _lag_group(s, h, stop, k, m, w, acc):
             t += 1
 
 
-#: Columns of the plan that :func:`multitau_levels` follows, one row per level (the block's
-#: Python code fills it: every quantity that is the same for all pixels).
-PLAN_COLUMNS = ("run", "h", "q", "n_in", "first", "pairs", "n_head", "row", "first_lag",
-                "n_lags", "lag_row")
-_RUN, _H, _Q, _N_IN, _FIRST, _PAIRS, _N_HEAD, _ROW, _FIRST_LAG, _N_LAGS, _LAG_ROW = range(11)
-#: Frame dtypes that multitau_levels reads directly (others are converted to float32 first).
-CASCADE_FRAME_TYPES = ("uint8", "uint16", "uint32", "float32")
+_RUN, _H, _Q, _N_IN, _FIRST, _PAIRS, _N_HEAD, _ROW, _FIRST_LAG, _N_LAGS, _LAG_ROW = range(
+    len(PLAN_COLUMNS))
 
 
 @compiled([nt.void(_frames(frame), nt.int64, nt.float32[::1], nt.int64[:, ::1],

@@ -41,7 +41,8 @@ import numpy as np
 from ..backend import asnumpy, get_xp
 from ..errors import AnalysisError, InvalidInputError
 from ..memory import fresh_empty, fresh_zeros
-from .engine import compiled_kernels, use_compiled
+from .engine import DeferredKernels, use_compiled
+from .kernel_interface import CASCADE_FRAME_TYPES, PLAN_COLUMNS
 from .passes import as_dataset, check_partition, frame_weights, stream_frames
 from .partitions import Partition
 from .result import MultiTauG2
@@ -371,7 +372,7 @@ class _CompiledBlock(_Block):
         self.row = np.r_[0, np.cumsum(rows)[:-1]].astype(np.int64)
         lag_rows = np.r_[0, np.cumsum([len(lags) for lags in grid.per_level])].astype(np.int64)
         # written before they are read (rows of queues never filled cost nothing)
-        self.bufs = fresh_empty((sum(rows), n_pixels), np.float32)
+        self.bufs = fresh_empty((sum(rows), n_pixels), np.float32, whole=False)
         self.heads = fresh_zeros((n_levels, b, n_pixels), np.float32, write=False)
         self.G = fresh_zeros((lag_rows[-1], n_pixels), np.float64)
         self.levels = [
@@ -379,8 +380,8 @@ class _CompiledBlock(_Block):
                    views=(self.G[lag_rows[i]:lag_rows[i + 1]], self.heads[i],
                           self.bufs[self.row[i]:self.row[i] + rows[i]]))
             for i, lags in enumerate(grid.per_level)]
-        self.plan = np.zeros((n_levels, len(kernels.PLAN_COLUMNS)), np.int64)
-        columns = {name: j for j, name in enumerate(kernels.PLAN_COLUMNS)}
+        self.plan = np.zeros((n_levels, len(PLAN_COLUMNS)), np.int64)
+        columns = {name: j for j, name in enumerate(PLAN_COLUMNS)}
         self._col = columns
         self.plan[:, columns["row"]] = self.row
         self.plan[:, columns["first_lag"]] = [int(lags[0]) for lags in grid.per_level]
@@ -413,7 +414,7 @@ class _CompiledBlock(_Block):
 
     def _read_directly(self, dtype):
         """Whether the kernel reads frames of ``dtype`` as they are (else: float32 first)."""
-        return dtype.name in self.kernels.CASCADE_FRAME_TYPES and dtype.isnative
+        return dtype.name in CASCADE_FRAME_TYPES and dtype.isnative
 
     def _stage(self, frames, w):
         """Keep frames until a piece is full (in their dtype while it stays the same)."""
@@ -531,7 +532,9 @@ class MultiTauCorrelator:
         self.n_frames = n_frames
         self.xp = xp
         self.fed = 0
-        compiled = compiled_kernels(kernels) if xp is np else None
+        # the kernels load at their first call: the memory is allocated (and the caller's
+        # reading starts) while numba starts
+        compiled = DeferredKernels(kernels) if xp is np and use_compiled(kernels) else None
         if xp is np:
             wanted = threads or os.cpu_count() or 1
             n_blocks = max(1, min(-(-n_pixels // _PIXEL_BLOCK), _MAX_BLOCKS))

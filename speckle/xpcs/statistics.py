@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import compiled_kernels
+from .engine import DeferredKernels, use_compiled
+from .kernel_interface import FRAME_SUM_TYPES
 from .partitions import Partition
 
 __all__ = ["FrameStatistics", "saturation_level"]
@@ -57,14 +58,14 @@ class FrameStatistics:
         self._used = np.ascontiguousarray(used.ravel())
         self._pixels = None if self._used.all() else np.flatnonzero(self._used)
         self._n_used = int(self._used.sum())
-        self._kernels = compiled_kernels(kernels)
+        # loaded at the first chunk: a reader thread reads it while numba starts
+        self._kernels = DeferredKernels(kernels) if use_compiled(kernels) else None
 
     def __call__(self, start: int, chunk: np.ndarray) -> None:
         """Add the frames ``chunk`` (n, rows, cols), the first of which is frame ``start``."""
         n = len(chunk)
         flat = chunk.reshape(n, -1)
-        acc = None if self._kernels is None else self._kernels.FRAME_SUM_TYPES.get(
-            flat.dtype.name)
+        acc = None if self._kernels is None else FRAME_SUM_TYPES.get(flat.dtype.name)
         if acc is not None and flat.flags.c_contiguous and flat.dtype.isnative:
             sums, saturated = np.zeros(n, acc), np.zeros(n, np.int64)
             level = np.inf if self.saturation is None else float(self.saturation)
