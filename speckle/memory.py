@@ -4,7 +4,8 @@ numpy asks for transparent huge pages on arrays of 4 MB and more; on some virtua
 system clears a huge page four times slower than the same memory in 4 KiB pages (measured here:
 0.61 s against 0.14 s for 320 MB), and memory that is read before it is written is first mapped
 to the shared zero page, so that the first write faults again and interrupts every core to
-flush its TLB. The arrays here live in private anonymous mappings of their own (small pages).
+flush its TLB. The arrays here live in shared anonymous mappings of their own (small pages:
+the two-time maps took 0.3 s longer in private ones, whose pages the threads fault in turn).
 
 The first touch of new memory is the expensive part: one page fault per 4 KiB, about 1 GB/s on
 the 2-core VM of the benchmarks, where writing memory already mapped runs at 10-20 GB/s. A
@@ -13,8 +14,8 @@ spent a fifth of its time faulting. A mapping whose last array is gone therefore
 a pool, and the next array of the same size takes it (as cupy's memory pool does on the GPU):
 analyses after the first in a process (a dashboard's kernel, a monitor's worker) fault only
 where they grow. The pool returns its mappings to the system once they have been idle for
-:data:`IDLE_SECONDS`, keeps at most :data:`POOL_BYTES`, and marks idle pages free
-(``MADV_FREE``), so that the system may take them back at once under memory pressure.
+:data:`IDLE_SECONDS` and keeps at most :data:`POOL_BYTES`. A forked child shares the mappings
+that exist when it is made: neither process pools those again.
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ _POISON = os.environ.get("SPECKLE_MEMORY_POISON", "") not in ("", "0")
 
 
 class _Mapping:
-    """One private anonymous mapping and its address."""
+    """One anonymous mapping, its address, and the pool's generation it was made in."""
 
-    __slots__ = ("map", "size", "address", "_bytes", "idle_since")
+    __slots__ = ("map", "size", "address", "_bytes", "idle_since", "generation")
 
-    def __init__(self, size: int, populate: bool):
-        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+    def __init__(self, size: int, populate: bool, generation: int):
+        flags = mmap.MAP_SHARED | mmap.MAP_ANONYMOUS
         if populate:  # the system maps and clears every page in this call: half the time
             flags |= getattr(mmap, "MAP_POPULATE", 0)  # of faulting them one by one
         self.map = mmap.mmap(-1, size, flags=flags)
@@ -56,6 +57,7 @@ class _Mapping:
         self._bytes = np.frombuffer(self.map, np.uint8)
         self.address = self._bytes.ctypes.data
         self.idle_since = 0.0
+        self.generation = generation
 
 
 class _Lease:
@@ -79,6 +81,17 @@ class _Pool:
     """Idle mappings by size, returned to the system after :data:`IDLE_SECONDS`."""
 
     def __init__(self):
+        self.generation = 0
+        self._reset()
+
+    def forked(self) -> None:
+        """After a fork, in the parent: the mappings in use are shared with the child."""
+        self.generation += 1
+
+    def forked_child(self) -> None:
+        """After a fork, in the child: a lock held in the parent by a thread the child lacks
+        would never be released; the idle mappings are the parent's."""
+        self.generation += 1
         self._reset()
 
     def _reset(self):
@@ -103,12 +116,9 @@ class _Pool:
             return mapping
 
     def give_back(self, mapping: _Mapping) -> None:
-        if mapping.size > POOL_BYTES or self.closing or sys.is_finalizing():
+        if (mapping.size > POOL_BYTES or mapping.generation != self.generation
+                or self.closing or sys.is_finalizing()):
             return  # unmapped with the mapping object (at exit: no timer thread may start)
-        try:
-            mapping.map.madvise(mmap.MADV_FREE)
-        except (AttributeError, OSError):  # older kernels: the pages stay as they are
-            pass
         mapping.idle_since = time.monotonic()
         with self.lock:
             self.idle.setdefault(mapping.size, []).append(mapping)
@@ -156,9 +166,7 @@ class _Pool:
 
 
 _POOL = _Pool()
-# a child made by fork must not wait on a lock held in the parent by a thread it lacks; the
-# idle mappings it inherits are private copies, its own to reuse
-os.register_at_fork(after_in_child=_POOL._reset)
+os.register_at_fork(after_in_parent=_POOL.forked, after_in_child=_POOL.forked_child)
 atexit.register(_POOL.close)
 
 
@@ -174,7 +182,7 @@ def _array(shape, dtype, populate: bool) -> tuple[np.ndarray, bool]:
     mapping = _POOL.take(pages)
     fresh = mapping is None
     if fresh:
-        mapping = _Mapping(pages, populate)
+        mapping = _Mapping(pages, populate, _POOL.generation)
     return np.asarray(_Lease(mapping, shape, dtype)), fresh
 
 

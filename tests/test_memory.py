@@ -129,28 +129,27 @@ def test_threads_get_memory_of_their_own():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork: POSIX only")
-def test_a_forked_child_allocates_while_the_parent_pools():
+def test_memory_shared_with_a_forked_child_is_not_handed_out_again():
     a = fresh_zeros(BIG, np.float64)
-    a[...] = 1
-    del a
-    gc.collect()  # an idle mapping (and its expiry timer) in the parent
+    idle = fresh_zeros(BIG, np.float64)
+    del idle  # an idle mapping (and its expiry timer) in the parent
     ctx = multiprocessing.get_context("fork")
-    child = ctx.Process(target=_child_allocates)
+    child = ctx.Process(target=_child_writes_later, args=(a,))
     child.start()
+    del a  # the child still writes into its copy of this mapping
+    gc.collect()
+    b = fresh_zeros(BIG, np.float64)
+    c = fresh_zeros(BIG, np.float64)
     child.join(60)
     assert child.exitcode == 0
-    b = fresh_zeros(BIG, np.float64)  # the child's writes did not reach the parent's pool
-    assert not b.any()
+    assert not b.any() and not c.any()
 
 
-def _child_allocates():
-    b = fresh_zeros(BIG, np.float64)
-    assert not b.any()
-    b[...] = 3
-    del b
-    gc.collect()
-    c = memory.fresh_empty(BIG, np.float64)
-    c[...] = 4
+def _child_writes_later(a):
+    fresh = fresh_zeros(BIG, np.float64)  # the pool works in the child
+    assert not fresh.any()
+    time.sleep(0.5)
+    a[...] = 5
     os._exit(0)
 
 

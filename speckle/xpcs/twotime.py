@@ -164,7 +164,7 @@ class _Scratch:
         ``name``."""
         size = int(np.prod(shape)) * np.dtype(dtype).itemsize
         if len(self._flat.get(name, ())) < size:
-            self._flat[name] = fresh_empty(size, np.uint8)
+            self._flat[name] = fresh_empty(size, np.uint8, whole=False)
         return self._flat[name][:size].view(dtype).reshape(shape)
 
 
@@ -276,7 +276,7 @@ class _ExactProducts:
         group = max(1, (2**31 - 1) // max(1, lanes * largest * largest))
         total = (self.scratch.get("total", sums.shape, np.int64) if words > group
                  else np.zeros((1, 1), np.int64))
-        out = fresh_empty((ta, tb), np.float32)  # every value is written
+        out = fresh_empty((ta, tb), np.float32, whole=False)  # written by every thread
         self._run(lambda panels: pairs.pair_products(a32, b32, lanes, w0, words, ta, tb, same,
                                                      group, self.width, panels, sums, total,
                                                      sa, sb, float(n), out),
