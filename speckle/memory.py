@@ -14,7 +14,8 @@ spent a fifth of its time faulting. A mapping whose last array is gone therefore
 a pool, and the next array of the same size takes it (as cupy's memory pool does on the GPU):
 analyses after the first in a process (a dashboard's kernel, a monitor's worker) fault only
 where they grow. The pool returns its mappings to the system once they have been idle for
-:data:`IDLE_SECONDS` and keeps at most :data:`POOL_BYTES`. A forked child shares the mappings
+:data:`IDLE_SECONDS`, keeps at most :data:`POOL_BYTES`, and gives idle mappings back before new
+memory is mapped (a user's memory limit counts both: the pool never raises the peak). A forked child shares the mappings
 that exist when it is made: neither process pools those again.
 """
 
@@ -107,9 +108,13 @@ class _Pool:
         self.clear()
 
     def take(self, size: int) -> _Mapping | None:
+        """An idle mapping of ``size`` bytes; else None, after returning idle mappings of at
+        least ``size`` bytes in all to the system (oldest first): memory kept for reuse never
+        adds to what the process holds at its peak."""
         with self.lock:
             free = self.idle.get(size)
             if not free:
+                self._drop(lambda m: True, size)
                 return None
             mapping = free.pop()
             self.bytes -= size
