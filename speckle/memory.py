@@ -96,7 +96,9 @@ class _Pool:
         self._reset()
 
     def _reset(self):
-        self.lock = threading.Lock()
+        # reentrant: the collector may free an array (and so call give_back) in any
+        # allocation, also in one made while the lock is held
+        self.lock = threading.RLock()
         self.idle: dict[int, list[_Mapping]] = {}
         self.bytes = 0
         self.timer: threading.Timer | None = None
