@@ -15,8 +15,8 @@ a pool, and the next array of the same size takes it (as cupy's memory pool does
 analyses after the first in a process (a dashboard's kernel, a monitor's worker) fault only
 where they grow. The pool returns its mappings to the system once they have been idle for
 :data:`IDLE_SECONDS`, keeps at most :data:`POOL_BYTES`, and gives idle mappings back before new
-memory is mapped (a user's memory limit counts both: the pool never raises the peak). A forked child shares the mappings
-that exist when it is made: neither process pools those again.
+memory is mapped (a user's memory limit counts both: the pool never raises the peak). A forked
+child shares the mappings that exist when it is made: neither process pools those again.
 """
 
 from __future__ import annotations
