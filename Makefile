@@ -23,7 +23,7 @@ $(VENV)/.installed: $(VENV)/.created pyproject.toml
 	touch $@
 
 # The compiled XPCS kernels, once per install, into a cache every user reads (speckle/xpcs/kernel_cache.py).
-$(VENV)/.kernels: $(VENV)/.installed speckle/xpcs/kernels.py
+$(VENV)/.kernels: $(VENV)/.installed $(wildcard speckle/xpcs/*kernel*.py)
 	$(PY) -m speckle.xpcs.engine
 	touch $@
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from speckle.errors import InvalidInputError
-from speckle.xpcs import engine, kernel_cache, kernels, multitau
+from speckle.xpcs import engine, kernel_ahead, kernel_cache, kernels, multitau
 from speckle.xpcs.multitau import MultiTauCorrelator, lag_grid, multitau_g2
 from speckle.xpcs.partitions import Partition
 from speckle.xpcs.simulate import ou_speckle
@@ -297,6 +297,9 @@ def test_bin_sums_kernel_equals_pair_sums_then_numpy_binning():
 
 def test_choice_of_kernels(monkeypatch):
     monkeypatch.delenv("SPECKLE_CPU_KERNELS", raising=False)
+    ahead = kernel_ahead.load("kernels")  # built by make setup (tests/test_kernel_ahead.py)
+    assert ahead is not None and engine.compiled_kernels() is ahead
+    monkeypatch.setenv("SPECKLE_AHEAD_KERNELS", "0")
     assert engine.compiled_kernels() is kernels
     assert engine.compiled_kernels("numpy") is None
     monkeypatch.setenv("SPECKLE_CPU_KERNELS", "numpy")
@@ -442,7 +445,7 @@ DEFERRED = textwrap.dedent("""
 def test_a_correlator_is_built_before_the_kernels_load():
     # numba's start-up (0.3-0.5 s) overlaps the correlator's allocation and the first read;
     # the kernels load at their first use, and give what the numpy code gives
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SPECKLE_AHEAD_KERNELS": "0"}
     env.pop("SPECKLE_CPU_KERNELS", None)
     done = subprocess.run([sys.executable, "-c", DEFERRED], env=env, capture_output=True,
                           text=True, timeout=300)

@@ -24,6 +24,8 @@ import numba
 from numba.core.caching import (CompileResultCacheImpl, FunctionCache, InTreeCacheLocator,
                                 UserWideCacheLocator)
 
+from .kernel_interface import cache_dir
+
 
 def _load_array_math_without_scipy() -> None:
     """Load numba's array-math implementations without their BLAS probe importing scipy.linalg.
@@ -58,12 +60,6 @@ __all__ = ["OPTIONS", "cache_dir", "compiled", "open_to_all"]
 #: numba options of the kernels: run on threads without the interpreter lock, no bounds checks,
 #: fused multiply-adds, numpy's floating-point errors (inf / nan, no exceptions).
 OPTIONS = dict(nogil=True, boundscheck=False, fastmath={"contract"}, error_model="numpy")
-
-
-def cache_dir() -> Path:
-    """The folder that holds the compiled kernels (``SPECKLE_KERNEL_CACHE`` overrides it)."""
-    chosen = os.environ.get("SPECKLE_KERNEL_CACHE")
-    return Path(chosen) if chosen else Path(__file__).resolve().parent / "__pycache__"
 
 
 class _SharedLocator(InTreeCacheLocator):
