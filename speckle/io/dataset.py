@@ -153,8 +153,11 @@ class Dataset(ABC):
         and return whether it did (by default it cannot)."""
         return False
 
-    def _reads_in_place(self) -> bool:
-        """Whether :meth:`_read_into` fills buffers (by default it does not)."""
+    @property
+    def reads_in_place(self) -> bool:
+        """Whether frames are read into buffers the caller gives (``read_frames(out=)``),
+        which new memory makes slow to fill the first time; other readers hand out their own
+        arrays or views."""
         return False
 
     def frame(self, index: int) -> np.ndarray:
@@ -191,7 +194,7 @@ class Dataset(ABC):
         stop = self.n_frames if stop is None else min(stop, self.n_frames)
         firsts = range(start, stop, chunk)
         # the caller's chunk, the one queued and the one being read (see _read_ahead)
-        buffers = [None] * (3 if prefetch else 1) if reuse and self._reads_in_place() else None
+        buffers = [None] * (3 if prefetch else 1) if reuse and self.reads_in_place else None
 
         def read_chunk(first):
             out = None

@@ -135,7 +135,8 @@ class HDF5Dataset(Dataset):
                 self._guard.check(start, stop)
             return self._layout.read(self._ds, start, stop, self.dtype)
 
-    def _reads_in_place(self) -> bool:
+    @property
+    def reads_in_place(self) -> bool:
         return self._direct is not None
 
     def _read_into(self, start: int, stop: int, out: np.ndarray) -> bool:

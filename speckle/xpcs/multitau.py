@@ -78,9 +78,14 @@ _GATHER_BELOW = 0.75
 #: 128 frames, 0.099 s in 512, 0.076 s in 1024, 0.070 s in 2048.
 _COMPILED_PIECE = 1024
 _COMPILED_PIECE_BYTES = 2**28
-#: Chunks read for the compiled correlator hold a whole piece of frames up to this size (the
-#: reader keeps about three in memory): 0.76 s instead of 0.90 s at 2000 x 512^2 with 2**26.
+#: Chunks of frames in memory (views, memory maps) hold a whole piece up to this size.
 _PIECE_CHUNK_BYTES = 2**27
+#: Frames per call, at most, when the frames are read into buffers (uncompressed HDF5): chunks
+#: of the default size (16 MB) collected into pieces. Long pieces and chunks there cost more new
+#: memory (1.5-2 us per 4 KiB page to touch first here) than they save in a process's first
+#: analysis: the whole ``speckle xpcs`` of 3000 x 256^2 took 0.55-0.60 s so against 0.67-0.71 s
+#: with pieces of 1024 frames and 0.74-0.77 s with 128 MB chunks besides; the same at 512^2.
+_BUFFERED_PIECE = 256
 
 
 @dataclass(frozen=True)
@@ -525,9 +530,12 @@ class MultiTauCorrelator:
         all cores.
     kernels : {"auto", "numba", "numpy"}, optional
         CPU kernels (see :mod:`speckle.xpcs.engine`); the GPU always runs the numpy code.
+    max_piece : int
+        Frames per call of the compiled kernels, at most (results do not depend on it).
     """
 
-    def __init__(self, n_frames, n_pixels, buffers=8, xp=np, threads=None, kernels=None):
+    def __init__(self, n_frames, n_pixels, buffers=8, xp=np, threads=None, kernels=None,
+                 max_piece=_COMPILED_PIECE):
         self.grid = lag_grid(n_frames, buffers)
         self.n_frames = n_frames
         self.xp = xp
@@ -550,7 +558,7 @@ class MultiTauCorrelator:
         min_batch = int(np.clip(_QUEUE_BYTES // 2 // (row * len(self.grid.per_level)), 2,
                                 _MAX_BATCH))
         if compiled is not None:  # level 0 queues nothing: frames are read where they are
-            self.piece = int(np.clip(_COMPILED_PIECE_BYTES // row, 8, _COMPILED_PIECE))
+            self.piece = int(np.clip(_COMPILED_PIECE_BYTES // row, 8, max(8, max_piece)))
             batch = min(min_batch, _COMPILED_BATCH)
             self.blocks = [_CompiledBlock(self.grid, s.stop - s.start, batch, self.piece,
                                           compiled) for s in self.slices]
@@ -887,9 +895,11 @@ def multitau_g2(data, partition: Partition, *, buffers: int = 8, chunk_frames: i
         # gathering the used ones out of every chunk (np.take: 50 ms per 64 MB chunk)
         pixels = np.arange(mask.size)
     corr = MultiTauCorrelator(ds.n_frames, len(pixels), buffers, xp=xp, threads=threads,
-                              kernels=kernels)
-    if chunk_frames is None and isinstance(corr.blocks[0], _CompiledBlock):
-        # whole pieces are correlated where they were read; smaller chunks are collected first
+                              kernels=kernels,
+                              max_piece=_BUFFERED_PIECE if ds.reads_in_place else _COMPILED_PIECE)
+    if (chunk_frames is None and isinstance(corr.blocks[0], _CompiledBlock)
+            and not ds.reads_in_place):
+        # whole pieces are correlated where they lie; smaller chunks are collected first
         chunk_frames = max(ds.default_chunk_frames(),
                            min(corr.piece, ds.default_chunk_frames(_PIECE_CHUNK_BYTES)))
     for start, flat, w in stream_frames(ds, pixels, weights, chunk_frames=chunk_frames,
