@@ -80,12 +80,13 @@ _COMPILED_PIECE = 1024
 _COMPILED_PIECE_BYTES = 2**28
 #: Chunks of frames in memory (views, memory maps) hold a whole piece up to this size.
 _PIECE_CHUNK_BYTES = 2**27
-#: Frames per call, at most, when the frames are read into buffers (uncompressed HDF5): chunks
-#: of the default size (16 MB) collected into pieces. Long pieces and chunks there cost more new
-#: memory (1.5-2 us per 4 KiB page to touch first here) than they save in a process's first
-#: analysis: the whole ``speckle xpcs`` of 3000 x 256^2 took 0.55-0.60 s so against 0.67-0.71 s
-#: with pieces of 1024 frames and 0.74-0.77 s with 128 MB chunks besides; the same at 512^2.
-_BUFFERED_PIECE = 256
+#: Frames per call, at most, when the frames are read into buffers (uncompressed HDF5): new
+#: memory (1.5-2 us per 4 KiB page to touch first here) costs a process's first analysis more
+#: than long pieces save. The whole ``speckle xpcs`` of 2000 x 512^2: 1.19-1.23 s in pieces of
+#: 128 frames read as chunks of one piece, against 1.31-1.61 s in pieces of 256 collected from
+#: chunks of 16 MB and 1.2-1.6 s with pieces of 1024 and chunks of 128 MB; the same to the noise
+#: at 3000 x 256^2 (0.63-0.71 s). Frames in memory keep pieces of _COMPILED_PIECE.
+_BUFFERED_PIECE = 128
 
 
 @dataclass(frozen=True)
@@ -897,9 +898,8 @@ def multitau_g2(data, partition: Partition, *, buffers: int = 8, chunk_frames: i
     corr = MultiTauCorrelator(ds.n_frames, len(pixels), buffers, xp=xp, threads=threads,
                               kernels=kernels,
                               max_piece=_BUFFERED_PIECE if ds.reads_in_place else _COMPILED_PIECE)
-    if (chunk_frames is None and isinstance(corr.blocks[0], _CompiledBlock)
-            and not ds.reads_in_place):
-        # whole pieces are correlated where they lie; smaller chunks are collected first
+    if chunk_frames is None and isinstance(corr.blocks[0], _CompiledBlock):
+        # whole pieces are correlated where they were read; smaller chunks are collected first
         chunk_frames = max(ds.default_chunk_frames(),
                            min(corr.piece, ds.default_chunk_frames(_PIECE_CHUNK_BYTES)))
     for start, flat, w in stream_frames(ds, pixels, weights, chunk_frames=chunk_frames,
