@@ -173,7 +173,8 @@ def copy_of_the_extension(folder):
     return manifest
 
 
-@pytest.mark.parametrize("change", ["sources", "cpu", "python", "bytes", "missing", "garbled"])
+@pytest.mark.parametrize("change", ["sources", "cpu", "python", "bytes", "missing", "garbled",
+                                    "elsewhere"])
 def test_an_extension_built_from_other_sources_or_for_another_machine_is_not_used(
         ahead, tmp_path, change):
     manifest = copy_of_the_extension(tmp_path)
@@ -191,10 +192,38 @@ def test_an_extension_built_from_other_sources_or_for_another_machine_is_not_use
         path.write_bytes(bytes(data))
     elif change == "missing":
         path.unlink()
+    elif change == "elsewhere":  # a manifest naming a file outside its folder
+        (tmp_path / "sub").mkdir()
+        shutil.copy(path, tmp_path / "sub" / path.name)
+        (tmp_path / "sub" / kernel_ahead.MANIFEST).write_text(json.dumps(manifest))
+        manifest["extension"] = f"sub/{path.name}"
     (tmp_path / kernel_ahead.MANIFEST).write_text(
         "{not json" if change == "garbled" else json.dumps(manifest))
     assert kernel_ahead._usable(tmp_path) is None
     assert kernel_ahead._load_extension(tmp_path) is None
+
+
+def test_a_user_who_cannot_write_the_cache_loads_them(ahead, tmp_path):
+    from test_kernels import run_read_only
+
+    shared = tmp_path / "cache"
+    shared.mkdir()
+    copy_of_the_extension(shared)
+    code = textwrap.dedent("""
+        import sys
+        import numpy as np
+        from speckle.xpcs import engine
+        k = engine.compiled_kernels()
+        out = np.zeros(2, np.int64), np.zeros(2, np.int64), np.zeros(2)
+        k.frame_sums(np.ones((2, 2), np.uint8), np.ones(2, bool), 1.0, 0, *out)
+        print(type(k).__name__, out[0].tolist(), "numba" in sys.modules)
+    """)
+    done = run_read_only(shared, tmp_path, code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["AheadModule", "[2,", "2]", "False"]
+    assert sorted(p.name for p in shared.iterdir()) == sorted(
+        [kernel_ahead.MANIFEST, json.loads((cache_dir() / kernel_ahead.MANIFEST).read_text())
+         ["extension"]])  # nothing written
 
 
 def test_a_process_without_them_uses_numba_s_kernels(tmp_path):

@@ -140,7 +140,10 @@ def _usable(folder: Path) -> dict | None:
                 or manifest["machine"] != platform.machine() or flags is None
                 or not set(manifest["cpu_flags"]) <= flags):
             return None
-        data = (folder / manifest["extension"]).read_bytes()
+        name = manifest["extension"]
+        if Path(name).name != name or not name.startswith(_EXTENSION):
+            return None  # only a file of the folder itself
+        data = (folder / name).read_bytes()
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return manifest if hashlib.sha256(data).hexdigest() == manifest["sha256"] else None
