@@ -1,5 +1,9 @@
 """Which CPU kernels the correlators run: the compiled ones (numba) or the numpy reference.
 
+Compiled kernels come from the extension built ahead of time (:mod:`.kernel_ahead`) where it
+was built for this machine, else from numba's cache (:mod:`.kernel_cache`); both are the same
+functions, compiled once per install by :func:`warm`.
+
 ``SPECKLE_CPU_KERNELS`` chooses: ``auto`` (default: compiled where numba is installed),
 ``numba`` (an error where it is not) or ``numpy``. The correlators also take the choice as an
 argument (``kernels=``), which the tests use to compare both. On a GPU neither applies: cupy
