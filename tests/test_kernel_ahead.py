@@ -178,7 +178,7 @@ def copy_of_the_extension(folder):
 def test_an_extension_built_from_other_sources_or_for_another_machine_is_not_used(
         ahead, tmp_path, change):
     manifest = copy_of_the_extension(tmp_path)
-    assert kernel_ahead._usable(tmp_path) == manifest  # the copy as it is: used
+    assert kernel_ahead.usable(tmp_path) == manifest  # the copy as it is: used
     path = tmp_path / manifest["extension"]
     if change == "sources":
         manifest["sources"] = "0" * 64
@@ -199,7 +199,7 @@ def test_an_extension_built_from_other_sources_or_for_another_machine_is_not_use
         manifest["extension"] = f"sub/{path.name}"
     (tmp_path / kernel_ahead.MANIFEST).write_text(
         "{not json" if change == "garbled" else json.dumps(manifest))
-    assert kernel_ahead._usable(tmp_path) is None
+    assert kernel_ahead.usable(tmp_path) is None
     assert kernel_ahead._load_extension(tmp_path) is None
 
 

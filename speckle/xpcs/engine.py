@@ -146,16 +146,20 @@ def preload(choice: str | None = None, modules: tuple[str, ...] = ("kernels",)) 
 
 
 def warm() -> str:
-    """Compile the kernels into the install's shared cache (when it is stale) and open it to
-    every user; return where it is. ``make setup`` runs this as ``python -m speckle.xpcs.engine``.
+    """Compile the kernels into the install's shared cache and build them ahead of time (each
+    when it is stale), open the folder to every user; return where it is. ``make setup`` runs
+    this as ``python -m speckle.xpcs.engine``.
     """
-    with _ahead_kernels_off():
-        count = load_all("numba")
+    use_compiled("numba")  # a clear error where numba is missing
+    with _collector_paused():  # numba's modules, compiled into its cache when it is stale
+        count = sum(len(importlib.import_module(f"{__package__}.{m}").__all__)
+                    for m in KERNEL_MODULES)
     from .kernel_cache import cache_dir, open_to_all  # noqa: PLC0415 - imports numba
 
     folder = cache_dir()
     try:
-        kernel_ahead.build(folder)
+        if kernel_ahead.usable(folder) is None:
+            kernel_ahead.build(folder)
         ahead = "built ahead of time too"
     except Exception as exc:  # noqa: BLE001 - numba's cache still serves every analysis
         ahead = (f"not built ahead of time ({type(exc).__name__}: {exc}): each process loads "
@@ -163,21 +167,6 @@ def warm() -> str:
     if folder.is_dir():
         open_to_all(folder)
     return f"speckle: compiled kernels ready ({count}, {ahead}), cache {folder}"
-
-
-@contextlib.contextmanager
-def _ahead_kernels_off():
-    """Load numba's modules of kernels (compiling into its cache) even where the extension
-    built ahead of time is there."""
-    was = os.environ.get("SPECKLE_AHEAD_KERNELS")
-    os.environ["SPECKLE_AHEAD_KERNELS"] = "0"
-    try:
-        yield
-    finally:
-        if was is None:
-            del os.environ["SPECKLE_AHEAD_KERNELS"]
-        else:
-            os.environ["SPECKLE_AHEAD_KERNELS"] = was
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m speckle.xpcs.engine

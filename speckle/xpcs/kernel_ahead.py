@@ -36,7 +36,7 @@ import numpy as np
 
 from .kernel_interface import cache_dir
 
-__all__ = ["MANIFEST", "build", "enabled", "load"]
+__all__ = ["MANIFEST", "build", "enabled", "load", "usable"]
 
 #: The manifest of the built extension, in the cache folder.
 MANIFEST = "kernels-ahead.json"
@@ -131,8 +131,9 @@ _lock = threading.Lock()
 _extensions: list = []
 
 
-def _usable(folder: Path) -> dict | None:
-    """The manifest of the extension in ``folder`` when it may be used here, else None."""
+def usable(folder: Path) -> dict | None:
+    """The manifest of the extension in ``folder`` when it may be used here (built from these
+    sources, for this Python and a CPU with this one's features, intact), else None."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         flags = _cpu_flags()
@@ -151,7 +152,7 @@ def _usable(folder: Path) -> dict | None:
 
 def _load_extension(folder: Path) -> dict | None:
     """The extension's modules of kernels by name, or None where it may not be used here."""
-    manifest = _usable(folder)
+    manifest = usable(folder)
     if manifest is None:
         return None
     path = folder / manifest["extension"]

@@ -84,8 +84,9 @@ _PIECE_CHUNK_BYTES = 2**27
 #: memory (1.5-2 us per 4 KiB page to touch first here) costs a process's first analysis more
 #: than long pieces save. The whole ``speckle xpcs`` of 2000 x 512^2: 1.19-1.23 s in pieces of
 #: 128 frames read as chunks of one piece, against 1.31-1.61 s in pieces of 256 collected from
-#: chunks of 16 MB and 1.2-1.6 s with pieces of 1024 and chunks of 128 MB; the same to the noise
-#: at 3000 x 256^2 (0.63-0.71 s). Frames in memory keep pieces of _COMPILED_PIECE.
+#: chunks of 16 MB and 1.2-1.6 s with pieces of 1024 and chunks of 128 MB; 3000 x 256^2:
+#: 0.52-0.53 s in pieces of 128 (one chunk each), 0.54-0.55 s in 256 or 64, 0.71-0.77 s in 1024
+#: with 128 MB chunks. Frames in memory keep pieces of _COMPILED_PIECE.
 _BUFFERED_PIECE = 128
 
 
