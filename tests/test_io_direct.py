@@ -9,9 +9,11 @@ import pytest
 
 from speckle.errors import InvalidInputError
 from speckle.io.dataset import ArrayDataset
+from speckle.io.frame_rows import FrameRows
 from speckle.io.read_hdf5 import open_hdf5
 from speckle.xpcs.multitau import multitau_g2
 from speckle.xpcs.partitions import rectangles
+from speckle.xpcs.statistics import FrameStatistics
 
 FRAMES = np.random.default_rng(5).poisson(3.0, (23, 12, 10)).astype(np.uint16)
 
@@ -144,6 +146,8 @@ def test_reused_buffers_hold_each_chunk_until_the_next_is_asked_for(tmp_path, pr
     import time
 
     with open_hdf5(write(tmp_path / "f.h5", FRAMES, chunks=(2, 12, 10))) as ds:
+        ds._direct.maps = False  # read, not mapped (as where the file system cannot map)
+        assert ds.reads_in_place
         seen, buffers = [], set()
         for first, chunk in ds.iter_chunks(2, prefetch=prefetch, reuse=True):
             time.sleep(0.02)  # the reader thread runs ahead meanwhile
@@ -152,3 +156,86 @@ def test_reused_buffers_hold_each_chunk_until_the_next_is_asked_for(tmp_path, pr
             buffers.add(chunk.__array_interface__["data"][0])
     assert seen == list(range(0, 23, 2))
     assert len(buffers) == (3 if prefetch else 1)
+
+
+MANY = np.random.default_rng(9).poisson(2.0, (300, 16, 16)).astype(np.uint16)
+
+
+def gapped(ds) -> bool:
+    """Whether HDF5 put something (its chunk index) between the frames' chunks."""
+    d = ds._direct
+    return bool(np.any(d.offsets[1:] != d.offsets[:-1] + d.sizes[:-1]))
+
+
+@pytest.mark.parametrize("layout,between", [({}, False), ({"chunks": (5, 16, 16)}, False),
+                                            ({"chunks": (1, 16, 16)}, True)], ids=str)
+def test_streams_map_the_frames_where_they_lie_in_the_file(tmp_path, layout, between):
+    with open_hdf5(write(tmp_path / "f.h5", MANY, **layout)) as ds:
+        assert ds._direct.maps and not ds.reads_in_place and gapped(ds) == between
+        kinds = set()
+        for first, chunk in ds.iter_chunks(40, prefetch=True, reuse=True, rows=True):
+            kinds.add(type(chunk))
+            np.testing.assert_array_equal(np.asarray(chunk), MANY[first:first + len(chunk)])
+            values = chunk.buffer if isinstance(chunk, FrameRows) else chunk
+            assert not values.flags.writeable and not values.flags.owndata  # the file's pages
+        assert kinds == ({FrameRows, np.ndarray} if between else {np.ndarray})
+        buffers = set()  # without rows, frames with gaps between them are copied into buffers
+        for first, chunk in ds.iter_chunks(40, prefetch=True, reuse=True):
+            assert isinstance(chunk, np.ndarray)
+            np.testing.assert_array_equal(chunk, MANY[first:first + len(chunk)])
+            if chunk.flags.writeable:
+                buffers.add(chunk.__array_interface__["data"][0])
+        assert len(buffers) == (3 if between else 0)
+
+
+def test_a_file_cut_short_after_it_was_opened_is_refused_when_mapped(tmp_path):
+    path = write(tmp_path / "f.h5", MANY, chunks=(1, 16, 16))
+    with open_hdf5(path) as ds:
+        with open(path, "r+b") as f:
+            f.truncate(path.stat().st_size // 2)  # another program rewrites the file
+        with pytest.raises(InvalidInputError, match="damaged or truncated") as err:
+            for _ in ds.iter_chunks(100, prefetch=True, reuse=True, rows=True):
+                pass
+        assert "\n" not in str(err.value)
+
+
+def test_a_ramped_stream_starts_short_in_whole_chunks_of_the_file(tmp_path):
+    with open_hdf5(write(tmp_path / "f.h5", MANY, chunks=(4, 16, 16))) as ds:
+        got = list(ds.iter_chunks(64, prefetch=True, reuse=True, ramp=True, rows=True))
+        assert [first for first, _ in got] == [0, 8, 24, 56, 120, 184, 248]
+        np.testing.assert_array_equal(np.concatenate([np.asarray(c) for _, c in got]), MANY)
+    assert [f for f, _ in ArrayDataset(MANY).iter_chunks(16, ramp=True)][:5] == [0, 2, 6, 14, 30]
+
+
+def test_correlation_and_statistics_of_frames_with_gaps_between_them(tmp_path):
+    part = rectangles((16, 16), ["0:8,0:16", "8:16,0:16"])
+    with open_hdf5(write(tmp_path / "f.h5", MANY, chunks=(1, 16, 16))) as ds:
+        assert gapped(ds)
+        stats = FrameStatistics(len(MANY), (16, 16), 65535.0, used=part.mask)
+        from_file = multitau_g2(ds, part, device="cpu", consumers=(stats,))
+    expected = FrameStatistics(len(MANY), (16, 16), 65535.0, used=part.mask, kernels="numpy")
+    expected(0, MANY)
+    in_memory = multitau_g2(MANY, part, device="cpu")
+    np.testing.assert_allclose(from_file.g2, in_memory.g2, rtol=1e-12)
+    np.testing.assert_array_equal(stats.sum_image, expected.sum_image)
+    np.testing.assert_allclose(stats.intensity, expected.intensity, rtol=1e-15)
+
+
+def test_frame_rows_hand_out_runs_copies_and_pixels():
+    frames = np.arange(6 * 2 * 3, dtype=np.uint16).reshape(6, 2, 3)
+    starts = np.array([0, 6, 15, 21, 27, 40])  # gaps after frames 1 and 4
+    buffer = np.zeros(46, np.uint16)
+    for t, a in enumerate(starts):
+        buffer[a:a + 6] = frames[t].ravel()
+    rows = FrameRows(buffer, starts, (2, 3))
+    assert rows.shape == (6, 2, 3) and len(rows) == 6 and rows.dtype == np.uint16
+    runs = list(rows.runs())
+    assert [(first, len(run)) for first, run in runs] == [(0, 2), (2, 3), (5, 1)]
+    assert all(np.shares_memory(run, buffer) for _, run in runs)
+    np.testing.assert_array_equal(np.asarray(rows), frames)
+    np.testing.assert_array_equal(np.asarray(rows[1:4]), frames[1:4])
+    np.testing.assert_array_equal(rows.flat().take([5, 0]), frames.reshape(6, 6)[:, [5, 0]])
+    with pytest.raises(ValueError, match="outside"):
+        FrameRows(buffer, [41], (2, 3))
+    with pytest.raises(TypeError):
+        rows[::2]

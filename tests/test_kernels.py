@@ -175,8 +175,9 @@ def test_per_pixel_sums_agree():
 
 def _levels_call(frames, column, history, up_queue, run_up, lags, frame_w=None):
     """Call multitau_levels on two levels: level 0 with ``history`` rows and the new ``frames``
-    (its columns ``column ..``), level 1 (lags 5..8, the top) with ``up_queue`` queued entries
-    and no history, running when ``run_up``. Return the kernel's outputs."""
+    (its columns ``column ..``, the frames at uneven places of one buffer, as mapped from a file
+    with gaps between its chunks), level 1 (lags 5..8, the top) with ``up_queue`` queued
+    entries and no history, running when ``run_up``. Return the kernel's outputs."""
     cols = {name: j for j, name in enumerate(kernels.PLAN_COLUMNS)}
     n_pixels, b = history.shape[1], 8
     h, n = len(history), len(frames)
@@ -203,7 +204,14 @@ def _levels_call(frames, column, history, up_queue, run_up, lags, frame_w=None):
     total = np.zeros(n_pixels)
     drops = (np.zeros((2, n_pixels)), np.zeros_like(G), np.zeros_like(G)) if (w == 0).any() \
         else (np.zeros((0, n_pixels)),) * 3
-    kernels.multitau_levels(frames, column, w, plan, weights, bufs, G, heads, total, *drops)
+    row = frames.shape[1]
+    starts = np.arange(n, dtype=np.int64) * (row + 20) + np.arange(n) % 4 * 5  # gaps 5-35
+    buffer = np.full(int(starts[-1]) + row + 11 if n else 0, 60000, frames.dtype)
+    for t in range(n):
+        buffer[starts[t]:starts[t] + row] = frames[t]
+    buffer.flags.writeable = False  # as mapped from a file
+    kernels.multitau_levels(buffer, starts + column, w, plan, weights, bufs, G, heads, total,
+                            *drops)
     return bufs, G, heads, total, drops
 
 

@@ -19,12 +19,19 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 
-from .. import __version__
-from ..errors import SpeckleError
-from . import cdi, fth, monitor, xpcs
-from .common import parse_quantity
+# OpenBLAS's worker threads, started when numpy loads, spin for about 0.1 s of a core each
+# before they sleep (2**28 cycles): a whole core of a 2-core machine while the command starts.
+# A short wait (2**4 cycles) keeps multi-threaded BLAS where a command uses it. Read when the
+# library loads, so it is set before anything imports numpy.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+from .. import __version__  # noqa: E402
+from ..errors import SpeckleError  # noqa: E402
+from . import cdi, fth, monitor, xpcs  # noqa: E402
+from .common import parse_quantity  # noqa: E402
 
 __all__ = ["build_parser", "main", "parse_quantity"]
 

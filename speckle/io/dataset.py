@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..memory import fresh_empty
+from .frame_rows import FrameRows
 
 __all__ = ["ArrayDataset", "Dataset", "Metadata", "DEFAULT_CHUNK_BYTES"]
 
@@ -155,10 +156,17 @@ class Dataset(ABC):
 
     @property
     def reads_in_place(self) -> bool:
-        """Whether frames are read into buffers the caller gives (``read_frames(out=)``),
-        which new memory makes slow to fill the first time; other readers hand out their own
-        arrays or views."""
+        """Whether a stream of chunks (:meth:`iter_chunks` with ``reuse``) reads them into
+        buffers, which new memory makes slow to fill the first time; readers that map the
+        source or hand out their own arrays or views do not."""
         return False
+
+    def _map(self, start: int, stop: int):
+        """Frames ``start:stop`` as a read-only view of the source's bytes where this reader
+        can map them (no copy), for streams that drop their chunks before long: an array, or
+        :class:`~speckle.io.frame_rows.FrameRows` where they are not evenly spaced; None
+        otherwise (the default)."""
+        return None
 
     def frame(self, index: int) -> np.ndarray:
         """Read one frame (negative indices count from the end)."""
@@ -175,8 +183,8 @@ class Dataset(ABC):
 
     def iter_chunks(self, chunk_frames: int | None = None, start: int = 0,
                     stop: int | None = None, *, prefetch: bool = False,
-                    prepare: Callable | None = None,
-                    reuse: bool = False) -> Iterator[tuple[int, object]]:
+                    prepare: Callable | None = None, reuse: bool = False,
+                    ramp: bool = False, rows: bool = False) -> Iterator[tuple[int, object]]:
         """Yield ``(first_frame_index, frames)`` chunks covering ``start:stop`` in order.
 
         With ``prefetch``, a reader thread reads the next chunk while the caller works on this
@@ -184,30 +192,49 @@ class Dataset(ABC):
         ``(first, prepare(first, frames))`` is yielded instead, ``prepare`` running where the
         chunk is read (in the reader thread with ``prefetch``, one chunk after another), so
         that work on a chunk overlaps the caller's work on the previous one. With ``reuse``,
-        readers that read in place read into a few buffers used in turn (new memory costs
-        0.5-2 s per GB to touch first on some machines): a chunk may then be overwritten once
-        the caller asks for the next one, so the caller keeps nothing of it past that.
+        the caller keeps nothing of a chunk once it asks for the next one: readers that map
+        their source hand out mapped chunks, the others read into a few buffers used in turn
+        (new memory costs 0.3-2 s per GB to touch first on some machines), which the next
+        chunks overwrite; with ``rows`` too, mapped frames that are not evenly spaced come as
+        :class:`~speckle.io.frame_rows.FrameRows` (else they are copied into the buffers).
+        With ``ramp``, the first chunks are an eighth, a quarter and a half of
+        ``chunk_frames`` (in whole chunks of the source), so that the caller starts sooner.
         """
         chunk = int(chunk_frames or self.default_chunk_frames())
         if chunk < 1:
             raise InvalidInputError(f"chunk size must be at least one frame, got {chunk}")
         stop = self.n_frames if stop is None else min(stop, self.n_frames)
-        firsts = range(start, stop, chunk)
+        granule = self.default_chunk_frames(1)
+        sizes = [s // granule * granule for s in (chunk // 8, chunk // 4, chunk // 2)
+                 if s >= granule] if ramp else []
+        firsts, first = [], start
+        while first < stop:
+            firsts.append(first)
+            first += sizes.pop(0) if sizes else chunk
         # the caller's chunk, the one queued and the one being read (see _read_ahead)
-        buffers = [None] * (3 if prefetch else 1) if reuse and self.reads_in_place else None
+        buffers = [None] * (3 if prefetch else 1)
 
-        def read_chunk(first):
-            out = None
-            if buffers is not None:
-                slot = (first - start) // chunk % len(buffers)
-                if buffers[slot] is None:
-                    buffers[slot] = fresh_empty((min(chunk, stop - start), *self.frame_shape),
-                                                 self.dtype)
-                out = buffers[slot]
-            frames = self.read_frames(first, min(first + chunk, stop), out=out)
+        def buffer(i):
+            slot = i % len(buffers)
+            if buffers[slot] is None:
+                buffers[slot] = fresh_empty((min(chunk, stop - start), *self.frame_shape),
+                                            self.dtype)
+            return buffers[slot]
+
+        def read_chunk(i):
+            first, last = firsts[i], min(firsts[i + 1] if i + 1 < len(firsts) else stop, stop)
+            frames = self._map(first, last) if reuse else None
+            if isinstance(frames, FrameRows) and not rows:
+                out = buffer(i)
+                for at, run in frames.runs():
+                    out[at:at + len(run)] = run
+                frames = out[:last - first]
+            elif frames is None:
+                out = buffer(i) if reuse and self.reads_in_place else None
+                frames = self.read_frames(first, last, out=out)
             return frames if prepare is None else prepare(first, frames)
 
-        reads = ((first, lambda a=first: read_chunk(a)) for first in firsts)
+        reads = ((first, lambda i=i: read_chunk(i)) for i, first in enumerate(firsts))
         if not prefetch or len(firsts) < 2:
             for first, read in reads:
                 yield first, read()

@@ -7,15 +7,22 @@ file is opened. Any other layout (compression, chunks that split frames, chunks 
 big-endian data, virtual or external data) is read through h5py as before; bitshuffle/LZ4
 stays with HDF5's own decoder, which is about twice as fast as a compiled one here. What
 HDF5Dataset validates at open is validated either way.
+
+Where the frames lie one after another in the file (contiguous storage, or chunks written in
+order), a stream of chunks maps them instead (:meth:`DirectFrames.map`): the pages the system
+already holds become the chunk, read only, without a copy (13-16 ms per 375 MB here, where
+``preadv`` copies them in 63 ms into reused buffers and 106 ms into new ones).
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 
 import h5py
 import numpy as np
 
+from .frame_rows import FrameRows
 from .limits import damaged
 
 __all__ = ["DirectFrames"]
@@ -39,6 +46,13 @@ class DirectFrames:
         if end > os.fstat(self._fd).st_size:
             os.close(self._fd)
             raise damaged(source, "chunks beyond the end of the file", "HDF5 file")
+        #: Whether :meth:`map` hands out frames: they lie in order in the file, aligned to
+        #: their type, with little between them (HDF5's chunk index)
+        self.maps = bool(_MAP_FLAGS and len(offsets) and
+                         np.all(sizes == frames_per_chunk * self.frame_bytes) and
+                         np.all(offsets[1:] >= offsets[:-1] + sizes[:-1]) and
+                         not np.any(offsets % self.dtype.itemsize) and
+                         end - offsets[0] <= sizes.sum() * 9 // 8 + 2**20)
 
     @classmethod
     def of(cls, ds: h5py.Dataset, path, source, dtype) -> "DirectFrames | None":
@@ -114,8 +128,52 @@ class DirectFrames:
             frame += take
         return out
 
+    def map(self, start: int, stop: int) -> np.ndarray | FrameRows | None:
+        """Frames ``start:stop`` over the file's pages, read only, all mapped at once (where
+        :attr:`maps`): a (stop - start, rows, cols) array where they lie one after another,
+        else :class:`~speckle.io.frame_rows.FrameRows`; None where the system refuses the
+        mapping (read them instead).
+
+        The mapping ends when the frames are dropped. Meant for streams that keep a few chunks
+        at a time: each mapping holds a file descriptor while it lives. A file cut shorter by
+        another program while its pages are mapped here would end this process (SIGBUS), as
+        for any memory-mapped file; frames past the file's end when they are mapped are an
+        error instead.
+
+        Raises
+        ------
+        InvalidInputError
+            When the file ends before the frames do.
+        """
+        frames = np.arange(start, stop, dtype=np.int64)
+        chunks = frames // self.frames_per_chunk
+        where = (self.offsets[chunks] + (frames - chunks * self.frames_per_chunk)
+                 * self.frame_bytes)
+        begin, end = int(where[0]), int(where[-1]) + self.frame_bytes
+        if end > os.fstat(self._fd).st_size:
+            raise damaged(self.source, "the frames end past the end of the file", "HDF5 file")
+        base = begin - begin % mmap.ALLOCATIONGRANULARITY
+        try:
+            pages = mmap.mmap(self._fd, end - base, flags=_MAP_FLAGS, prot=mmap.PROT_READ,
+                              offset=base)
+        except OSError:
+            self.maps = False  # (a file system without mappings): read from now on
+            return None
+        size = self.dtype.itemsize
+        values = np.frombuffer(pages, self.dtype, (end - begin) // size, begin - base)
+        starts = (where - begin) // size
+        if np.all(np.diff(starts) == self.frame_bytes // size):
+            return values.reshape(stop - start, *self.shape[1:])
+        return FrameRows(values, starts, self.shape[1:])
+
     def close(self) -> None:
         """Close the file descriptor (idempotent)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+#: Shared, read-only mappings whose pages are all mapped at once (no page fault per 64 KiB
+#: later, in the correlators' threads); 0 where the platform has no such mappings.
+_MAP_FLAGS = (mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+              if hasattr(mmap, "MAP_SHARED") else 0)

@@ -40,7 +40,7 @@ from .compressed import create_compressed
 from .dataset import ArrayDataset, Dataset, Metadata
 from .jsontext import to_json
 from .open import open_dataset
-from .read_hdf5 import open_h5_file
+from .read_hdf5 import ensure_filters, open_h5_file
 
 __all__ = ["KINDS", "image_result_kind", "read_image", "read_image_result", "read_mask",
            "write_image_result", "write_reconstruction_zip"]
@@ -241,6 +241,7 @@ def _read_bool_file(path, dataset) -> np.ndarray | None:
                 return None
             if node.size > _MAX_MASK_BYTES:
                 raise UnsafeFileError(f"{path}: a mask of shape {node.shape} is too large")
+            ensure_filters(node)
             data = node[()]
     else:
         return None

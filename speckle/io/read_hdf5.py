@@ -34,7 +34,6 @@ import posixpath
 from collections.abc import Iterator
 
 import h5py
-import hdf5plugin  # noqa: F401  (registers the detector compression filters with HDF5)
 import numpy as np
 
 from ..errors import InvalidInputError, SpeckleError, UnsafeFileError, UnsupportedFormatError
@@ -137,7 +136,13 @@ class HDF5Dataset(Dataset):
 
     @property
     def reads_in_place(self) -> bool:
-        return self._direct is not None
+        return self._direct is not None and not self._direct.maps
+
+    def _map(self, start: int, stop: int):
+        if self._direct is None or not self._direct.maps:
+            return None
+        with library_errors(self.source, "HDF5 file"):
+            return self._direct.map(start, stop)
 
     def _read_into(self, start: int, stop: int, out: np.ndarray) -> bool:
         if self._direct is None:
@@ -489,8 +494,21 @@ def _holds_nothing(source: str, what: str, declared: int) -> UnsafeFileError:
         "(it was never written; HDF5 would hand out zeros): not a dataset to analyse")
 
 
+def ensure_filters(ds: h5py.Dataset) -> None:
+    """Register the detector compression filters that hdf5plugin provides when ``ds`` uses a
+    filter HDF5 lacks. Importing hdf5plugin loads all twelve (12 ms of every command's start),
+    so it is imported only for data that need it; readers call this before reading."""
+    plist = ds.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        if not h5py.h5z.filter_avail(plist.get_filter(i)[0]):
+            with contextlib.suppress(ImportError):
+                import hdf5plugin  # noqa: F401, PLC0415 - registers the filters with HDF5
+            return
+
+
 def _check_filters(ds: h5py.Dataset, source: str) -> None:
     """Refuse compression that HDF5 cannot decode here, before any read fails obscurely."""
+    ensure_filters(ds)
     plist = ds.id.get_create_plist()
     for i in range(plist.get_nfilters()):
         code, _flags, _values, name = plist.get_filter(i)
@@ -535,6 +553,7 @@ def _read_value(f: h5py.File, path: str):
         if not isinstance(ds, h5py.Dataset) or ds.size == 0:
             return None
         _check_inside_file(ds, f.filename)
+        ensure_filters(ds)
         raw = ds[(0,) * ds.ndim] if ds.ndim else ds[()]
         if isinstance(raw, bytes):
             raw = raw.decode("utf-8", "replace")

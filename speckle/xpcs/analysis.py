@@ -135,7 +135,7 @@ def analyze(data, partition: Partition, options: XpcsOptions | None = None, *,
         partition = _masked(partition, masked["good"])
     else:
         for _ in stream_frames(ds, pixels, weights, chunk_frames=opts.chunk_frames,
-                               consumers=(stats,), cancel=cancel):
+                               consumers=(stats,), cancel=cancel, rows=True):
             pass
         partition = _masked(partition, keep_pixels())
         g2 = alllags_g2(ds, partition, exclude_frames=exclude,

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
+from .medians import median
 
 __all__ = [
     "FitResult",
@@ -351,8 +352,8 @@ def _guess(model: str, t: np.ndarray, y: np.ndarray, fixed: dict) -> dict:
     n = t.size
     m = max(3, n // 10)
     m = min(m, max(1, n // 3))
-    baseline = fixed.get("baseline", float(np.median(y[-m:])))
-    head = float(np.median(y[: min(3, n)]))
+    baseline = fixed.get("baseline", median(y[-m:]))
+    head = median(y[: min(3, n)])
     scatter = float(np.std(y)) if n > 1 else 0.0
     contrast = fixed.get("contrast", head - baseline)
     if not contrast > 0:

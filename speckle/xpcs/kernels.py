@@ -27,10 +27,11 @@ __all__ = ["bin_sums", "frame_sums", "multitau_levels"]
 _SUM_TILE = 2048
 
 
-def _frames(dtype: str):
-    """The numba type of a chunk of frames (frames, pixels) of ``dtype``: C-contiguous, read
-    only (which writable arrays also match: chunks of a read-only memory map are taken too)."""
-    return nt.Array(getattr(nt, dtype), 2, "C", readonly=True)
+def _frames(dtype: str, ndim: int = 2):
+    """The numba type of a chunk of frames of ``dtype`` ((frames, pixels), or with ``ndim`` 1
+    the buffer frames lie in): C-contiguous, read only (which writable arrays also match:
+    chunks of a read-only memory map are taken too)."""
+    return nt.Array(getattr(nt, dtype), ndim, "C", readonly=True)
 
 
 #: Pixels handled together by multitau_levels: each tile of this many pixels of every entry
@@ -116,13 +117,13 @@ _RUN, _H, _Q, _N_IN, _FIRST, _PAIRS, _N_HEAD, _ROW, _FIRST_LAG, _N_LAGS, _LAG_RO
     len(PLAN_COLUMNS))
 
 
-@compiled([nt.void(_frames(frame), nt.int64, nt.float32[::1], nt.int64[:, ::1],
+@compiled([nt.void(_frames(frame, 1), nt.int64[::1], nt.float32[::1], nt.int64[:, ::1],
                    nt.float32[:, ::1], nt.float32[:, ::1], nt.float64[:, ::1],
                    nt.float32[:, :, ::1], nt.float64[::1], nt.float64[:, ::1],
                    nt.float64[:, ::1], nt.float64[:, ::1])
            for frame in CASCADE_FRAME_TYPES], OPTIONS)
-def multitau_levels(frames, column, frame_w, plan, weights, bufs, G, heads, total, dropped, ip_drop,
-                    if_drop):
+def multitau_levels(frames, starts, frame_w, plan, weights, bufs, G, heads, total, dropped,
+                    ip_drop, if_drop):
     """One piece of frames through every level of a multi-tau block, tile by tile.
 
     The compiled form of :meth:`speckle.xpcs.multitau._Level.process` called level after
@@ -131,8 +132,9 @@ def multitau_levels(frames, column, frame_w, plan, weights, bufs, G, heads, tota
     1's history and queue, which is correlated in turn when ``plan`` says it runs, and so on,
     while the tile is in the cache (the reference makes a pass over the whole block per level).
 
-    The block's pixels are the columns ``column ..`` of ``frames`` (the fed chunk's rows, read
-    in place). ``plan[l]`` (columns :data:`PLAN_COLUMNS`): whether level ``l`` runs, its history rows
+    The block's pixels of frame ``t`` are ``frames[starts[t]:starts[t] + pixels]`` (the fed
+    chunk's frames read where they are: the rows of an array, or frames mapped from a file
+    with gaps between them). ``plan[l]`` (columns :data:`PLAN_COLUMNS`): whether level ``l`` runs, its history rows
     ``h`` and queued rows ``q`` (in ``bufs`` from row ``row``), the ``n_in`` entries it gets
     (level 0: ``frames``; above: the pair sums of the level below when that one runs), the
     first entry not yet paired, the pair sums it passes up, how many first entries it has kept
@@ -162,7 +164,7 @@ def multitau_levels(frames, column, frame_w, plan, weights, bufs, G, heads, tota
             if frame_w[t] == 0:
                 dst[:] = 0
             else:
-                src = frames[t, column + p0:column + p1]
+                src = frames[starts[t] + p0:starts[t] + p1]
                 for q in range(w):
                     dst[q] = src[q]
         for lv in range(n_levels):

@@ -40,6 +40,7 @@ import numpy as np
 
 from ..backend import asnumpy, get_xp
 from ..errors import AnalysisError, InvalidInputError
+from ..io.frame_rows import FrameRows
 from ..memory import fresh_empty, fresh_zeros
 from .engine import DeferredKernels, use_compiled
 from .kernel_interface import CASCADE_FRAME_TYPES, PLAN_COLUMNS
@@ -80,6 +81,9 @@ _COMPILED_PIECE = 1024
 _COMPILED_PIECE_BYTES = 2**28
 #: Chunks of frames in memory (views, memory maps) hold a whole piece up to this size.
 _PIECE_CHUNK_BYTES = 2**27
+#: Frames a fed chunk needs to be correlated where it is, as a piece of its own (shorter
+#: ones are collected into pieces first).
+_IN_PLACE = 64
 #: Frames per call, at most, when the frames are read into buffers (uncompressed HDF5): new
 #: memory (1.5-2 us per 4 KiB page to touch first here) costs a process's first analysis more
 #: than long pieces save. The whole ``speckle xpcs`` of 2000 x 512^2: 1.19-1.23 s in pieces of
@@ -354,6 +358,14 @@ class _Block:
         return _BinSums.stack(parts[::-1])
 
 
+def _columns(frames, a: int, b: int, column: int, width: int) -> np.ndarray:
+    """Columns ``column .. column + width`` of frames ``a:b`` of an array (a view) or of
+    :class:`FrameRows` (a copy)."""
+    if isinstance(frames, FrameRows):
+        return frames[a:b].take(np.arange(column, column + width))
+    return frames[a:b, column:column + width]
+
+
 class _CompiledBlock(_Block):
     """The levels of one block of pixels run by one compiled call per piece of frames
     (:func:`speckle.xpcs.kernels.multitau_levels`), which takes each tile of pixels through
@@ -361,11 +373,12 @@ class _CompiledBlock(_Block):
 
     The state is the reference's (:class:`_Level`: history, queues, sums, the first entries),
     so the same code finishes both and the per-pixel sums are the same: level 0 runs on every
-    ``piece`` frames (and on the frames that end the series), a level above when ``min_batch``
-    entries are queued, as in :class:`_Block`. What is the same for every pixel (which levels run, their history and
-    queue lengths, pair counts, the weights of excluded entries) is worked out here and handed
-    to the kernel as a plan. Frames are read where they are when a fed chunk holds a whole
-    piece; shorter chunks are collected first (in their own dtype).
+    piece of at most ``piece`` frames (and on the frames that end the series), a level above
+    when ``min_batch`` entries are queued, as in :class:`_Block`. What is the same for every
+    pixel (which levels run, their history and queue lengths, pair counts, the weights of
+    excluded entries) is worked out here and handed to the kernel as a plan. Frames are read
+    where they are when a fed chunk holds a whole piece or at least :data:`_IN_PLACE` frames;
+    shorter chunks are collected first (in their own dtype).
     """
 
     def __init__(self, grid, n_pixels, min_batch, piece, kernels):
@@ -405,15 +418,18 @@ class _CompiledBlock(_Block):
         weights ``w`` (n,), excluded frames' values ignored; ``last``: they end the series
         (read in place however few they are, instead of collected for a whole piece)."""
         n, start = len(frames), 0
-        cols = slice(column, column + self.n_pixels)
         while start < n:
-            if self.staged == 0 and (n - start >= self.piece or last):
+            if n - start >= min(self.piece, _IN_PLACE) or last:
+                if self.staged:  # frames collected before: a shorter piece of their own
+                    self._run(self.stage[:self.staged], self.stage_w[:self.staged])
+                    self.staged = 0
                 stop = min(start + self.piece, n)
                 self._run(frames[start:stop], w[start:stop], column)
                 start = stop
                 continue
             take = min(self.piece - self.staged, n - start)
-            self._stage(frames[start:start + take, cols], w[start:start + take])
+            self._stage(_columns(frames, start, start + take, column, self.n_pixels),
+                        w[start:start + take])
             start += take
             if self.staged == self.piece:
                 self._run(self.stage, self.stage_w)
@@ -448,13 +464,18 @@ class _CompiledBlock(_Block):
             self.staged = 0
 
     def _run(self, frames, w, column=0, flush=False):
-        """One call of the kernel for the columns ``column ..`` of ``frames``, weights ``w``."""
-        if not self._read_directly(frames.dtype):
-            frames = frames[:, column:column + self.n_pixels].astype(np.float32)
+        """One call of the kernel for the columns ``column ..`` of ``frames`` (an array or
+        :class:`FrameRows`), weights ``w``."""
+        direct = self._read_directly(frames.dtype)
+        if not direct or isinstance(frames, np.ndarray) and not frames.flags.c_contiguous:
+            frames = np.ascontiguousarray(_columns(frames, 0, len(frames), column, self.n_pixels),
+                                          frames.dtype if direct else np.float32)
             column = 0
-        elif not frames.flags.c_contiguous:
-            frames = np.ascontiguousarray(frames[:, column:column + self.n_pixels])
-            column = 0
+        if isinstance(frames, FrameRows):
+            buffer, starts = frames.buffer, frames.starts + column
+        else:
+            buffer = frames.reshape(-1)
+            starts = np.arange(len(frames), dtype=np.int64) * frames.shape[1] + column
         w = np.ascontiguousarray(w, np.float32)
         if not w.all() and not len(self.dropped):  # the first excluded frame
             self.dropped = fresh_zeros((len(self.levels), self.n_pixels), np.float64)
@@ -466,7 +487,7 @@ class _CompiledBlock(_Block):
                 level.dropped = self.dropped[i]
                 level.ip_drop, level.if_drop = self.ip_drop[rows], self.if_drop[rows]
         self._plan(len(frames), w, flush)
-        self.kernels.multitau_levels(frames, column, w, self.plan, self.weights, self.bufs,
+        self.kernels.multitau_levels(buffer, starts, w, self.plan, self.weights, self.bufs,
                                      self.G, self.heads, self.levels[-1].total, self.dropped,
                                      self.ip_drop, self.if_drop)
 
@@ -575,12 +596,14 @@ class MultiTauCorrelator:
 
         Parameters
         ----------
-        frames : array, (n, n_pixels)
+        frames : array, (n, n_pixels), or FrameRows
             Next frames in time order (any real dtype; converted to float32 per block).
         weights : ndarray, (n,), optional
             1 for frames to use, 0 for excluded frames (their values are ignored).
         """
         n = len(frames)
+        if isinstance(frames, FrameRows) and not isinstance(self.blocks[0], _CompiledBlock):
+            frames = np.asarray(frames)  # the numpy code takes arrays
         if self.fed + n > self.n_frames:
             raise AnalysisError("more frames were fed than the correlator was made for")
         w = np.ones(n, np.float32) if weights is None else np.asarray(weights, np.float32)
@@ -899,13 +922,14 @@ def multitau_g2(data, partition: Partition, *, buffers: int = 8, chunk_frames: i
     corr = MultiTauCorrelator(ds.n_frames, len(pixels), buffers, xp=xp, threads=threads,
                               kernels=kernels,
                               max_piece=_BUFFERED_PIECE if ds.reads_in_place else _COMPILED_PIECE)
-    if chunk_frames is None and isinstance(corr.blocks[0], _CompiledBlock):
+    compiled = isinstance(corr.blocks[0], _CompiledBlock)
+    if chunk_frames is None and compiled:
         # whole pieces are correlated where they were read; smaller chunks are collected first
         chunk_frames = max(ds.default_chunk_frames(),
                            min(corr.piece, ds.default_chunk_frames(_PIECE_CHUNK_BYTES)))
     for start, flat, w in stream_frames(ds, pixels, weights, chunk_frames=chunk_frames,
                                         normalize=normalize_frames, progress=progress,
-                                        cancel=cancel, consumers=consumers):
+                                        cancel=cancel, consumers=consumers, rows=compiled):
         corr.feed(flat, w)
     static = partition.static_map.ravel()[pixels]  # 0 on unused pixels
     if keep_pixels is not None:

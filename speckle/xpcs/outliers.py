@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .medians import median
+
 __all__ = ["OutlierFrames", "format_frames", "outlier_frames", "running_median"]
 
 
@@ -80,11 +82,11 @@ def outlier_frames(intensity, n_pixels: int, weights=None, *, sigma: float = 8.0
     local = running_median(y, k)
     resid = y - local
     photon = np.sqrt(np.maximum(local, 0) / max(n_pixels, 1))
-    scatter = 1.4826 * np.median(np.abs(resid - np.median(resid)))
+    scatter = 1.4826 * median(np.abs(resid - median(resid)))
     noise = np.maximum(photon, scatter)
     odd = (np.abs(resid) > sigma * noise + 10.0 / max(n_pixels, 1)) & (
         np.abs(resid) > relative * local)
-    level = np.median(y)
+    level = median(y)
     dump = (y < dump_fraction * level) & (
         level - y > sigma * np.sqrt(level / max(n_pixels, 1)) + 10.0 / max(n_pixels, 1))
     for i in np.flatnonzero(odd | dump):
@@ -114,7 +116,7 @@ def running_median(y: np.ndarray, half_window: int) -> np.ndarray:
     """
     size = 2 * half_window + 1
     padded = np.pad(np.asarray(y, float), half_window, mode="reflect")
-    return np.median(np.lib.stride_tricks.sliding_window_view(padded, size), axis=1)
+    return median(np.lib.stride_tricks.sliding_window_view(padded, size), axis=1)
 
 
 def format_frames(frames) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, UnsafeFileError
 from ..io.atomic import atomic_path
-from ..io.read_hdf5 import open_h5_file, resolve_inside
+from ..io.read_hdf5 import ensure_filters, open_h5_file, resolve_inside
 
 __all__ = [
     "Partition",
@@ -434,6 +434,7 @@ def _read_dataset(group, name: str, source: str, *, max_size: int):
         raise UnsafeFileError(
             f"{source}: {where} has {obj.size} elements, more than a q-map can sensibly hold; "
             "the file is damaged or not a q-map")
+    ensure_filters(obj)
     return obj[()]
 
 

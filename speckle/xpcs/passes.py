@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import AnalysisError, Cancelled, InvalidInputError
 from ..io.dataset import ArrayDataset, Dataset
+from ..io.frame_rows import FrameRows
 
 __all__ = ["as_dataset", "check_partition", "frame_weights", "stream_frames"]
 
@@ -65,13 +66,15 @@ def frame_weights(n_frames: int, exclude_frames=None) -> np.ndarray:
 def stream_frames(ds: Dataset, pixels: np.ndarray, weights: np.ndarray, *,
                   chunk_frames: int | None = None, normalize: bool = False,
                   progress: Callable | None = None, cancel: Callable | None = None,
-                  consumers: tuple = ()) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+                  consumers: tuple = (), rows: bool = False
+                  ) -> Iterator[tuple[int, np.ndarray | FrameRows, np.ndarray]]:
     """Yield ``(start, frames, weights)`` for consecutive chunks.
 
     Each chunk is read, handed to the consumers, restricted to the used pixels and normalised
     in the reader thread (:meth:`~speckle.io.dataset.Dataset.iter_chunks` with ``prepare``)
-    while the caller works on the previous chunk. Chunks are read into reused buffers: the
-    frames yielded may be overwritten once the caller asks for the next chunk.
+    while the caller works on the previous chunk, the first chunks shorter (``ramp``) so that
+    the caller starts sooner. Chunks are mapped or read into reused buffers: the frames
+    yielded may be overwritten once the caller asks for the next chunk.
 
     Parameters
     ----------
@@ -88,14 +91,17 @@ def stream_frames(ds: Dataset, pixels: np.ndarray, weights: np.ndarray, *,
         ``progress(done, total)`` after each chunk; ``cancel()`` returning True stops the pass
         with :class:`Cancelled`.
     consumers : tuple of callables
-        Each is called as ``consumer(start, chunk)`` with the raw (n, rows, cols) chunk, before
-        any normalisation (for statistics such as intensity vs time), chunk after chunk in
-        order, in the reader thread.
+        Each is called as ``consumer(start, chunk)`` with raw (n, rows, cols) frames, before
+        any normalisation (for statistics such as intensity vs time), in order, in the reader
+        thread (a chunk whose frames are mapped unevenly comes as its evenly spaced runs).
+    rows : bool
+        The caller takes :class:`~speckle.io.frame_rows.FrameRows`: where every pixel is used
+        and nothing is normalised, mapped frames are then yielded where they lie, not copied.
 
     Yields
     ------
     start : int
-    frames : ndarray, (n, len(pixels))
+    frames : ndarray, (n, len(pixels)), or FrameRows of n frames of len(pixels) (``rows``)
     weights : ndarray, (n,)
     """
     n_total = ds.n_frames
@@ -103,11 +109,17 @@ def stream_frames(ds: Dataset, pixels: np.ndarray, weights: np.ndarray, *,
 
     def prepare(start, chunk):
         n = len(chunk)
+        runs = list(chunk.runs()) if isinstance(chunk, FrameRows) else [(0, chunk)]
         for consumer in consumers:
-            consumer(start, chunk)
-        flat = chunk.reshape(n, -1)
-        if not all_pixels:
-            flat = np.take(flat, pixels, axis=1)  # far faster than flat[:, pixels]
+            for at, run in runs:
+                consumer(start + at, run)
+        if isinstance(chunk, FrameRows):
+            flat = chunk.take(pixels) if not all_pixels else (
+                np.asarray(chunk).reshape(n, -1) if normalize else chunk.flat())
+        else:
+            flat = chunk.reshape(n, -1)
+            if not all_pixels:
+                flat = np.take(flat, pixels, axis=1)  # far faster than flat[:, pixels]
         w = weights[start:start + n].copy()
         if normalize:
             means = flat.mean(axis=1, dtype=np.float64)
@@ -117,7 +129,7 @@ def stream_frames(ds: Dataset, pixels: np.ndarray, weights: np.ndarray, *,
         return flat, w
 
     for start, (flat, w) in ds.iter_chunks(chunk_frames, prefetch=True, prepare=prepare,
-                                           reuse=True):
+                                           reuse=True, ramp=True, rows=rows):
         if cancel is not None and cancel():
             raise Cancelled("the analysis was cancelled")
         yield start, flat, w

@@ -7,6 +7,7 @@ import numpy as np
 
 from .engine import DeferredKernels, use_compiled
 from .kernel_interface import FRAME_SUM_TYPES
+from .medians import group_medians
 from .partitions import Partition
 
 __all__ = ["FrameStatistics", "saturation_level"]
@@ -145,10 +146,7 @@ def bad_pixel_mask(mean_image: np.ndarray, partition: Partition, n_frames: int,
     order = np.argsort(s[live], kind="stable")
     live_s, live_mean = s[live][order], mean[live][order]
     bounds = np.searchsorted(live_s, np.arange(1, partition.n_static + 2))
-    typical = np.zeros(partition.n_static + 1)
-    for b in range(partition.n_static):
-        vals = live_mean[bounds[b]:bounds[b + 1]]
-        typical[b + 1] = np.median(vals) if len(vals) else 0.0
+    typical = np.r_[0.0, group_medians(live_mean, bounds)]
     m = typical[s]
     e = m * n_frames
     dead = (total == 0) & (e >= dead_expected)

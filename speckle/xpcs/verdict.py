@@ -88,6 +88,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .forecast import CountForecast, count_forecast
+from .medians import median
 from .noise import expected_snr
 from .outliers import format_frames, outlier_frames
 
@@ -431,7 +432,7 @@ def _judge_bin(rules, b, label, beta, counts, n_pixels, n_frames, frame_time, fi
     else:
         finite = np.isfinite(g2_col)
         if finite.sum() >= 2:
-            first, last = g2_col[finite][0] - 1, np.nanmedian(g2_col[finite][-3:]) - 1
+            first, last = g2_col[finite][0] - 1, median(g2_col[finite][-3:]) - 1
             if first > rules.contrast_marginal and last > 0.5 * first:
                 out.append(Finding("decay_window", "bad",
                                    f"{label}: g2 does not decay within the run ({total:.3g} s)",
@@ -519,7 +520,7 @@ def _judge_intensity(rules, intensity, weights, n_pixels, saturated):
         out.append(Finding("intensity_drift", "good", words, value=drift))
     # jumps: differences between neighbouring medians of short windows
     if len(y) >= 4 * win:
-        med = np.median(np.lib.stride_tricks.sliding_window_view(y, win), axis=1)
+        med = median(np.lib.stride_tricks.sliding_window_view(y, win), axis=1)
         diff = med[win:] - med[:-win]
         step = np.abs(diff)
         # noise of a difference of two neighbouring window medians: photon noise at least, and
@@ -527,7 +528,7 @@ def _judge_intensity(rules, intensity, weights, n_pixels, saturated):
         # robustly (median absolute deviation) so that a jump, which moves only the ~2 win
         # differences around it, does not inflate it
         photon = np.sqrt(2 * mean / max(n_pixels, 1) / win)
-        scatter = 1.4826 * np.median(np.abs(diff - np.median(diff)))
+        scatter = 1.4826 * median(np.abs(diff - median(diff)))
         noise = max(photon, scatter)
         big = (step > rules.jump_sigma * noise) & (step > rules.jump_relative * mean)
         if big.any():
