@@ -79,3 +79,26 @@ def test_loading_the_kernels_leaves_the_collector_as_it_was():
             assert gc.isenabled() is enabled
     finally:
         gc.enable()
+
+
+def test_a_whole_run_loads_only_what_its_data_need(tmp_path):
+    """An uncompressed file needs no compression plugins; OpenBLAS's idle workers are told not
+    to spin through the start (read when numpy loads)."""
+    import h5py
+    import numpy as np
+
+    frames = tmp_path / "frames.h5"
+    with h5py.File(frames, "w") as f:
+        f.create_dataset("/entry/data/data", chunks=(1, 16, 16),
+                         data=np.random.default_rng(1).poisson(2, (200, 16, 16)).astype("u2"))
+    argv = ["xpcs", str(frames), "--roi", "0:8,0:16", "--roi", "8:16,0:16", "--out",
+            str(tmp_path / "r.h5"), "--json"]
+    code = ("import os, sys; from speckle.cli import main; "
+            f"status = main({argv!r}); "
+            "print(status, 'hdf5plugin' in sys.modules, "
+            "os.environ.get('OPENBLAS_THREAD_TIMEOUT'), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env={k: v for k, v in __import__("os").environ.items()
+                                            if k != "OPENBLAS_THREAD_TIMEOUT"})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "0 False 4"
