@@ -173,11 +173,14 @@ def test_per_pixel_sums_agree():
         np.testing.assert_array_equal(a, b)
 
 
-def _levels_call(frames, column, history, up_queue, run_up, lags, frame_w=None):
+def _levels_call(frames, column, history, up_queue, run_up, lags, frame_w=None, used=None,
+                 level=np.inf):
     """Call multitau_levels on two levels: level 0 with ``history`` rows and the new ``frames``
     (its columns ``column ..``, the frames at uneven places of one buffer, as mapped from a file
     with gaps between its chunks), level 1 (lags 5..8, the top) with ``up_queue`` queued
-    entries and no history, running when ``run_up``. Return the kernel's outputs."""
+    entries and no history, running when ``run_up``; with ``used``, gathering the frame
+    statistics too. Return the kernel's outputs (the statistics: sums, saturated counts, pixel
+    sums)."""
     cols = {name: j for j, name in enumerate(kernels.PLAN_COLUMNS)}
     n_pixels, b = history.shape[1], 8
     h, n = len(history), len(frames)
@@ -210,9 +213,13 @@ def _levels_call(frames, column, history, up_queue, run_up, lags, frame_w=None):
     for t in range(n):
         buffer[starts[t]:starts[t] + row] = frames[t]
     buffer.flags.writeable = False  # as mapped from a file
+    acc = np.dtype(kernels.FRAME_SUM_TYPES[frames.dtype.name])
+    used = np.zeros(0, bool) if used is None else used
+    stats = (np.zeros(n if len(used) else 0, acc), np.zeros(n if len(used) else 0, np.int64),
+             np.zeros(len(used), acc))
     kernels.multitau_levels(buffer, starts + column, w, plan, weights, bufs, G, heads, total,
-                            *drops)
-    return bufs, G, heads, total, drops
+                            *drops, used, float(level), acc.type(0), *stats)
+    return bufs, G, heads, total, drops, stats
 
 
 @pytest.mark.parametrize("h,n,first,n_lags", [(0, 40, 1, 8), (8, 128, 1, 8), (8, 16, 5, 4),
@@ -232,7 +239,13 @@ def test_multitau_levels_kernel_is_its_definition(h, n, first, n_lags):
     up = x32[0:2 * pairs:2] + x32[1:2 * pairs:2]  # in float32, as the levels keep them
     for run_up in (False, True):
         queue = rng.integers(0, 9, (3, n_pixels)).astype(np.float32)
-        bufs, G, heads, total, _ = _levels_call(frames, 3, history, queue, run_up, lags)
+        used = rng.random(n_pixels) < 0.7
+        bufs, G, heads, total, _, (sums, saturated, image) = _levels_call(
+            frames, 3, history, queue, run_up, lags, used=used, level=6)
+        mine = frames[:, 3:3 + n_pixels].astype(np.int64)  # frame_sums' definition
+        np.testing.assert_array_equal(sums, mine[:, used].sum(1))
+        np.testing.assert_array_equal(saturated, (mine[:, used] >= 6).sum(1))
+        np.testing.assert_array_equal(image, mine.sum(0))
         for i, k in enumerate(lags):
             expected = sum((x[t - k] * x[t] for t in range(max(h, k), h + n)),
                            np.zeros(n_pixels))
@@ -260,9 +273,11 @@ def test_multitau_levels_kernel_drops_pairs_with_an_excluded_frame():
     frames = rng.integers(1, 9, (n, n_pixels)).astype(np.float32)
     w = np.ones(n, np.float32)
     w[[4, 9]] = 0  # frames 4 and 9: pairs (4, 5) and (8, 9) of the level above are excluded
-    _, G, _, _, (dropped, ip_drop, if_drop) = _levels_call(
+    _, G, _, _, (dropped, ip_drop, if_drop), (sums, _, image) = _levels_call(
         frames, 0, np.zeros((0, n_pixels), np.float32), np.zeros((0, n_pixels), np.float32),
-        False, list(range(1, 9)), w)
+        False, list(range(1, 9)), w, used=np.ones(n_pixels, bool))
+    np.testing.assert_array_equal(sums, frames.sum(1))  # excluded frames have statistics too
+    np.testing.assert_array_equal(image, frames.sum(0))
     x = np.where(w[:, None] > 0, frames, 0).astype(np.float64)
     for i, k in enumerate(range(1, 9)):
         t = np.arange(k, n)

@@ -117,13 +117,32 @@ _RUN, _H, _Q, _N_IN, _FIRST, _PAIRS, _N_HEAD, _ROW, _FIRST_LAG, _N_LAGS, _LAG_RO
     len(PLAN_COLUMNS))
 
 
+@numba.njit(**OPTIONS)
+def _frame_stats(src, used, level, zero, tile_sums, sums, saturated, t):
+    """Frame ``t``'s values ``src`` on one tile: added to the tile's per-pixel sums, their sum
+    over the ``used`` pixels to ``sums[t]`` and the used ones at or above ``level`` counted in
+    ``saturated[t]`` (the arithmetic of :func:`frame_sums`, ``zero`` of its sums' type)."""
+    s = zero
+    c = 0
+    for q in range(len(src)):  # without branches: vectorised
+        v = zero + src[q]
+        tile_sums[q] += v
+        u = used[q]
+        s += v * u
+        c += (v >= level) & u
+    sums[t] += s
+    saturated[t] += c
+
+
 @compiled([nt.void(_frames(frame, 1), nt.int64[::1], nt.float32[::1], nt.int64[:, ::1],
                    nt.float32[:, ::1], nt.float32[:, ::1], nt.float64[:, ::1],
                    nt.float32[:, :, ::1], nt.float64[::1], nt.float64[:, ::1],
-                   nt.float64[:, ::1], nt.float64[:, ::1])
+                   nt.float64[:, ::1], nt.float64[:, ::1], nt.boolean[::1], nt.float64,
+                   getattr(nt, FRAME_SUM_TYPES[frame]), getattr(nt, FRAME_SUM_TYPES[frame])[::1],
+                   nt.int64[::1], getattr(nt, FRAME_SUM_TYPES[frame])[::1])
            for frame in CASCADE_FRAME_TYPES], OPTIONS)
 def multitau_levels(frames, starts, frame_w, plan, weights, bufs, G, heads, total, dropped,
-                    ip_drop, if_drop):
+                    ip_drop, if_drop, used, level, zero, sums, saturated, image):
     """One piece of frames through every level of a multi-tau block, tile by tile.
 
     The compiled form of :meth:`speckle.xpcs.multitau._Level.process` called level after
@@ -144,6 +163,12 @@ def multitau_levels(frames, starts, frame_w, plan, weights, bufs, G, heads, tota
     only stores its new entries behind its queue. The last level is the top one: it adds its
     new entries to ``total``. ``dropped`` (levels, pixels), ``ip_drop`` and ``if_drop`` have no
     rows while no entry is excluded.
+
+    Where ``used`` (the block's pixels) is not empty, the frame statistics of
+    :func:`frame_sums` are gathered on the way, every frame's values read once: each frame's
+    sum over the used pixels into ``sums`` and its used pixels at or above ``level`` into
+    ``saturated`` (both per frame of the piece, excluded ones too), every pixel's sum into
+    ``image``; ``zero`` sets their arithmetic.
     """
     n_levels = plan.shape[0]
     n_pixels = bufs.shape[1]
@@ -153,20 +178,29 @@ def multitau_levels(frames, starts, frame_w, plan, weights, bufs, G, heads, tota
     scratch = np.empty((2, rows * _TILE), np.float32)
     acc = np.empty(8 * _TILE, np.float32)
     drops = dropped.shape[0] > 0
+    stats = used.shape[0] > 0
+    tile_sums = np.empty(_TILE, image.dtype)
     for p0 in range(0, n_pixels, _TILE):
         p1 = min(p0 + _TILE, n_pixels)
         w = p1 - p0
         # level 0's new entries: the frames, converted, excluded ones as 0
         s = scratch[0]
         base = plan[0, _H] + plan[0, _Q]
+        tile_sums[:w] = zero
         for t in range(plan[0, _N_IN]):
             dst = _row(s, base + t, w)
+            src = frames[starts[t] + p0:starts[t] + p1]
+            if stats:
+                _frame_stats(src, used[p0:p1], level, zero, tile_sums, sums, saturated, t)
             if frame_w[t] == 0:
                 dst[:] = 0
             else:
-                src = frames[starts[t] + p0:starts[t] + p1]
                 for q in range(w):
                     dst[q] = src[q]
+        if stats:
+            out = image[p0:p1]
+            for q in range(w):
+                out[q] += tile_sums[q]
         for lv in range(n_levels):
             h, q_old, n_in = plan[lv, _H], plan[lv, _Q], plan[lv, _N_IN]
             row = plan[lv, _ROW]

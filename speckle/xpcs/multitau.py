@@ -43,10 +43,11 @@ from ..errors import AnalysisError, InvalidInputError
 from ..io.frame_rows import FrameRows
 from ..memory import fresh_empty, fresh_zeros
 from .engine import DeferredKernels, use_compiled
-from .kernel_interface import CASCADE_FRAME_TYPES, PLAN_COLUMNS
+from .kernel_interface import CASCADE_FRAME_TYPES, FRAME_SUM_TYPES, PLAN_COLUMNS
 from .passes import as_dataset, check_partition, frame_weights, stream_frames
 from .partitions import Partition
 from .result import MultiTauG2
+from .statistics import FrameStatistics
 
 __all__ = ["LagGrid", "MultiTauCorrelator", "lag_grid", "multitau_g2", "normalize_symmetric"]
 
@@ -358,6 +359,12 @@ class _Block:
         return _BinSums.stack(parts[::-1])
 
 
+#: The statistics arguments of multitau_levels where none are gathered, by frame dtype.
+_NO_STATISTICS = {name: (np.zeros(0, bool), 0.0, np.dtype(acc).type(0), np.zeros(0, acc),
+                         np.zeros(0, np.int64), np.zeros(0, acc))
+                  for name, acc in FRAME_SUM_TYPES.items() if name in CASCADE_FRAME_TYPES}
+
+
 def _columns(frames, a: int, b: int, column: int, width: int) -> np.ndarray:
     """Columns ``column .. column + width`` of frames ``a:b`` of an array (a view) or of
     :class:`FrameRows` (a copy)."""
@@ -412,6 +419,8 @@ class _CompiledBlock(_Block):
         self.dropped, self.ip_drop, self.if_drop = none, none, none
         self.stage = self.stage_w = None
         self.staged = 0
+        self.run_frames = 0  # frames the kernel has taken
+        self.stats = None  # see gather_statistics
 
     def feed(self, frames, column, w, last=False):
         """Correlate the next frames: columns ``column ..`` of ``frames`` (n, pixels), with
@@ -487,9 +496,16 @@ class _CompiledBlock(_Block):
                 level.dropped = self.dropped[i]
                 level.ip_drop, level.if_drop = self.ip_drop[rows], self.if_drop[rows]
         self._plan(len(frames), w, flush)
+        a, b = self.run_frames, self.run_frames + len(frames)
+        if self.stats is not None and b > a:
+            used, level, zero, sums, saturated, image = self.stats
+            stats = (used, level, zero, sums[a:b], saturated[a:b], image)
+        else:
+            stats = _NO_STATISTICS[buffer.dtype.name]
         self.kernels.multitau_levels(buffer, starts, w, self.plan, self.weights, self.bufs,
                                      self.G, self.heads, self.levels[-1].total, self.dropped,
-                                     self.ip_drop, self.if_drop)
+                                     self.ip_drop, self.if_drop, *stats)
+        self.run_frames = b
 
     def _plan(self, n_in, w_in, flush):
         """Fill the plan and the entries' weights for one call of the kernel, and move the
@@ -590,6 +606,7 @@ class MultiTauCorrelator:
             self.blocks = [_Block(self.grid, s.stop - s.start, xp, min_batch, piece)
                            for s in self.slices]
         self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        self._stats = None  # the FrameStatistics gathered (gather_statistics)
 
     def feed(self, frames, weights=None):
         """Correlate the next frames.
@@ -636,6 +653,38 @@ class MultiTauCorrelator:
 
         self._run(run)
         self.fed += n
+
+    def gather_statistics(self, stats: FrameStatistics, dtype) -> bool:
+        """Gather ``stats`` while correlating, each frame's values read once, and return True;
+        False (nothing changed: feed ``stats`` the frames yourself) unless the compiled kernels
+        correlate every pixel of the frames, which come in a ``dtype`` they read as it is.
+
+        Call :meth:`merge_statistics` once every frame is fed.
+        """
+        dtype = np.dtype(dtype)
+        if not (isinstance(self.blocks[0], _CompiledBlock) and dtype.isnative
+                and dtype.name in _NO_STATISTICS and stats.n_frames == self.n_frames
+                and len(stats.used) == self.slices[-1].stop and self.fed == 0):
+            return False
+        acc = np.dtype(FRAME_SUM_TYPES[dtype.name])
+        for block, cols in zip(self.blocks, self.slices, strict=True):
+            block.stats = (np.ascontiguousarray(stats.used[cols]), stats.level, acc.type(0),
+                           np.zeros(self.n_frames, acc), np.zeros(self.n_frames, np.int64),
+                           np.zeros(cols.stop - cols.start, acc))
+        self._stats = stats
+        return True
+
+    def merge_statistics(self) -> None:
+        """Hand the statistics gathered (see :meth:`gather_statistics`) to their
+        FrameStatistics: every frame's sums, every pixel's."""
+        if self._stats is None:
+            return
+        parts = [block.stats for block in self.blocks]
+        self._stats.add_sums(0, sum(p[3] for p in parts), sum(p[4] for p in parts))
+        image = self._stats.sum_image.reshape(-1)
+        for part, cols in zip(parts, self.slices, strict=True):
+            image[cols] += part[5]
+        self._stats = None
 
     def _run(self, task):
         """Run ``task(block_index)`` for every pixel block, on the thread pool when there is one;
@@ -897,7 +946,9 @@ def multitau_g2(data, partition: Partition, *, buffers: int = 8, chunk_frames: i
         :class:`~speckle.errors.Cancelled`.
     consumers : tuple of callables
         Also fed every chunk (see :func:`speckle.xpcs.passes.stream_frames`), so that other
-        statistics come from the same pass.
+        statistics come from the same pass; the compiled kernels gather a
+        :class:`~speckle.xpcs.statistics.FrameStatistics` among them themselves where they
+        read the frames as they are (:meth:`MultiTauCorrelator.gather_statistics`).
     keep_pixels : callable, optional
         Called after the pass; returns a boolean (rows, cols) map of the pixels to keep in the
         normalisation (for masks that depend on the pass's statistics, such as dead pixels).
@@ -923,6 +974,9 @@ def multitau_g2(data, partition: Partition, *, buffers: int = 8, chunk_frames: i
                               kernels=kernels,
                               max_piece=_BUFFERED_PIECE if ds.reads_in_place else _COMPILED_PIECE)
     compiled = isinstance(corr.blocks[0], _CompiledBlock)
+    gathered = next((c for c in consumers if isinstance(c, FrameStatistics) and
+                     not normalize_frames and corr.gather_statistics(c, ds.dtype)), None)
+    consumers = tuple(c for c in consumers if c is not gathered)
     if chunk_frames is None and compiled:
         # whole pieces are correlated where they were read; smaller chunks are collected first
         chunk_frames = max(ds.default_chunk_frames(),
@@ -931,6 +985,7 @@ def multitau_g2(data, partition: Partition, *, buffers: int = 8, chunk_frames: i
                                         normalize=normalize_frames, progress=progress,
                                         cancel=cancel, consumers=consumers, rows=compiled):
         corr.feed(flat, w)
+    corr.merge_statistics()
     static = partition.static_map.ravel()[pixels]  # 0 on unused pixels
     if keep_pixels is not None:
         keep = np.asarray(keep_pixels(), bool).ravel()[pixels]

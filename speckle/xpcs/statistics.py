@@ -69,17 +69,34 @@ class FrameStatistics:
         acc = None if self._kernels is None else FRAME_SUM_TYPES.get(flat.dtype.name)
         if acc is not None and flat.flags.c_contiguous and flat.dtype.isnative:
             sums, saturated = np.zeros(n, acc), np.zeros(n, np.int64)
-            level = np.inf if self.saturation is None else float(self.saturation)
-            self._kernels.frame_sums(flat, self._used, level, np.dtype(acc).type(0), sums,
+            self._kernels.frame_sums(flat, self._used, self.level, np.dtype(acc).type(0), sums,
                                      saturated, self.sum_image.reshape(-1))
-            self.intensity[start:start + n] = sums / self._n_used
-            self.saturated[start:start + n] = saturated
+            self.add_sums(start, sums, saturated)
             return
         used = flat if self._pixels is None else np.take(flat, self._pixels, axis=1)
         self.intensity[start:start + n] = used.mean(axis=1, dtype=np.float64)
         if self.saturation is not None:
             self.saturated[start:start + n] = (used >= self.saturation).sum(axis=1)
         self.sum_image += chunk.sum(axis=0, dtype=np.float64)
+
+    @property
+    def used(self) -> np.ndarray:
+        """The pixels the per-frame values are over, flat (rows * cols,) bool."""
+        return self._used
+
+    @property
+    def level(self) -> float:
+        """The count at which a used pixel is saturated (inf when none is checked)."""
+        return np.inf if self.saturation is None else float(self.saturation)
+
+    def add_sums(self, start: int, sums: np.ndarray, saturated: np.ndarray) -> None:
+        """Take frames ``start ..``'s sums over the used pixels and saturated counts gathered
+        elsewhere (the compiled correlator gathers them as it reads the frames: see
+        :meth:`speckle.xpcs.multitau.MultiTauCorrelator.gather_statistics`, which adds the
+        pixels' sums to :attr:`sum_image` itself)."""
+        n = len(sums)
+        self.intensity[start:start + n] = sums / self._n_used
+        self.saturated[start:start + n] = saturated
 
     @property
     def mean_image(self) -> np.ndarray:
