@@ -8,6 +8,7 @@ wraps an array already in memory (tests, simulations, uploads already decoded).
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import queue
@@ -283,13 +284,19 @@ def _read_ahead(reads, depth: int = 1):
         return False
 
     def reader():
+        # chunks handed out are let go here once the consumer is past them: the last
+        # reference to a mapped chunk unmaps it (1-4 ms), which the consumer would wait for
+        recent = collections.deque()
         for first, read in reads:
             try:
                 item = (first, read(), None)
             except BaseException as exc:  # handed to the consumer, raised there
                 item = (first, None, exc)
+            recent.append(item)
             if stop.is_set() or not offer(item) or item[2] is not None:
                 return
+            while len(recent) > depth + 1:  # queued, and the one the consumer holds
+                recent.popleft()
         offer((None, None, None))
 
     thread = threading.Thread(target=reader, name="speckle-reader", daemon=True)
