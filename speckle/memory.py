@@ -30,6 +30,8 @@ import time
 
 import numpy as np
 
+from .pages import Pages
+
 __all__ = ["fresh_empty", "fresh_zeros", "pooled_bytes", "release_pool"]
 
 #: Arrays smaller than this come from numpy's allocator (the C library reuses such blocks).
@@ -47,16 +49,14 @@ _POISON = os.environ.get("SPECKLE_MEMORY_POISON", "") not in ("", "0")
 class _Mapping:
     """One anonymous mapping, its address, and the pool's generation it was made in."""
 
-    __slots__ = ("map", "size", "address", "_bytes", "idle_since", "generation")
+    __slots__ = ("map", "size", "address", "idle_since", "generation")
 
     def __init__(self, size: int, populate: bool, generation: int):
-        flags = mmap.MAP_SHARED | mmap.MAP_ANONYMOUS
-        if populate:  # the system maps and clears every page in this call: half the time
-            flags |= getattr(mmap, "MAP_POPULATE", 0)  # of faulting them one by one
-        self.map = mmap.mmap(-1, size, flags=flags)
+        # populate: the system maps and clears every page in this call, half the time of
+        # faulting them one by one (without the interpreter lock: see speckle.pages)
+        self.map = Pages(size, populate=populate)
         self.size = size
-        self._bytes = np.frombuffer(self.map, np.uint8)
-        self.address = self._bytes.ctypes.data
+        self.address = self.map.address
         self.idle_since = 0.0
         self.generation = generation
 

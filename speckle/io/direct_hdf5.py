@@ -16,13 +16,14 @@ already holds become the chunk, read only, without a copy (13-16 ms per 375 MB h
 
 from __future__ import annotations
 
-import ctypes
 import mmap
 import os
 
 import h5py
 import numpy as np
 
+from ..pages import AVAILABLE as PAGES_AVAILABLE
+from ..pages import Pages
 from .frame_rows import FrameRows
 from .limits import damaged
 
@@ -49,7 +50,7 @@ class DirectFrames:
             raise damaged(source, "chunks beyond the end of the file", "HDF5 file")
         #: Whether :meth:`map` hands out frames: they lie in order in the file, aligned to
         #: their type, with little between them (HDF5's chunk index)
-        self.maps = bool(_MAP_FLAGS and len(offsets) and
+        self.maps = bool(PAGES_AVAILABLE and len(offsets) and
                          np.all(sizes == frames_per_chunk * self.frame_bytes) and
                          np.all(offsets[1:] >= offsets[:-1] + sizes[:-1]) and
                          not np.any(offsets % self.dtype.itemsize) and
@@ -155,7 +156,7 @@ class DirectFrames:
             raise damaged(self.source, "the frames end past the end of the file", "HDF5 file")
         base = begin - begin % mmap.ALLOCATIONGRANULARITY
         try:
-            pages = np.asarray(_Pages(self._fd, base, end - base))
+            pages = np.asarray(Pages(end - base, fd=self._fd, offset=base))
         except OSError:
             self.maps = False  # (a file system without mappings): read from now on
             return None
@@ -171,47 +172,3 @@ class DirectFrames:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-class _Pages:
-    """Pages of a file mapped read only, all at once (no page fault per 64 KiB later, in the
-    correlators' threads); unmapped when the last array over them goes. Mapped through
-    ctypes, which lets go of the interpreter lock: Python's mmap keeps it for the whole call
-    (10 ms per 130 MB here, which stalled every other thread), and keeps a file descriptor
-    per mapping."""
-
-    def __init__(self, fd: int, offset: int, length: int):
-        self._length = length
-        self._address = _mmap(None, length, mmap.PROT_READ, _MAP_FLAGS, fd, offset)
-        if self._address in (None, _MAP_FAILED):
-            error = ctypes.get_errno()
-            raise OSError(error, os.strerror(error))
-        self.__array_interface__ = {"data": (self._address, True), "shape": (length,),
-                                    "typestr": "|u1", "version": 3}
-
-    def __del__(self):
-        address, self._address = getattr(self, "_address", None), None
-        if address not in (None, _MAP_FAILED) and _munmap is not None:
-            _munmap(address, self._length)
-
-
-def _libc_mapping():
-    """libc's mmap and munmap through ctypes, or (None, None) where there are none."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        map_, unmap = libc.mmap, libc.munmap
-    except (OSError, AttributeError):
-        return None, None
-    map_.restype, map_.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t,
-                                                    ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                                                    ctypes.c_int64]
-    unmap.restype, unmap.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_size_t]
-    return map_, unmap
-
-
-_mmap, _munmap = _libc_mapping()
-_MAP_FAILED = ctypes.c_void_p(-1).value
-#: Shared, read-only mappings whose pages are all mapped at once; 0 where the platform has no
-#: such mappings (the frames are then read).
-_MAP_FLAGS = (mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-              if _mmap is not None and hasattr(mmap, "MAP_SHARED") else 0)

@@ -398,15 +398,8 @@ class _CompiledBlock(_Block):
         rows = [b] + [b + min_batch] * (n_levels - 1)
         self.row = np.r_[0, np.cumsum(rows)[:-1]].astype(np.int64)
         lag_rows = np.r_[0, np.cumsum([len(lags) for lags in grid.per_level])].astype(np.int64)
-        # written before they are read (rows of queues never filled cost nothing)
-        self.bufs = fresh_empty((sum(rows), n_pixels), np.float32, whole=False)
-        self.heads = fresh_zeros((n_levels, b, n_pixels), np.float32, write=False)
-        self.G = fresh_zeros((lag_rows[-1], n_pixels), np.float64)
-        self.levels = [
-            _Level(i, lags, b, n_pixels, np, top=i == n_levels - 1, kernels=kernels,
-                   views=(self.G[lag_rows[i]:lag_rows[i + 1]], self.heads[i],
-                          self.bufs[self.row[i]:self.row[i] + rows[i]]))
-            for i, lags in enumerate(grid.per_level)]
+        self._layout = (grid, rows, lag_rows)
+        self.levels = None  # made with their memory by the block's first task (_allocate)
         self.plan = np.zeros((n_levels, len(PLAN_COLUMNS)), np.int64)
         columns = {name: j for j, name in enumerate(PLAN_COLUMNS)}
         self._col = columns
@@ -422,10 +415,28 @@ class _CompiledBlock(_Block):
         self.run_frames = 0  # frames the kernel has taken
         self.stats = None  # see gather_statistics
 
+    def _allocate(self):
+        """The levels and their memory (about 1 KB per pixel), made by the block's first task:
+        the blocks map and clear theirs on every core at once."""
+        if self.levels is not None:
+            return
+        grid, rows, lag_rows = self._layout
+        b, n_levels, n_pixels = grid.buffers, len(grid.per_level), self.n_pixels
+        # written before they are read (rows of queues never filled cost nothing)
+        self.bufs = fresh_empty((sum(rows), n_pixels), np.float32, whole=False)
+        self.heads = fresh_zeros((n_levels, b, n_pixels), np.float32, write=False)
+        self.G = fresh_zeros((lag_rows[-1], n_pixels), np.float64)
+        self.levels = [
+            _Level(i, lags, b, n_pixels, np, top=i == n_levels - 1, kernels=self.kernels,
+                   views=(self.G[lag_rows[i]:lag_rows[i + 1]], self.heads[i],
+                          self.bufs[self.row[i]:self.row[i] + rows[i]]))
+            for i, lags in enumerate(grid.per_level)]
+
     def feed(self, frames, column, w, last=False):
         """Correlate the next frames: columns ``column ..`` of ``frames`` (n, pixels), with
         weights ``w`` (n,), excluded frames' values ignored; ``last``: they end the series
         (read in place however few they are, instead of collected for a whole piece)."""
+        self._allocate()
         n, start = len(frames), 0
         while start < n:
             if n - start >= min(self.piece, _IN_PLACE) or last:
@@ -465,6 +476,7 @@ class _CompiledBlock(_Block):
 
     def process(self, flush=False):
         """Flush: run the frames collected and every level's queue."""
+        self._allocate()
         if flush:
             self._run(self.stage[:self.staged] if self.staged else
                       np.zeros((0, self.n_pixels), np.float32),
