@@ -6,7 +6,6 @@ import contextlib
 import json
 import math
 import sys
-import tempfile
 from pathlib import Path
 
 from ..errors import InvalidInputError
@@ -56,6 +55,8 @@ def check_outputs(args) -> tuple[Path, Path | None]:
         if png.exists() and not png.is_dir():
             raise InvalidInputError(f"--png-dir {png} exists and is not a folder")
         created = _missing_folders(png)
+        import tempfile  # noqa: PLC0415 - 4 ms of every command's start otherwise
+
         try:
             png.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=png):

@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -282,6 +281,8 @@ def build(folder: Path | None = None) -> Path:
                 overloads.append([symbol, [_spec(t) for t in cres.signature.args]])
             kernels[key] = overloads
         modules[name] = {"kernels": kernels, "constants": constants}
+    import tempfile  # noqa: PLC0415 - only a build needs it
+
     with tempfile.TemporaryDirectory(dir=folder, prefix=".build-") as tmp:
         cc.output_dir = tmp
         with _as_the_jit_compiles(dispatchers):

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import types as nt
+from numba.extending import intrinsic
 
 from .kernel_cache import OPTIONS, compiled
 from .kernel_interface import (CASCADE_FRAME_TYPES, FRAME_SUM_TYPES,  # noqa: F401 - kernels.*
@@ -117,6 +119,30 @@ _RUN, _H, _Q, _N_IN, _FIRST, _PAIRS, _N_HEAD, _ROW, _FIRST_LAG, _N_LAGS, _LAG_RO
     len(PLAN_COLUMNS))
 
 
+#: Frames ahead whose tile row multitau_levels asks the memory for: the rows of a tile are a
+#: frame apart (a page or more), which the hardware does not fetch ahead by itself (the first
+#: pass over a piece of frames mapped from a file: 30 ms per 1024 x 65536 uint16 on one core
+#: here without, 22 ms with 2-8 frames ahead).
+_AHEAD = 4
+
+
+@intrinsic
+def _prefetch(typingctx, array, index):
+    """Ask for the cache line of ``array[index]`` (a hint: LLVM's ``llvm.prefetch``, read, into
+    every cache level)."""
+    sig = nt.void(array, index)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+        address = builder.bitcast(builder.gep(data, [args[1]]), i8p)
+        builder.call(fn, [address, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return sig, codegen
+
+
 @numba.njit(**OPTIONS)
 def _frame_stats(src, used, level, zero, tile_sums, sums, saturated, t):
     """Frame ``t``'s values ``src`` on one tile: added to the tile's per-pixel sums, their sum
@@ -187,7 +213,12 @@ def multitau_levels(frames, starts, frame_w, plan, weights, bufs, G, heads, tota
         s = scratch[0]
         base = plan[0, _H] + plan[0, _Q]
         tile_sums[:w] = zero
-        for t in range(plan[0, _N_IN]):
+        n_in = plan[0, _N_IN]
+        line = 64 // frames.itemsize  # values per cache line
+        for t in range(n_in):
+            if t + _AHEAD < n_in:
+                for k in range(starts[t + _AHEAD] + p0, starts[t + _AHEAD] + p1, line):
+                    _prefetch(frames, k)
             dst = _row(s, base + t, w)
             src = frames[starts[t] + p0:starts[t] + p1]
             if stats:
