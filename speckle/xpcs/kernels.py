@@ -143,7 +143,7 @@ def _prefetch(typingctx, array, index):
     return sig, codegen
 
 
-@numba.njit(**OPTIONS)
+@numba.njit(inline="always", **OPTIONS)
 def _frame_stats(src, used, level, zero, tile_sums, sums, saturated, t):
     """Frame ``t``'s values ``src`` on one tile: added to the tile's per-pixel sums, their sum
     over the ``used`` pixels to ``sums[t]`` and the used ones at or above ``level`` counted in
