@@ -36,36 +36,47 @@ __all__ = ["expected_snr", "frames_for_snr", "g2_noise"]
 
 
 def _permanent(m):
+    """The permanent of a small square matrix (lists): closed forms up to 3 x 3, expansion
+    along the first row above (the moments here need at most 4 x 4)."""
     k = len(m)
-    total = 0
-    for p in itertools.permutations(range(k)):
-        term = 1
-        for i in range(k):
-            term = term * m[i][p[i]]
-        total = total + term
-    return total
+    if k == 1:
+        return m[0][0]
+    if k == 2:
+        return m[0][0] * m[1][1] + m[0][1] * m[1][0]
+    if k == 3:
+        return (m[0][0] * (m[1][1] * m[2][2] + m[1][2] * m[2][1])
+                + m[0][1] * (m[1][0] * m[2][2] + m[1][2] * m[2][0])
+                + m[0][2] * (m[1][0] * m[2][1] + m[1][1] * m[2][0]))
+    return sum(m[0][j] * _permanent([row[:j] + row[j + 1:] for row in m[1:]]) for j in range(k))
 
 
-def _intensity_moment(labels, corr, beta):
-    """``E[Π λ(t_i)] / m^k`` for a list of time labels (repeats allowed)."""
+def _intensity_moment(labels, corr, beta, memo):
+    """``E[Π λ(t_i)] / m^k`` for a list of time labels (repeats allowed), ``corr[i][j]`` the
+    field correlation between labels; ``memo`` keeps the values for this ``corr`` by the labels
+    in order (the moment does not depend on it)."""
+    key = tuple(sorted(labels))
+    if key in memo:
+        return memo[key]
     b = math.sqrt(beta)
     a = 1.0 - b
     k = len(labels)
     total = 0
     for r in range(k + 1):
-        for sub in itertools.combinations(labels, r):
-            speckle = _permanent([[corr(i, j) for j in sub] for i in sub]) if r else 1.0
+        for sub in itertools.combinations(key, r):
+            speckle = _permanent([[corr[i][j] for j in sub] for i in sub]) if r else 1.0
             total = total + a ** (k - r) * b ** r * speckle
+    memo[key] = total
     return total
 
 
-def _count_moment(labels, corr, m, beta):
-    """``E[Π c(t_i)]`` for Poisson counts; equal labels are the same frame."""
+def _count_moment(labels, corr, m, beta, memo):
+    """``E[Π c(t_i)]`` for Poisson counts; equal labels are the same frame (``memo``: as for
+    :func:`_intensity_moment`)."""
     options = [[[t]] if n == 1 else [[t, t], [t]] for t, n in Counter(labels).items()]
     total = 0
     for choice in itertools.product(*options):
         times = [t for part in choice for t in part]
-        total = total + m ** len(times) * _intensity_moment(times, corr, beta)
+        total = total + m ** len(times) * _intensity_moment(times, corr, beta, memo)
     return total
 
 
@@ -78,24 +89,26 @@ def _autocovariance(m, beta, tau_frames):
     k = (1 + beta * r * r) * m
     terms = [((0, 1), 1.0), ((0,), -k), ((1,), -k)]
 
-    def covariance(shift, corr):
-        second = sum(wa * wb * _count_moment(list(ta) + [shift(t) for t in tb], corr, m, beta)
+    def covariance(shift, corr, memo):
+        second = sum(wa * wb * _count_moment(list(ta) + [shift(t) for t in tb], corr, m, beta,
+                                             memo)
                      for ta, wa in terms for tb, wb in terms)
         return second - mean ** 2
 
-    def frames(i, j):
-        return math.exp(-abs(i - j) / tau_frames)
+    # the correlations between labels, as matrices: frames 0 .. 3 in a row ...
+    frames = [[math.exp(-abs(i - j) / tau_frames) for j in range(4)] for i in range(4)]
 
     def generic(u):
-        # frames 0, 1 and d, d + 1 (labels 2, 3): correlations 1, r, u, u r, u / r
+        # ... and frames 0, 1 and d, d + 1 (labels 2, 3): correlations 1, r, u, u r, u / r
         cross = {(0, 2): u, (0, 3): u * r, (1, 2): u / r, (1, 3): u}
-        return lambda i, j: ((1.0, r)[abs(i - j)] if (i < 2) == (j < 2)
-                             else cross[(min(i, j), max(i, j))])
+        return [[(1.0, r)[abs(i - j)] if (i < 2) == (j < 2) else cross[(min(i, j), max(i, j))]
+                 for j in range(4)] for i in range(4)]
 
-    mean = _count_moment([0, 1], frames, m, beta) - 2 * k * m
-    g0 = covariance(lambda t: t, frames)
-    g1 = covariance(lambda t: t + 1, frames)
-    at_one, at_half = (covariance(lambda t: t + 2, generic(u)) for u in (1.0, 0.5))
+    in_a_row = {}  # the moments for ``frames``, shared
+    mean = _count_moment([0, 1], frames, m, beta, in_a_row) - 2 * k * m
+    g0 = covariance(lambda t: t, frames, in_a_row)
+    g1 = covariance(lambda t: t + 1, frames, in_a_row)
+    at_one, at_half = (covariance(lambda t: t + 2, generic(u), {}) for u in (1.0, 0.5))
     # at_one = a2 + a4, at_half = a2 / 4 + a4 / 16
     a4 = (at_one - 4 * at_half) / (1 - 4 / 16)
     return g0, g1, at_one - a4, a4
