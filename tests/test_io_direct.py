@@ -239,3 +239,17 @@ def test_frame_rows_hand_out_runs_copies_and_pixels():
         FrameRows(buffer, [41], (2, 3))
     with pytest.raises(TypeError):
         rows[::2]
+
+
+def test_where_the_system_refuses_mappings_the_frames_are_read(tmp_path, monkeypatch):
+    import speckle.io.direct_hdf5 as direct
+
+    def refused(*args, **kwargs):
+        raise OSError(19, "No such device")  # as a file system without mmap answers
+
+    monkeypatch.setattr(direct, "Pages", refused)
+    with open_hdf5(write(tmp_path / "f.h5", MANY, chunks=(1, 16, 16))) as ds:
+        assert ds._direct.maps
+        got = list(ds.iter_chunks(40, prefetch=True, reuse=True, rows=True))
+        assert not ds._direct.maps and ds.reads_in_place  # read from then on
+        np.testing.assert_array_equal(np.concatenate([np.asarray(c) for _, c in got]), MANY)
