@@ -256,3 +256,24 @@ def test_where_the_system_refuses_mappings_the_frames_are_read(tmp_path, monkeyp
             seen += len(chunk)
         assert seen == len(MANY)
         assert not ds._direct.maps and ds.reads_in_place  # read from then on
+
+
+def test_frames_out_of_order_or_far_apart_in_the_file_are_read_not_mapped(tmp_path):
+    reverse = tmp_path / "reverse.h5"
+    with h5py.File(reverse, "w") as f:  # chunks written last frame first
+        d = f.create_dataset("/entry/data/data", MANY.shape, MANY.dtype, chunks=(1, 16, 16))
+        for i in reversed(range(len(MANY))):
+            d[i] = MANY[i]
+    big = np.tile(MANY, (1, 4, 4))  # 8 KiB frames: more between them than a mapping spares
+    apart = tmp_path / "apart.h5"
+    with h5py.File(apart, "w") as f:  # another dataset's chunks between the frames'
+        d = f.create_dataset("/entry/data/data", big.shape, big.dtype, chunks=(1, 64, 64))
+        e = f.create_dataset("/entry/other", big.shape, big.dtype, chunks=(1, 64, 64))
+        for i in range(len(big)):
+            d[i], e[i] = big[i], big[i]
+    for path, frames in ((reverse, MANY), (apart, big)):
+        with open_hdf5(path) as ds:
+            assert ds._direct is not None and not ds._direct.maps and ds.reads_in_place
+            for first, chunk in ds.iter_chunks(64, prefetch=True, reuse=True, rows=True):
+                assert isinstance(chunk, np.ndarray)
+                np.testing.assert_array_equal(chunk, frames[first:first + len(chunk)])
