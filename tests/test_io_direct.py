@@ -9,6 +9,7 @@ import pytest
 
 from speckle.errors import InvalidInputError
 from speckle.io.dataset import ArrayDataset
+from speckle.io.direct_hdf5 import DirectFrames
 from speckle.io.frame_rows import FrameRows
 from speckle.io.read_hdf5 import open_hdf5
 from speckle.xpcs.multitau import multitau_g2
@@ -264,16 +265,22 @@ def test_frames_out_of_order_or_far_apart_in_the_file_are_read_not_mapped(tmp_pa
         d = f.create_dataset("/entry/data/data", MANY.shape, MANY.dtype, chunks=(1, 16, 16))
         for i in reversed(range(len(MANY))):
             d[i] = MANY[i]
-    big = np.tile(MANY, (1, 4, 4))  # 8 KiB frames: more between them than a mapping spares
-    apart = tmp_path / "apart.h5"
-    with h5py.File(apart, "w") as f:  # another dataset's chunks between the frames'
-        d = f.create_dataset("/entry/data/data", big.shape, big.dtype, chunks=(1, 64, 64))
-        e = f.create_dataset("/entry/other", big.shape, big.dtype, chunks=(1, 64, 64))
-        for i in range(len(big)):
-            d[i], e[i] = big[i], big[i]
-    for path, frames in ((reverse, MANY), (apart, big)):
-        with open_hdf5(path) as ds:
-            assert ds._direct is not None and not ds._direct.maps and ds.reads_in_place
-            for first, chunk in ds.iter_chunks(64, prefetch=True, reuse=True, rows=True):
-                assert isinstance(chunk, np.ndarray)
-                np.testing.assert_array_equal(chunk, frames[first:first + len(chunk)])
+    with open_hdf5(reverse) as ds:
+        assert ds._direct is not None and not ds._direct.maps and ds.reads_in_place
+        for first, chunk in ds.iter_chunks(64, prefetch=True, reuse=True, rows=True):
+            assert isinstance(chunk, np.ndarray)
+            np.testing.assert_array_equal(chunk, MANY[first:first + len(chunk)])
+    # frames 10 kB apart, 3 MB in all (another dataset between them: more than a mapping
+    # may span)
+    raw = tmp_path / "apart.bin"
+    frame_bytes = MANY[0].nbytes
+    offsets = np.arange(len(MANY), dtype=np.int64) * (frame_bytes + 10_000)
+    with open(raw, "wb") as f:
+        for frame, at in zip(MANY, offsets):
+            f.seek(int(at))
+            f.write(frame.tobytes())
+    apart = DirectFrames(raw, "apart", MANY.shape, MANY.dtype, 1, offsets,
+                         np.full(len(MANY), frame_bytes, np.int64))
+    assert not apart.maps
+    np.testing.assert_array_equal(apart.read(5, 200), MANY[5:200])
+    apart.close()
