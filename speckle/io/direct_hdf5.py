@@ -8,10 +8,11 @@ big-endian data, virtual or external data) is read through h5py as before; bitsh
 stays with HDF5's own decoder, which is about twice as fast as a compiled one here. What
 HDF5Dataset validates at open is validated either way.
 
-Where the frames lie one after another in the file (contiguous storage, or chunks written in
-order), a stream of chunks maps them instead (:meth:`DirectFrames.map`): the pages the system
-already holds become the chunk, read only, without a copy (13-16 ms per 375 MB here, where
-``preadv`` copies them in 63 ms into reused buffers and 106 ms into new ones).
+Where the frames lie in order in the file with little between them (contiguous storage, or
+chunks written in order with nodes of HDF5's chunk index among them), a stream of chunks maps
+them instead (:meth:`DirectFrames.map`): the pages the system already holds become the chunk,
+read only, without a copy (13-16 ms per 375 MB here, where ``preadv`` copies them in 63 ms
+into reused buffers and 106 ms into new ones).
 """
 
 from __future__ import annotations
