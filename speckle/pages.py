@@ -13,7 +13,9 @@ import ctypes
 import mmap
 import os
 
-__all__ = ["Pages"]
+import numpy as np
+
+__all__ = ["Pages", "map_file_range"]
 
 
 def _libc():
@@ -84,3 +86,16 @@ class Pages:
         address, self.address = self.address, None
         if address is not None and _munmap is not None:
             _munmap(address, self.length)
+
+
+def map_file_range(fd: int, begin: int, end: int) -> np.ndarray:
+    """Bytes ``begin:end`` of an open file as a read-only uint8 array over its pages, all mapped
+    at once (the mapping starts at the page boundary below ``begin``).
+
+    Raises
+    ------
+    OSError
+        When the system refuses the mapping.
+    """
+    base = begin - begin % mmap.ALLOCATIONGRANULARITY
+    return np.asarray(Pages(end - base, fd=fd, offset=base))[begin - base:end - base]

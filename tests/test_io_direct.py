@@ -248,7 +248,7 @@ def test_where_the_system_refuses_mappings_the_frames_are_read(tmp_path, monkeyp
     def refused(*args, **kwargs):
         raise OSError(19, "No such device")  # as a file system without mmap answers
 
-    monkeypatch.setattr(direct, "Pages", refused)
+    monkeypatch.setattr(direct, "map_file_range", refused)
     with open_hdf5(write(tmp_path / "f.h5", MANY, chunks=(1, 16, 16))) as ds:
         assert ds._direct.maps
         seen = 0

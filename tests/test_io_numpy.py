@@ -114,3 +114,46 @@ def test_overrides_apply_to_npz(tmp_path):
         assert ds.metadata.pixel_size == (108e-6, 108e-6)
         assert ds.metadata.beam_center == (143.0, 123.0)
         assert ds.metadata.extra["member"] == "frames.npy"
+
+
+STACK = np.random.default_rng(3).poisson(2.0, (90, 12, 14)).astype(np.uint16)
+
+
+@pytest.mark.parametrize("stored", ["npy", "npz-stored"])
+def test_streams_map_npy_frames_where_they_lie(tmp_path, stored):
+    if stored == "npy":
+        path = tmp_path / "f.npy"
+        np.save(path, STACK)
+    else:
+        path = tmp_path / "f.npz"
+        np.savez(path, frames=STACK)
+    with open_dataset(path) as ds:
+        assert isinstance(ds, NpyDataset)
+        for first, chunk in ds.iter_chunks(16, prefetch=True, reuse=True, ramp=True):
+            np.testing.assert_array_equal(chunk, STACK[first:first + len(chunk)])
+            assert not chunk.flags.writeable and not chunk.flags.owndata  # the file's pages
+        frame = ds.frame(5)  # random access still copies: it may outlive the file
+        assert frame.flags.owndata or frame.base.flags.owndata
+
+
+@pytest.mark.parametrize("array", [np.asfortranarray(STACK), STACK.astype(">u2")],
+                         ids=["fortran", "big-endian"])
+def test_npy_not_stored_as_frames_in_native_order_is_read(tmp_path, array):
+    path = tmp_path / "f.npy"
+    np.save(path, array)
+    with open_dataset(path) as ds:
+        assert ds._map(0, 10) is None
+        for first, chunk in ds.iter_chunks(16, prefetch=True, reuse=True):
+            np.testing.assert_array_equal(chunk, STACK[first:first + len(chunk)])
+
+
+def test_npy_cut_short_after_it_was_opened_is_refused_when_mapped(tmp_path):
+    path = tmp_path / "f.npy"
+    np.save(path, STACK)
+    with open_dataset(path) as ds:
+        with open(path, "r+b") as f:
+            f.truncate(path.stat().st_size // 2)
+        with pytest.raises(InvalidInputError, match="damaged or truncated") as err:
+            for _ in ds.iter_chunks(40, prefetch=True, reuse=True):
+                pass
+        assert "\n" not in str(err.value)

@@ -17,14 +17,13 @@ into reused buffers and 106 ms into new ones).
 
 from __future__ import annotations
 
-import mmap
 import os
 
 import h5py
 import numpy as np
 
 from ..pages import AVAILABLE as PAGES_AVAILABLE
-from ..pages import Pages
+from ..pages import map_file_range
 from .frame_rows import FrameRows
 from .limits import damaged
 
@@ -155,14 +154,12 @@ class DirectFrames:
         begin, end = int(where[0]), int(where[-1]) + self.frame_bytes
         if end > os.fstat(self._fd).st_size:
             raise damaged(self.source, "the frames end past the end of the file", "HDF5 file")
-        base = begin - begin % mmap.ALLOCATIONGRANULARITY
         try:
-            pages = np.asarray(Pages(end - base, fd=self._fd, offset=base))
+            values = map_file_range(self._fd, begin, end).view(self.dtype)
         except OSError:
             self.maps = False  # (a file system without mappings): read from now on
             return None
         size = self.dtype.itemsize
-        values = pages[begin - base:end - base].view(self.dtype)
         starts = (where - begin) // size
         if np.all(np.diff(starts) == self.frame_bytes // size):
             return values.reshape(stop - start, *self.shape[1:])

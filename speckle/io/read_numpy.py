@@ -14,6 +14,7 @@ members needs ``dataset=`` to name one.
 
 from __future__ import annotations
 
+import os
 import struct
 import threading
 import tokenize
@@ -23,6 +24,8 @@ import zlib
 import numpy as np
 
 from ..errors import InvalidInputError, UnsafeFileError, UnsupportedFormatError
+from ..pages import AVAILABLE as PAGES_AVAILABLE
+from ..pages import map_file_range
 from .dataset import Dataset, Metadata
 from .limits import (DEFAULT_MAX_DECOMPRESSED_BYTES, MAX_COMPRESSION_RATIO, check_declared_size,
                      check_max_bytes, damaged, file_size, frame_dtype, frame_layout, human_bytes,
@@ -137,6 +140,33 @@ class NpyDataset(Dataset):
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         return self._layout.read(self._array, start, stop, self.dtype, copy=True)
+
+    def _map(self, start: int, stop: int) -> np.ndarray | None:
+        """Frames ``start:stop`` over the file's pages, read only, all mapped at once, where
+        they lie in C order in their own (native, aligned) type; None otherwise (see
+        :meth:`speckle.io.direct_hdf5.DirectFrames.map`, which this mirrors)."""
+        stored = self._array
+        if (not PAGES_AVAILABLE or not isinstance(stored, np.memmap) or stored.filename is None
+                or stored.dtype != self.dtype or not stored.flags.c_contiguous
+                or stored.offset % self.dtype.itemsize):
+            return None
+        frame_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        begin = int(stored.offset) + start * frame_bytes
+        end = begin + (stop - start) * frame_bytes
+        try:
+            fd = os.open(stored.filename, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            if end > os.fstat(fd).st_size:
+                raise damaged(self.source, "the frames end past the end of the file",
+                              f"{self.format} file")
+            values = map_file_range(fd, begin, end)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return values.view(self.dtype).reshape(stop - start, *self.shape[1:])
 
     def close(self) -> None:
         """Drop the memory map (it closes once no frame view refers to it)."""
